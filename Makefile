@@ -1,0 +1,45 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both install what they need.
+SHELL := /bin/bash
+CARGO ?= cargo
+FIXTURES ?= $(abspath ../shared/fixtures)
+export GTO_FIXTURES_DIR ?= $(FIXTURES)
+
+.PHONY: all deps build test lint fmt crds demo up clean
+
+all: build
+
+## deps: install the Debian tools the test world drives (git, docker-registry, skopeo, kubectl).
+deps:
+	@bash hack/install-deps.sh
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## test: every test in the workspace, against the built-in test world.
+test: deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+## lint: formatting and clippy, warnings are errors.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## crds: regenerate crds/*.yaml from the Rust types.
+crds:
+	$(CARGO) run --quiet --bin gitlab-token-operator -- crds --split crds
+
+## demo: the guided sandbox: test world + the real operator, live view, summary.
+demo: deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) run --quiet -p testbed -- sandbox
+
+## up: start the test world in the foreground (state in .state/).
+up: deps
+	$(CARGO) run --quiet -p testbed -- up --state-dir .state
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,151 @@
+//! `GitLabConnection` (cluster-scoped): one GitLab instance and the operator's own credential.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, Days};
+
+/// How the operator reaches one GitLab instance and which credential it uses there.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "gitlabtokens.io",
+    version = "v1alpha1",
+    kind = "GitLabConnection",
+    status = "GitLabConnectionStatus",
+    shortname = "glconn",
+    category = "gitlabtokens",
+    doc = "A GitLab instance and the operator's own GitLab credential for it.",
+    printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "User", type_ = "string", json_path = ".status.user.username"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.tokenExpiresAt"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitLabConnectionSpec {
+    /// Base URL of GitLab, e.g. `https://gitlab.example.com` (a relative URL root is allowed).
+    #[schemars(regex(pattern = r"^https?://[^\s/?#@]+(/[^\s?#@]*)?$"))]
+    pub url: String,
+    /// Container registry host with optional port, without scheme, e.g. `registry.example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"))]
+    pub registry_host: Option<String>,
+    /// PEM bundle of CAs to trust for GitLab's TLS certificate, in addition to none other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<String>,
+    /// The operator's own GitLab token.
+    pub credentials: ConnectionCredentials,
+    /// Client-side rate limit for calls to this GitLab.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// Prefix of every token name the operator creates (`<prefix>-<cluster>-<uid>`).
+    #[serde(default = "default_token_name_prefix")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,18}[a-z0-9])?$"))]
+    pub token_name_prefix: String,
+    /// Marker of this cluster in token names; defaults to the operator's `--cluster-name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"))]
+    pub cluster_name: Option<String>,
+}
+
+fn default_token_name_prefix() -> String {
+    "gto".to_string()
+}
+
+/// Where the operator's own token lives and whether it rotates itself.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionCredentials {
+    /// Secret holding the token; it must live in the operator's namespace.
+    pub secret_ref: SecretKeyReference,
+    /// Rotate the operator's own token before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_rotation: Option<SelfRotation>,
+}
+
+/// A key in a Secret in a named namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyReference {
+    /// Namespace of the Secret (the operator's namespace).
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key in the Secret's data.
+    #[serde(default = "default_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_key() -> String {
+    "token".to_string()
+}
+
+/// Self-rotation of the operator's own token (DESIGN §6.8).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfRotation {
+    /// Turn self-rotation on.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Lifetime of each new token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Days>,
+    /// Rotate this long before expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before: Option<Days>,
+}
+
+/// A token bucket: sustained requests per second and the burst above it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Sustained rate.
+    #[schemars(range(min = 1, max = 10000))]
+    pub requests_per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    #[schemars(range(min = 1, max = 10000))]
+    pub burst: u32,
+}
+
+/// What the operator knows about the connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitLabConnectionStatus {
+    /// `Ready` and its reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The GitLab user the operator acts as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<GitLabUserRef>,
+    /// Scopes of the operator's token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// Expiry date of the operator's token (it dies at 00:00 UTC that day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<NaiveDate>,
+    /// GitLab's version string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_version: Option<String>,
+    /// When the operator's own token was last rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_time: Option<DateTime<Utc>>,
+}
+
+/// A GitLab user by id and name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitLabUserRef {
+    /// Numeric user id.
+    pub id: u64,
+    /// Username.
+    pub username: String,
+}

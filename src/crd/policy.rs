@@ -1,0 +1,138 @@
+//! `GitLabTokenPolicy` (cluster-scoped): which namespaces may get which tokens (DESIGN §5).
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{AccessLevel, Condition, ConsumerKind, Days, Scope, ShortDuration};
+
+/// An admin's rule: namespaces it selects may get tokens for matching projects within bounds.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "gitlabtokens.io",
+    version = "v1alpha1",
+    kind = "GitLabTokenPolicy",
+    status = "GitLabTokenPolicyStatus",
+    shortname = "gltp",
+    category = "gitlabtokens",
+    doc = "Which namespaces may get which GitLab tokens, with bounds on scopes, role and lifetime.",
+    printcolumn(name = "Connection", type_ = "string", json_path = ".spec.connectionRef.name"),
+    printcolumn(name = "Max Level", type_ = "string", json_path = ".spec.maxAccessLevel"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GitLabTokenPolicySpec {
+    /// The connection this policy governs; absent means every connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_ref: Option<super::ObjectName>,
+    /// Namespaces the policy applies to.
+    pub namespace_selector: NamespaceSelector,
+    /// Globs over canonical project paths (`acme/platform/**`, `acme/team-a/*`).
+    #[schemars(length(min = 1))]
+    pub projects: Vec<String>,
+    /// Consumer kinds allowed; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerKind>,
+    /// Scopes allowed; empty means the read-only ones (`read_repository`, `read_registry`, `read_api`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<Scope>,
+    /// Highest role a token may get.
+    #[serde(default = "default_max_access_level")]
+    pub max_access_level: AccessLevel,
+    /// Token lifetime bounds.
+    #[serde(default)]
+    pub lifetime: LifetimeBounds,
+    /// How early to renew.
+    #[serde(default)]
+    pub renew_before: RenewBeforeBounds,
+    /// How tokens are replaced.
+    #[serde(default)]
+    pub rotation_strategy: RotationStrategy,
+    /// How long an `Overlap` rotation keeps the old token when consumers do not report Ready.
+    #[serde(default = "default_overlap_grace")]
+    pub overlap_grace: ShortDuration,
+}
+
+fn default_max_access_level() -> AccessLevel {
+    AccessLevel::Reporter
+}
+
+fn default_overlap_grace() -> ShortDuration {
+    ShortDuration::from_secs(600)
+}
+
+/// Namespaces by name globs and labels; both parts must match when both are given.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceSelector {
+    /// Namespace name globs (`team-*`); empty matches every name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_names: Vec<String>,
+    /// Labels the namespace must carry; empty matches every namespace.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+/// Lifetime default and maximum, in whole days.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifetimeBounds {
+    /// Lifetime when the request names none (default 30d).
+    #[serde(default = "default_lifetime")]
+    pub default: Days,
+    /// Longest lifetime allowed (default 90d).
+    #[serde(default = "default_max_lifetime")]
+    pub max: Days,
+}
+
+impl Default for LifetimeBounds {
+    fn default() -> Self {
+        Self { default: default_lifetime(), max: default_max_lifetime() }
+    }
+}
+
+fn default_lifetime() -> Days {
+    Days::new(30).expect("30 is within bounds")
+}
+
+fn default_max_lifetime() -> Days {
+    Days::new(90).expect("90 is within bounds")
+}
+
+/// Renew-before default and minimum; absent default means one third of the lifetime.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewBeforeBounds {
+    /// Renew this long before expiry when the request names nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Days>,
+    /// Requests may not renew later than this before expiry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<Days>,
+}
+
+/// How a token is replaced before it expires (DESIGN §6.3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RotationStrategy {
+    /// New token first, consumers nudged, old token revoked once they are Ready (new bot user).
+    #[default]
+    Overlap,
+    /// GitLab's rotate endpoint: same bot user, old token dies at once.
+    InPlace,
+}
+
+/// What the operator found when reading the policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitLabTokenPolicyStatus {
+    /// `Ready=False` when a glob or bound is unusable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

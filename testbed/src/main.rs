@@ -1,0 +1,5 @@
+//! `testbed` binary: starts the test world.
+
+fn main() {
+    println!("testbed");
+}
