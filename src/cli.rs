@@ -50,7 +50,10 @@ fn print_crds(split: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> 
             std::fs::create_dir_all(&dir)?;
             for c in &crds {
                 let name = c.metadata.name.as_deref().unwrap_or("unnamed");
-                std::fs::write(dir.join(format!("{name}.yaml")), crd::crds_to_yaml(std::slice::from_ref(c))?)?;
+                std::fs::write(
+                    dir.join(format!("{name}.yaml")),
+                    crd::crds_to_yaml(std::slice::from_ref(c))?,
+                )?;
             }
         }
     }

@@ -3,3 +3,6 @@
 
 pub mod cli;
 pub mod crd;
+pub mod http;
+pub mod metrics;
+pub mod telemetry;

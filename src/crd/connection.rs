@@ -18,7 +18,11 @@ use super::{Condition, Days};
     category = "gitlabtokens",
     doc = "A GitLab instance and the operator's own GitLab credential for it.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "User", type_ = "string", json_path = ".status.user.username"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.tokenExpiresAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")

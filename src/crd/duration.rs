@@ -50,11 +50,16 @@ impl FromStr for Days {
     type Err = DurationParseError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let digits = s.trim().strip_suffix('d').ok_or_else(|| DurationParseError::NotDays(s.into()))?;
+        let digits = s
+            .trim()
+            .strip_suffix('d')
+            .ok_or_else(|| DurationParseError::NotDays(s.into()))?;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(DurationParseError::NotDays(s.into()));
         }
-        let n: u32 = digits.parse().map_err(|_| DurationParseError::OutOfRange(s.into()))?;
+        let n: u32 = digits
+            .parse()
+            .map_err(|_| DurationParseError::OutOfRange(s.into()))?;
         Days::new(n).ok_or_else(|| DurationParseError::OutOfRange(s.into()))
     }
 }
@@ -127,14 +132,18 @@ impl FromStr for ShortDuration {
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
         }
-        let n: u64 = digits.parse().map_err(|_| DurationParseError::OutOfRange(s.into()))?;
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| DurationParseError::OutOfRange(s.into()))?;
         let factor = match unit {
             "s" => 1,
             "m" => 60,
             "h" => 3600,
             _ => return Err(bad()),
         };
-        n.checked_mul(factor).map(Self).ok_or_else(|| DurationParseError::OutOfRange(s.into()))
+        n.checked_mul(factor)
+            .map(Self)
+            .ok_or_else(|| DurationParseError::OutOfRange(s.into()))
     }
 }
 
@@ -188,7 +197,11 @@ mod tests {
             ("99999999999d", None),
         ];
         for (input, want) in cases {
-            assert_eq!(input.parse::<Days>().ok().map(Days::get), *want, "input {input:?}");
+            assert_eq!(
+                input.parse::<Days>().ok().map(Days::get),
+                *want,
+                "input {input:?}"
+            );
         }
     }
 

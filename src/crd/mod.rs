@@ -19,13 +19,13 @@ pub use policy::{
     RenewBeforeBounds, RotationStrategy,
 };
 pub use token::{
-    ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken, GitLabTokenSpec, GitLabTokenStatus, HistoryEntry, ObjectName,
-    PendingIssue, PendingOperation, PreviousToken, ProjectRef, ResolvedProject, SecretTarget,
+    ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken, GitLabTokenSpec, GitLabTokenStatus, HistoryEntry,
+    ObjectName, PendingIssue, PendingOperation, PreviousToken, ProjectRef, ResolvedProject, SecretTarget,
 };
 pub use values::{AccessLevel, ConsumerKind, Scope, SecretFormat};
 
-use kube::CustomResourceExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::CustomResourceExt;
 
 /// The API group of every kind this operator serves.
 pub const API_GROUP: &str = "gitlabtokens.io";
@@ -38,7 +38,11 @@ pub const FIELD_MANAGER: &str = "gitlab-token-operator";
 
 /// Every CRD of the operator, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    vec![GitLabConnection::crd(), GitLabTokenPolicy::crd(), GitLabToken::crd()]
+    vec![
+        GitLabConnection::crd(),
+        GitLabTokenPolicy::crd(),
+        GitLabToken::crd(),
+    ]
 }
 
 /// Renders CRDs as a multi-document YAML stream, the form `kubectl apply -f` and Helm read.

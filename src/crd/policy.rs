@@ -20,7 +20,11 @@ use super::{AccessLevel, Condition, ConsumerKind, Days, Scope, ShortDuration};
     doc = "Which namespaces may get which GitLab tokens, with bounds on scopes, role and lifetime.",
     printcolumn(name = "Connection", type_ = "string", json_path = ".spec.connectionRef.name"),
     printcolumn(name = "Max Level", type_ = "string", json_path = ".spec.maxAccessLevel"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]
@@ -90,7 +94,10 @@ pub struct LifetimeBounds {
 
 impl Default for LifetimeBounds {
     fn default() -> Self {
-        Self { default: default_lifetime(), max: default_max_lifetime() }
+        Self {
+            default: default_lifetime(),
+            max: default_max_lifetime(),
+        }
     }
 }
 

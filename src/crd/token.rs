@@ -18,8 +18,17 @@ use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
     shortname = "gltoken",
     category = "gitlabtokens",
     doc = "A GitLab project access token kept alive in a Secret: issued, renewed and revoked by the operator.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", priority = 1, json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "Project", type_ = "string", json_path = ".status.project.path"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.current.expiresAt"),
     printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),

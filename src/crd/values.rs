@@ -24,8 +24,13 @@ pub enum AccessLevel {
 
 impl AccessLevel {
     /// Every level, least privileged first.
-    pub const ALL: [AccessLevel; 5] =
-        [Self::Guest, Self::Planner, Self::Reporter, Self::Developer, Self::Maintainer];
+    pub const ALL: [AccessLevel; 5] = [
+        Self::Guest,
+        Self::Planner,
+        Self::Reporter,
+        Self::Developer,
+        Self::Maintainer,
+    ];
 
     /// GitLab's numeric `access_level`.
     pub fn gitlab_value(self) -> u32 {
@@ -143,8 +148,13 @@ pub enum ConsumerKind {
 
 impl ConsumerKind {
     /// Every kind.
-    pub const ALL: [ConsumerKind; 5] =
-        [Self::GitRepository, Self::OciRepository, Self::HelmRepository, Self::ImageRepository, Self::Provider];
+    pub const ALL: [ConsumerKind; 5] = [
+        Self::GitRepository,
+        Self::OciRepository,
+        Self::HelmRepository,
+        Self::ImageRepository,
+        Self::Provider,
+    ];
 
     /// The Kubernetes kind name.
     pub fn as_str(self) -> &'static str {
@@ -176,7 +186,10 @@ impl fmt::Display for ConsumerKind {
 impl FromStr for ConsumerKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s.trim()).ok_or_else(|| format!("{s:?} is not a Flux consumer kind"))
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| format!("{s:?} is not a Flux consumer kind"))
     }
 }
 
