@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{Condition, Days};
 
 /// How the operator reaches one GitLab instance and which credential it uses there.
+// kube's `printcolumn(...)` repeats `type_ = "string"` by design; the lint mistakes it for a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "gitlabtokens.io",

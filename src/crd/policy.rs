@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::{AccessLevel, Condition, ConsumerKind, Days, Scope, ShortDuration};
 
 /// An admin's rule: namespaces it selects may get tokens for matching projects within bounds.
+// kube's `printcolumn(...)` repeats `type_ = "string"` by design; the lint mistakes it for a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "gitlabtokens.io",

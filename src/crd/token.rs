@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
 
 /// A project access token the operator keeps alive in a Secret.
+// kube's `printcolumn(...)` repeats `type_ = "string"` by design; the lint mistakes it for a duplicate.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "gitlabtokens.io",
