@@ -1,0 +1,3 @@
+//! Controllers: one module per concern.
+
+pub mod token;

@@ -1,0 +1,3 @@
+//! The `GitLabToken` controller: issue, renew, rotate and revoke (DESIGN §6).
+
+pub mod decide;
