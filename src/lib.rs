@@ -2,6 +2,7 @@
 //! under policies set by cluster and GitLab admins (see the README and DESIGN contract).
 
 pub mod cli;
+pub mod clock;
 pub mod controller;
 pub mod crd;
 pub mod http;

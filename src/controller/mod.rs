@@ -1,3 +1,4 @@
 //! Controllers: one module per concern.
 
+pub mod consumers;
 pub mod token;
