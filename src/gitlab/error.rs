@@ -1,0 +1,522 @@
+//! `GitLabError`: every way a GitLab call can fail, mapped from GitLab's documented error
+//! families (gitlab-api.md §1.3) so callers can tell an unknown token from an expired or revoked
+//! one, a permission refusal from a missing project, and a transient failure from a final one.
+//!
+//! Messages keep GitLab's own text (it tells users what to fix) but are capped in length, and
+//! never include the operator's token, request headers or URLs.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// Longest GitLab message text kept in an error, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+/// A failed GitLab call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitLabError {
+    /// 401 in GitLab's message form: the token is unknown, or lacks permission on a token endpoint.
+    #[error("GitLab rejected the credential (401): {message}")]
+    Unauthorized {
+        /// GitLab's message.
+        message: String,
+    },
+    /// 401 `invalid_token`: the authenticating token has expired.
+    #[error("GitLab says the token has expired (401): {message}")]
+    TokenExpired {
+        /// GitLab's `error_description`.
+        message: String,
+    },
+    /// 401 `invalid_token`: the authenticating token was revoked.
+    #[error("GitLab says the token was revoked (401): {message}")]
+    TokenRevoked {
+        /// GitLab's `error_description`.
+        message: String,
+    },
+    /// 403 `insufficient_scope`: the token lacks a scope the endpoint needs.
+    #[error("the token lacks a scope this GitLab endpoint requires (403); needs one of: {required}")]
+    InsufficientScope {
+        /// Scopes GitLab named as acceptable, space-separated.
+        required: String,
+    },
+    /// 403 in message form: the caller may not do this.
+    #[error("GitLab refused the request (403): {message}")]
+    Forbidden {
+        /// GitLab's message.
+        message: String,
+    },
+    /// 400: validation or service failure; permission failures on create arrive this way.
+    #[error("GitLab rejected the request (400): {message}")]
+    BadRequest {
+        /// GitLab's message (message, validation map or parameter error, flattened).
+        message: String,
+    },
+    /// 404: the project, token or membership does not exist or is invisible to the caller.
+    #[error("GitLab found nothing there (404): {message}")]
+    NotFound {
+        /// GitLab's message.
+        message: String,
+    },
+    /// 429: throttled; `retry_after` is GitLab's `Retry-After`, when it sent one.
+    #[error("GitLab is rate limiting the operator (429){}", retry_after_text(.retry_after))]
+    RateLimited {
+        /// How long GitLab asked to wait.
+        retry_after: Option<Duration>,
+    },
+    /// 5xx: GitLab or a proxy in front of it failed.
+    #[error("GitLab answered with server error {status}: {message}")]
+    Server {
+        /// The HTTP status.
+        status: u16,
+        /// Body text, capped.
+        message: String,
+    },
+    /// Any other unexpected status (405, 409, a refused redirect, ...).
+    #[error("GitLab answered with unexpected status {status}: {message}")]
+    UnexpectedStatus {
+        /// The HTTP status.
+        status: u16,
+        /// Body text, capped.
+        message: String,
+    },
+    /// The request or the response body did not complete in time.
+    #[error("the request to GitLab timed out")]
+    Timeout,
+    /// Connecting, TLS or the HTTP exchange failed.
+    #[error("could not reach GitLab: {message}")]
+    Transport {
+        /// What failed (no URL, no headers).
+        message: String,
+    },
+    /// GitLab answered 2xx with a body the operator cannot read, or pagination ran away.
+    #[error("GitLab sent a response the operator cannot read: {message}")]
+    InvalidResponse {
+        /// What was wrong (quoted values removed).
+        message: String,
+    },
+    /// A caller passed an argument no GitLab request can be made from (e.g. an empty project).
+    #[error("invalid GitLab request: {message}")]
+    InvalidInput {
+        /// What is wrong.
+        message: String,
+    },
+    /// The client could not be built from its configuration (URL, CA bundle, token format).
+    #[error("invalid GitLab client configuration: {message}")]
+    InvalidConfig {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn retry_after_text(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(d) => format!("; retry after {} s", d.as_secs()),
+        None => String::new(),
+    }
+}
+
+impl GitLabError {
+    /// A static PascalCase name of the failure, for conditions, events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Unauthorized { .. } => "Unauthorized",
+            Self::TokenExpired { .. } => "TokenExpired",
+            Self::TokenRevoked { .. } => "TokenRevoked",
+            Self::InsufficientScope { .. } => "InsufficientScope",
+            Self::Forbidden { .. } => "Forbidden",
+            Self::BadRequest { .. } => "BadRequest",
+            Self::NotFound { .. } => "NotFound",
+            Self::RateLimited { .. } => "RateLimited",
+            Self::Server { .. } => "ServerError",
+            Self::UnexpectedStatus { .. } => "UnexpectedStatus",
+            Self::Timeout => "Timeout",
+            Self::Transport { .. } => "TransportError",
+            Self::InvalidResponse { .. } => "InvalidResponse",
+            Self::InvalidInput { .. } => "InvalidInput",
+            Self::InvalidConfig { .. } => "InvalidConfig",
+        }
+    }
+
+    /// The HTTP status GitLab answered with, if it answered at all.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Unauthorized { .. } | Self::TokenExpired { .. } | Self::TokenRevoked { .. } => Some(401),
+            Self::InsufficientScope { .. } | Self::Forbidden { .. } => Some(403),
+            Self::BadRequest { .. } => Some(400),
+            Self::NotFound { .. } => Some(404),
+            Self::RateLimited { .. } => Some(429),
+            Self::Server { status, .. } | Self::UnexpectedStatus { status, .. } => Some(*status),
+            Self::Timeout
+            | Self::Transport { .. }
+            | Self::InvalidResponse { .. }
+            | Self::InvalidInput { .. }
+            | Self::InvalidConfig { .. } => None,
+        }
+    }
+
+    /// Worth trying again later without changing anything (429, 5xx, timeouts, network).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. } | Self::Server { .. } | Self::Timeout | Self::Transport { .. }
+        )
+    }
+
+    /// The authenticating credential itself is bad (unknown, expired or revoked).
+    pub fn is_credential_failure(&self) -> bool {
+        matches!(
+            self,
+            Self::Unauthorized { .. } | Self::TokenExpired { .. } | Self::TokenRevoked { .. }
+        )
+    }
+
+    /// Maps a non-success status, its `Retry-After` and its body to the matching variant.
+    pub fn from_response(status: u16, retry_after: Option<Duration>, body: &[u8]) -> Self {
+        let parsed = ErrorBody::parse(body);
+        match status {
+            400 => Self::BadRequest {
+                message: parsed.text(),
+            },
+            401 => match &parsed {
+                ErrorBody::OAuth {
+                    error, description, ..
+                } if error == "invalid_token" => {
+                    let lower = description.to_ascii_lowercase();
+                    let message = cap(description);
+                    if lower.contains("expired") {
+                        Self::TokenExpired { message }
+                    } else if lower.contains("revoked") {
+                        Self::TokenRevoked { message }
+                    } else {
+                        Self::Unauthorized { message }
+                    }
+                }
+                _ => Self::Unauthorized {
+                    message: parsed.text(),
+                },
+            },
+            403 => match &parsed {
+                ErrorBody::OAuth { error, scope, .. } if error == "insufficient_scope" => {
+                    Self::InsufficientScope {
+                        required: cap(scope.as_deref().unwrap_or("unknown")),
+                    }
+                }
+                _ => Self::Forbidden {
+                    message: parsed.text(),
+                },
+            },
+            404 => Self::NotFound {
+                message: parsed.text(),
+            },
+            429 => Self::RateLimited { retry_after },
+            500..=599 => Self::Server {
+                status,
+                message: parsed.text(),
+            },
+            _ => Self::UnexpectedStatus {
+                status,
+                message: parsed.text(),
+            },
+        }
+    }
+
+    /// An `InvalidResponse` for a body that failed to decode, with quoted values removed.
+    pub fn decode(operation: &str, err: &serde_json::Error) -> Self {
+        Self::InvalidResponse {
+            message: format!("{operation}: {}", redact_quoted(&err.to_string())),
+        }
+    }
+
+    /// Maps a reqwest failure without its URL (which could carry query values) to a variant.
+    pub fn from_reqwest(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            return Self::Timeout;
+        }
+        let err = err.without_url();
+        let mut message = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        if err.is_decode() || err.is_body() {
+            return Self::InvalidResponse {
+                message: cap(&redact_quoted(&message)),
+            };
+        }
+        Self::Transport {
+            message: cap(&message),
+        }
+    }
+}
+
+/// The shapes of GitLab error bodies (gitlab-api.md §1.3).
+#[derive(Debug, Clone, PartialEq)]
+enum ErrorBody {
+    /// `{"message": "..."}` or `{"message": {"field": ["error", ...]}}`.
+    Message(String),
+    /// `{"error": "...", "error_description": "...", "scope": "..."}` (OAuth style).
+    OAuth {
+        error: String,
+        description: String,
+        scope: Option<String>,
+    },
+    /// `{"error": "..."}` from parameter validation.
+    Param(String),
+    /// Anything else, as text (e.g. 429's plain `Retry later`).
+    Text(String),
+}
+
+impl ErrorBody {
+    fn parse(body: &[u8]) -> Self {
+        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+            return Self::Text(String::from_utf8_lossy(body).trim().to_string());
+        };
+        if let Some(message) = value.get("message") {
+            return Self::Message(flatten_message(message));
+        }
+        if let Some(error) = value.get("error").and_then(Value::as_str) {
+            return match value.get("error_description").and_then(Value::as_str) {
+                Some(description) => Self::OAuth {
+                    error: error.to_string(),
+                    description: description.to_string(),
+                    scope: value.get("scope").and_then(Value::as_str).map(str::to_string),
+                },
+                None => Self::Param(error.to_string()),
+            };
+        }
+        Self::Text(value.to_string())
+    }
+
+    fn text(&self) -> String {
+        let raw = match self {
+            Self::Message(m) | Self::Param(m) | Self::Text(m) => m.as_str(),
+            Self::OAuth { description, .. } => description.as_str(),
+        };
+        if raw.is_empty() {
+            "(no message)".to_string()
+        } else {
+            cap(raw)
+        }
+    }
+}
+
+/// Flattens GitLab's `message`, which is a string or a map of field to error list.
+fn flatten_message(message: &Value) -> String {
+    match message {
+        Value::String(s) => s.clone(),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(field, errors)| match errors {
+                Value::Array(list) => {
+                    let texts: Vec<String> = list
+                        .iter()
+                        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
+                        .collect();
+                    format!("{field} {}", texts.join(", "))
+                }
+                Value::String(s) => format!("{field} {s}"),
+                other => format!("{field} {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+/// Caps a text at [`MAX_MESSAGE_CHARS`] characters, marking the cut.
+pub fn cap(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= MAX_MESSAGE_CHARS {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
+    out.push('…');
+    out
+}
+
+/// Replaces every double-quoted value in a decoder message with `"…"` so that a mistyped
+/// field's value (which could be a secret) never reaches an error.
+pub fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_quote = false;
+    for c in text.chars() {
+        if c == '"' {
+            if in_quote {
+                out.push_str("…\"");
+            } else {
+                out.push('"');
+            }
+            in_quote = !in_quote;
+        } else if !in_quote {
+            out.push(c);
+        }
+    }
+    if in_quote {
+        out.push_str("…\"");
+    }
+    out
+}
+
+/// Parses `Retry-After` as delay-seconds or an HTTP date relative to `now`.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
+    Some((at - now).to_std().unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(status: u16, body: &str) -> GitLabError {
+        GitLabError::from_response(status, None, body.as_bytes())
+    }
+
+    #[test]
+    fn error_families_map_to_variants() {
+        let cases: &[(u16, &str, &str)] = &[
+            (401, r#"{"message":"401 Unauthorized"}"#, "Unauthorized"),
+            (
+                401,
+                r#"{"error":"invalid_token","error_description":"Token is expired. You can either do re-authorization or token refresh."}"#,
+                "TokenExpired",
+            ),
+            (
+                401,
+                r#"{"error":"invalid_token","error_description":"Token was revoked. You have to re-authorize from the user."}"#,
+                "TokenRevoked",
+            ),
+            (
+                403,
+                r#"{"error":"insufficient_scope","error_description":"The request requires higher privileges than provided by the access token.","scope":"api read_api"}"#,
+                "InsufficientScope",
+            ),
+            (403, r#"{"message":"403 Forbidden"}"#, "Forbidden"),
+            (
+                400,
+                r#"{"message":"400 Bad request - User does not have permission to create project access token"}"#,
+                "BadRequest",
+            ),
+            (
+                400,
+                r#"{"error":"scopes does not have a valid value"}"#,
+                "BadRequest",
+            ),
+            (
+                400,
+                r#"{"message":{"expires_at":["must be before 2026-06-10"]}}"#,
+                "BadRequest",
+            ),
+            (404, r#"{"message":"404 Project Not Found"}"#, "NotFound"),
+            (405, r#"{"message":"405 Method Not Allowed"}"#, "UnexpectedStatus"),
+            (429, "Retry later", "RateLimited"),
+            (500, "<html>oops</html>", "ServerError"),
+            (502, "", "ServerError"),
+        ];
+        for (status, body, reason) in cases {
+            let err = map(*status, body);
+            assert_eq!(err.reason(), *reason, "status {status} body {body}");
+            assert_eq!(err.status(), Some(*status));
+        }
+    }
+
+    #[test]
+    fn messages_keep_gitlab_text() {
+        assert_eq!(
+            map(
+                400,
+                r#"{"message":"400 Bad request - Access token limit reached"}"#
+            ),
+            GitLabError::BadRequest {
+                message: "400 Bad request - Access token limit reached".into()
+            }
+        );
+        assert_eq!(
+            map(
+                400,
+                r#"{"message":{"expires_at":["must be soon","is bad"],"name":["is missing"]}}"#
+            ),
+            GitLabError::BadRequest {
+                message: "expires_at must be soon, is bad; name is missing".into()
+            }
+        );
+        assert_eq!(
+            map(
+                403,
+                r#"{"error":"insufficient_scope","error_description":"x","scope":"api read_api"}"#
+            ),
+            GitLabError::InsufficientScope {
+                required: "api read_api".into()
+            }
+        );
+        assert_eq!(
+            map(404, ""),
+            GitLabError::NotFound {
+                message: "(no message)".into()
+            }
+        );
+    }
+
+    #[test]
+    fn long_messages_are_capped() {
+        let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(5000));
+        let GitLabError::BadRequest { message } = map(400, &long) else {
+            panic!("wrong variant")
+        };
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert!(message.ends_with('…'));
+    }
+
+    #[test]
+    fn quoted_values_are_redacted() {
+        let cases = [
+            (
+                r#"invalid type: string "glpat-secret", expected u64 at line 1"#,
+                r#"invalid type: string "…", expected u64 at line 1"#,
+            ),
+            (
+                "missing field `id` at line 1 column 2",
+                "missing field `id` at line 1 column 2",
+            ),
+            (r#"open "quote"#, r#"open "…""#),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_quoted(input), want);
+        }
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_dates() {
+        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(parse_retry_after("1", now), Some(Duration::from_secs(1)));
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn transient_and_credential_classes() {
+        assert!(map(503, "").is_transient());
+        assert!(map(429, "").is_transient());
+        assert!(GitLabError::Timeout.is_transient());
+        assert!(!map(400, "{}").is_transient());
+        assert!(map(401, r#"{"message":"401 Unauthorized"}"#).is_credential_failure());
+        assert!(!map(403, r#"{"message":"403 Forbidden"}"#).is_credential_failure());
+    }
+}

@@ -1,0 +1,128 @@
+//! The operator's GitLab REST client (DESIGN §6–§7, gitlab-api.md).
+//!
+//! - [`GitLabApi`]: the operations the token lifecycle needs, as an object-safe trait with boxed
+//!   futures, so controllers hold an `Arc<dyn GitLabApi>` and tests can swap in a fake.
+//! - [`GitLabClient`]: the reqwest + rustls (ring) implementation: `PRIVATE-TOKEN` auth marked
+//!   sensitive, a per-connection token bucket honouring 429 `Retry-After`, jittered retries of
+//!   safe requests only, offset pagination, custom CA bundles, same-origin-only redirects.
+//! - [`GitLabError`]: failures by family, with a static `reason()`; never carries a secret.
+//! - [`RequestObserver`]: a hook the metrics layer implements to count and time requests.
+
+mod client;
+pub mod error;
+pub mod pagination;
+pub mod ratelimit;
+pub mod retry;
+mod tls;
+mod types;
+
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use futures::future::BoxFuture;
+
+pub use client::{ClientConfig, GitLabClient};
+pub use error::GitLabError;
+pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use retry::{Idempotency, RetryPolicy};
+pub use tls::tls_config;
+pub use types::{
+    AccessGrant, AccessToken, CreateProjectAccessToken, Member, Namespace, NewToken, Project,
+    ProjectPermissions, RevokeOutcome, TokenState, User, Version,
+};
+
+/// Result of a GitLab call.
+pub type Result<T, E = GitLabError> = std::result::Result<T, E>;
+
+/// The GitLab operations of the token lifecycle.
+///
+/// `project` arguments are a numeric id or a full path (`acme/team-a/app`); paths are sent
+/// URL-encoded (`acme%2Fteam-a%2Fapp`). Object-safe: controllers hold `Arc<dyn GitLabApi>`.
+pub trait GitLabApi: Send + Sync {
+    /// `GET /version`.
+    fn version(&self) -> BoxFuture<'_, Result<Version>>;
+    /// `GET /user`: who the operator's token acts as.
+    fn current_user(&self) -> BoxFuture<'_, Result<User>>;
+    /// `GET /personal_access_tokens/self`: the operator's own token record (expiry, scopes).
+    fn personal_access_token_self(&self) -> BoxFuture<'_, Result<AccessToken>>;
+    /// `POST /personal_access_tokens/self/rotate`; never retried (a lost response must surface).
+    fn rotate_personal_access_token_self(&self, expires_at: NaiveDate) -> BoxFuture<'_, Result<NewToken>>;
+    /// `GET /projects/:id`.
+    fn project<'a>(&'a self, project: &'a str) -> BoxFuture<'a, Result<Project>>;
+    /// `GET /projects/:id/members/all/:user_id`: effective membership, 404 if none.
+    fn project_member_all<'a>(&'a self, project: &'a str, user_id: u64) -> BoxFuture<'a, Result<Member>>;
+    /// `GET /projects/:id/access_tokens` (all pages), optionally filtered by state.
+    fn list_project_access_tokens<'a>(
+        &'a self,
+        project: &'a str,
+        state: Option<TokenState>,
+    ) -> BoxFuture<'a, Result<Vec<AccessToken>>>;
+    /// `GET /projects/:id/access_tokens/:token_id`.
+    fn get_project_access_token<'a>(
+        &'a self,
+        project: &'a str,
+        token_id: u64,
+    ) -> BoxFuture<'a, Result<AccessToken>>;
+    /// `POST /projects/:id/access_tokens`; never retried after an ambiguous failure.
+    fn create_project_access_token<'a>(
+        &'a self,
+        project: &'a str,
+        request: &'a CreateProjectAccessToken,
+    ) -> BoxFuture<'a, Result<NewToken>>;
+    /// `POST /projects/:id/access_tokens/:token_id/rotate`; never retried after an ambiguous failure.
+    fn rotate_project_access_token<'a>(
+        &'a self,
+        project: &'a str,
+        token_id: u64,
+        expires_at: NaiveDate,
+    ) -> BoxFuture<'a, Result<NewToken>>;
+    /// `DELETE /projects/:id/access_tokens/:token_id`; 404 is `Ok(RevokeOutcome::AlreadyGone)`.
+    fn revoke_project_access_token<'a>(
+        &'a self,
+        project: &'a str,
+        token_id: u64,
+    ) -> BoxFuture<'a, Result<RevokeOutcome>>;
+    /// `GET /projects?search=…` (all pages, bounded), projects the operator can see.
+    fn list_projects<'a>(&'a self, search: &'a str) -> BoxFuture<'a, Result<Vec<Project>>>;
+}
+
+/// Told about every HTTP attempt (the metrics layer implements it).
+pub trait RequestObserver: Send + Sync {
+    /// One attempt of `operation` finished with `status` (`None`: no HTTP answer) after `duration`.
+    fn on_request(&self, operation: &'static str, status: Option<u16>, duration: Duration);
+}
+
+/// A project id or full path as one URL path segment (`/` becomes `%2F`).
+pub fn encode_project(project: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(project.trim(), SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_paths_are_one_encoded_segment() {
+        let cases = [
+            ("812", "812"),
+            ("acme/team-a/app", "acme%2Fteam-a%2Fapp"),
+            ("a.b_c~d", "a.b_c~d"),
+            ("x y?z#", "x%20y%3Fz%23"),
+            ("../x", "..%2Fx"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(encode_project(input), want);
+        }
+    }
+
+    #[test]
+    fn the_trait_is_object_safe() {
+        fn takes(_: Option<std::sync::Arc<dyn GitLabApi>>) {}
+        takes(None);
+    }
+}
