@@ -1,4 +1,7 @@
 //! Controllers: one module per concern.
 
+pub mod conditions;
+pub mod connection;
 pub mod consumers;
+pub mod context;
 pub mod token;

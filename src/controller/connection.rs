@@ -1,0 +1,456 @@
+//! The `GitLabConnection` controller: checks the operator's own GitLab token (user, scopes,
+//! expiry, GitLab version), keeps a live client per connection for the other controllers, and
+//! rotates the operator's token itself when `selfRotation` is on (DESIGN §6.8).
+//!
+//! Self-rotation is crash-safe: the credentials Secret is annotated before the rotate call and
+//! the new value is written back before it is used. If an annotated attempt finds the stored
+//! token revoked, the new value was lost; the operator then reports `SelfRotationLost` and never
+//! presents the old token to a rotate endpoint again (GitLab would revoke the whole family).
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use chrono::{Days as ChronoDays, NaiveDate};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::controller::Action,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::{conditions::condition, context::Context};
+use crate::{
+    crd::{FIELD_MANAGER, GitLabConnection, GitLabConnectionStatus, GitLabUserRef, set_condition},
+    gitlab::{ClientConfig, GitLabApi, GitLabClient, GitLabError, RequestObserver, User},
+    metrics::{ConnectionLabels, GitLabOperationLabels, GitLabRequestLabels, Metrics},
+};
+
+/// Annotation on the credentials Secret while a self-rotation is in flight.
+pub const SELF_ROTATION_ANNOTATION: &str = "gitlabtokens.io/self-rotation-started-at";
+
+/// A connection the other controllers can use.
+pub struct LiveConnection {
+    /// Name of the GitLabConnection.
+    pub name: String,
+    /// Its spec when last reconciled.
+    pub spec: crate::crd::GitLabConnectionSpec,
+    /// The client, authenticated with the operator's token.
+    pub api: Arc<GitLabClient>,
+    /// Who the operator is on this GitLab.
+    pub user: Option<User>,
+    /// Whether the last check passed.
+    pub ready: bool,
+    cache_key: String,
+}
+
+impl LiveConnection {
+    /// Publishes the last `RateLimit-Remaining` GitLab reported on this connection.
+    pub fn report_rate_limit(&self, metrics: &Metrics) {
+        if let Some(r) = self.api.rate_limit_remaining() {
+            let labels = ConnectionLabels {
+                connection: self.name.clone(),
+            };
+            metrics
+                .gitlab_rate_limit_remaining
+                .get_or_create(&labels)
+                .set(i64::try_from(r).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// The live connections by name.
+#[derive(Default)]
+pub struct Connections(RwLock<BTreeMap<String, Arc<LiveConnection>>>);
+
+impl Connections {
+    /// The connection named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LiveConnection>> {
+        self.0.read().ok()?.get(name).cloned()
+    }
+
+    /// Every connection.
+    pub fn all(&self) -> Vec<Arc<LiveConnection>> {
+        self.0
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn put(&self, conn: Arc<LiveConnection>) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(conn.name.clone(), conn);
+        }
+    }
+
+    /// Forgets a deleted connection.
+    pub fn remove(&self, name: &str) {
+        if let Ok(mut m) = self.0.write() {
+            m.remove(name);
+        }
+    }
+}
+
+/// Counts and times GitLab calls for one connection.
+struct MetricsObserver {
+    connection: String,
+    metrics: Arc<Metrics>,
+}
+
+impl RequestObserver for MetricsObserver {
+    fn on_request(&self, operation: &'static str, status: Option<u16>, duration: Duration) {
+        let code = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        let labels = GitLabRequestLabels {
+            connection: self.connection.clone(),
+            operation: operation.into(),
+            code,
+        };
+        self.metrics.gitlab_requests.get_or_create(&labels).inc();
+        let op = GitLabOperationLabels {
+            connection: self.connection.clone(),
+            operation: operation.into(),
+        };
+        self.metrics
+            .gitlab_request_duration
+            .get_or_create(&op)
+            .observe(duration.as_secs_f64());
+    }
+}
+
+/// Why a connection is not usable.
+#[derive(Debug)]
+struct NotReady {
+    reason: &'static str,
+    message: String,
+}
+
+fn not_ready(reason: &'static str, message: impl Into<String>) -> NotReady {
+    NotReady {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// How often a healthy connection is re-checked.
+const RECHECK: Duration = Duration::from_secs(600);
+/// How soon a failing connection is retried.
+const RETRY: Duration = Duration::from_secs(30);
+
+/// Reconciles one connection (never fails: every problem becomes `Ready=False`).
+pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    let started = Instant::now();
+    let name = conn.name_any();
+    let now = ctx.now();
+    let mut status = conn.status.clone().unwrap_or_default();
+    let generation = conn.metadata.generation;
+    let outcome = check(&conn, &ctx, &mut status).await;
+    let (ready, reason, message) = match &outcome {
+        Ok(msg) => (true, "Connected", msg.clone()),
+        Err(e) => (false, e.reason, e.message.clone()),
+    };
+    set_condition(
+        &mut status.conditions,
+        condition("Ready", ready, reason, message.clone(), generation, now),
+    );
+    status.observed_generation = generation;
+    let api: Api<GitLabConnection> = Api::all(ctx.client.clone());
+    if conn.status.as_ref() != Some(&status) {
+        let params = PatchParams::apply(&format!("{FIELD_MANAGER}/connection")).force();
+        let body =
+            json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabConnection", "status": status});
+        api.patch_status(&name, &params, &Patch::Apply(&body)).await?;
+        let was_ready = conn
+            .status
+            .as_ref()
+            .is_some_and(|s| super::conditions::is_ready(&s.conditions));
+        if was_ready != ready || !ready {
+            ctx.event(conn.as_ref(), !ready, reason, "Check", message).await;
+        }
+    }
+    ctx.metrics.reconciled(
+        "connection",
+        if ready { "success" } else { reason },
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(Action::requeue(if ready { RECHECK } else { RETRY }))
+}
+
+async fn check(
+    conn: &GitLabConnection,
+    ctx: &Context,
+    status: &mut GitLabConnectionStatus,
+) -> Result<String, NotReady> {
+    let name = conn.name_any();
+    let spec = &conn.spec;
+    let creds = &spec.credentials.secret_ref;
+    if creds.namespace != ctx.config.namespace {
+        ctx.connections.remove(&name);
+        return Err(not_ready(
+            "CredentialsOutsideOperatorNamespace",
+            format!(
+                "credentials.secretRef must name a Secret in the operator's namespace {:?}, not {:?}",
+                ctx.config.namespace, creds.namespace
+            ),
+        ));
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &creds.namespace);
+    let secret = match secrets.get_opt(&creds.name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            ctx.connections.remove(&name);
+            return Err(not_ready(
+                "CredentialsNotFound",
+                format!(
+                    "Secret {}/{} does not exist; create it with the operator's GitLab token under key {:?}",
+                    creds.namespace, creds.name, creds.key
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(not_ready(
+                "CredentialsUnreadable",
+                format!("cannot read Secret {}/{}: {e}", creds.namespace, creds.name),
+            ));
+        }
+    };
+    let token = read_token(&secret, &creds.key).ok_or_else(|| {
+        not_ready(
+            "CredentialsNotFound",
+            format!(
+                "Secret {}/{} has no non-empty key {:?}",
+                creds.namespace, creds.name, creds.key
+            ),
+        )
+    })?;
+    let key = format!(
+        "{}/{}",
+        conn.metadata.generation.unwrap_or_default(),
+        secret.resource_version().unwrap_or_default()
+    );
+    let live = match ctx.connections.get(&name).filter(|c| c.cache_key == key) {
+        Some(c) => c,
+        None => Arc::new(build(&name, conn, token, key, &ctx.metrics)?),
+    };
+
+    let in_flight = secret.annotations().contains_key(SELF_ROTATION_ANNOTATION);
+    let version = live.api.version().await.map_err(|e| gitlab_not_ready(&e))?;
+    let user = live
+        .api
+        .current_user()
+        .await
+        .map_err(|e| lost_or(&e, in_flight))?;
+    let own = live
+        .api
+        .personal_access_token_self()
+        .await
+        .map_err(|e| lost_or(&e, in_flight))?;
+    live.report_rate_limit(&ctx.metrics);
+    if in_flight {
+        // The stored token works, so whatever happened before, the Secret is good.
+        clear_rotation_mark(&secrets, &creds.name)
+            .await
+            .map_err(|e| not_ready("CredentialsUnwritable", e.to_string()))?;
+    }
+    status.user = Some(GitLabUserRef {
+        id: user.id,
+        username: user.username.clone(),
+    });
+    status.scopes = own.scopes.clone();
+    status.token_expires_at = own.expires_at;
+    status.gitlab_version = Some(version.version.clone());
+    let ready = LiveConnection {
+        name: name.clone(),
+        spec: spec.clone(),
+        api: live.api.clone(),
+        user: Some(user.clone()),
+        ready: true,
+        cache_key: live.cache_key.clone(),
+    };
+    if !own.scopes.iter().any(|s| s == "api") {
+        ctx.connections.remove(&name);
+        return Err(not_ready(
+            "MissingApiScope",
+            format!(
+                "the operator's token has scopes {:?}; it needs `api` to manage project access tokens",
+                own.scopes
+            ),
+        ));
+    }
+    ctx.connections.put(Arc::new(ready));
+
+    if let Some(rotation) = spec.credentials.self_rotation.as_ref().filter(|r| r.enabled)
+        && let Some(expires) = own.expires_at
+    {
+        let lifetime = rotation.lifetime.map_or(90, |d| d.get());
+        let renew_before = rotation.renew_before.map_or((lifetime / 3).max(1), |d| d.get());
+        let today = ctx.now().date_naive();
+        if self_rotation_due(today, expires, renew_before) {
+            rotate_own_token(ctx, &live, &secrets, &creds.name, &creds.key, today, lifetime).await?;
+            status.last_rotation_time = Some(ctx.now());
+            return Ok(format!(
+                "connected as {}; rotated the operator's token",
+                user.username
+            ));
+        }
+    }
+    Ok(format!(
+        "connected as {} to GitLab {}",
+        user.username, version.version
+    ))
+}
+
+fn read_token(secret: &Secret, key: &str) -> Option<SecretString> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    let text = std::str::from_utf8(&bytes.0).ok()?.trim();
+    (!text.is_empty()).then(|| SecretString::from(text.to_string()))
+}
+
+fn build(
+    name: &str,
+    conn: &GitLabConnection,
+    token: SecretString,
+    cache_key: String,
+    metrics: &Arc<Metrics>,
+) -> Result<LiveConnection, NotReady> {
+    let mut config = ClientConfig::from_connection(&conn.spec, token);
+    config.observer = Some(Arc::new(MetricsObserver {
+        connection: name.to_string(),
+        metrics: metrics.clone(),
+    }));
+    let api = Arc::new(GitLabClient::new(config).map_err(|e| not_ready("InvalidConnection", e.to_string()))?);
+    Ok(LiveConnection {
+        name: name.to_string(),
+        spec: conn.spec.clone(),
+        api,
+        user: None,
+        ready: false,
+        cache_key,
+    })
+}
+
+/// Whether the operator's token is inside its renewal window (`renew_before` days before expiry).
+pub fn self_rotation_due(today: NaiveDate, expires_at: NaiveDate, renew_before_days: u32) -> bool {
+    expires_at
+        .checked_sub_days(ChronoDays::new(u64::from(renew_before_days)))
+        .is_none_or(|start| today >= start)
+}
+
+fn gitlab_not_ready(e: &GitLabError) -> NotReady {
+    let reason = match e {
+        GitLabError::TokenExpired { .. } => "TokenExpired",
+        GitLabError::TokenRevoked { .. } => "TokenRevoked",
+        GitLabError::Unauthorized { .. } => "TokenInvalid",
+        GitLabError::InsufficientScope { .. } => "MissingApiScope",
+        GitLabError::NotFound { .. } => "NotGitLab",
+        GitLabError::RateLimited { .. } => "RateLimited",
+        _ => "GitLabUnreachable",
+    };
+    not_ready(reason, format!("GitLab check failed: {e}"))
+}
+
+fn lost_or(e: &GitLabError, in_flight: bool) -> NotReady {
+    if in_flight && e.is_credential_failure() {
+        return not_ready(
+            "SelfRotationLost",
+            "a self-rotation was interrupted and the stored token no longer works; put a new token with `api` scope \
+             into the credentials Secret (the operator will not present the old one to GitLab's rotate endpoint again)",
+        );
+    }
+    gitlab_not_ready(e)
+}
+
+async fn clear_rotation_mark(secrets: &Api<Secret>, name: &str) -> kube::Result<()> {
+    let patch = json!({"metadata": {"annotations": {SELF_ROTATION_ANNOTATION: null}}});
+    secrets
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
+async fn rotate_own_token(
+    ctx: &Context,
+    live: &LiveConnection,
+    secrets: &Api<Secret>,
+    secret_name: &str,
+    key: &str,
+    today: NaiveDate,
+    lifetime_days: u32,
+) -> Result<(), NotReady> {
+    let mark = json!({"metadata": {"annotations": {SELF_ROTATION_ANNOTATION: ctx.now().to_rfc3339()}}});
+    secrets
+        .patch(secret_name, &PatchParams::default(), &Patch::Merge(&mark))
+        .await
+        .map_err(|e| {
+            not_ready(
+                "CredentialsUnwritable",
+                format!("cannot mark the credentials Secret before rotating: {e}"),
+            )
+        })?;
+    let expires = today
+        .checked_add_days(ChronoDays::new(u64::from(lifetime_days)))
+        .unwrap_or(today);
+    let new = live
+        .api
+        .rotate_personal_access_token_self(expires)
+        .await
+        .map_err(|e| gitlab_not_ready(&e))?;
+    let encoded = ByteString(new.token.expose_secret().as_bytes().to_vec());
+    let mut data = BTreeMap::new();
+    data.insert(key.to_string(), encoded);
+    let write = json!({"metadata": {"annotations": {SELF_ROTATION_ANNOTATION: null}}, "data": data});
+    let mut last = None;
+    for attempt in 0..5u32 {
+        match secrets
+            .patch(secret_name, &PatchParams::default(), &Patch::Merge(&write))
+            .await
+        {
+            Ok(_) => {
+                ctx.metrics
+                    .tokens_rotated
+                    .get_or_create(&crate::metrics::StrategyLabels {
+                        strategy: "SelfRotation".into(),
+                    })
+                    .inc();
+                return Ok(());
+            }
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
+    }
+    Err(not_ready(
+        "SelfRotationLost",
+        format!(
+            "rotated the operator's token but could not store it: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_rotation_window_table() {
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        let cases = [
+            (d(3, 1), d(3, 31), 10, false),
+            (d(3, 21), d(3, 31), 10, true),
+            (d(3, 20), d(3, 31), 10, false),
+            (d(3, 31), d(3, 31), 10, true),
+            (d(4, 2), d(3, 31), 10, true),
+            (d(1, 1), d(3, 31), 400, true),
+        ];
+        for (today, expires, before, want) in cases {
+            assert_eq!(
+                self_rotation_due(today, expires, before),
+                want,
+                "{today} {expires} {before}"
+            );
+        }
+    }
+}
