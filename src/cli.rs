@@ -4,7 +4,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 
-use crate::crd;
+use crate::{crd, run::RunArgs};
 
 /// Mints and rotates GitLab project access tokens for Flux sources, under admin policy.
 #[derive(Debug, Parser)]
@@ -18,6 +18,10 @@ pub struct Cli {
 /// The verbs of the binary.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controllers (in a cluster, or against the current kubeconfig).
+    ///
+    /// Example: `gitlab-token-operator run --namespace gitlab-token-operator --cluster-name prod-eu`
+    Run(RunArgs),
     /// Print every CustomResourceDefinition as YAML.
     ///
     /// Example: `gitlab-token-operator crds | kubectl apply --server-side -f -`
@@ -32,6 +36,22 @@ pub enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(crate::run::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Crds { split } => match print_crds(split) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

@@ -8,4 +8,5 @@ pub mod crd;
 pub mod gitlab;
 pub mod http;
 pub mod metrics;
+pub mod run;
 pub mod telemetry;

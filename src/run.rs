@@ -1,0 +1,234 @@
+//! `gitlab-token-operator run`: start the controllers and the health/metrics server, and stop
+//! them cleanly on SIGTERM or SIGINT.
+
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use clap::Args;
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client,
+    api::ListParams,
+    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+};
+use tokio::sync::watch;
+
+use crate::{
+    clock::{Clock, OffsetClock, SystemClock},
+    controller::{
+        connection,
+        context::{Context, OperatorConfig},
+    },
+    crd::{GitLabConnection, GitLabToken},
+    http::{self, HealthState},
+    metrics::Metrics,
+    telemetry::{self, LogFormat},
+};
+
+/// Flags of `run` (each also readable from the environment).
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The operator's namespace: GitLabConnection credentials must live here.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "gitlab-token-operator")]
+    pub namespace: String,
+    /// This cluster's marker in GitLab token names (`<prefix>-<cluster>-<uid>`); keep it unique per GitLab.
+    #[arg(long, env = "GTO_CLUSTER_NAME", default_value = "default")]
+    pub cluster_name: String,
+    /// Serve only these namespaces (comma-separated); default all.
+    #[arg(long, env = "GTO_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// Address of /livez, /readyz and /metrics.
+    #[arg(long, env = "GTO_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Log output format.
+    #[arg(long, env = "GTO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+    /// How often GitLab is asked whether each token is still active.
+    #[arg(long, env = "GTO_VERIFY_INTERVAL", value_parser = parse_duration, default_value = "6h")]
+    pub verify_interval: Duration,
+    /// How often each connection's projects are swept for orphaned tokens.
+    #[arg(long, env = "GTO_SWEEP_INTERVAL", value_parser = parse_duration, default_value = "1h")]
+    pub sweep_interval: Duration,
+    /// This replica's name in events and leases (defaults to the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub instance: Option<String>,
+    /// Test world only: follow a clock offset (seconds) written to this file.
+    #[arg(long, env = "GTO_CLOCK_OFFSET_FILE", hide = true)]
+    pub clock_offset_file: Option<PathBuf>,
+}
+
+/// Parses `90s`, `10m`, `6h`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    s.parse::<crate::crd::ShortDuration>()
+        .map(|d| d.to_std())
+        .map_err(|e| e.to_string())
+}
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No usable kubeconfig or in-cluster config.
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Config(#[from] kube::config::InferConfigError),
+    /// The API server refused or is unreachable.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The CRDs are not installed.
+    #[error(
+        "the gitlabtokens.io CRDs are not installed ({0}); install them with `gitlab-token-operator crds | kubectl apply --server-side -f -`"
+    )]
+    CrdsMissing(kube::Error),
+    /// The health server could not bind.
+    #[error("cannot serve metrics: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub async fn run(args: RunArgs) -> Result<(), RunError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    telemetry::init(args.log_format);
+    let client = Client::try_default().await.map_err(|e| match e {
+        kube::Error::InferConfig(c) => RunError::Config(c),
+        other => RunError::Kube(other),
+    })?;
+    Api::<GitLabToken>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(RunError::CrdsMissing)?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let health = HealthState::new(metrics.clone());
+    let (clock, clock_moves) = clock_from(&args);
+    let instance = args.instance.clone().unwrap_or_else(hostname);
+    let config = OperatorConfig {
+        namespace: args.namespace.clone(),
+        cluster_name: args.cluster_name.clone(),
+        watch_namespaces: args.watch_namespaces.clone(),
+        verify_interval: args.verify_interval,
+        sweep_interval: args.sweep_interval,
+        controller_name: "gitlab-token-operator".into(),
+        instance,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), config, clock, metrics));
+    let http_task = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped()));
+
+    let controllers: Vec<BoxFuture<'static, ()>> =
+        vec![connection_controller(ctx.clone(), clock_moves.clone(), stopped()).boxed()];
+    health.set_ready(true);
+    tracing::info!(cluster = %args.cluster_name, namespace = %args.namespace, "operator started");
+    futures::future::join_all(controllers).await;
+    http_task
+        .await
+        .map_err(|e| RunError::Http(std::io::Error::other(e)))??;
+    Ok(())
+}
+
+/// The clock, and (test clock only) a receiver that changes whenever time moves.
+fn clock_from(args: &RunArgs) -> (Arc<dyn Clock>, Option<watch::Receiver<u64>>) {
+    match &args.clock_offset_file {
+        None => (Arc::new(SystemClock), None),
+        Some(path) => {
+            let (tx, rx) = watch::channel(0u64);
+            let clock = OffsetClock::new();
+            tokio::spawn(
+                clock
+                    .clone()
+                    .follow_file(path.clone(), Duration::from_millis(200), tx),
+            );
+            (clock, Some(rx))
+        }
+    }
+}
+
+/// A stream that fires whenever the test clock moves (never, on the system clock).
+fn on_clock_moves(rx: Option<watch::Receiver<u64>>) -> futures::stream::BoxStream<'static, ()> {
+    match rx {
+        Some(rx) => tokio_stream::wrappers::WatchStream::from_changes(rx)
+            .map(|_| ())
+            .boxed(),
+        None => futures::stream::pending().boxed(),
+    }
+}
+
+async fn connection_controller(
+    ctx: Arc<Context>,
+    clock_moves: Option<watch::Receiver<u64>>,
+    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let connections = Api::<GitLabConnection>::all(client.clone());
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ctx.config.namespace);
+    let controller = Controller::new(connections, watcher::Config::default());
+    let store = controller.store();
+    controller
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            // A credentials Secret changed: recheck every connection that names it.
+            let ns = secret.metadata.namespace.clone().unwrap_or_default();
+            let name = secret.metadata.name.clone().unwrap_or_default();
+            store
+                .state()
+                .into_iter()
+                .filter(|c| {
+                    let r = &c.spec.credentials.secret_ref;
+                    r.namespace == ns && r.name == name
+                })
+                .map(|c| ObjectRef::from_obj(c.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_all_on(on_clock_moves(clock_moves))
+        .graceful_shutdown_on(stopped)
+        .run(
+            connection::reconcile,
+            |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(15)),
+            ctx,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "gitlab-token-operator".into())
+}
