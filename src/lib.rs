@@ -3,3 +3,5 @@
 
 pub mod cli;
 pub mod crd;
+pub mod policy;
+pub mod reason;
