@@ -5,3 +5,5 @@ pub mod cli;
 pub mod crd;
 pub mod policy;
 pub mod reason;
+pub mod schedule;
+pub mod secret;
