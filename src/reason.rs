@@ -1,0 +1,206 @@
+//! Machine-readable reasons (PascalCase) for conditions, events and metrics (DESIGN §7, §8).
+//!
+//! Every refusal or failure the operator can report has exactly one variant here, with a one-line
+//! meaning (`///`) and a hint for the user (`what_to_do`). Normal outcomes (`Issued`, `Rotated`, …)
+//! are here too so every condition/event reason string comes from one place.
+
+use std::{fmt, str::FromStr};
+
+/// Whether an event with this reason is `Normal` or `Warning`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// Something went as intended.
+    Normal,
+    /// A refusal or failure the user should look at.
+    Warning,
+}
+
+macro_rules! reasons {
+    ($( $(#[$doc:meta])* $variant:ident = $text:literal, $sev:ident, $hint:literal; )*) => {
+        /// A PascalCase reason for a condition, event or metric label.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Reason {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order.
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant),*];
+
+            /// The PascalCase string written to conditions, events and metric labels.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Reason::$variant => $text,)* }
+            }
+
+            /// Whether events with this reason are `Normal` or `Warning`.
+            pub fn severity(self) -> Severity {
+                match self { $(Reason::$variant => Severity::$sev,)* }
+            }
+
+            /// What the user (or admin) can do about it, for messages and docs.
+            pub fn what_to_do(self) -> &'static str {
+                match self { $(Reason::$variant => $hint,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    // ---- normal outcomes ----
+    /// A new token was created and written to the Secret.
+    Issued = "Issued", Normal, "Nothing to do.";
+    /// The token was replaced by a new one before expiry.
+    Rotated = "Rotated", Normal, "Nothing to do.";
+    /// A token was revoked in GitLab (rotation finished, or the request went away).
+    Revoked = "Revoked", Normal, "Nothing to do.";
+    /// Consumers were asked to re-read the Secret.
+    Nudged = "Nudged", Normal, "Nothing to do.";
+    /// A token is being issued or rotated right now.
+    Issuing = "Issuing", Normal, "Wait; the operator is talking to GitLab.";
+
+    // ---- policy ----
+    /// A policy selects the namespace and connection, but none allows the whole request.
+    PolicyDenied = "PolicyDenied", Warning,
+        "Change the request to fit the closest policy (see the message), or ask an admin to widen a GitLabTokenPolicy.";
+    /// No usable GitLabTokenPolicy selects this namespace and connection: denied, not pending.
+    NoPolicy = "NoPolicy", Warning,
+        "Ask an admin to create a GitLabTokenPolicy whose namespaceSelector and connectionRef select this namespace.";
+    /// A GitLabTokenPolicy itself is unusable (bad glob, inconsistent bounds).
+    PolicyInvalid = "PolicyInvalid", Warning,
+        "Fix the GitLabTokenPolicy named in the message; until then it allows nothing.";
+
+    // ---- the request (annotations, source URL, spec) ----
+    /// A `gitlabtokens.io/` annotation has a value the operator cannot use.
+    InvalidAnnotation = "InvalidAnnotation", Warning,
+        "Fix the annotation named in the message; the accepted values are listed there.";
+    /// The source URL is malformed, carries credentials, `..`, encoded slashes, a query, or is not a GitLab URL shape.
+    InvalidUrl = "InvalidURL", Warning,
+        "Use a plain https://<gitlab host>/<group>/<project>.git style URL without credentials (see DESIGN §4).";
+    /// The URL points at a host (or path root) other than the connection's GitLab or registry host.
+    ForeignHost = "ForeignHost", Warning,
+        "Point the source at the connection's GitLab/registry host, or pick the right connection with gitlabtokens.io/connection.";
+    /// The source uses an SSH URL; project access tokens work over HTTPS only.
+    SshNotSupported = "SSHNotSupported", Warning,
+        "Use the project's https:// clone URL instead of ssh://.";
+    /// The kind, API version or type of the annotated object is not one the operator serves.
+    UnsupportedKind = "UnsupportedKind", Warning,
+        "Annotate a GitRepository, OCIRepository, HelmRepository, ImageRepository or a Provider of type gitlab.";
+    /// The source's `spec.provider` makes Flux ignore a static Secret.
+    IncompatibleSourceProvider = "IncompatibleSourceProvider", Warning,
+        "Remove spec.provider (or set it to generic) so Flux reads the Secret the operator writes.";
+    /// The target Secret name is not a valid Kubernetes object name.
+    InvalidSecretName = "InvalidSecretName", Warning,
+        "Set gitlabtokens.io/secret-name (or spec.secretRef.name) to a DNS subdomain name of at most 253 characters.";
+    /// A registry URL needs the connection's registry host, but the connection has none.
+    MissingRegistryHost = "MissingRegistryHost", Warning,
+        "Ask an admin to set spec.registryHost on the GitLabConnection.";
+    /// Two sources name the same Secret but need different tokens.
+    ConflictingRequest = "ConflictingRequest", Warning,
+        "Give this source its own gitlabtokens.io/secret-name, or make its needs match the source already served.";
+    /// The target Secret exists and was not created by the operator.
+    SecretNotOwned = "SecretNotOwned", Warning,
+        "Delete or rename the existing Secret, or point the request at another Secret name.";
+
+    // ---- connection ----
+    /// The named GitLabConnection does not exist.
+    ConnectionNotFound = "ConnectionNotFound", Warning,
+        "Check gitlabtokens.io/connection / spec.connectionRef against `kubectl get gitlabconnections`.";
+    /// The GitLabConnection exists but is not Ready (credentials, TLS, reachability).
+    ConnectionNotReady = "ConnectionNotReady", Warning,
+        "Ask an admin to look at the GitLabConnection's Ready condition.";
+    /// Several connections could serve the request and nothing says which.
+    AmbiguousConnection = "AmbiguousConnection", Warning,
+        "Name the connection with gitlabtokens.io/connection (or spec.connectionRef).";
+
+    // ---- GitLab ----
+    /// GitLab does not know the project (or the operator cannot see it).
+    ProjectNotFound = "ProjectNotFound", Warning,
+        "Check the project path or id, and that the operator's GitLab user is a Maintainer of it.";
+    /// The operator's GitLab user may not create tokens on the project at the requested role.
+    InsufficientPermissions = "InsufficientPermissions", Warning,
+        "Ask a GitLab admin to make the operator's user Maintainer (or Owner) of the project, and to allow project access tokens.";
+    /// GitLab refused the request (400) for a reason it stated.
+    GitLabRejected = "GitLabRejected", Warning,
+        "Read GitLab's message in the condition; it usually names a setting or limit.";
+    /// The operator's own GitLab token was refused (401).
+    CredentialsInvalid = "CredentialsInvalid", Warning,
+        "Ask an admin to renew the token in the GitLabConnection's credentials Secret.";
+    /// GitLab answered 429; the operator waits as GitLab asked.
+    RateLimited = "RateLimited", Warning,
+        "Nothing; the operator retries after GitLab's Retry-After. Consider a lower rateLimit on the connection.";
+    /// GitLab was unreachable, timed out or answered 5xx; existing Secrets are untouched.
+    GitLabUnavailable = "GitLabUnavailable", Warning,
+        "Nothing; the operator retries with backoff. Check GitLab's health if it persists.";
+    /// The token was revoked or expired outside the operator; a new one is issued.
+    TokenRevokedExternally = "TokenRevokedExternally", Warning,
+        "Nothing; the operator issues a replacement. Find out who revoked it if this repeats.";
+    /// The Secret was edited or deleted by someone else; the operator rewrites it with a fresh token.
+    SecretModified = "SecretModified", Warning,
+        "Do not edit operator-managed Secrets; use gitlabtokens.io/ annotations instead.";
+    /// Writing the Secret failed; the new token is kept in flight and retried.
+    SecretWriteFailed = "SecretWriteFailed", Warning,
+        "Check the operator's RBAC on Secrets in this namespace.";
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Reason {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("{s:?} is not a known reason"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn reasons_are_unique_pascal_case_and_round_trip() {
+        let mut seen = BTreeSet::new();
+        for r in Reason::ALL {
+            let s = r.as_str();
+            assert!(seen.insert(s), "duplicate {s}");
+            assert!(
+                s.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
+                "{s} not PascalCase"
+            );
+            assert!(s.chars().all(|c| c.is_ascii_alphanumeric()), "{s} not PascalCase");
+            assert_eq!(s.parse::<Reason>().unwrap(), *r);
+            assert!(!r.what_to_do().is_empty());
+        }
+        assert!("Nope".parse::<Reason>().is_err());
+    }
+
+    #[test]
+    fn design_names_are_spelled_exactly() {
+        let table = [
+            (Reason::PolicyDenied, "PolicyDenied", Severity::Warning),
+            (Reason::ProjectNotFound, "ProjectNotFound", Severity::Warning),
+            (Reason::ForeignHost, "ForeignHost", Severity::Warning),
+            (Reason::SshNotSupported, "SSHNotSupported", Severity::Warning),
+            (Reason::SecretNotOwned, "SecretNotOwned", Severity::Warning),
+            (Reason::InvalidAnnotation, "InvalidAnnotation", Severity::Warning),
+            (Reason::InvalidUrl, "InvalidURL", Severity::Warning),
+            (Reason::Issued, "Issued", Severity::Normal),
+            (Reason::Rotated, "Rotated", Severity::Normal),
+            (Reason::Revoked, "Revoked", Severity::Normal),
+            (Reason::Nudged, "Nudged", Severity::Normal),
+        ];
+        for (r, s, sev) in table {
+            assert_eq!(r.as_str(), s);
+            assert_eq!(r.to_string(), s);
+            assert_eq!(r.severity(), sev);
+        }
+    }
+}
