@@ -112,6 +112,7 @@ impl fmt::Debug for ClientConfig {
 pub struct GitLabClient {
     http: reqwest::Client,
     api: Url,
+    token: SecretString,
     auth: HeaderValue,
     limiter: RateLimiter,
     retry: RetryPolicy,
@@ -175,6 +176,7 @@ impl GitLabClient {
         Ok(Self {
             http,
             api,
+            token: config.token,
             auth,
             limiter: RateLimiter::new(config.rate_limit, Instant::now()),
             retry: config.retry,
@@ -216,21 +218,27 @@ impl GitLabClient {
             self.limiter.acquire().await;
             let started = Instant::now();
             let result = self.attempt(method.clone(), url.clone(), body.clone()).await;
+            let elapsed = started.elapsed();
             let status = result.as_ref().ok().map(|raw| raw.status.as_u16());
-            if let Some(observer) = &self.observer {
-                observer.on_request(operation, status, started.elapsed());
-            }
-            let err = match result {
-                Ok(raw) if raw.status.is_success() => return Ok(raw),
-                Ok(raw) => response_error(&raw),
-                Err(err) => err,
+            let outcome = match result {
+                Ok(raw) if raw.status.is_success() => Ok(raw),
+                Ok(raw) => Err(response_error(&raw)),
+                Err(err) => Err(err),
             };
-            if let GitLabError::RateLimited { retry_after } = &err {
+            // Close the connection's gate before anyone (observer included) hears of the 429.
+            if let Err(GitLabError::RateLimited { retry_after }) = &outcome {
                 let wait = retry_after
                     .unwrap_or(Duration::from_secs(1))
                     .min(self.max_retry_after);
                 self.limiter.block_until(Instant::now() + wait);
             }
+            if let Some(observer) = &self.observer {
+                observer.on_request(operation, status, elapsed);
+            }
+            let err = match outcome {
+                Ok(raw) => return Ok(raw),
+                Err(err) => err.scrub(self.token.expose_secret().trim()),
+            };
             match self
                 .retry
                 .decide(attempt, idempotency, &err, rand::random::<f64>())

@@ -228,6 +228,59 @@ impl GitLabError {
         }
     }
 
+    /// Replaces every occurrence of `secret` in the error's text with `[REDACTED]`: a defence
+    /// against a server or proxy that echoes the request's credential into its error body.
+    pub fn scrub(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let clean = |text: String| text.replace(secret, "[REDACTED]");
+        match self {
+            Self::Unauthorized { message } => Self::Unauthorized {
+                message: clean(message),
+            },
+            Self::TokenExpired { message } => Self::TokenExpired {
+                message: clean(message),
+            },
+            Self::TokenRevoked { message } => Self::TokenRevoked {
+                message: clean(message),
+            },
+            Self::InsufficientScope { required } => Self::InsufficientScope {
+                required: clean(required),
+            },
+            Self::Forbidden { message } => Self::Forbidden {
+                message: clean(message),
+            },
+            Self::BadRequest { message } => Self::BadRequest {
+                message: clean(message),
+            },
+            Self::NotFound { message } => Self::NotFound {
+                message: clean(message),
+            },
+            Self::Server { status, message } => Self::Server {
+                status,
+                message: clean(message),
+            },
+            Self::UnexpectedStatus { status, message } => Self::UnexpectedStatus {
+                status,
+                message: clean(message),
+            },
+            Self::Transport { message } => Self::Transport {
+                message: clean(message),
+            },
+            Self::InvalidResponse { message } => Self::InvalidResponse {
+                message: clean(message),
+            },
+            Self::InvalidInput { message } => Self::InvalidInput {
+                message: clean(message),
+            },
+            Self::InvalidConfig { message } => Self::InvalidConfig {
+                message: clean(message),
+            },
+            other @ (Self::RateLimited { .. } | Self::Timeout) => other,
+        }
+    }
+
     /// Maps a reqwest failure without its URL (which could carry query values) to a variant.
     pub fn from_reqwest(err: reqwest::Error) -> Self {
         if err.is_timeout() {
@@ -508,6 +561,20 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn scrub_removes_an_echoed_secret() {
+        let err = map(
+            400,
+            r#"{"message":"400 Bad request - token glpat-op-secret is bad"}"#,
+        )
+        .scrub("glpat-op-secret");
+        assert_eq!(
+            err.to_string(),
+            "GitLab rejected the request (400): 400 Bad request - token [REDACTED] is bad"
+        );
+        assert_eq!(GitLabError::Timeout.scrub("x"), GitLabError::Timeout);
     }
 
     #[test]
