@@ -249,3 +249,134 @@ async fn revoke_is_retried_on_server_errors_and_404_means_already_gone() {
     let err = client.revoke_project_access_token("812", 1).await.unwrap_err();
     assert_eq!(err.reason(), "BadRequest");
 }
+
+#[tokio::test]
+async fn a_successful_self_rotation_switches_the_client_to_the_new_token() {
+    let gl = FakeGitLab::start().await;
+    gl.on_seq(
+        Method::POST,
+        "/api/v4/personal_access_tokens/self/rotate",
+        vec![reply(200, CREATED)],
+    );
+    gl.on_seq(Method::GET, "/api/v4/user", vec![reply(200, USER)]);
+    let client = gl.client();
+
+    let new = client
+        .rotate_personal_access_token_self(date("2026-01-31"))
+        .await
+        .unwrap();
+    assert_eq!(new.info.id, 9120);
+    client.current_user().await.unwrap();
+
+    let seen = gl.seen();
+    assert_eq!(seen[0].headers.get("private-token").unwrap(), OPERATOR_TOKEN);
+    assert_eq!(
+        seen[1].headers.get("private-token").unwrap(),
+        MINTED_TOKEN,
+        "the old token is never used again"
+    );
+}
+
+#[tokio::test]
+async fn after_an_ambiguous_self_rotation_no_rotate_endpoint_sees_the_old_token() {
+    let gl = FakeGitLab::start().await;
+    gl.on_seq(
+        Method::POST,
+        "/api/v4/personal_access_tokens/self/rotate",
+        vec![reply(502, ""), reply(200, CREATED)],
+    );
+    gl.on_seq(
+        Method::POST,
+        "/api/v4/projects/812/access_tokens/9101/rotate",
+        vec![reply(200, CREATED)],
+    );
+    gl.on_seq(Method::GET, "/api/v4/user", vec![reply(200, USER)]);
+    let client = gl.client();
+
+    assert_eq!(
+        client
+            .rotate_personal_access_token_self(date("2026-01-31"))
+            .await
+            .unwrap_err()
+            .reason(),
+        "ServerError"
+    );
+    // GitLab may have rotated (and so revoked) the old token: presenting it to any rotate path
+    // would make GitLab revoke the new one too. Reads still go out.
+    let again = client
+        .rotate_personal_access_token_self(date("2026-01-31"))
+        .await
+        .unwrap_err();
+    assert_eq!(again.reason(), "RotationUnsafe");
+    let other = client
+        .rotate_project_access_token("812", 9101, date("2025-09-08"))
+        .await
+        .unwrap_err();
+    assert_eq!(other.reason(), "RotationUnsafe");
+    client.current_user().await.unwrap();
+    let rotate_calls = gl.seen().iter().filter(|s| s.path.ends_with("/rotate")).count();
+    assert_eq!(
+        rotate_calls, 1,
+        "only the first, ambiguous, self-rotation reached GitLab"
+    );
+
+    // Once the operator has a fresh token (recovered out of band), rotation reopens.
+    client
+        .set_token(&secrecy::SecretString::from("glpat-RECOVEREDtoken"))
+        .unwrap();
+    client
+        .rotate_project_access_token("812", 9101, date("2025-09-08"))
+        .await
+        .unwrap();
+    assert_eq!(
+        gl.seen().last().unwrap().headers.get("private-token").unwrap(),
+        "glpat-RECOVEREDtoken"
+    );
+}
+
+#[tokio::test]
+async fn a_token_reported_revoked_is_never_presented_to_a_rotate_endpoint() {
+    let gl = FakeGitLab::start().await;
+    gl.on_seq(
+        Method::GET,
+        "/api/v4/user",
+        vec![reply(401, REVOKED).header("www-authenticate", BEARER_INVALID)],
+    );
+    let client = gl.client();
+    assert_eq!(client.current_user().await.unwrap_err().reason(), "TokenRevoked");
+    let err = client
+        .rotate_project_access_token("812", 9101, date("2025-09-08"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "RotationUnsafe");
+    assert!(!gl.seen().iter().any(|s| s.path.ends_with("/rotate")));
+}
+
+#[tokio::test]
+async fn a_refused_self_rotation_leaves_rotation_open() {
+    let gl = FakeGitLab::start().await;
+    let too_far = r#"{"message":"400 Bad request - Expiration date must be before 2026-06-10"}"#;
+    gl.on_seq(
+        Method::POST,
+        "/api/v4/personal_access_tokens/self/rotate",
+        vec![reply(400, too_far), reply(200, CREATED)],
+    );
+    let client = gl.client();
+    assert_eq!(
+        client
+            .rotate_personal_access_token_self(date("2027-01-31"))
+            .await
+            .unwrap_err()
+            .reason(),
+        "BadRequest"
+    );
+    assert_eq!(
+        client
+            .rotate_personal_access_token_self(date("2026-01-31"))
+            .await
+            .unwrap()
+            .info
+            .id,
+        9120
+    );
+}
