@@ -15,104 +15,32 @@ use bytes::Bytes;
 use chrono::{NaiveDate, Utc};
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::{
-    AccessToken, CreateProjectAccessToken, GitLabApi, GitLabError, Member, NewToken, Project,
+    AccessToken, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, Member, NewToken, Project,
     RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
+    credential::Credential,
     error::parse_retry_after,
     pagination::{PER_PAGE, next_page_url},
-    ratelimit::{RateLimitConfig, RateLimiter},
+    ratelimit::RateLimiter,
     retry::{Idempotency, RetryDecision, RetryPolicy},
     tls::tls_config,
     types::RotateBody,
 };
-use crate::crd::GitLabConnectionSpec;
 
 /// Largest response body the client reads, in bytes.
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Most redirects followed (same origin only).
 const MAX_REDIRECTS: usize = 5;
 
-/// Everything needed to build a [`GitLabClient`] for one connection.
-#[derive(Clone)]
-pub struct ClientConfig {
-    /// GitLab base URL, e.g. `https://gitlab.example.com` (a relative URL root is allowed).
-    pub url: String,
-    /// The operator's own token, sent as `PRIVATE-TOKEN`.
-    pub token: SecretString,
-    /// PEM CA bundle: when set, the only CAs trusted; when unset, the platform's trust store.
-    pub ca_bundle: Option<String>,
-    /// Client-side token bucket.
-    pub rate_limit: RateLimitConfig,
-    /// Retries of safe requests.
-    pub retry: RetryPolicy,
-    /// TCP + TLS connect timeout.
-    pub connect_timeout: Duration,
-    /// Whole-request timeout (headers and body).
-    pub request_timeout: Duration,
-    /// Longest `Retry-After` the client honours before its next request (longer values are capped).
-    pub max_retry_after: Duration,
-    /// Most pages one list call follows before failing (100 items each).
-    pub max_pages: u32,
-    /// Told about every HTTP attempt.
-    pub observer: Option<Arc<dyn RequestObserver>>,
-}
-
-impl ClientConfig {
-    /// Defaults for a GitLab at `url` authenticated with `token`.
-    pub fn new(url: impl Into<String>, token: SecretString) -> Self {
-        Self {
-            url: url.into(),
-            token,
-            ca_bundle: None,
-            rate_limit: RateLimitConfig::default(),
-            retry: RetryPolicy::default(),
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(300),
-            max_pages: 100,
-            observer: None,
-        }
-    }
-
-    /// Settings from a `GitLabConnection` spec (URL, CA bundle, rate limit) and its token.
-    pub fn from_connection(spec: &GitLabConnectionSpec, token: SecretString) -> Self {
-        let mut config = Self::new(spec.url.clone(), token);
-        config.ca_bundle = spec.ca_bundle.clone().filter(|pem| !pem.trim().is_empty());
-        if let Some(rl) = &spec.rate_limit {
-            config.rate_limit = RateLimitConfig {
-                requests_per_second: f64::from(rl.requests_per_second),
-                burst: rl.burst,
-            };
-        }
-        config
-    }
-}
-
-impl fmt::Debug for ClientConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientConfig")
-            .field("url", &self.url)
-            .field("token", &"[REDACTED]")
-            .field("ca_bundle", &self.ca_bundle.as_ref().map(|_| "<pem>"))
-            .field("rate_limit", &self.rate_limit)
-            .field("retry", &self.retry)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("max_retry_after", &self.max_retry_after)
-            .field("max_pages", &self.max_pages)
-            .finish_non_exhaustive()
-    }
-}
-
 /// A GitLab REST client for one connection (cheap to share behind an `Arc`).
 pub struct GitLabClient {
     http: reqwest::Client,
     api: Url,
-    auth: HeaderValue,
+    credential: Credential,
     limiter: RateLimiter,
     retry: RetryPolicy,
     max_retry_after: Duration,
@@ -139,17 +67,7 @@ impl GitLabClient {
     /// Builds the client: validates the URL, the token's header form and the CA bundle.
     pub fn new(config: ClientConfig) -> Result<Self> {
         let api = api_base(&config.url)?;
-        let mut auth = HeaderValue::from_str(config.token.expose_secret().trim()).map_err(|_| {
-            GitLabError::InvalidConfig {
-                message: "the GitLab token contains characters not allowed in a header".into(),
-            }
-        })?;
-        auth.set_sensitive(true);
-        if auth.is_empty() {
-            return Err(GitLabError::InvalidConfig {
-                message: "the GitLab token is empty".into(),
-            });
-        }
+        let credential = Credential::new(&config.token)?;
         let tls = tls_config(config.ca_bundle.as_deref())?;
         let redirect = reqwest::redirect::Policy::custom(|attempt| {
             let same_origin = attempt
@@ -175,7 +93,7 @@ impl GitLabClient {
         Ok(Self {
             http,
             api,
-            auth,
+            credential,
             limiter: RateLimiter::new(config.rate_limit, Instant::now()),
             retry: config.retry,
             max_retry_after: config.max_retry_after,
@@ -189,9 +107,9 @@ impl GitLabClient {
         &self.api
     }
 
-    /// GitLab's last `RateLimit-Remaining` for this connection, if it sent one.
-    pub fn rate_limit_remaining(&self) -> Option<u64> {
-        self.limiter.remaining()
+    /// Switches to another operator token (e.g. its Secret changed); rotation reopens for it.
+    pub fn set_token(&self, token: &SecretString) -> Result<()> {
+        self.credential.replace(token)
     }
 
     /// The URL of `path` (relative, already encoded) under the API root.
@@ -215,21 +133,33 @@ impl GitLabClient {
             attempt += 1;
             self.limiter.acquire().await;
             let started = Instant::now();
-            let result = self.attempt(method.clone(), url.clone(), body.clone()).await;
+            let auth = self.credential.header();
+            let result = self
+                .attempt(&auth, method.clone(), url.clone(), body.clone())
+                .await;
+            let elapsed = started.elapsed();
             let status = result.as_ref().ok().map(|raw| raw.status.as_u16());
-            if let Some(observer) = &self.observer {
-                observer.on_request(operation, status, started.elapsed());
-            }
-            let err = match result {
-                Ok(raw) if raw.status.is_success() => return Ok(raw),
-                Ok(raw) => response_error(&raw),
-                Err(err) => err,
+            let outcome = match result {
+                Ok(raw) if raw.status.is_success() => Ok(raw),
+                Ok(raw) => Err(response_error(&raw)),
+                Err(err) => Err(err),
             };
-            if let GitLabError::RateLimited { retry_after } = &err {
+            // Close the connection's gate before anyone (observer included) hears of the 429.
+            if let Err(GitLabError::RateLimited { retry_after }) = &outcome {
                 let wait = retry_after
                     .unwrap_or(Duration::from_secs(1))
                     .min(self.max_retry_after);
                 self.limiter.block_until(Instant::now() + wait);
+            }
+            if let Some(observer) = &self.observer {
+                observer.on_request(operation, status, elapsed);
+            }
+            let err = match outcome {
+                Ok(raw) => return Ok(raw),
+                Err(err) => err.scrub(auth.to_str().unwrap_or_default()),
+            };
+            if let GitLabError::TokenRevoked { .. } = err {
+                self.credential.mark_revoked(&auth);
             }
             match self
                 .retry
@@ -256,11 +186,17 @@ impl GitLabClient {
     }
 
     /// One HTTP exchange, body read up to [`MAX_BODY_BYTES`].
-    async fn attempt(&self, method: Method, url: Url, body: Option<Vec<u8>>) -> Result<Raw> {
+    async fn attempt(
+        &self,
+        auth: &HeaderValue,
+        method: Method,
+        url: Url,
+        body: Option<Vec<u8>>,
+    ) -> Result<Raw> {
         let mut request = self
             .http
             .request(method, url)
-            .header("PRIVATE-TOKEN", self.auth.clone())
+            .header("PRIVATE-TOKEN", auth.clone())
             .header(header::ACCEPT, "application/json");
         if let Some(body) = body {
             request = request
@@ -400,6 +336,10 @@ fn decode<T: DeserializeOwned>(operation: &'static str, raw: &Raw) -> Result<T> 
 }
 
 impl GitLabApi for GitLabClient {
+    fn rate_limit_remaining(&self) -> Option<u64> {
+        self.limiter.remaining()
+    }
+
     fn version(&self) -> BoxFuture<'_, Result<Version>> {
         Box::pin(self.get("version", "version"))
     }
@@ -414,12 +354,17 @@ impl GitLabApi for GitLabClient {
 
     fn rotate_personal_access_token_self(&self, expires_at: NaiveDate) -> BoxFuture<'_, Result<NewToken>> {
         Box::pin(async move {
-            self.post_unsafe(
-                "rotate_personal_access_token_self",
-                "personal_access_tokens/self/rotate",
-                &RotateBody { expires_at },
-            )
-            .await
+            let used = self.credential.begin_self_rotation()?;
+            let result: Result<NewToken> = self
+                .post_unsafe(
+                    "rotate_personal_access_token_self",
+                    "personal_access_tokens/self/rotate",
+                    &RotateBody { expires_at },
+                )
+                .await;
+            self.credential
+                .end_self_rotation(&used, result.as_ref().map(|new| &new.token))?;
+            result
         })
     }
 
@@ -481,6 +426,7 @@ impl GitLabApi for GitLabClient {
         expires_at: NaiveDate,
     ) -> BoxFuture<'a, Result<NewToken>> {
         Box::pin(async move {
+            self.credential.check_rotate_allowed()?;
             let path = format!(
                 "projects/{}/access_tokens/{token_id}/rotate",
                 project_segment(project)?

@@ -7,11 +7,8 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde_json::Value;
-
-/// Longest GitLab message text kept in an error, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 300;
+use super::error_body::ErrorBody;
+pub use super::error_body::{MAX_MESSAGE_CHARS, cap, parse_retry_after, redact_quoted};
 
 /// A failed GitLab call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +92,13 @@ pub enum GitLabError {
         /// What was wrong (quoted values removed).
         message: String,
     },
+    /// A rotate endpoint was not called because the operator's token may already be rotated or
+    /// revoked; presenting it again would make GitLab revoke the whole token family.
+    #[error("refusing to call a GitLab rotate endpoint: {message}; set a fresh operator token first")]
+    RotationUnsafe {
+        /// Why rotation is closed.
+        message: String,
+    },
     /// A caller passed an argument no GitLab request can be made from (e.g. an empty project).
     #[error("invalid GitLab request: {message}")]
     InvalidInput {
@@ -133,6 +137,7 @@ impl GitLabError {
             Self::Timeout => "Timeout",
             Self::Transport { .. } => "TransportError",
             Self::InvalidResponse { .. } => "InvalidResponse",
+            Self::RotationUnsafe { .. } => "RotationUnsafe",
             Self::InvalidInput { .. } => "InvalidInput",
             Self::InvalidConfig { .. } => "InvalidConfig",
         }
@@ -150,6 +155,7 @@ impl GitLabError {
             Self::Timeout
             | Self::Transport { .. }
             | Self::InvalidResponse { .. }
+            | Self::RotationUnsafe { .. }
             | Self::InvalidInput { .. }
             | Self::InvalidConfig { .. } => None,
         }
@@ -228,6 +234,62 @@ impl GitLabError {
         }
     }
 
+    /// Replaces every occurrence of `secret` in the error's text with `[REDACTED]`: a defence
+    /// against a server or proxy that echoes the request's credential into its error body.
+    pub fn scrub(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let clean = |text: String| text.replace(secret, "[REDACTED]");
+        match self {
+            Self::Unauthorized { message } => Self::Unauthorized {
+                message: clean(message),
+            },
+            Self::TokenExpired { message } => Self::TokenExpired {
+                message: clean(message),
+            },
+            Self::TokenRevoked { message } => Self::TokenRevoked {
+                message: clean(message),
+            },
+            Self::InsufficientScope { required } => Self::InsufficientScope {
+                required: clean(required),
+            },
+            Self::Forbidden { message } => Self::Forbidden {
+                message: clean(message),
+            },
+            Self::BadRequest { message } => Self::BadRequest {
+                message: clean(message),
+            },
+            Self::NotFound { message } => Self::NotFound {
+                message: clean(message),
+            },
+            Self::Server { status, message } => Self::Server {
+                status,
+                message: clean(message),
+            },
+            Self::UnexpectedStatus { status, message } => Self::UnexpectedStatus {
+                status,
+                message: clean(message),
+            },
+            Self::Transport { message } => Self::Transport {
+                message: clean(message),
+            },
+            Self::InvalidResponse { message } => Self::InvalidResponse {
+                message: clean(message),
+            },
+            Self::InvalidInput { message } => Self::InvalidInput {
+                message: clean(message),
+            },
+            Self::RotationUnsafe { message } => Self::RotationUnsafe {
+                message: clean(message),
+            },
+            Self::InvalidConfig { message } => Self::InvalidConfig {
+                message: clean(message),
+            },
+            other @ (Self::RateLimited { .. } | Self::Timeout) => other,
+        }
+    }
+
     /// Maps a reqwest failure without its URL (which could carry query values) to a variant.
     pub fn from_reqwest(err: reqwest::Error) -> Self {
         if err.is_timeout() {
@@ -250,124 +312,6 @@ impl GitLabError {
             message: cap(&message),
         }
     }
-}
-
-/// The shapes of GitLab error bodies (gitlab-api.md §1.3).
-#[derive(Debug, Clone, PartialEq)]
-enum ErrorBody {
-    /// `{"message": "..."}` or `{"message": {"field": ["error", ...]}}`.
-    Message(String),
-    /// `{"error": "...", "error_description": "...", "scope": "..."}` (OAuth style).
-    OAuth {
-        error: String,
-        description: String,
-        scope: Option<String>,
-    },
-    /// `{"error": "..."}` from parameter validation.
-    Param(String),
-    /// Anything else, as text (e.g. 429's plain `Retry later`).
-    Text(String),
-}
-
-impl ErrorBody {
-    fn parse(body: &[u8]) -> Self {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else {
-            return Self::Text(String::from_utf8_lossy(body).trim().to_string());
-        };
-        if let Some(message) = value.get("message") {
-            return Self::Message(flatten_message(message));
-        }
-        if let Some(error) = value.get("error").and_then(Value::as_str) {
-            return match value.get("error_description").and_then(Value::as_str) {
-                Some(description) => Self::OAuth {
-                    error: error.to_string(),
-                    description: description.to_string(),
-                    scope: value.get("scope").and_then(Value::as_str).map(str::to_string),
-                },
-                None => Self::Param(error.to_string()),
-            };
-        }
-        Self::Text(value.to_string())
-    }
-
-    fn text(&self) -> String {
-        let raw = match self {
-            Self::Message(m) | Self::Param(m) | Self::Text(m) => m.as_str(),
-            Self::OAuth { description, .. } => description.as_str(),
-        };
-        if raw.is_empty() {
-            "(no message)".to_string()
-        } else {
-            cap(raw)
-        }
-    }
-}
-
-/// Flattens GitLab's `message`, which is a string or a map of field to error list.
-fn flatten_message(message: &Value) -> String {
-    match message {
-        Value::String(s) => s.clone(),
-        Value::Object(fields) => fields
-            .iter()
-            .map(|(field, errors)| match errors {
-                Value::Array(list) => {
-                    let texts: Vec<String> = list
-                        .iter()
-                        .map(|e| e.as_str().map_or_else(|| e.to_string(), str::to_string))
-                        .collect();
-                    format!("{field} {}", texts.join(", "))
-                }
-                Value::String(s) => format!("{field} {s}"),
-                other => format!("{field} {other}"),
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    }
-}
-
-/// Caps a text at [`MAX_MESSAGE_CHARS`] characters, marking the cut.
-pub fn cap(text: &str) -> String {
-    let text = text.trim();
-    if text.chars().count() <= MAX_MESSAGE_CHARS {
-        return text.to_string();
-    }
-    let mut out: String = text.chars().take(MAX_MESSAGE_CHARS).collect();
-    out.push('…');
-    out
-}
-
-/// Replaces every double-quoted value in a decoder message with `"…"` so that a mistyped
-/// field's value (which could be a secret) never reaches an error.
-pub fn redact_quoted(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_quote = false;
-    for c in text.chars() {
-        if c == '"' {
-            if in_quote {
-                out.push_str("…\"");
-            } else {
-                out.push('"');
-            }
-            in_quote = !in_quote;
-        } else if !in_quote {
-            out.push(c);
-        }
-    }
-    if in_quote {
-        out.push_str("…\"");
-    }
-    out
-}
-
-/// Parses `Retry-After` as delay-seconds or an HTTP date relative to `now`.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?.with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -464,50 +408,17 @@ mod tests {
     }
 
     #[test]
-    fn long_messages_are_capped() {
-        let long = format!(r#"{{"message":"{}"}}"#, "x".repeat(5000));
-        let GitLabError::BadRequest { message } = map(400, &long) else {
-            panic!("wrong variant")
-        };
-        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS + 1);
-        assert!(message.ends_with('…'));
-    }
-
-    #[test]
-    fn quoted_values_are_redacted() {
-        let cases = [
-            (
-                r#"invalid type: string "glpat-secret", expected u64 at line 1"#,
-                r#"invalid type: string "…", expected u64 at line 1"#,
-            ),
-            (
-                "missing field `id` at line 1 column 2",
-                "missing field `id` at line 1 column 2",
-            ),
-            (r#"open "quote"#, r#"open "…""#),
-        ];
-        for (input, want) in cases {
-            assert_eq!(redact_quoted(input), want);
-        }
-    }
-
-    #[test]
-    fn retry_after_parses_seconds_and_dates() {
-        let now = DateTime::parse_from_rfc3339("2015-10-21T07:27:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(parse_retry_after("1", now), Some(Duration::from_secs(1)));
-        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+    fn scrub_removes_an_echoed_secret() {
+        let err = map(
+            400,
+            r#"{"message":"400 Bad request - token glpat-op-secret is bad"}"#,
+        )
+        .scrub("glpat-op-secret");
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
-            Some(Duration::from_secs(60))
+            err.to_string(),
+            "GitLab rejected the request (400): 400 Bad request - token [REDACTED] is bad"
         );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
-        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(GitLabError::Timeout.scrub("x"), GitLabError::Timeout);
     }
 
     #[test]

@@ -5,11 +5,17 @@
 //! - [`GitLabClient`]: the reqwest + rustls (ring) implementation: `PRIVATE-TOKEN` auth marked
 //!   sensitive, a per-connection token bucket honouring 429 `Retry-After`, jittered retries of
 //!   safe requests only, offset pagination, custom CA bundles, same-origin-only redirects.
+//! - Reuse-detection guard: after an ambiguous self-rotation, or once GitLab calls the operator's
+//!   token revoked, no rotate endpoint is called with that token again (gitlab-api.md §5.4);
+//!   a successful self-rotation switches the client to the new token at once.
 //! - [`GitLabError`]: failures by family, with a static `reason()`; never carries a secret.
 //! - [`RequestObserver`]: a hook the metrics layer implements to count and time requests.
 
 mod client;
+mod config;
+mod credential;
 pub mod error;
+mod error_body;
 pub mod pagination;
 pub mod ratelimit;
 pub mod retry;
@@ -21,7 +27,8 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 
-pub use client::{ClientConfig, GitLabClient};
+pub use client::GitLabClient;
+pub use config::ClientConfig;
 pub use error::GitLabError;
 pub use ratelimit::{RateLimitConfig, RateLimiter};
 pub use retry::{Idempotency, RetryPolicy};
@@ -46,6 +53,8 @@ pub trait GitLabApi: Send + Sync {
     /// `GET /personal_access_tokens/self`: the operator's own token record (expiry, scopes).
     fn personal_access_token_self(&self) -> BoxFuture<'_, Result<AccessToken>>;
     /// `POST /personal_access_tokens/self/rotate`; never retried (a lost response must surface).
+    /// On success the client uses the new token at once; after an ambiguous failure every
+    /// rotate endpoint refuses (`RotationUnsafe`) until a fresh token is set (gitlab-api.md §5.4).
     fn rotate_personal_access_token_self(&self, expires_at: NaiveDate) -> BoxFuture<'_, Result<NewToken>>;
     /// `GET /projects/:id`.
     fn project<'a>(&'a self, project: &'a str) -> BoxFuture<'a, Result<Project>>;
@@ -69,7 +78,8 @@ pub trait GitLabApi: Send + Sync {
         project: &'a str,
         request: &'a CreateProjectAccessToken,
     ) -> BoxFuture<'a, Result<NewToken>>;
-    /// `POST /projects/:id/access_tokens/:token_id/rotate`; never retried after an ambiguous failure.
+    /// `POST /projects/:id/access_tokens/:token_id/rotate`; never retried after an ambiguous failure,
+    /// refused while the operator's own token may be rotated or revoked.
     fn rotate_project_access_token<'a>(
         &'a self,
         project: &'a str,
@@ -82,8 +92,13 @@ pub trait GitLabApi: Send + Sync {
         project: &'a str,
         token_id: u64,
     ) -> BoxFuture<'a, Result<RevokeOutcome>>;
-    /// `GET /projects?search=…` (all pages, bounded), projects the operator can see.
+    /// `GET /projects?search=…&search_namespaces=true` (all pages, bounded): projects the
+    /// operator can see whose name or full path matches.
     fn list_projects<'a>(&'a self, search: &'a str) -> BoxFuture<'a, Result<Vec<Project>>>;
+    /// GitLab's last `RateLimit-Remaining` on this connection (for the metric), if known.
+    fn rate_limit_remaining(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Told about every HTTP attempt (the metrics layer implements it).
