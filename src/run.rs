@@ -7,9 +7,16 @@ use clap::Args;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
-    Api, Client,
+    Api, Client, ResourceExt,
     api::ListParams,
-    runtime::{Controller, controller::Action, reflector::ObjectRef, watcher},
+    core::PartialObjectMeta,
+    runtime::{
+        Controller, Predicate, WatchStreamExt,
+        controller::Action,
+        predicates,
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
 };
 use tokio::sync::watch;
 
@@ -18,10 +25,12 @@ use crate::{
     controller::{
         connection,
         context::{Context, OperatorConfig},
+        token,
     },
-    crd::{GitLabConnection, GitLabToken},
+    crd::{GitLabConnection, GitLabToken, GitLabTokenPolicy},
     http::{self, HealthState},
     metrics::Metrics,
+    secret::MANAGED_BY_LABEL,
     telemetry::{self, LogFormat},
 };
 
@@ -122,12 +131,46 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         controller_name: "gitlab-token-operator".into(),
         instance,
     };
-    let ctx = Arc::new(Context::new(client.clone(), config, clock, metrics));
+    let (policies, policy_writer) = reflector::store();
+    let policy_events = watcher(
+        Api::<GitLabTokenPolicy>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(policy_writer)
+    .applied_objects();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config,
+        clock,
+        metrics,
+        policies.clone(),
+    ));
     let http_task = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped()));
 
-    let controllers: Vec<BoxFuture<'static, ()>> =
-        vec![connection_controller(ctx.clone(), clock_moves.clone(), stopped()).boxed()];
-    health.set_ready(true);
+    let (tokens_ready_tx, tokens_ready_rx) = tokio::sync::oneshot::channel::<Store<GitLabToken>>();
+    let controllers: Vec<BoxFuture<'static, ()>> = vec![
+        connection_controller(ctx.clone(), clock_moves.clone(), stopped()).boxed(),
+        token_controller(
+            ctx.clone(),
+            policy_events.boxed(),
+            clock_moves.clone(),
+            tokens_ready_tx,
+            stopped(),
+        )
+        .boxed(),
+    ];
+    let readiness = health.clone();
+    tokio::spawn(async move {
+        // Ready once the caches the decisions depend on have synced.
+        if let Ok(tokens) = tokens_ready_rx.await
+            && tokens.wait_until_ready().await.is_ok()
+            && policies.wait_until_ready().await.is_ok()
+        {
+            readiness.set_ready(true);
+            tracing::info!("caches synced; ready");
+        }
+    });
     tracing::info!(cluster = %args.cluster_name, namespace = %args.namespace, "operator started");
     futures::future::join_all(controllers).await;
     http_task
@@ -195,6 +238,70 @@ async fn connection_controller(
             |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(15)),
             ctx,
         )
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn token_controller(
+    ctx: Arc<Context>,
+    policy_events: futures::stream::BoxStream<'static, Result<GitLabTokenPolicy, watcher::Error>>,
+    clock_moves: Option<watch::Receiver<u64>>,
+    ready: tokio::sync::oneshot::Sender<Store<GitLabToken>>,
+    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let tokens = Api::<GitLabToken>::all(client.clone());
+    // Our own status writes must not wake us: react to spec, annotations, finalizers, deletion.
+    let (reader, writer) = reflector::store();
+    let token_events = watcher(tokens, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    let _ = ready.send(reader.clone());
+    let all_tokens = reader.clone();
+    let by_connection = reader.clone();
+    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=gitlab-token-operator"));
+    Controller::for_stream(token_events, reader)
+        .owns_stream(
+            watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), managed)
+                .default_backoff()
+                .touched_objects(),
+        )
+        .watches_stream(policy_events, move |_policy| {
+            // A policy change can allow, deny or reshape any token.
+            all_tokens
+                .state()
+                .iter()
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches(
+            Api::<GitLabConnection>::all(client.clone()),
+            watcher::Config::default(),
+            move |conn| {
+                let name = conn.name_any();
+                by_connection
+                    .state()
+                    .iter()
+                    .filter(|t| {
+                        t.status
+                            .as_ref()
+                            .and_then(|s| s.connection.as_deref())
+                            .is_none_or(|c| c == name)
+                    })
+                    .map(|t| ObjectRef::from_obj(t.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .reconcile_all_on(on_clock_moves(clock_moves))
+        .graceful_shutdown_on(stopped)
+        .run(token::reconcile, token::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -6,11 +6,14 @@ use std::{sync::Arc, time::Duration};
 use chrono::{DateTime, Utc};
 use kube::{
     Client, Resource,
-    runtime::events::{Event, EventType, Recorder, Reporter},
+    runtime::{
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::Store,
+    },
 };
 
 use super::connection::Connections;
-use crate::{clock::Clock, metrics::Metrics};
+use crate::{clock::Clock, crd::GitLabTokenPolicy, metrics::Metrics};
 
 /// Operator-wide settings from the command line.
 #[derive(Clone, Debug)]
@@ -52,11 +55,19 @@ pub struct Context {
     pub recorder: Recorder,
     /// Live GitLab connections, maintained by the connection controller.
     pub connections: Arc<Connections>,
+    /// Every `GitLabTokenPolicy`, kept current by a watch.
+    pub policies: Store<GitLabTokenPolicy>,
 }
 
 impl Context {
     /// Builds the context.
-    pub fn new(client: Client, config: OperatorConfig, clock: Arc<dyn Clock>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        policies: Store<GitLabTokenPolicy>,
+    ) -> Self {
         let reporter = Reporter {
             controller: config.controller_name.clone(),
             instance: Some(config.instance.clone()),
@@ -69,6 +80,7 @@ impl Context {
             metrics,
             recorder,
             connections: Arc::new(Connections::default()),
+            policies,
         }
     }
 

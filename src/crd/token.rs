@@ -150,6 +150,9 @@ pub struct GitLabTokenStatus {
     /// The last issued tokens, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// The `gitlabtokens.io/renew-requested-at` value last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_renew_request: Option<String>,
 }
 
 /// A project as GitLab resolved it.

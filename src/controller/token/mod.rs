@@ -1,3 +1,103 @@
 //! The `GitLabToken` controller: issue, renew, rotate and revoke (DESIGN §6).
+//!
+//! Pipeline per reconcile: [`observe`] (connection, project, policy, Secret, consumers) →
+//! [`decide::next_step`] (pure) → [`act`] (one idempotent step, status written before and after
+//! every irreversible GitLab call) → repeat until the decision is to wait. Deletion revokes
+//! through the `gitlabtokens.io/revoke` finalizer using the connection's credentials, which live
+//! in the operator's namespace, so it works while a tenant namespace is torn down.
 
+pub mod act;
 pub mod decide;
+pub mod issue;
+pub mod observe;
+pub mod revoke;
+pub mod rotate;
+pub mod status;
+
+use std::{sync::Arc, time::Instant};
+
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        controller::Action,
+        finalizer::{Error as FinalizerError, Event, finalizer},
+    },
+};
+
+use super::context::Context;
+use crate::{
+    crd::{FINALIZER, GitLabToken},
+    gitlab::GitLabError,
+};
+
+/// Why a reconcile failed (it is retried with backoff).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The Kubernetes API failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// GitLab failed in a way worth retrying.
+    #[error("GitLab: {0}")]
+    GitLab(#[from] GitLabError),
+    /// The Secret could not be written after the token was minted.
+    #[error("could not write Secret {0}: {1}")]
+    SecretWrite(String, String),
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<FinalizerError<TokenError>>),
+    /// Cleanup cannot revoke yet (connection not ready).
+    #[error("cannot revoke yet: {0}")]
+    CleanupBlocked(String),
+}
+
+impl TokenError {
+    /// Static PascalCase label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "KubernetesError",
+            Self::GitLab(e) => e.reason(),
+            Self::SecretWrite(..) => "SecretWriteFailed",
+            Self::Finalizer(_) => "FinalizerError",
+            Self::CleanupBlocked(_) => "CleanupBlocked",
+        }
+    }
+}
+
+/// Reconciles one `GitLabToken`.
+pub async fn reconcile(token: Arc<GitLabToken>, ctx: Arc<Context>) -> Result<Action, TokenError> {
+    let started = Instant::now();
+    let namespace = token.namespace().unwrap_or_default();
+    let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
+    let span = tracing::info_span!("reconcile", namespace = %namespace, name = %token.name_any());
+    let _enter = span.enter();
+    drop(_enter);
+    let result = finalizer(&api, FINALIZER, token, |event| async {
+        match event {
+            Event::Apply(t) => act::apply(t, &ctx).await,
+            Event::Cleanup(t) => revoke::cleanup(t, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => inner,
+        other => TokenError::Finalizer(Box::new(other)),
+    });
+    let label = match &result {
+        Ok(_) => "success",
+        Err(e) => e.reason(),
+    };
+    ctx.metrics
+        .reconciled("token", label, started.elapsed().as_secs_f64());
+    result
+}
+
+/// Backoff after a failed reconcile.
+pub fn error_policy(_token: Arc<GitLabToken>, error: &TokenError, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(reason = error.reason(), error = %error, "token reconcile failed");
+    let secs = match error {
+        TokenError::GitLab(GitLabError::RateLimited { .. }) => 60,
+        TokenError::CleanupBlocked(_) => 30,
+        _ => 10,
+    };
+    Action::requeue(std::time::Duration::from_secs(secs))
+}

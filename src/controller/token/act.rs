@@ -1,0 +1,280 @@
+//! Performing the steps [`super::decide::next_step`] chooses. Each step writes status before
+//! any irreversible GitLab call (`pending`) and after it, so a crash anywhere is recoverable.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{Resource, ResourceExt, runtime::controller::Action};
+
+use super::{
+    TokenError,
+    decide::{IssueReason, Observed, SecretState, Step, next_step},
+    observe::{self, Refusal},
+    status::{self as st, set_denied, set_issuing, set_ready},
+};
+use crate::{
+    controller::{consumers, context::Context},
+    crd::{GitLabToken, GitLabTokenStatus},
+    gitlab::GitLabError,
+    metrics::TokenLabels,
+    reason::Reason,
+    schedule::{next_verification_time, seed_from},
+};
+
+/// Annotation a user sets (to any new value) to renew a token now.
+pub const RENEW_ANNOTATION: &str = "gitlabtokens.io/renew-requested-at";
+
+/// Most steps in one reconcile before yielding.
+const MAX_STEPS: usize = 8;
+
+/// Whether a failed GitLab call may still have taken effect (so `pending` must stay).
+pub(super) fn may_have_happened(e: &GitLabError) -> bool {
+    matches!(
+        e,
+        GitLabError::Server { .. }
+            | GitLabError::Timeout
+            | GitLabError::Transport { .. }
+            | GitLabError::InvalidResponse { .. }
+    )
+}
+
+/// The Apply half of the finalizer.
+pub async fn apply(token: Arc<GitLabToken>, ctx: &Context) -> Result<Action, TokenError> {
+    let generation = token.metadata.generation;
+    let mut status = token.status.clone().unwrap_or_default();
+    let resolved = match observe::resolve(&token, ctx).await? {
+        Ok(r) => r,
+        Err(refusal) => return refuse(&token, ctx, status, refusal).await,
+    };
+    status.connection = Some(resolved.connection.name.clone());
+    status.project = Some(resolved.project.clone());
+    status.policy = Some(resolved.allowance.policy.clone());
+    set_denied(&mut status, false, "", "", generation, ctx.now());
+
+    let namespace = token.namespace().unwrap_or_default();
+    let seed = seed_from(&token.uid().unwrap_or_default());
+    let renew_request = token.annotations().get(RENEW_ANNOTATION).cloned();
+    let mut secret = observe::secret_state(ctx, &token).await?;
+    let mut liveness = None;
+    for _ in 0..MAX_STEPS {
+        let now = ctx.now();
+        let consumers_caught_up = match status.previous.as_ref().and_then(|p| p.nudged_at) {
+            Some(at) if !token.spec.consumers.is_empty() => {
+                Some(consumers::all_caught_up(&ctx.client, &namespace, &token.spec.consumers, at).await?)
+            }
+            _ => None,
+        };
+        let next_verification = status
+            .current
+            .as_ref()
+            .map(|c| next_verification_time(Some(c.last_verified.unwrap_or(c.created_at)), now, seed));
+        let observed = Observed {
+            now,
+            status: &status,
+            desired: &resolved.desired,
+            secret: secret.clone(),
+            liveness,
+            consumers_caught_up,
+            renew_requested: renew_request.is_some() && renew_request != status.last_handled_renew_request,
+            next_verification,
+        };
+        let step = next_step(&observed);
+        tracing::debug!(?step, "next step");
+        match step {
+            Step::Wait(after) => {
+                if status.current.is_some() && status.pending.is_none() {
+                    let (reason, message) = (ready_reason(&status), ready_message(&status));
+                    set_ready(&mut status, true, reason, &message, generation, now);
+                }
+                if token.status.as_ref() != Some(&status) {
+                    st::write(ctx, &token, &status).await?;
+                } else {
+                    st::observe_metrics(ctx, &token, &status);
+                }
+                return Ok(Action::requeue(after));
+            }
+            Step::RecoverPending => {
+                super::rotate::recover_pending(&token, ctx, &resolved, &mut status).await?
+            }
+            Step::RefuseForeignSecret => {
+                let message = format!(
+                    "Secret {} exists and was not created by the operator for this GitLabToken; the operator never takes \
+                     over a foreign Secret: pick another secret name or delete that Secret",
+                    token.spec.secret.name
+                );
+                let refusal = Refusal {
+                    reason: Reason::SecretNotOwned,
+                    message,
+                    policy: status.policy.clone(),
+                    connection: status.connection.clone(),
+                    project: status.project.clone(),
+                };
+                return refuse(&token, ctx, status, refusal).await;
+            }
+            Step::Issue(reason) => {
+                super::issue::issue(&token, ctx, &resolved, &mut status, reason).await?;
+                if reason == IssueReason::Renewal {
+                    status.last_handled_renew_request = renew_request.clone();
+                }
+                let id = status.current.as_ref().map(|c| c.token_id);
+                secret = SecretState::Ours {
+                    token_id: id,
+                    matches: true,
+                };
+                liveness = None;
+            }
+            Step::RotateInPlace => {
+                super::rotate::rotate_in_place(&token, ctx, &resolved, &mut status).await?;
+                status.last_handled_renew_request = renew_request.clone();
+                let id = status.current.as_ref().map(|c| c.token_id);
+                secret = SecretState::Ours {
+                    token_id: id,
+                    matches: status.current.is_some(),
+                };
+                liveness = None;
+            }
+            Step::RevokePrevious => {
+                super::revoke::revoke_previous(&token, ctx, &resolved, &mut status).await?
+            }
+            Step::Verify => {
+                liveness = Some(super::revoke::verify(&token, ctx, &resolved, &mut status).await?)
+            }
+        }
+    }
+    st::write(ctx, &token, &status).await?;
+    Ok(Action::requeue(Duration::from_secs(5)))
+}
+
+fn ready_reason(status: &GitLabTokenStatus) -> &'static str {
+    if status.history.len() > 1 {
+        Reason::Rotated.as_str()
+    } else {
+        Reason::Issued.as_str()
+    }
+}
+
+pub(super) fn ready_message(status: &GitLabTokenStatus) -> String {
+    match (&status.current, status.renewal_time) {
+        (Some(c), Some(r)) => format!(
+            "token {} for {} expires {} and will be renewed at {}",
+            c.token_id,
+            status.project.as_ref().map(|p| p.path.as_str()).unwrap_or("?"),
+            c.expires_at,
+            r.to_rfc3339()
+        ),
+        _ => "token issued".into(),
+    }
+}
+
+/// Reports a refusal: condition, events on the token and its consumers, metric. A policy that
+/// no longer allows an issued token revokes it.
+async fn refuse(
+    token: &GitLabToken,
+    ctx: &Context,
+    mut status: GitLabTokenStatus,
+    refusal: Refusal,
+) -> Result<Action, TokenError> {
+    let now = ctx.now();
+    let generation = token.metadata.generation;
+    let reason = refusal.reason.as_str();
+    let policy_denial = matches!(refusal.reason, Reason::PolicyDenied | Reason::NoPolicy);
+    if policy_denial {
+        super::revoke::revoke_all(token, ctx, &mut status, "PolicyWithdrawn").await?;
+    }
+    if refusal.policy.is_some() {
+        status.policy = refusal.policy.clone();
+    }
+    if refusal.connection.is_some() {
+        status.connection = refusal.connection.clone();
+    }
+    if refusal.project.is_some() {
+        status.project = refusal.project.clone();
+    }
+    let old_ready = status.conditions.iter().find(|c| c.type_ == "Ready").cloned();
+    set_ready(&mut status, false, reason, &refusal.message, generation, now);
+    set_denied(
+        &mut status,
+        policy_denial,
+        reason,
+        &refusal.message,
+        generation,
+        now,
+    );
+    set_issuing(&mut status, false, "", generation, now);
+    let changed = old_ready.is_none_or(|c| c.reason != reason || c.message != refusal.message);
+    if token.status.as_ref() != Some(&status) {
+        st::write(ctx, token, &status).await?;
+    }
+    if changed {
+        ctx.metrics.denied(reason);
+        ctx.event(token, true, reason, "Refuse", refusal.message.clone())
+            .await;
+        publish_on_consumers(ctx, token, true, reason, "Refuse", &refusal.message).await;
+    }
+    let retry = match refusal.reason {
+        Reason::ConnectionNotReady | Reason::ConnectionNotFound => 30,
+        Reason::SecretNotOwned => 120,
+        _ => 600,
+    };
+    Ok(Action::requeue(Duration::from_secs(retry)))
+}
+
+/// Events about the token also go to the Flux sources that read it.
+pub(super) async fn publish_on_consumers(
+    ctx: &Context,
+    token: &GitLabToken,
+    warning: bool,
+    reason: &str,
+    action: &str,
+    note: &str,
+) {
+    let namespace = token.namespace().unwrap_or_default();
+    for c in &token.spec.consumers {
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(c.api_version.clone()),
+            kind: Some(c.kind.clone()),
+            name: Some(c.name.clone()),
+            namespace: Some(namespace.clone()),
+            ..Default::default()
+        };
+        let event = kube::runtime::events::Event {
+            type_: if warning {
+                kube::runtime::events::EventType::Warning
+            } else {
+                kube::runtime::events::EventType::Normal
+            },
+            reason: reason.to_string(),
+            note: Some(format!("GitLabToken {}: {note}", token.name_any())),
+            action: action.to_string(),
+            secondary: Some(token.object_ref(&())),
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::debug!(error = %e, "could not publish event on consumer");
+        }
+    }
+}
+
+pub(super) fn token_labels(token: &GitLabToken, status: &GitLabTokenStatus) -> TokenLabels {
+    TokenLabels {
+        namespace: token.namespace().unwrap_or_default(),
+        name: token.name_any(),
+        project: status
+            .project
+            .as_ref()
+            .map(|p| p.path.clone())
+            .unwrap_or_default(),
+    }
+}
+
+pub(super) fn gitlab_reason(e: &GitLabError) -> &'static str {
+    match e {
+        GitLabError::BadRequest { .. }
+        | GitLabError::Forbidden { .. }
+        | GitLabError::InsufficientScope { .. } => Reason::InsufficientPermissions.as_str(),
+        GitLabError::NotFound { .. } => Reason::ProjectNotFound.as_str(),
+        GitLabError::RateLimited { .. } => Reason::RateLimited.as_str(),
+        GitLabError::Unauthorized { .. }
+        | GitLabError::TokenExpired { .. }
+        | GitLabError::TokenRevoked { .. } => Reason::CredentialsInvalid.as_str(),
+        _ => Reason::GitLabUnavailable.as_str(),
+    }
+}

@@ -1,0 +1,249 @@
+//! What a `GitLabToken` reconcile looks at before deciding: the connection, the project as GitLab
+//! names it, the policy verdict, and the target Secret.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{Api, ResourceExt};
+
+use super::{
+    TokenError,
+    decide::{Desired, SecretState},
+};
+use crate::{
+    controller::{connection::LiveConnection, context::Context},
+    crd::{GitLabToken, ResolvedProject},
+    gitlab::{GitLabApi, GitLabError},
+    policy::{Allowance, NamespaceInfo, PolicyDecision, PolicySet, TokenRequest},
+    reason::Reason,
+    secret::{TOKEN_ID_ANNOTATION, secret_digest, secret_is_owned_by},
+};
+
+/// A request the operator will not serve, with what to tell the user.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Why.
+    pub reason: Reason,
+    /// The condition message.
+    pub message: String,
+    /// The policy that decided or came closest.
+    pub policy: Option<String>,
+    /// The connection, when one was resolved.
+    pub connection: Option<String>,
+    /// The project, when it was resolved.
+    pub project: Option<ResolvedProject>,
+}
+
+fn refuse(reason: Reason, message: impl Into<String>) -> Refusal {
+    Refusal {
+        reason,
+        message: message.into(),
+        policy: None,
+        connection: None,
+        project: None,
+    }
+}
+
+/// Everything resolved for a token that may be served.
+pub struct Resolved {
+    /// The connection.
+    pub connection: Arc<LiveConnection>,
+    /// The project as GitLab names it.
+    pub project: ResolvedProject,
+    /// The policy verdict.
+    pub allowance: Allowance,
+    /// What the token must be.
+    pub desired: Desired,
+    /// The token name in GitLab: `<prefix>-<cluster>-<uid>`.
+    pub token_name: String,
+}
+
+/// Resolves connection, project and policy. `Ok(Err(_))` is a refusal to report, `Err` a
+/// failure to retry.
+pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolved, Refusal>, TokenError> {
+    let namespace = token.namespace().unwrap_or_default();
+    let ns_info = namespace_info(ctx, &namespace).await?;
+    let policies = PolicySet::compile(
+        &ctx.policies
+            .state()
+            .iter()
+            .map(|p| p.as_ref().clone())
+            .collect::<Vec<_>>(),
+    );
+
+    let connection = match choose_connection(token, ctx, &policies, &ns_info) {
+        Ok(c) => c,
+        Err(r) => return Ok(Err(r)),
+    };
+    if !connection.ready {
+        return Ok(Err(Refusal {
+            connection: Some(connection.name.clone()),
+            ..refuse(
+                Reason::ConnectionNotReady,
+                format!(
+                    "GitLabConnection {} is not Ready; see its status",
+                    connection.name
+                ),
+            )
+        }));
+    }
+
+    let project = match project_of(token, &connection).await {
+        Ok(p) => p,
+        Err(GitLabError::NotFound { .. }) => {
+            return Ok(Err(Refusal {
+                connection: Some(connection.name.clone()),
+                ..refuse(
+                    Reason::ProjectNotFound,
+                    format!(
+                        "GitLab project {:?} does not exist or the operator's user cannot see it",
+                        token.spec.project
+                    ),
+                )
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let request = match TokenRequest::from_spec(&token.spec, &connection.name, &project.path) {
+        Ok(r) => r,
+        Err(e) => return Ok(Err(refuse(Reason::UnsupportedKind, e))),
+    };
+    let allowance = match policies.evaluate(&request, &ns_info) {
+        PolicyDecision::Allowed(a) => a,
+        PolicyDecision::Denied(d) => {
+            return Ok(Err(Refusal {
+                reason: d.reason,
+                message: d.message(),
+                policy: d.closest.clone(),
+                connection: Some(connection.name.clone()),
+                project: Some(project),
+            }));
+        }
+    };
+    let mut scopes = token.spec.scopes.clone();
+    scopes.sort();
+    scopes.dedup();
+    let desired = Desired {
+        project_id: project.id,
+        scopes,
+        access_level: token.spec.access_level,
+        strategy: allowance.rotation_strategy,
+    };
+    let cluster = connection
+        .spec
+        .cluster_name
+        .clone()
+        .unwrap_or_else(|| ctx.config.cluster_name.clone());
+    let token_name = format!(
+        "{}-{}-{}",
+        connection.spec.token_name_prefix,
+        cluster,
+        token.uid().unwrap_or_default()
+    );
+    Ok(Ok(Resolved {
+        connection,
+        project,
+        allowance,
+        desired,
+        token_name,
+    }))
+}
+
+async fn namespace_info(ctx: &Context, namespace: &str) -> Result<NamespaceInfo, kube::Error> {
+    let ns = Api::<Namespace>::all(ctx.client.clone())
+        .get_opt(namespace)
+        .await?;
+    Ok(NamespaceInfo {
+        name: namespace.to_string(),
+        labels: ns.map(|n| n.labels().clone()).unwrap_or_default(),
+    })
+}
+
+/// The explicit connection; else the only one; else the one the namespace's policies name.
+fn choose_connection(
+    token: &GitLabToken,
+    ctx: &Context,
+    policies: &PolicySet,
+    namespace: &NamespaceInfo,
+) -> Result<Arc<LiveConnection>, Refusal> {
+    if let Some(name) = token.spec.connection_ref.as_ref().map(|c| c.name.as_str()) {
+        return ctx.connections.get(name).ok_or_else(|| {
+            refuse(
+                Reason::ConnectionNotFound,
+                format!("GitLabConnection {name} does not exist (or is not checked yet)"),
+            )
+        });
+    }
+    let all = ctx.connections.all();
+    if let [only] = all.as_slice() {
+        return Ok(only.clone());
+    }
+    if all.is_empty() {
+        return Err(refuse(
+            Reason::ConnectionNotFound,
+            "no GitLabConnection exists; an admin must create one",
+        ));
+    }
+    let candidates = policies.candidate_connections(namespace);
+    let named: Vec<_> = candidates
+        .named
+        .iter()
+        .filter_map(|n| ctx.connections.get(n))
+        .collect();
+    match named.as_slice() {
+        [one] if !candidates.any => Ok(one.clone()),
+        _ => Err(refuse(
+            Reason::AmbiguousConnection,
+            format!(
+                "{} connections exist and the policies for namespace {} do not single one out; set spec.connectionRef \
+                 (or the gitlabtokens.io/connection annotation)",
+                all.len(),
+                namespace.name
+            ),
+        )),
+    }
+}
+
+async fn project_of(
+    token: &GitLabToken,
+    connection: &LiveConnection,
+) -> Result<ResolvedProject, GitLabError> {
+    let p = connection.api.project(&token.spec.project).await?;
+    Ok(ResolvedProject {
+        id: p.id,
+        path: p.path_with_namespace,
+    })
+}
+
+/// Classifies the target Secret.
+pub async fn secret_state(ctx: &Context, token: &GitLabToken) -> Result<SecretState, kube::Error> {
+    let namespace = token.namespace().unwrap_or_default();
+    let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .get_opt(&token.spec.secret.name)
+        .await?;
+    Ok(classify_secret(secret.as_ref(), token))
+}
+
+/// Missing, foreign (no ownership label for this token), or ours with whether it still holds
+/// exactly what was written.
+pub fn classify_secret(secret: Option<&Secret>, token: &GitLabToken) -> SecretState {
+    let Some(secret) = secret else {
+        return SecretState::Missing;
+    };
+    if !secret_is_owned_by(&secret.metadata, &token.name_any()) {
+        return SecretState::Foreign;
+    }
+    let token_id = secret
+        .annotations()
+        .get(TOKEN_ID_ANNOTATION)
+        .and_then(|v| v.parse().ok());
+    let recorded = token
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .and_then(|c| c.secret_digest.clone());
+    let uid = token.uid().unwrap_or_default();
+    let matches = recorded.is_some_and(|d| d == secret_digest(secret, &uid));
+    SecretState::Ours { token_id, matches }
+}

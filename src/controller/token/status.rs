@@ -1,0 +1,123 @@
+//! Writing `GitLabToken` status: conditions, history, and the per-token metrics that mirror it.
+
+use chrono::{DateTime, NaiveTime, Utc};
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+
+use crate::{
+    controller::{conditions::condition, context::Context},
+    crd::{CurrentToken, FIELD_MANAGER, GitLabToken, GitLabTokenStatus, HistoryEntry, set_condition},
+    metrics::TokenLabels,
+};
+
+/// Most history entries kept.
+pub const HISTORY_LIMIT: usize = 10;
+
+/// Writes the whole status by server-side apply under the token controller's field manager.
+pub async fn write(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatus) -> kube::Result<()> {
+    let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &token.namespace().unwrap_or_default());
+    let params = PatchParams::apply(&format!("{FIELD_MANAGER}/token")).force();
+    let body = json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken", "status": status});
+    api.patch_status(&token.name_any(), &params, &Patch::Apply(&body))
+        .await?;
+    observe_metrics(ctx, token, status);
+    Ok(())
+}
+
+/// Sets `Ready`, and `Denied`/`Issuing` consistently with it.
+pub fn set_ready(
+    status: &mut GitLabTokenStatus,
+    ready: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    set_condition(
+        &mut status.conditions,
+        condition("Ready", ready, reason, message, generation, now),
+    );
+    status.observed_generation = generation;
+}
+
+/// Sets the `Denied` condition.
+pub fn set_denied(
+    status: &mut GitLabTokenStatus,
+    denied: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let reason = if denied { reason } else { "Allowed" };
+    let message = if denied {
+        message
+    } else {
+        "a policy allows this token"
+    };
+    set_condition(
+        &mut status.conditions,
+        condition("Denied", denied, reason, message, generation, now),
+    );
+}
+
+/// Sets the `Issuing` condition.
+pub fn set_issuing(
+    status: &mut GitLabTokenStatus,
+    issuing: bool,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let reason = if issuing { "Issuing" } else { "Idle" };
+    set_condition(
+        &mut status.conditions,
+        condition("Issuing", issuing, reason, message, generation, now),
+    );
+}
+
+/// Records a newly issued token at the head of the history.
+pub fn push_history(status: &mut GitLabTokenStatus, current: &CurrentToken) {
+    status.history.insert(
+        0,
+        HistoryEntry {
+            token_id: current.token_id,
+            created_at: current.created_at,
+            expires_at: current.expires_at,
+            revoked_at: None,
+            reason: None,
+        },
+    );
+    status.history.truncate(HISTORY_LIMIT);
+}
+
+/// Marks a token in the history as ended.
+pub fn end_history(status: &mut GitLabTokenStatus, token_id: u64, at: DateTime<Utc>, reason: &str) {
+    if let Some(e) = status.history.iter_mut().find(|e| e.token_id == token_id) {
+        e.revoked_at.get_or_insert(at);
+        e.reason.get_or_insert_with(|| reason.to_string());
+    }
+}
+
+/// Mirrors status into the per-token metrics.
+pub fn observe_metrics(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatus) {
+    let labels = TokenLabels {
+        namespace: token.namespace().unwrap_or_default(),
+        name: token.name_any(),
+        project: status
+            .project
+            .as_ref()
+            .map(|p| p.path.clone())
+            .unwrap_or_default(),
+    };
+    let expires = status
+        .current
+        .as_ref()
+        .map(|c| c.expires_at.and_time(NaiveTime::MIN).and_utc().timestamp());
+    let renewal = status.renewal_time.map(|t| t.timestamp());
+    let ready = crate::controller::conditions::is_ready(&status.conditions);
+    ctx.metrics.observe_token(&labels, expires, renewal, ready);
+}
