@@ -380,3 +380,98 @@ async fn a_refused_self_rotation_leaves_rotation_open() {
         9120
     );
 }
+
+/// A raw HTTP/1.1 server whose first `broken` connections die mid-body, then answers properly.
+async fn flaky_server(broken: usize) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                continue;
+            };
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let response = if n < broken {
+                // Promises 200 bytes, sends a few, hangs up.
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n{\"vers"
+                    .to_string()
+            } else {
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{VERSION}",
+                    VERSION.len()
+                )
+            };
+            let _ = conn.write_all(response.as_bytes()).await;
+            let _ = conn.shutdown().await;
+        }
+    });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn connections_dropped_mid_body_are_retried_for_reads_only() {
+    use std::sync::atomic::Ordering;
+    let (url, requests) = flaky_server(2).await;
+    let mut config = FakeGitLab::start().await.config();
+    config.url = url;
+    let client = GitLabClient::new(config).unwrap();
+    assert_eq!(client.version().await.unwrap().version, "17.9.1-ee");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        3,
+        "two broken answers, then success"
+    );
+
+    let (url, requests) = flaky_server(1).await;
+    let mut config = FakeGitLab::start().await.config();
+    config.url = url;
+    let client = GitLabClient::new(config).unwrap();
+    let err = client
+        .create_project_access_token("812", &create_request())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "TransportError", "{err}");
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        1,
+        "a create whose answer was lost is not repeated"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_gitlab_is_a_transport_error_after_bounded_retries() {
+    // Bind then drop: nothing listens on this port any more.
+    let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = FakeGitLab::start().await.config();
+    config.url = format!("http://127.0.0.1:{port}");
+    let recorder = Arc::new(Recorder::default());
+    config.observer = Some(recorder.clone());
+    let err = GitLabClient::new(config).unwrap().version().await.unwrap_err();
+    assert_eq!(err.reason(), "TransportError", "{err}");
+    assert_eq!(
+        recorder.calls(),
+        vec![("version", None); 4],
+        "max_attempts attempts, no HTTP status"
+    );
+    assert!(
+        !err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "no URL in the message: {err}"
+    );
+}

@@ -1,6 +1,6 @@
 //! [`GitLabClient`]: the reqwest implementation of [`GitLabApi`].
 //!
-//! Every request goes through [`GitLabClient::send`]: wait for the connection's token bucket,
+//! Every request goes through one `send` loop: wait for the connection's token bucket,
 //! send with the `PRIVATE-TOKEN` header (marked sensitive), report the attempt to the observer,
 //! map failures to [`GitLabError`], close the bucket's gate on 429, and retry only what
 //! [`RetryPolicy::decide`] allows (never create or rotate after an ambiguous failure).

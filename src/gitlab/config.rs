@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use super::{RequestObserver, ratelimit::RateLimitConfig, retry::RetryPolicy};
 use crate::crd::GitLabConnectionSpec;
 
-/// Everything needed to build a [`GitLabClient`] for one connection.
+/// Everything needed to build a [`GitLabClient`](super::GitLabClient) for one connection.
 #[derive(Clone)]
 pub struct ClientConfig {
     /// GitLab base URL, e.g. `https://gitlab.example.com` (a relative URL root is allowed).

@@ -290,7 +290,8 @@ impl GitLabError {
         }
     }
 
-    /// Maps a reqwest failure without its URL (which could carry query values) to a variant.
+    /// Maps a reqwest failure without its URL (which could carry query values) to `Timeout`
+    /// or `Transport`.
     pub fn from_reqwest(err: reqwest::Error) -> Self {
         if err.is_timeout() {
             return Self::Timeout;
@@ -303,11 +304,8 @@ impl GitLabError {
             message.push_str(&s.to_string());
             source = s.source();
         }
-        if err.is_decode() || err.is_body() {
-            return Self::InvalidResponse {
-                message: cap(&redact_quoted(&message)),
-            };
-        }
+        // Body read failures are network failures too (a reset mid-body): transient, like
+        // connect errors. Decoding is done by the caller with serde, never by reqwest.
         Self::Transport {
             message: cap(&message),
         }

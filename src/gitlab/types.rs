@@ -6,6 +6,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::crd::{AccessLevel, Scope};
+
 /// GitLab treats `null` booleans as false (gitlab-api.md §1.1).
 fn null_false<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     Ok(Option::<bool>::deserialize(d)?.unwrap_or(false))
@@ -140,6 +142,25 @@ pub struct CreateProjectAccessToken {
     pub access_level: u32,
     /// Expiry date; always sent (GitLab's default would be a year).
     pub expires_at: NaiveDate,
+}
+
+impl CreateProjectAccessToken {
+    /// A request from the operator's own scope and role types (GitLab spellings and values).
+    pub fn new(
+        name: impl Into<String>,
+        description: Option<String>,
+        scopes: &[Scope],
+        access_level: AccessLevel,
+        expires_at: NaiveDate,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            description,
+            scopes: scopes.iter().map(|s| s.as_str().to_string()).collect(),
+            access_level: access_level.gitlab_value(),
+            expires_at,
+        }
+    }
 }
 
 /// Body of the rotate endpoints.
@@ -334,13 +355,13 @@ mod tests {
 
     #[test]
     fn create_body_serialises_as_gitlab_expects() {
-        let body = CreateProjectAccessToken {
-            name: "gto-c1-uid".into(),
-            description: None,
-            scopes: vec!["read_registry".into()],
-            access_level: 20,
-            expires_at: NaiveDate::from_ymd_opt(2025, 9, 8).unwrap(),
-        };
+        let body = CreateProjectAccessToken::new(
+            "gto-c1-uid",
+            None,
+            &[Scope::ReadRegistry],
+            AccessLevel::Reporter,
+            NaiveDate::from_ymd_opt(2025, 9, 8).unwrap(),
+        );
         assert_eq!(
             serde_json::to_string(&body).unwrap(),
             r#"{"name":"gto-c1-uid","scopes":["read_registry"],"access_level":20,"expires_at":"2025-09-08"}"#
