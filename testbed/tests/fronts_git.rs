@@ -87,20 +87,41 @@ async fn clone_fetch_and_push_follow_gitlab_rules() {
         reflog.stderr
     );
 
-    // A large (chunked) push and 150 branches, then a v0 clone and a fetch that sends a gzip body.
+    // A large (chunked) push with 150 branches of distinct tips, so that clones send more than
+    // 1 KiB of wants (gzip request bodies).
     let blob: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(work.join("big.bin"), blob).unwrap();
     assert!(git.run(Some(&work), &["add", "big.bin"]).await.ok);
     assert!(git.run(Some(&work), &["commit", "-q", "-m", "big"]).await.ok);
-    let mut refspecs: Vec<String> = (0..150)
-        .map(|i| format!("HEAD:refs/heads/branch-{i:03}"))
-        .collect();
-    refspecs.push("main".into());
-    let mut args = vec!["push", "origin"];
-    args.extend(refspecs.iter().map(String::as_str));
-    let r = git.run(Some(&work), &args).await;
+    let mut stream = String::new();
+    for i in 0..150 {
+        let msg = format!("branch {i}\n");
+        stream.push_str(&format!(
+            "commit refs/heads/branch-{i:03}\ncommitter T <t@example.invalid> 1704067200 +0000\n\
+             data {}\n{msg}from refs/heads/main^0\n\n",
+            msg.len()
+        ));
+    }
+    std::fs::write(scratch.join("fast-import.txt"), stream).unwrap();
+    let script = format!(
+        "git fast-import --quiet < {}",
+        scratch.join("fast-import.txt").display()
+    );
+    let r = run("sh", &["-c", &script], Some(&work), &[]).await;
+    assert!(r.ok, "fast-import: {}", r.stderr);
+    let r = git
+        .run(
+            Some(&work),
+            &[
+                "push",
+                "origin",
+                "main",
+                "refs/heads/branch-*:refs/heads/branch-*",
+            ],
+        )
+        .await;
     assert!(r.ok, "big push: {}", r.stderr);
     let r = git
         .run(
