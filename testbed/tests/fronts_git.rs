@@ -352,6 +352,22 @@ async fn raw_http_answers_match_gitlab() {
     assert_eq!(r.status, 401);
     let r = curl(&["-u", &alice, &refs("acme/nope.git")]).await;
     assert_eq!(r.status, 404);
+    // A project without a repository: 404 with GitLab's message; a wrong scope: 403.
+    let r = curl(&["-u", &alice, &refs("acme/old.git")]).await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (404, "A repository for this project does not exist yet.\n")
+    );
+    let r = curl(&[
+        "-u",
+        &format!("alice:{ALICE_REGISTRY_ONLY}"),
+        &refs("acme/team-a/app.git"),
+    ])
+    .await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "You are not allowed to download code.\n")
+    );
 
     // The path without `.git` is redirected; unknown paths are GitLab's JSON 404.
     let r = curl(&[&refs("acme/team-a/app")]).await;

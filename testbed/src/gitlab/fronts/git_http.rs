@@ -16,8 +16,6 @@ use crate::gitlab::access::{Principal, ProjectAccess};
 
 const REPORTER: u32 = 20;
 const DEVELOPER: u32 = 30;
-const NOT_FOUND_TEXT: &str =
-    "The project you were looking for could not be found or you don't have permission to view it.";
 
 /// The two git services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +98,25 @@ pub(crate) fn parse_route(method: &Method, path: &str, query: &str) -> Option<Gi
     })
 }
 
+/// GitLab's messages (`Gitlab::GitAccess::ERROR_MESSAGES`).
+pub(crate) mod msg {
+    /// The credential lacks `download_code` (scope).
+    pub const AUTH_DOWNLOAD: &str = "You are not allowed to download code.";
+    /// The credential lacks `push_code` (scope).
+    pub const AUTH_UPLOAD: &str = "You are not allowed to upload code.";
+    /// The user may not download from this project (role).
+    pub const DOWNLOAD: &str = "You are not allowed to download code from this project.";
+    /// The user may not push to this project (role).
+    pub const PUSH_CODE: &str = "You are not allowed to push code to this project.";
+    /// The project is archived.
+    pub const ARCHIVED: &str = "You can't push code to an archived project.";
+    /// No such project, or not visible.
+    pub const PROJECT_NOT_FOUND: &str =
+        "The project you were looking for could not be found or you don't have permission to view it.";
+    /// The project has no repository.
+    pub const NO_REPO: &str = "A repository for this project does not exist yet.";
+}
+
 /// The authorisation outcome for one git request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
@@ -109,45 +126,51 @@ pub(crate) enum Decision {
     Challenge,
     /// 403 with GitLab's message.
     Forbidden(&'static str),
-    /// 404: no such project (or invisible to this user).
-    NotFound,
+    /// 404 with GitLab's message (no project, invisible project, or no repository).
+    NotFound(&'static str),
 }
 
-/// GitLab's git access rules for an authenticated-or-anonymous caller.
+/// GitLab's git access rules, in `GitAccess#check` order: credential abilities (scopes), project
+/// visibility, repository existence, then download/push rights (archived before role).
 pub(crate) fn decide(
     service: Service,
     principal: Option<&Principal>,
     project: Option<&ProjectAccess>,
+    repo_exists: bool,
 ) -> Decision {
     let Some(principal) = principal else {
         return match (service, project) {
+            (Service::UploadPack, Some(p)) if p.public && !repo_exists => Decision::NotFound(msg::NO_REPO),
             (Service::UploadPack, Some(p)) if p.public => Decision::Allow { remote_user: None },
             _ => Decision::Challenge,
         };
     };
-    let Some(project) = project else {
-        return Decision::NotFound;
+    let (wanted, auth_msg): (&[&str], _) = match service {
+        Service::UploadPack => (
+            &["read_repository", "write_repository", "api"],
+            msg::AUTH_DOWNLOAD,
+        ),
+        Service::ReceivePack => (&["write_repository", "api"], msg::AUTH_UPLOAD),
     };
+    if !principal.has_any_scope(wanted) {
+        return Decision::Forbidden(auth_msg);
+    }
+    let Some(project) = project else {
+        return Decision::NotFound(msg::PROJECT_NOT_FOUND);
+    };
+    if !repo_exists {
+        return Decision::NotFound(msg::NO_REPO);
+    }
     match service {
-        Service::UploadPack => {
-            let scoped = principal.has_any_scope(&["read_repository", "write_repository", "api"]);
-            if scoped && (project.public || project.access_level >= REPORTER) {
-                Decision::Allow { remote_user: None }
-            } else {
-                Decision::Forbidden("You are not allowed to download code from this project.")
-            }
+        Service::UploadPack if project.public || project.access_level >= REPORTER => {
+            Decision::Allow { remote_user: None }
         }
-        Service::ReceivePack => {
-            if !principal.has_any_scope(&["write_repository", "api"]) || project.access_level < DEVELOPER {
-                Decision::Forbidden("You are not allowed to push code to this project.")
-            } else if project.archived {
-                Decision::Forbidden("You are not allowed to push code to an archived project.")
-            } else {
-                Decision::Allow {
-                    remote_user: Some(principal.username.clone()),
-                }
-            }
-        }
+        Service::UploadPack => Decision::Forbidden(msg::DOWNLOAD),
+        Service::ReceivePack if project.archived => Decision::Forbidden(msg::ARCHIVED),
+        Service::ReceivePack if project.access_level < DEVELOPER => Decision::Forbidden(msg::PUSH_CODE),
+        Service::ReceivePack => Decision::Allow {
+            remote_user: Some(principal.username.clone()),
+        },
     }
 }
 
@@ -207,11 +230,18 @@ pub(crate) async fn fallback(State(state): State<Arc<FrontsState>>, request: Req
         Authn::Refused(_) => return challenge(),
     };
     let project = state.oracle.project_access(principal.as_ref(), &repo);
-    let remote_user = match decide(service, principal.as_ref(), project.as_ref()) {
+    let repo_exists = project.as_ref().is_some_and(|p| {
+        valid_repo_path(&p.path_with_namespace)
+            && state
+                .repos_dir
+                .join(format!("{}.git", p.path_with_namespace))
+                .is_dir()
+    });
+    let remote_user = match decide(service, principal.as_ref(), project.as_ref(), repo_exists) {
         Decision::Allow { remote_user } => remote_user,
         Decision::Challenge => return challenge(),
-        Decision::Forbidden(msg) => return (StatusCode::FORBIDDEN, format!("{msg}\n")).into_response(),
-        Decision::NotFound => return (StatusCode::NOT_FOUND, format!("{NOT_FOUND_TEXT}\n")).into_response(),
+        Decision::Forbidden(m) => return (StatusCode::FORBIDDEN, format!("{m}\n")).into_response(),
+        Decision::NotFound(m) => return (StatusCode::NOT_FOUND, format!("{m}\n")).into_response(),
     };
     let Some(project) = project else {
         return json_not_found();
@@ -350,79 +380,47 @@ mod tests {
     fn decides_by_table() {
         use Decision::*;
         use Service::*;
-        let pusher = Allow {
+        use msg::*;
+        let pusher = || Allow {
             remote_user: Some("bot".into()),
         };
-        let reader = Allow { remote_user: None };
-        let no_dl = Forbidden("You are not allowed to download code from this project.");
-        let no_push = Forbidden("You are not allowed to push code to this project.");
-        type Case<'a> = (Service, Option<&'a [&'a str]>, Option<ProjectAccess>, Decision);
+        let reader = || Allow { remote_user: None };
+        // (service, scopes or None = anonymous, (level, public, archived) or None = no project, repo exists, expected)
+        type Case<'a> = (
+            Service,
+            Option<&'a [&'a str]>,
+            Option<(u32, bool, bool)>,
+            bool,
+            Decision,
+        );
+        #[rustfmt::skip]
         let cases: Vec<Case> = vec![
-            (
-                UploadPack,
-                None,
-                Some(project(0, true, false)),
-                Allow { remote_user: None },
-            ),
-            (UploadPack, None, Some(project(0, false, false)), Challenge),
-            (UploadPack, None, None, Challenge),
-            (ReceivePack, None, Some(project(0, true, false)), Challenge),
-            (UploadPack, Some(&["read_repository"]), None, NotFound),
-            (
-                UploadPack,
-                Some(&["read_repository"]),
-                Some(project(20, false, false)),
-                reader,
-            ),
-            (
-                UploadPack,
-                Some(&["read_repository"]),
-                Some(project(10, false, false)),
-                no_dl.clone(),
-            ),
-            (
-                UploadPack,
-                Some(&["read_registry"]),
-                Some(project(40, false, false)),
-                no_dl,
-            ),
-            (
-                UploadPack,
-                Some(&["api"]),
-                Some(project(0, true, false)),
-                Allow { remote_user: None },
-            ),
-            (
-                ReceivePack,
-                Some(&["read_repository"]),
-                Some(project(40, false, false)),
-                no_push.clone(),
-            ),
-            (
-                ReceivePack,
-                Some(&["write_repository"]),
-                Some(project(20, false, false)),
-                no_push,
-            ),
-            (
-                ReceivePack,
-                Some(&["write_repository"]),
-                Some(project(30, false, false)),
-                pusher,
-            ),
-            (
-                ReceivePack,
-                Some(&["api"]),
-                Some(project(40, false, true)),
-                Forbidden("You are not allowed to push code to an archived project."),
-            ),
+            (UploadPack, None, Some((0, true, false)), true, reader()),
+            (UploadPack, None, Some((0, true, false)), false, NotFound(NO_REPO)),
+            (UploadPack, None, Some((0, false, false)), true, Challenge),
+            (UploadPack, None, None, false, Challenge),
+            (ReceivePack, None, Some((0, true, false)), true, Challenge),
+            (UploadPack, Some(&["read_repository"]), None, false, NotFound(PROJECT_NOT_FOUND)),
+            (UploadPack, Some(&["read_registry"]), None, false, Forbidden(AUTH_DOWNLOAD)),
+            (UploadPack, Some(&["read_repository"]), Some((20, false, false)), false, NotFound(NO_REPO)),
+            (UploadPack, Some(&["read_repository"]), Some((20, false, false)), true, reader()),
+            (UploadPack, Some(&["write_repository"]), Some((20, false, false)), true, reader()),
+            (UploadPack, Some(&["read_repository"]), Some((10, false, false)), true, Forbidden(DOWNLOAD)),
+            (UploadPack, Some(&["read_registry"]), Some((40, false, false)), true, Forbidden(AUTH_DOWNLOAD)),
+            (UploadPack, Some(&["api"]), Some((0, true, false)), true, reader()),
+            (ReceivePack, Some(&["read_repository"]), Some((40, false, false)), true, Forbidden(AUTH_UPLOAD)),
+            (ReceivePack, Some(&["write_repository"]), Some((20, false, false)), true, Forbidden(PUSH_CODE)),
+            (ReceivePack, Some(&["write_repository"]), Some((30, false, false)), true, pusher()),
+            (ReceivePack, Some(&["api"]), Some((40, false, true)), true, Forbidden(ARCHIVED)),
+            (ReceivePack, Some(&["api"]), Some((20, false, true)), true, Forbidden(ARCHIVED)),
         ];
-        for (service, scopes, project, want) in cases {
+        for (service, scopes, proj, exists, want) in cases {
             let p = scopes.map(principal);
+            let proj = proj.map(|(l, public, archived)| project(l, public, archived));
             assert_eq!(
-                decide(service, p.as_ref(), project.as_ref()),
+                decide(service, p.as_ref(), proj.as_ref(), exists),
                 want,
-                "{service:?} {scopes:?} {project:?}"
+                "{service:?} {scopes:?} {proj:?} exists={exists}"
             );
         }
     }
