@@ -85,8 +85,9 @@ pub(crate) fn granted_actions(
     for action in requested {
         let ok = match action.as_str() {
             "pull" => can_pull,
-            "push" | "delete" => can_push,
-            "*" => can_admin,
+            "push" => can_push,
+            // GitLab: `delete` and `*` need `admin_container_image` (api scope, Maintainer+).
+            "delete" | "*" => can_admin,
             _ => false,
         };
         if ok && !out.contains(action) {
@@ -244,7 +245,8 @@ mod tests {
             (Some(&["read_registry"]), 10, false, false, &[]),
             (Some(&["read_registry"]), 0, true, false, &["pull"]),
             (Some(&["read_repository"]), 40, false, false, &[]),
-            (Some(&["write_registry"]), 30, false, false, &["push", "delete"]),
+            (Some(&["write_registry"]), 30, false, false, &["push"]),
+            (Some(&["write_registry"]), 50, false, false, &["push"]),
             (
                 Some(&["read_registry", "write_registry"]),
                 20,
@@ -259,7 +261,7 @@ mod tests {
                 true,
                 &["pull"],
             ),
-            (Some(&["api"]), 30, false, false, &["pull", "push", "delete"]),
+            (Some(&["api"]), 30, false, false, &["pull", "push"]),
             (Some(&["api"]), 40, false, false, &["pull", "push", "delete", "*"]),
         ];
         for (scopes, level, public, archived, want) in cases {
