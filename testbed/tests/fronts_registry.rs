@@ -266,3 +266,39 @@ async fn jwt_auth_answers_like_gitlab() {
     );
     assert!(r.headers.contains(&realm), "{}", r.headers);
 }
+
+/// Whether something accepts TCP connections on `host`.
+fn accepts(host: &str) -> bool {
+    std::net::TcpStream::connect(host).is_ok()
+}
+
+/// Polls `cond` until it holds or 10 s pass.
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn registry_logs_to_data_dir_and_stops_on_shutdown_or_drop() {
+    let world = World::start().await;
+    let host = world.fronts.registry_host();
+    assert!(accepts(&host));
+    let log = world.dir.path().join("data/registry/registry.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("listening on 127.0.0.1"), "registry log: {text}");
+    world.fronts.shutdown().await;
+    assert!(!accepts(&host), "registry still listening after shutdown");
+
+    let world = World::start().await;
+    let host = world.fronts.registry_host();
+    let World { fronts, dir, .. } = world;
+    drop(fronts);
+    eventually("the registry to exit after drop", || !accepts(&host)).await;
+    drop(dir);
+}
