@@ -110,12 +110,13 @@ async fn start_once(setup: &RegistrySetup<'_>) -> Result<RegistryProcess, Fronts
             detail: e.to_string(),
         })?;
     let mut process = RegistryProcess { child, port };
-    wait_ready(&mut process, &log_path).await?;
+    wait_ready(&mut process, setup.realm, &log_path).await?;
     Ok(process)
 }
 
-async fn wait_ready(process: &mut RegistryProcess, log: &Path) -> Result<(), FrontsError> {
+async fn wait_ready(process: &mut RegistryProcess, realm: &str, log: &Path) -> Result<(), FrontsError> {
     let url = format!("http://{}/v2/", process.host());
+    let expected = format!("realm=\"{realm}\"");
     let client = super::oci_push::plain_http_client()?;
     let deadline = Instant::now() + READY_DEADLINE;
     loop {
@@ -125,8 +126,13 @@ async fn wait_ready(process: &mut RegistryProcess, log: &Path) -> Result<(), Fro
                 log: log.to_path_buf(),
             });
         }
+        // Ours, not another registry that grabbed the port meanwhile: the challenge names our realm.
         if let Ok(resp) = client.get(&url).send().await
-            && resp.headers().contains_key("docker-distribution-api-version")
+            && resp
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains(&expected))
         {
             return Ok(());
         }
