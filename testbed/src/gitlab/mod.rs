@@ -2,3 +2,4 @@
 //! in shared/reference.
 
 pub mod access;
+pub mod fronts;
