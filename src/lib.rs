@@ -7,3 +7,4 @@ pub mod policy;
 pub mod reason;
 pub mod schedule;
 pub mod secret;
+pub mod shim;
