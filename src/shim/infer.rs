@@ -171,11 +171,20 @@ pub fn infer(
             )
         }
         ConsumerKind::HelmRepository => match str_at(spec, &["type"]).unwrap_or("default") {
-            "default" | "" => (
-                SourceKind::HelmRepositoryHttp,
-                helm_http_project(spec_str(spec, "url")?, conn)?,
-                None,
-            ),
+            "default" | "" => {
+                if spec.get("passCredentials").and_then(Value::as_bool) == Some(true) {
+                    return Err(Refusal::new(
+                        Reason::ForeignHost,
+                        "HelmRepository spec.passCredentials: true would send the token to any host the index \
+                         names; remove it (GitLab's index serves charts from the same host)",
+                    ));
+                }
+                (
+                    SourceKind::HelmRepositoryHttp,
+                    helm_http_project(spec_str(spec, "url")?, conn)?,
+                    None,
+                )
+            }
             "oci" => {
                 let r = parse_oci_url(spec_str(spec, "url")?, conn)?;
                 (
