@@ -129,7 +129,8 @@ pub fn is_dns_subdomain(name: &str) -> bool {
 }
 
 /// Checks a GitLab project path (`group/sub/project`): at least two segments of
-/// `[A-Za-z0-9_.-]`, none empty, `.` or `..`. `Err` says what is wrong.
+/// `[A-Za-z0-9_.-]`, none empty, `.` or `..`, none starting with `-` or ending with `.`.
+/// `Err` says what is wrong.
 pub fn check_project_path(path: &str) -> Result<(), String> {
     let segments: Vec<&str> = path.split('/').collect();
     if segments.len() < 2 {
@@ -148,6 +149,12 @@ pub fn check_project_path(path: &str) -> Result<(), String> {
         {
             return Err(format!(
                 "has segment {s:?} with characters GitLab does not allow in paths"
+            ));
+        }
+        // GitLab's path rule: no leading '-', no trailing '.'.
+        if s.starts_with('-') || s.ends_with('.') {
+            return Err(format!(
+                "has segment {s:?}, which GitLab does not allow (leading '-' or trailing '.')"
             ));
         }
     }
@@ -394,6 +401,8 @@ mod tests {
             (PROJECT, "acme//app", "empty path segment"),
             (PROJECT, "acme/../app", "'..'"),
             (PROJECT, "acme/app%2Fx", "characters GitLab does not allow"),
+            (PROJECT, "acme/-app", "leading '-'"),
+            (PROJECT, "acme/app.", "trailing '.'"),
             (PROJECT, "0", "not a valid project id"),
             (PROJECT, "99999999999999999999999", "not a valid project id"),
             (PROJECT, "", "group/project"),

@@ -183,9 +183,19 @@ fn lifetime_and_connection_annotations_flow_through() {
 /// refused as foreign — and each is served once the connection is the host it names.
 #[test]
 fn flux_example_manifests() {
+    // GTO_FIXTURES_DIR, else <crate root>/../shared/fixtures (also tried one level up, for worktrees).
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var_os("GTO_FIXTURES_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+        .or_else(|| {
+            [
+                root.join("../shared/fixtures"),
+                root.join("../../shared/fixtures"),
+            ]
+            .into_iter()
+            .find(|d| d.is_dir())
+        })
+        .unwrap_or_else(|| root.join("../shared/fixtures"))
         .join("flux-examples");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         panic!("fixtures not found at {} (set GTO_FIXTURES_DIR)", dir.display());
@@ -411,4 +421,109 @@ fn spec_round_trips_through_the_crd_schema_types() {
     );
     let back: crate::crd::GitLabTokenSpec = serde_json::from_value(json).unwrap();
     assert_eq!(back, s);
+}
+
+/// Deterministic fuzzing: odd inputs never panic, and whatever is accepted is on the
+/// connection's host with a clean project path.
+#[test]
+fn odd_urls_never_panic_and_accepted_ones_are_clean() {
+    let pieces = [
+        "https://",
+        "http://",
+        "oci://",
+        "ssh://",
+        "gitlab.example.com",
+        "registry.example.com",
+        "GITLAB.EXAMPLE.COM",
+        ":443",
+        ":5050",
+        "@",
+        "user:pw@",
+        "/",
+        "//",
+        "acme",
+        "team-a",
+        "app.git",
+        "..",
+        ".",
+        "%2F",
+        "%2e%2E",
+        "%00",
+        "%ff",
+        "\\",
+        "?",
+        "#",
+        " ",
+        "-",
+        "api/v4/projects/",
+        "/packages/helm/stable",
+        ":tag",
+        "@sha256:0",
+        "ü",
+        "[::1]",
+    ];
+    let c = conn();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut accepted = 0;
+    for _ in 0..20_000 {
+        // Mostly well-formed starts (scheme + host), then random pieces.
+        let starts = [
+            "https://gitlab.example.com/",
+            "oci://registry.example.com/",
+            "registry.example.com/",
+            "",
+        ];
+        let mut url = starts[(state >> 40) as usize % starts.len()].to_string();
+        for _ in 0..(state % 7 + 1) {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            url.push_str(pieces[(state >> 33) as usize % pieces.len()]);
+        }
+        let u = url.as_str();
+        for (api, kind, spec) in [
+            (GIT, "GitRepository", serde_json::json!({ "url": u })),
+            (GIT, "HelmRepository", serde_json::json!({ "url": u })),
+            (
+                GIT,
+                "HelmRepository",
+                serde_json::json!({ "type": "oci", "url": u }),
+            ),
+            (GIT, "OCIRepository", serde_json::json!({ "url": u })),
+            (IMG, "ImageRepository", serde_json::json!({ "image": u })),
+            (
+                NOTE_B3,
+                "Provider",
+                serde_json::json!({ "type": "gitlab", "address": u }),
+            ),
+        ] {
+            let source = serde_json::json!({
+                "apiVersion": api, "kind": kind, "metadata": { "name": "x", "namespace": "team-a" }, "spec": spec,
+            });
+            let Ok(r) = infer_source(&source, &c) else {
+                continue;
+            };
+            accepted += 1;
+            let p = match &r.project {
+                ProjectHint::Path(p) | ProjectHint::RegistryPath { path: p, .. } => p.clone(),
+                ProjectHint::Id(_) => continue,
+            };
+            assert!(
+                annotations::check_project_path(&p).is_ok(),
+                "{kind} {url:?} -> {p:?}"
+            );
+            let lower = url.to_ascii_lowercase();
+            let host = if r.registry_host.is_some() {
+                "registry.example.com"
+            } else {
+                "gitlab.example.com"
+            };
+            assert!(lower.contains(host), "{kind} {url:?} accepted off-host");
+            assert!(!url.contains('@') && !url.contains('\\'), "{kind} {url:?}");
+        }
+    }
+    assert!(
+        accepted > 50,
+        "the generator produced only {accepted} acceptable URLs"
+    );
 }

@@ -284,6 +284,31 @@ pub fn parse_image(raw: &str, conn: &ConnectionFacts) -> Result<RegistryRef, Ref
     registry_ref(&url, conn, raw)
 }
 
+/// Whether `c` is a Distribution repository path component: `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
+pub fn is_repository_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let alnum = |x: u8| x.is_ascii_lowercase() || x.is_ascii_digit();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
 fn registry_ref(url: &ParsedUrl, conn: &ConnectionFacts, raw: &str) -> Result<RegistryRef, Refusal> {
     let Some(registry) = &conn.registry_host else {
         return Err(Refusal::new(
@@ -307,13 +332,10 @@ fn registry_ref(url: &ParsedUrl, conn: &ConnectionFacts, raw: &str) -> Result<Re
         if s.raw.contains('@') || s.raw.contains(':') {
             return Err(invalid(format!("{raw:?} must not include a tag or digest")));
         }
-        if !s
-            .raw
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !is_repository_component(&s.raw) {
             return Err(invalid(format!(
-                "{raw:?} has repository path segment {:?}; registry paths are lower case [a-z0-9._-]",
+                "{raw:?} has repository path segment {:?}; registry path components are lower case \
+                 [a-z0-9] joined by single '.', '_', '__' or dashes",
                 s.raw
             )));
         }
@@ -466,6 +488,16 @@ mod tests {
         }
         let bad: &[(&str, Reason, &str)] = &[
             (
+                "oci://registry.example.com/acme/app..x",
+                Reason::InvalidUrl,
+                "lower case",
+            ),
+            (
+                "oci://registry.example.com/acme/-app",
+                Reason::InvalidUrl,
+                "lower case",
+            ),
+            (
                 "oci://ghcr.io/acme/app",
                 Reason::ForeignHost,
                 "registry registry.example.com",
@@ -528,6 +560,29 @@ mod tests {
                 .reason,
             Reason::MissingRegistryHost
         );
+    }
+
+    #[test]
+    fn repository_components_table() {
+        let table = [
+            ("app", true),
+            ("my-app", true),
+            ("my--app", true),
+            ("a.b", true),
+            ("a_b", true),
+            ("a__b", true),
+            ("a___b", false),
+            ("a..b", false),
+            ("a._b", false),
+            ("-a", false),
+            ("a-", false),
+            ("A", false),
+            ("", false),
+            ("a.", false),
+        ];
+        for (c, ok) in table {
+            assert_eq!(is_repository_component(c), ok, "{c:?}");
+        }
     }
 
     #[test]
