@@ -13,4 +13,5 @@ pub mod reason;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod shim;
 pub mod telemetry;
