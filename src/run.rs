@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::Args;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client, ResourceExt,
     api::ListParams,
@@ -25,6 +25,7 @@ use crate::{
     controller::{
         connection,
         context::{Context, OperatorConfig},
+        shim::{self, ShimContext, ShimState},
         token,
     },
     crd::{GitLabConnection, GitLabToken, GitLabTokenPolicy},
@@ -159,6 +160,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             stopped(),
         )
         .boxed(),
+        shim_controller(ctx.clone(), stopped()).boxed(),
     ];
     let readiness = health.clone();
     tokio::spawn(async move {
@@ -302,6 +304,50 @@ async fn token_controller(
         .reconcile_all_on(on_clock_moves(clock_moves))
         .graceful_shutdown_on(stopped)
         .run(token::reconcile, token::error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn shim_controller(
+    ctx: Arc<Context>,
+    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let state = Arc::new(ShimState::default());
+    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+    shim::spawn_kind_watchers(client.clone(), state.clone(), wake_tx);
+    let controller = Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default());
+    let namespaces = controller.store();
+    let every_namespace = move || {
+        namespaces
+            .state()
+            .iter()
+            .map(|n| ObjectRef::from_obj(n.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let (by_connection, by_policy) = (every_namespace.clone(), every_namespace);
+    let shim_tokens = watcher::Config::default().labels(&format!("{}=true", shim::SHIM_LABEL));
+    controller
+        .watches(Api::<GitLabToken>::all(client.clone()), shim_tokens, |t| {
+            t.namespace().map(|ns| ObjectRef::new(&ns))
+        })
+        .watches(
+            Api::<GitLabConnection>::all(client.clone()),
+            watcher::Config::default(),
+            move |_| by_connection(),
+        )
+        .watches(
+            Api::<GitLabTokenPolicy>::all(client.clone()),
+            watcher::Config::default(),
+            move |_| by_policy(),
+        )
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(wake_rx))
+        .graceful_shutdown_on(stopped)
+        .run(
+            shim::reconcile,
+            |_, _: &shim::ShimError, _| Action::requeue(Duration::from_secs(10)),
+            Arc::new(ShimContext { ctx, state }),
+        )
         .for_each(|_| async {})
         .await;
 }

@@ -4,4 +4,5 @@ pub mod conditions;
 pub mod connection;
 pub mod consumers;
 pub mod context;
+pub mod shim;
 pub mod token;

@@ -71,9 +71,10 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
             .collect::<Vec<_>>(),
     );
 
-    let connection = match choose_connection(token, ctx, &policies, &ns_info) {
+    let explicit = token.spec.connection_ref.as_ref().map(|c| c.name.as_str());
+    let connection = match choose_connection(explicit, ctx, &policies, &ns_info) {
         Ok(c) => c,
-        Err(r) => return Ok(Err(r)),
+        Err((reason, message)) => return Ok(Err(refuse(reason, message))),
     };
     if !connection.ready {
         return Ok(Err(Refusal {
@@ -150,7 +151,7 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
     }))
 }
 
-async fn namespace_info(ctx: &Context, namespace: &str) -> Result<NamespaceInfo, kube::Error> {
+pub async fn namespace_info(ctx: &Context, namespace: &str) -> Result<NamespaceInfo, kube::Error> {
     let ns = Api::<Namespace>::all(ctx.client.clone())
         .get_opt(namespace)
         .await?;
@@ -161,15 +162,15 @@ async fn namespace_info(ctx: &Context, namespace: &str) -> Result<NamespaceInfo,
 }
 
 /// The explicit connection; else the only one; else the one the namespace's policies name.
-fn choose_connection(
-    token: &GitLabToken,
+pub fn choose_connection(
+    explicit: Option<&str>,
     ctx: &Context,
     policies: &PolicySet,
     namespace: &NamespaceInfo,
-) -> Result<Arc<LiveConnection>, Refusal> {
-    if let Some(name) = token.spec.connection_ref.as_ref().map(|c| c.name.as_str()) {
+) -> Result<Arc<LiveConnection>, (Reason, String)> {
+    if let Some(name) = explicit {
         return ctx.connections.get(name).ok_or_else(|| {
-            refuse(
+            (
                 Reason::ConnectionNotFound,
                 format!("GitLabConnection {name} does not exist (or is not checked yet)"),
             )
@@ -180,9 +181,9 @@ fn choose_connection(
         return Ok(only.clone());
     }
     if all.is_empty() {
-        return Err(refuse(
+        return Err((
             Reason::ConnectionNotFound,
-            "no GitLabConnection exists; an admin must create one",
+            "no GitLabConnection exists; an admin must create one".into(),
         ));
     }
     let candidates = policies.candidate_connections(namespace);
@@ -193,7 +194,7 @@ fn choose_connection(
         .collect();
     match named.as_slice() {
         [one] if !candidates.any => Ok(one.clone()),
-        _ => Err(refuse(
+        _ => Err((
             Reason::AmbiguousConnection,
             format!(
                 "{} connections exist and the policies for namespace {} do not single one out; set spec.connectionRef \
