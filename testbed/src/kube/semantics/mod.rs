@@ -5,6 +5,7 @@
 pub mod managed;
 pub mod patch;
 pub mod schema;
+pub mod strategic;
 
 use serde::Serialize;
 
