@@ -5,6 +5,11 @@
 pub mod managed;
 pub mod patch;
 pub mod schema;
+mod schema_format;
+#[cfg(test)]
+mod schema_tests;
+mod schema_validate;
+pub mod strategic;
 
 use serde::Serialize;
 
