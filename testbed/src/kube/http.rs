@@ -224,7 +224,7 @@ async fn route(
                 .status(200)
                 .header(
                     header::CONTENT_TYPE,
-                    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
                 )
                 .body(Body::from(discovery::OPENAPI_V2_PB))
                 .unwrap_or_else(|_| Response::new(Body::empty())));
@@ -349,7 +349,7 @@ async fn route(
         "list" => list(st, &def, t.ns.as_deref(), q, shape),
         "watch" => start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
         "create" => {
-            let obj = parse_json(body)?;
+            let obj = parse_body(headers, body)?;
             if def.is_custom() && creating_blocked(st, &def) {
                 return Err(ApiError::method_not_allowed("create", &def.plural));
             }
@@ -357,7 +357,7 @@ async fn route(
             Ok(json_response(201, &render_one(&def, &res, shape)))
         }
         "update" => {
-            let obj = parse_json(body)?;
+            let obj = parse_body(headers, body)?;
             let res = objects::update(st, &def, &ns, &name, obj, sub, &wo)?;
             Ok(json_response(200, &render_one(&def, &res, shape)))
         }
@@ -437,6 +437,34 @@ fn creating_blocked(st: &State, def: &ResourceDef) -> bool {
     st.store
         .get("customresourcedefinitions", "", &crd)
         .is_some_and(|c| c.pointer("/metadata/deletionTimestamp").is_some())
+}
+
+/// Decodes a create/update body by Content-Type (JSON or YAML; anything else, e.g. protobuf, is 415
+/// so client-go falls back to JSON).
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("application/json");
+    match ct.split(';').next().unwrap_or_default().trim() {
+        "application/json" | "" | "*/*" => parse_json(body),
+        "application/yaml" => {
+            let v: Value = serde_yaml_ng::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request("the request body must be an object"));
+            }
+            Ok(v)
+        }
+        "application/vnd.kubernetes.protobuf" => {
+            super::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        _ => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )),
+    }
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {

@@ -10,6 +10,7 @@ pub mod http;
 pub mod kinds;
 pub mod objects;
 pub mod output;
+pub mod protobuf;
 pub mod query;
 pub mod rbac;
 pub mod resources;
@@ -140,6 +141,21 @@ impl KubeHandle {
     /// Registers a bearer token for ServiceAccount `ns/name`.
     pub fn add_service_account_token(&self, token: &str, ns: &str, name: &str) {
         self.add_user_token(token, &format!("system:serviceaccount:{ns}:{name}"), &[]);
+    }
+
+    /// Binds group `system:unauthenticated` to `cluster-admin` (ClusterRoleBinding
+    /// `testbed:anonymous-admin`). kubectl (client-go) never sends credentials over plain HTTP,
+    /// so kubectl against this server acts as `system:anonymous` and needs this (or finer RBAC).
+    pub fn allow_anonymous_admin(&self) {
+        let now = objects::now_str();
+        let name = "testbed:anonymous-admin";
+        let binding = serde_json::json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding",
+            "metadata":{"name":name,"uid":uuid::Uuid::new_v4().to_string(),"creationTimestamp":now},
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+            "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"system:unauthenticated"}]});
+        let _ = self.state.store.mutate("clusterrolebindings", "", name, |_, _| {
+            Ok(store::Mutation::Put(binding))
+        });
     }
 
     /// Test controls (latency, errors, watch drops, compaction, counters).

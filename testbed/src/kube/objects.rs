@@ -207,7 +207,12 @@ pub fn finish(
         && crd.schema.is_object()
     {
         let mut view = to_view(def, &new);
+        // Root metadata is ObjectMeta (normalised above), never pruned by the CR schema.
+        let meta = view.as_object_mut().and_then(|m| m.remove("metadata"));
         let pruned = schema::prune(&crd.schema, &mut view);
+        if let (Some(m), Some(obj)) = (meta.clone(), view.as_object_mut()) {
+            obj.insert("metadata".into(), m);
+        }
         if o.strict && !pruned.is_empty() {
             let fields: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
             return Err(ApiError::bad_request(format!(
@@ -219,6 +224,9 @@ pub fn finish(
             )));
         }
         schema::apply_defaults(&crd.schema, &mut view);
+        if let (Some(m), Some(obj)) = (meta, view.as_object_mut()) {
+            obj.insert("metadata".into(), m);
+        }
         causes.extend(schema::validate(&crd.schema, &view));
         new = from_view(def, view);
     }

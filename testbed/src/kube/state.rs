@@ -116,6 +116,23 @@ impl State {
                 .store
                 .mutate("namespaces", "", ns, |_, _| Ok(Mutation::Put(obj)));
         }
+        let meta = |name: &str| {
+            json!({"name":name,"uid":uuid::Uuid::new_v4().to_string(),"creationTimestamp":now,
+            "labels":{"kubernetes.io/bootstrapping":"rbac-defaults"}})
+        };
+        let admin = json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":meta("cluster-admin"),
+            "rules":[{"apiGroups":["*"],"resources":["*"],"verbs":["*"]},{"nonResourceURLs":["*"],"verbs":["*"]}]});
+        let _ = st.store.mutate("clusterroles", "", "cluster-admin", |_, _| {
+            Ok(Mutation::Put(admin))
+        });
+        let binding = json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":meta("cluster-admin"),
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+            "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"system:masters"}]});
+        let _ = st
+            .store
+            .mutate("clusterrolebindings", "", "cluster-admin", |_, _| {
+                Ok(Mutation::Put(binding))
+            });
         st
     }
 
