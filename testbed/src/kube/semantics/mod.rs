@@ -2,7 +2,12 @@
 //! validation, pruning and defaulting; JSON merge, JSON and strategic merge patches; server-side
 //! apply field ownership (`managedFields`). The server calls these; tests drive them by tables.
 
+pub mod fieldset;
+mod list_types;
 pub mod managed;
+#[cfg(test)]
+mod managed_tests;
+mod managed_walk;
 pub mod patch;
 pub mod schema;
 mod schema_format;
