@@ -550,3 +550,53 @@ fn conflict_message_table() {
         "Apply failed with 2 conflicts: conflicts with \"m\":\n- .spec.a\n- .spec.b"
     );
 }
+
+#[test]
+fn custom_resource_create_marks_added_parents_as_members() {
+    let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "projectPath": {"type": "string"},
+        "scopes": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+        "source": {"type": "object", "properties": {"name": {"type": "string"}}}}}}});
+    let lt = SchemaListTypes { schema: &schema };
+    let mut obj = json!({"apiVersion": "example.com/v1", "kind": "Token",
+        "metadata": {"name": "t", "namespace": "ns", "finalizers": ["example.com/cleanup"]},
+        "spec": {"projectPath": "g/p", "scopes": ["api"], "source": {"name": "s"}}});
+    record_update(None, &mut obj, "kubectl-client-side-apply", None, &lt, T0);
+    assert_eq!(
+        fields_of(&obj, "kubectl-client-side-apply", "Update"),
+        Some(json!({
+            "f:metadata": {"f:finalizers": {".": {}, "v:\"example.com/cleanup\"": {}}},
+            "f:spec": {".": {}, "f:projectPath": {}, "f:scopes": {".": {}, "v:\"api\"": {}},
+                       "f:source": {".": {}, "f:name": {}}}
+        }))
+    );
+    // kube-rs' finalizer helper removes the finalizer with a JSON patch (no fieldManager).
+    let mut next = obj.clone();
+    next["metadata"].as_object_mut().unwrap().remove("finalizers");
+    record_update(Some(&obj), &mut next, "unknown", None, &lt, T1);
+    assert_eq!(
+        fields_of(&next, "kubectl-client-side-apply", "Update"),
+        Some(
+            json!({"f:spec": {".": {}, "f:projectPath": {}, "f:scopes": {".": {}, "v:\"api\"": {}},
+                               "f:source": {".": {}, "f:name": {}}}})
+        )
+    );
+    assert_eq!(fields_of(&next, "unknown", "Update"), None);
+}
+
+#[test]
+fn apply_null_removes_the_field() {
+    let live = apply_ok(
+        None,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "v", "j": "w"}}),
+        "m",
+        false,
+    );
+    let obj = apply_ok(
+        Some(&live),
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "v", "j": null}}),
+        "m",
+        false,
+    );
+    assert_eq!(obj["data"], json!({"k": "v"}));
+}

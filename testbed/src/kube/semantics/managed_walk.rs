@@ -148,7 +148,10 @@ impl Walker<'_> {
         }
         let atomic_map = !path.is_empty() && self.is_atomic_map(path);
         if is_obj(old) && is_obj(new) && !(empty_obj(old) && empty_obj(new)) && !atomic_map {
-            if !path.is_empty() && self.is_map(path) {
+            // structured-merge-diff's post-item hook: every non-leaf node present on one side
+            // only is added/removed itself (root `metadata` is stripped from tracking).
+            let root_metadata = path.len() == 1 && path[0] == "f:metadata";
+            if !path.is_empty() && !root_metadata {
                 mark_presence(old, new, path, out);
             }
             let mut keys: Vec<&String> = Vec::new();
@@ -171,10 +174,12 @@ impl Walker<'_> {
             }
             return;
         }
-        if is_arr(old) && is_arr(new) {
+        let both_empty = items(old).is_empty() && items(new).is_empty();
+        if is_arr(old) && is_arr(new) && !both_empty {
             match self.list_type(path) {
                 ListType::Atomic => {}
                 ListType::Set => {
+                    mark_presence(old, new, path, out);
                     let (o, n) = (items(old), items(new));
                     for item in o.iter().filter(|i| !n.contains(i)) {
                         path.push(value_element(item));
@@ -195,6 +200,7 @@ impl Walker<'_> {
                             .collect()
                     };
                     if let (Some(o), Some(n)) = (keyed(items(old)), keyed(items(new))) {
+                        mark_presence(old, new, path, out);
                         let mut elements: Vec<&String> = o.iter().chain(n.iter()).map(|(k, _)| k).collect();
                         elements.sort();
                         elements.dedup();
