@@ -347,11 +347,11 @@ pub fn apply(
         entry.set = entry.set.difference(&comparison.removed);
     }
     entries[me].api_version = version;
-    let unchanged = previous
-        .as_ref()
-        .is_some_and(|p| p.set == entries[me].set && p.api_version == entries[me].api_version);
+    // As the real field manager: the applier's time moves only when the object changed.
+    let object_changed =
+        !comparison.added.is_empty() || !comparison.modified.is_empty() || !comparison.removed.is_empty();
     entries[me].time = match previous {
-        Some(p) if unchanged => p.time,
+        Some(p) if !object_changed => p.time,
         _ => now.into(),
     };
     store_entries(&mut merged, entries);
@@ -399,9 +399,10 @@ pub fn record_update(
     }
     match mine {
         Some(i) => {
-            let updated = entries[i].set.union(&changed).difference(&comparison.removed);
-            if updated != entries[i].set {
-                entries[i].set = updated;
+            // The time moves whenever this write took (or kept) any field by changing it.
+            let taken = changed.difference(&comparison.removed);
+            entries[i].set = entries[i].set.union(&taken);
+            if !taken.is_empty() {
                 entries[i].time = now.into();
             }
         }

@@ -600,3 +600,37 @@ fn apply_null_removes_the_field() {
     );
     assert_eq!(obj["data"], json!({"k": "v"}));
 }
+
+#[test]
+fn entry_times_move_only_when_the_write_changed_something() {
+    let lt = builtin("ConfigMap");
+    let mut v1 = configmap(json!({"app": "x"}), json!({"k": "v"}));
+    record_update(None, &mut v1, "m", None, &lt, T0);
+    let mut v2 = v1.clone();
+    v2["data"]["k"] = json!("changed");
+    record_update(Some(&v1), &mut v2, "m", None, &lt, T1);
+    assert_eq!(
+        entries(&v2)[0]["time"],
+        T1,
+        "changing an owned field refreshes the time"
+    );
+    let applied = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {"k": "changed"}});
+    let shared = apply(Some(&v2), &applied, "sharer", false, None, &lt, T2).unwrap();
+    assert_eq!(shared["data"], v2["data"]);
+    let sharer = entries(&shared)
+        .into_iter()
+        .find(|e| e["manager"] == "sharer")
+        .unwrap();
+    assert_eq!(sharer["time"], T2);
+    let again = apply(
+        Some(&shared),
+        &applied,
+        "sharer",
+        false,
+        None,
+        &lt,
+        "2030-01-01T00:00:00Z",
+    )
+    .unwrap();
+    assert_eq!(again, shared, "a no-op apply keeps the entry time");
+}
