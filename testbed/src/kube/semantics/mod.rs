@@ -40,6 +40,8 @@
 //! - Removal of a manager's last list item leaves an empty list (`[]`); the server's ObjectMeta
 //!   round-trip must drop empty `finalizers`/`ownerReferences`.
 
+#[cfg(test)]
+mod crd_fixture_tests;
 pub mod fieldset;
 mod list_types;
 pub mod managed;
