@@ -73,13 +73,18 @@ fn prune_node(schema: &Value, value: &mut Value, path: &str, root: bool, removed
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
                 let here = child_path(path, &key);
-                if let Some(prop) = props.and_then(|p| p.get(&key)) {
+                // Type and object metadata of a resource are never pruned by the schema (even
+                // when declared, e.g. `metadata: {type: object}`): the server round-trips them.
+                let type_or_meta = matches!(key.as_str(), "apiVersion" | "kind" | "metadata");
+                if let Some(prop) = props.and_then(|p| p.get(&key))
+                    && !(root && type_or_meta)
+                {
                     if let Some(v) = map.get_mut(&key) {
                         prune_node(prop, v, &here, false, removed);
                     }
                     continue;
                 }
-                if (root || embedded) && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+                if (root || embedded) && type_or_meta {
                     if embedded
                         && key == "metadata"
                         && let Some(Value::Object(meta)) = map.get_mut("metadata")

@@ -342,6 +342,14 @@ fn root_metadata_and_type_meta_are_always_allowed() {
     let mut pruned = obj.clone();
     assert!(prune(&schema, &mut pruned).is_empty());
     assert_eq!(pruned, obj);
+    let declared = json!({"type": "object", "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+        "metadata": {"type": "object"}, "spec": {"type": "object"}}});
+    let mut kept = obj.clone();
+    assert!(
+        prune(&declared, &mut kept).is_empty(),
+        "declared `metadata: {{type: object}}` does not prune it"
+    );
+    assert_eq!(kept, obj);
     let named = json!({"type": "object", "properties": {"metadata": {"type": "object",
         "properties": {"name": {"type": "string", "maxLength": 3}}}}});
     let errs = validate(
