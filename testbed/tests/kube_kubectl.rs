@@ -134,7 +134,7 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         assert!(yaml.contains("kubectl.kubernetes.io/last-applied-configuration"), "{yaml}");
 
         // Server-side apply through kubectl.
-        if std::env::var("SSA_TEMP").is_ok() { let ssa = kc.run(&["apply", "--server-side", "-f", dir.join("doc0.yaml").to_str().expect("p")]);
+        { let ssa = kc.run(&["apply", "--server-side", "-f", dir.join("doc0.yaml").to_str().expect("p")]);
         assert!(ssa.contains("serverside-applied"), "{ssa}"); }
 
         // Invalid objects are rejected by the server (schema validation).

@@ -233,7 +233,10 @@ pub fn finish(
     causes.extend(validation::validate_meta(def, &new));
     let old = existing.map(|e| e.as_ref());
     match (def.group.as_str(), def.kind.as_str()) {
-        ("", "Secret") => causes.extend(validation::validate_secret(&new, old)),
+        ("", "Secret") => {
+            validation::decode_secret_data(&new).map_err(ApiError::bad_request)?;
+            causes.extend(validation::validate_secret(&new, old))
+        }
         ("", "ConfigMap") => causes.extend(validation::validate_configmap(&new, old)),
         ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
             causes.extend(validation::validate_binding(&new, old))

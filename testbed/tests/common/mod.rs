@@ -141,3 +141,44 @@ impl Raw {
         out
     }
 }
+
+/// A Widget CRD (example.com/v1) with validation, defaults, list types, status subresource and
+/// printer columns (including a condition filter).
+pub fn widget_crd(scope: &str) -> serde_json::Value {
+    let (plural, kind) = if scope == "Cluster" { ("gizmos", "Gizmo") } else { ("widgets", "Widget") };
+    serde_json::json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.example.com")},
+        "spec": {"group": "example.com", "scope": scope,
+          "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind, "shortNames": ["wd"]},
+          "versions": [{"name": "v1", "served": true, "storage": true,
+            "subresources": {"status": {}},
+            "additionalPrinterColumns": [
+              {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+              {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+              {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
+            "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+              "spec": {"type": "object", "required": ["size"], "properties": {
+                "size": {"type": "integer", "minimum": 0},
+                "color": {"type": "string", "default": "blue", "enum": ["blue", "red", "green"]},
+                "tags": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+                "note": {"type": "string"}}},
+              "status": {"type": "object", "properties": {
+                "phase": {"type": "string"},
+                "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
+                  "items": {"type": "object", "required": ["type", "status"], "properties": {
+                    "type": {"type": "string"}, "status": {"type": "string"}, "message": {"type": "string"}}}}}}}}}}]}})
+}
+
+/// Creates the Widget (or cluster-scoped Gizmo) CRD and waits until its endpoint serves.
+pub async fn install_crd(h: &KubeHandle, scope: &str) {
+    let raw = Raw::new(h, h.admin_token());
+    let (code, body) = raw.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", widget_crd(scope)).await;
+    assert_eq!(code, 201, "{body}");
+    let plural = if scope == "Cluster" { "gizmos" } else { "widgets" };
+    eventually(5, "CRD served", || async {
+        let (c, _) = raw.get(&format!("/apis/example.com/v1/{plural}")).await;
+        (c == 200).then_some(())
+    })
+    .await;
+}
