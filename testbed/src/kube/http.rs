@@ -367,6 +367,15 @@ async fn route(
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or_default();
             let mode = objects::patch_mode(ct, &def)?;
+            if mode == objects::PatchMode::Apply && q.get("fieldManager").is_none() {
+                return Err(options_invalid(
+                    "PatchOptions",
+                    "fieldManager",
+                    "Required value",
+                    "FieldValueRequired",
+                    "is required for apply patch",
+                ));
+            }
             if mode == objects::PatchMode::Apply
                 && st.store.get(&def.storage, &ns, &name).is_none()
                 && sub.is_none()
