@@ -145,7 +145,11 @@ impl Raw {
 /// A Widget CRD (example.com/v1) with validation, defaults, list types, status subresource and
 /// printer columns (including a condition filter).
 pub fn widget_crd(scope: &str) -> serde_json::Value {
-    let (plural, kind) = if scope == "Cluster" { ("gizmos", "Gizmo") } else { ("widgets", "Widget") };
+    let (plural, kind) = if scope == "Cluster" {
+        ("gizmos", "Gizmo")
+    } else {
+        ("widgets", "Widget")
+    };
     serde_json::json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
         "metadata": {"name": format!("{plural}.example.com")},
@@ -173,7 +177,12 @@ pub fn widget_crd(scope: &str) -> serde_json::Value {
 /// Creates the Widget (or cluster-scoped Gizmo) CRD and waits until its endpoint serves.
 pub async fn install_crd(h: &KubeHandle, scope: &str) {
     let raw = Raw::new(h, h.admin_token());
-    let (code, body) = raw.post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", widget_crd(scope)).await;
+    let (code, body) = raw
+        .post(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+            widget_crd(scope),
+        )
+        .await;
     assert_eq!(code, 201, "{body}");
     let plural = if scope == "Cluster" { "gizmos" } else { "widgets" };
     eventually(5, "CRD served", || async {
