@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::objects::{self, DeleteOpts, now_str};
+use super::deletion::{self, DeleteOpts};
+use super::objects::now_str;
 use super::state::State;
 
 struct Node {
@@ -33,7 +34,7 @@ fn remove_finalizer(st: &State, storage: &str, o: &Value, fin: &str) -> bool {
         return false;
     };
     let fin = fin.to_string();
-    objects::system_update(
+    deletion::system_update(
         st,
         &def,
         str_at(o, "/metadata/namespace"),
@@ -64,7 +65,7 @@ fn delete_obj(st: &State, storage: &str, o: &Value, policy: &str) -> bool {
         policy: Some(policy.into()),
         ..Default::default()
     };
-    objects::delete(
+    deletion::delete(
         st,
         &def,
         str_at(o, "/metadata/namespace"),
@@ -120,7 +121,7 @@ pub fn pass(st: &State) -> bool {
         }
         if !orphaning.is_empty() {
             if let Some(def) = st.registry.by_storage(storage) {
-                let r = objects::system_update(st, &def, ns, str_at(o, "/metadata/name"), |obj| {
+                let r = deletion::system_update(st, &def, ns, str_at(o, "/metadata/name"), |obj| {
                     if let Some(list) = obj
                         .pointer_mut("/metadata/ownerReferences")
                         .and_then(Value::as_array_mut)
@@ -280,7 +281,7 @@ fn namespace_cleanup(st: &State, ns_obj: &Value) -> bool {
             })
             .collect()
     };
-    let r = objects::system_update(st, &def, "", &ns, |obj| {
+    let r = deletion::system_update(st, &def, "", &ns, |obj| {
         let mut did = false;
         if strip(&obj["status"]["conditions"]) != strip(&json!(conditions)) {
             obj["status"]["conditions"] = json!(conditions);

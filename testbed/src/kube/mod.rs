@@ -4,12 +4,15 @@
 //! writes kubeconfigs for clients (kube-rs, kubectl), and exposes [`Controls`] for fault injection.
 
 pub mod controls;
+pub mod deletion;
 pub mod discovery;
 pub mod gc;
 pub mod http;
 pub mod kinds;
+pub mod listing;
 pub mod objects;
 pub mod output;
+pub mod patching;
 pub mod protobuf;
 pub mod query;
 pub mod rbac;

@@ -1,7 +1,10 @@
 //! RBAC authorization evaluated from the stored Role/ClusterRole/(Cluster)RoleBinding objects,
 //! plus the bootstrap policy (system:masters, discovery, self-reviews), with real 403 texts.
 
-use serde_json::Value;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::status::{ApiError, Subject};
 
 use super::state::{State, UserInfo};
 
@@ -187,6 +190,52 @@ pub fn denial(user: &UserInfo, a: &Attrs) -> String {
         "User \"{}\" cannot {} resource \"{res}\" in API group \"{}\" {scope}",
         user.name, a.verb, a.group
     )
+}
+
+/// Answers a SelfSubjectAccessReview for the requesting user.
+pub fn self_review(st: &State, user: &UserInfo, body: &[u8]) -> Result<Response, ApiError> {
+    let mut review = super::http::parse_json(body)?;
+    let spec = &review["spec"];
+    let attrs = if let Some(ra) = spec.get("resourceAttributes") {
+        let s = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
+        Attrs {
+            verb: s("verb"),
+            group: s("group"),
+            resource: s("resource"),
+            subresource: s("subresource"),
+            namespace: s("namespace"),
+            name: s("name"),
+            path: String::new(),
+        }
+    } else if let Some(nr) = spec.get("nonResourceAttributes") {
+        Attrs {
+            verb: nr["verb"].as_str().unwrap_or_default().into(),
+            path: nr["path"].as_str().unwrap_or_default().into(),
+            ..Default::default()
+        }
+    } else {
+        let c = super::status::required("spec.resourceAttributes");
+        return Err(ApiError::invalid(
+            &Subject {
+                kind: "SelfSubjectAccessReview",
+                group: "authorization.k8s.io",
+                name: "",
+            },
+            &[c],
+        ));
+    };
+    let allowed = authorize(st, user, &attrs);
+    review["status"] = if allowed {
+        json!({"allowed": true})
+    } else {
+        json!({"allowed": false})
+    };
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    if review.get("metadata").is_none() {
+        review["metadata"] = json!({});
+    }
+    Ok(super::http::json_response(201, &review))
 }
 
 #[cfg(test)]
