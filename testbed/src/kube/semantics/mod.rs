@@ -26,8 +26,10 @@
 //!   (`metadata.finalizers` set, `metadata.ownerReferences` by `uid`, ServiceAccount `secrets`
 //!   by `name`, Namespace `status.conditions` by `type`); every other list replaces (true for
 //!   RBAC `rules`/`subjects`, ServiceAccount `imagePullSecrets`, Namespace `spec.finalizers`).
-//!   `$setElementOrder` puts listed items first and server-only items after them (the real
-//!   server interleaves); `$retainKeys` is applied without its validation.
+//!   List order follows apimachinery (patch items in patch order, new items before server-only
+//!   ones, interleaved by previous position; Go's sort for >20 items is not mimicked exactly);
+//!   `$retainKeys`/`$setElementOrder` consistency checks are not enforced; `$patch: merge` in a
+//!   list and mixed scalar/object lists are rejected as malformed (400).
 //! - Server-side apply: `null` in an applied configuration removes the field (the real merge
 //!   keeps an explicit `null` that later decoding drops); merged set/map lists keep live order
 //!   and append new items; the `ancient-changes` cap merges per apiVersion in time order without
@@ -55,6 +57,7 @@ mod schema_format;
 mod schema_tests;
 mod schema_validate;
 pub mod strategic;
+mod strategic_order;
 
 use serde::Serialize;
 
