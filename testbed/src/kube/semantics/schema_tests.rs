@@ -260,7 +260,7 @@ fn validation_table() {
         (
             json!({"tmpl": {"type": "object", "x-kubernetes-embedded-resource": true,
                     "x-kubernetes-preserve-unknown-fields": true}}),
-            json!({"tmpl": {"metadata": {}}}),
+            json!({"tmpl": {"kind": "", "metadata": {}}}),
             vec![
                 (
                     "FieldValueRequired".into(),
@@ -268,9 +268,9 @@ fn validation_table() {
                     "Required value: must not be empty".into(),
                 ),
                 (
-                    "FieldValueRequired".into(),
+                    "FieldValueInvalid".into(),
                     "spec.tmpl.kind".into(),
-                    "Required value: must not be empty".into(),
+                    "Invalid value: \"\": must not be empty".into(),
                 ),
             ],
         ),

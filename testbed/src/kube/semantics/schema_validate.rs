@@ -316,12 +316,18 @@ fn validate_object(s: &Map<String, Value>, map: &Map<String, Value>, path: &str,
     }
     if flag(s, "x-kubernetes-embedded-resource") {
         for key in ["apiVersion", "kind"] {
-            if map.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
-                out.push(cause(
+            let here = child(key);
+            match map.get(key) {
+                None => out.push(cause(
                     "FieldValueRequired",
-                    &child(key),
+                    &here,
                     "Required value: must not be empty".into(),
-                ));
+                )),
+                Some(Value::String(text)) if text.is_empty() => {
+                    out.push(invalid(&here, "\"\"", "must not be empty"));
+                }
+                Some(Value::String(_)) => {}
+                Some(other) => out.push(invalid(&here, &render_value(other), "must be a string")),
             }
         }
     }
