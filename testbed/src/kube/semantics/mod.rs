@@ -48,6 +48,8 @@ pub mod fieldset;
 mod list_types;
 pub mod managed;
 #[cfg(test)]
+mod managed_test_support;
+#[cfg(test)]
 mod managed_tests;
 mod managed_walk;
 pub mod patch;
@@ -56,6 +58,8 @@ mod schema_format;
 #[cfg(test)]
 mod schema_tests;
 mod schema_validate;
+#[cfg(test)]
+mod ssa_flow_tests;
 pub mod strategic;
 mod strategic_order;
 

@@ -8,7 +8,7 @@
 //! - directives: `$patch: replace|delete|merge` in maps and as list elements,
 //!   `$deleteFromPrimitiveList/<f>`, `$setElementOrder/<f>` and `$retainKeys` are honoured.
 //!
-//! Merged lists are ordered as apimachinery does (see [`super::strategic_order`]): items named
+//! Merged lists are ordered as apimachinery does (see the `strategic_order` module): items named
 //! by the patch (or its `$setElementOrder`) in patch order, server-only items interleaved by
 //! their previous position. `$patch: delete` on a map leaves an empty map, as the real server.
 //!
