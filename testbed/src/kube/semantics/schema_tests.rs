@@ -49,6 +49,16 @@ fn validation_table() {
             json!({"replicas": 1.0}),
             vec![],
         ),
+        (
+            json!({"step": {"type": "number", "multipleOf": 0.25}}),
+            json!({"step": 1.5}),
+            vec![],
+        ),
+        (
+            json!({"n": {"type": "integer", "multipleOf": 5}}),
+            json!({"n": 15}),
+            vec![],
+        ),
         (json!({"ratio": {"type": "number"}}), json!({"ratio": 3}), vec![]),
         (
             json!({"name": {"type": "string"}}),

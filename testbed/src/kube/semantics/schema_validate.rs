@@ -74,12 +74,20 @@ fn type_matches(types: &[&str], actual: &str, value: &Value) -> bool {
         return true;
     }
     match actual {
-        "number" => {
-            types.contains(&"integer") && value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
-        }
+        "number" => types.contains(&"integer") && value.as_f64().is_some_and(is_json_integer),
         "integer" => types.contains(&"number"),
         _ => false,
     }
+}
+
+/// go-openapi's `IsFloat64AJSONInteger`: integral after truncation, within a relative 1e-9.
+fn is_json_integer(f: f64) -> bool {
+    if !f.is_finite() {
+        return false;
+    }
+    let g = f.trunc();
+    let diff = (f - g).abs();
+    f == g || diff / (f.abs() + g.abs()) < 1e-9
 }
 
 /// Numeric-aware equality (`1` equals `1.0`), as Go compares decoded enum values.
@@ -172,7 +180,7 @@ fn validate_number(s: &Map<String, Value>, value: &Value, path: &str, out: &mut 
     }
     if let Some(factor) = s.get("multipleOf").and_then(Value::as_f64)
         && factor > 0.0
-        && (n / factor).fract() != 0.0
+        && !is_json_integer(n / factor)
     {
         out.push(invalid(
             path,
