@@ -21,7 +21,7 @@
 //! - String `format`s: the common ones are checked (see `schema_format`), `uri`, `isbn`,
 //!   `creditcard`, `ssn`, `rgbcolor`, `bsonobjectid`, `duration` are accepted unchecked.
 //! - JSON patch: a patch with more than 10 000 operations is `Malformed` (the real server answers
-//!   413); a `test` op without `value` is malformed (evanphx treats it as `null`).
+//!   413).
 //! - Strategic merge patch knows only the list strategies of the kinds the emulator serves
 //!   (`metadata.finalizers` set, `metadata.ownerReferences` by `uid`, ServiceAccount `secrets`
 //!   by `name`, Namespace `status.conditions` by `type`); every other list replaces (true for
