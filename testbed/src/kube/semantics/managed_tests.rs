@@ -70,6 +70,14 @@ fn managed_fields_reset_and_empty_list_rules() {
     empty["metadata"]["managedFields"] = json!([]);
     record_update(Some(&v1), &mut empty, "m", None, &builtin("ConfigMap"), T1);
     assert_eq!(entries(&empty), entries(&v1));
+    let mut garbage = v1.clone();
+    garbage["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Bogus"}]);
+    record_update(Some(&v1), &mut garbage, "m", None, &builtin("ConfigMap"), T1);
+    assert_eq!(
+        entries(&garbage),
+        entries(&v1),
+        "undecodable managedFields keep the stored ones"
+    );
     let mut rewritten = v1.clone();
     rewritten["metadata"]["managedFields"][0]["manager"] = json!("kubectl");
     rewritten["metadata"]["managedFields"][0]["operation"] = json!("Apply");
