@@ -158,7 +158,9 @@ pub fn count_request(
     window.1 += 1;
     let limit = u64::from(config.limit);
     let reset = DateTime::from_timestamp((index + 1).saturating_mul(period), 0).unwrap_or(now);
-    let retry_after = u64::try_from((reset - now).num_seconds()).unwrap_or(0).max(1);
+    let retry_after = u64::try_from(reset.timestamp() - now.timestamp())
+        .unwrap_or(0)
+        .max(1);
     RateVerdict {
         throttled: window.1 > limit,
         name,
