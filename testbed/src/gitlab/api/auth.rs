@@ -53,20 +53,28 @@ impl Caller {
 pub struct MaybeCaller(pub Option<Caller>);
 
 /// The secret presented with a request, if any.
+/// Empty values count as absent.
 pub fn presented_secret(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
-    if let Some(v) = headers.get("private-token").and_then(|v| v.to_str().ok()) {
-        return Some(v.trim().to_string());
+    let non_empty = |s: &str| Some(s.trim().to_string()).filter(|s| !s.is_empty());
+    if let Some(v) = headers
+        .get("private-token")
+        .and_then(|v| v.to_str().ok())
+        .and_then(non_empty)
+    {
+        return Some(v);
     }
     if let Some(v) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
         let mut parts = v.splitn(2, ' ');
-        if parts.next().is_some_and(|s| s.eq_ignore_ascii_case("bearer")) {
-            return parts.next().map(|s| s.trim().to_string());
+        if parts.next().is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+            && let Some(token) = parts.next().and_then(non_empty)
+        {
+            return Some(token);
         }
     }
     let query = query?;
     url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "private_token" || k == "access_token")
-        .map(|(_, v)| v.into_owned())
+        .and_then(|(_, v)| non_empty(&v))
 }
 
 /// Whether a path is one of the rotate paths watched by reuse detection.
@@ -144,6 +152,8 @@ mod tests {
     #[test]
     fn secret_sources_in_order() {
         let mut headers = HeaderMap::new();
+        headers.insert("private-token", "".parse().unwrap_or_else(|_| unreachable!()));
+        assert_eq!(presented_secret(&headers, Some("private_token=")), None);
         assert_eq!(
             presented_secret(&headers, Some("private_token=q")),
             Some("q".into())

@@ -179,6 +179,10 @@ pub async fn get<const GROUP: bool>(
     let today = state.clock().today();
     let store = state.store();
     let source = source(&store, &caller, GROUP, &id)?;
+    if token_id == "self" {
+        // As reported on 17.9.1 (issue 523871): `self` is looked up as an id and not found.
+        return Err(token_not_found(GROUP, &token_id));
+    }
     if !can_manage(&store, &caller, source) {
         return Err(ApiError::Unauthorized);
     }
