@@ -278,6 +278,17 @@ async fn revoked_tokens_stay_listed_and_refuse_auth() {
         (json!(true), json!(false))
     );
     assert_eq!(w.get("/api/v4/user", &t.str("token")).await.status, 401);
+    // Kept 30 days after revocation (17.9+), then gone from the API (the audit still has it).
+    w.gl.clock().advance(chrono::Duration::days(30));
+    assert_eq!(w.get(&path, w.op()).await.status, 200);
+    w.gl.clock().advance(chrono::Duration::days(1));
+    assert_eq!(w.get(&path, w.op()).await.status, 404);
+    assert!(
+        w.gl.tokens()
+            .iter()
+            .any(|r| r.id == t.u64("id") && r.state == "revoked")
+    );
+    w.gl.clock().advance(chrono::Duration::days(-31));
     let missing = w.delete(&format!("{APP}/424242"), w.op()).await;
     assert_eq!(
         missing.body,

@@ -4,6 +4,9 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
+/// Days revoked/expired resource tokens stay listed.
+pub const RETENTION_DAYS: u64 = 30;
+
 /// Guest role.
 pub const GUEST: u32 = 10;
 /// Planner role (17.7+).
@@ -215,6 +218,8 @@ pub struct Token {
     pub expires_at: Option<NaiveDate>,
     /// Revoked flag.
     pub revoked: bool,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
     /// Last use.
     pub last_used_at: Option<DateTime<Utc>>,
     /// Up to five distinct client IPs.
@@ -234,6 +239,17 @@ impl Token {
     /// `!revoked && !expired`.
     pub fn active_on(&self, today: NaiveDate) -> bool {
         !self.revoked && !self.expired_on(today)
+    }
+
+    /// Whether a resource token is still listed: GitLab 17.9+ keeps revoked and expired project
+    /// and group tokens (and their bots) for 30 days after they became inactive.
+    pub fn retained_on(&self, today: NaiveDate) -> bool {
+        let inactive_since = match (self.revoked_at, self.expires_at) {
+            (Some(at), _) if self.revoked => Some(at.date_naive()),
+            (_, Some(date)) if today >= date => Some(date),
+            _ => None,
+        };
+        inactive_since.is_none_or(|since| today <= since + chrono::Days::new(RETENTION_DAYS))
     }
 }
 
@@ -277,4 +293,58 @@ pub fn fmt_time(t: DateTime<Utc>) -> String {
 /// Formats a date as `YYYY-MM-DD`.
 pub fn fmt_date(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap_or_default()
+    }
+
+    fn token(expires_at: Option<&str>, revoked_at: Option<&str>) -> Token {
+        Token {
+            id: 1,
+            kind: TokenKind::Project,
+            resource: Some(Source::Project(1)),
+            name: "t".into(),
+            description: None,
+            scopes: vec![],
+            user_id: 1,
+            created_at: Utc::now(),
+            expires_at: expires_at.map(date),
+            revoked: revoked_at.is_some(),
+            revoked_at: revoked_at
+                .and_then(|d| date(d).and_hms_opt(12, 0, 0))
+                .map(|t| t.and_utc()),
+            last_used_at: None,
+            last_used_ips: vec![],
+            previous_id: None,
+            digest: [0; 32],
+        }
+    }
+
+    #[test]
+    fn expiry_activity_and_retention_table() {
+        // (expires_at, revoked_at, today, expired, active, retained)
+        let cases = [
+            (Some("2030-07-01"), None, "2030-06-30", false, true, true),
+            (Some("2030-07-01"), None, "2030-07-01", true, false, true),
+            (Some("2030-07-01"), None, "2030-07-31", true, false, true),
+            (Some("2030-07-01"), None, "2030-08-01", true, false, false),
+            (None, Some("2030-01-01"), "2030-01-31", false, false, true),
+            (None, Some("2030-01-01"), "2030-02-01", false, false, false),
+            (None, None, "2099-01-01", false, true, true),
+        ];
+        for (expires, revoked, today, expired, active, retained) in cases {
+            let t = token(expires, revoked);
+            let today = date(today);
+            assert_eq!(
+                (t.expired_on(today), t.active_on(today), t.retained_on(today)),
+                (expired, active, retained),
+                "{expires:?} {revoked:?} {today}"
+            );
+        }
+    }
 }

@@ -381,8 +381,9 @@ impl Seeder {
     }
 }
 
-/// What `seed_default` created: the users' PATs (returned once) and the projects.
-#[derive(Debug, Clone, Serialize)]
+/// What `seed_default` created: the users' PATs (returned once) and the projects. Its `Debug`
+/// output redacts the tokens.
+#[derive(Clone, Serialize)]
 pub struct DefaultSeed {
     /// PAT (`api`) of `operator`, Owner of `acme`.
     pub operator_token: String,
@@ -394,6 +395,15 @@ pub struct DefaultSeed {
     pub stranger_token: String,
     /// All projects with content flags.
     pub projects: Vec<SeededProject>,
+}
+
+impl std::fmt::Debug for DefaultSeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DefaultSeed")
+            .field("tokens", &"[redacted]")
+            .field("projects", &self.projects)
+            .finish()
+    }
 }
 
 fn plain(path: &str) -> ProjectSeed {

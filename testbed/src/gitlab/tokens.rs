@@ -125,6 +125,7 @@ impl Store {
             created_at: now,
             expires_at,
             revoked: false,
+            revoked_at: None,
             last_used_at: None,
             last_used_ips: Vec::new(),
             previous_id,
@@ -224,7 +225,7 @@ impl Store {
             }
             None => plus_days(today, 7),
         };
-        self.revoke_token(token_id);
+        self.revoke_token(token_id, now);
         Ok(self.insert_token(
             old.kind,
             old.resource,
@@ -239,9 +240,12 @@ impl Store {
     }
 
     /// Marks a token revoked; false when unknown.
-    pub fn revoke_token(&mut self, token_id: u64) -> bool {
+    pub fn revoke_token(&mut self, token_id: u64, now: DateTime<Utc>) -> bool {
         match self.tokens.get_mut(&token_id) {
             Some(t) => {
+                if !t.revoked {
+                    t.revoked_at = Some(now);
+                }
                 t.revoked = true;
                 true
             }
@@ -250,7 +254,7 @@ impl Store {
     }
 
     /// Reuse detection: revokes every active descendant (by rotation) of `root`; returns their ids.
-    pub fn revoke_descendants(&mut self, root: u64) -> Vec<u64> {
+    pub fn revoke_descendants(&mut self, root: u64, now: DateTime<Utc>) -> Vec<u64> {
         let mut family = vec![root];
         let mut revoked = Vec::new();
         // Successors always have larger ids than their predecessors, so one ordered pass suffices.
@@ -259,6 +263,7 @@ impl Store {
                 family.push(token.id);
                 if !token.revoked {
                     token.revoked = true;
+                    token.revoked_at = Some(now);
                     revoked.push(token.id);
                 }
             }
@@ -400,7 +405,7 @@ mod tests {
         );
         assert!(store.tokens[&first.token.id].revoked && store.tokens[&second].revoked);
         assert!(!store.tokens[&third].revoked);
-        assert_eq!(store.revoke_descendants(first.token.id), vec![third]);
+        assert_eq!(store.revoke_descendants(first.token.id, now), vec![third]);
         assert!(store.tokens[&third].revoked);
     }
 

@@ -112,7 +112,7 @@ impl FromRequestParts<Arc<GitLabState>> for MaybeCaller {
                     meta.set_acting(&user.username);
                 }
                 if failure == TokenFailure::Revoked && is_rotate_path(parts.uri.path()) {
-                    store.revoke_descendants(id);
+                    store.revoke_descendants(id, state.now());
                 }
                 Err(ApiError::InvalidToken(failure))
             }

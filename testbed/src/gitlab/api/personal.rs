@@ -33,7 +33,8 @@ pub async fn get_self(State(state): State<Arc<GitLabState>>, caller: Caller) -> 
 
 /// `DELETE /personal_access_tokens/self`: any scope; 204.
 pub async fn revoke_self(State(state): State<Arc<GitLabState>>, caller: Caller) -> Api {
-    state.store().revoke_token(caller.token.id);
+    let now = state.now();
+    state.store().revoke_token(caller.token.id, now);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -128,6 +129,7 @@ pub async fn rotate(
 pub async fn revoke(State(state): State<Arc<GitLabState>>, caller: Caller, Path(id): Path<String>) -> Api {
     caller.require_scopes(WRITE)?;
     let token = own_token(&state, &caller, &id)?;
-    state.store().revoke_token(token.id);
+    let now = state.now();
+    state.store().revoke_token(token.id, now);
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -67,12 +67,12 @@ fn token_not_found(group: bool, token_id: &str) -> ApiError {
 }
 
 /// The resource token `token_id` of `source`, if it is one.
-fn find_token(store: &Store, source: Source, token_id: &str) -> Option<Token> {
+fn find_token(store: &Store, source: Source, token_id: &str, today: NaiveDate) -> Option<Token> {
     let id: u64 = token_id.parse().ok()?;
     store
         .tokens
         .get(&id)
-        .filter(|t| t.resource == Some(source) && t.kind != TokenKind::Personal)
+        .filter(|t| t.resource == Some(source) && t.kind != TokenKind::Personal && t.retained_on(today))
         .cloned()
 }
 
@@ -132,7 +132,7 @@ pub async fn list<const GROUP: bool>(
     let mut tokens: Vec<&Token> = store
         .tokens
         .values()
-        .filter(|t| t.resource == Some(source) && t.kind != TokenKind::Personal)
+        .filter(|t| t.resource == Some(source) && t.kind != TokenKind::Personal && t.retained_on(today))
         .filter(|t| match wanted_state.as_deref() {
             Some("active") => !t.revoked && t.expires_at.is_none_or(|d| d > today),
             Some("inactive") => t.revoked || t.expires_at.is_some_and(|d| d < today),
@@ -186,7 +186,8 @@ pub async fn get<const GROUP: bool>(
     if !can_manage(&store, &caller, source) {
         return Err(ApiError::Unauthorized);
     }
-    let token = find_token(&store, source, &token_id).ok_or_else(|| token_not_found(GROUP, &token_id))?;
+    let token =
+        find_token(&store, source, &token_id, today).ok_or_else(|| token_not_found(GROUP, &token_id))?;
     Ok(Json(render::token(&store, &token, today, true)).into_response())
 }
 
@@ -281,7 +282,7 @@ pub async fn rotate<const GROUP: bool>(
     let max_days = state.settings().max_token_lifetime_days;
     let mut store = state.store();
     let source = source(&store, &caller, GROUP, &id)?;
-    let token = find_token(&store, source, &token_id);
+    let token = find_token(&store, source, &token_id, now.date_naive());
     let token = match token {
         Some(t) if can_manage(&store, &caller, source) => t,
         None if caller.user.is_admin => return Err(token_not_found(GROUP, &token_id)),
@@ -333,9 +334,12 @@ pub async fn revoke<const GROUP: bool>(
     Path((id, token_id)): Path<(String, String)>,
 ) -> Api {
     caller.require_scopes(WRITE)?;
+    let now = state.now();
+    let today = now.date_naive();
     let mut store = state.store();
     let source = source(&store, &caller, GROUP, &id)?;
-    let token = find_token(&store, source, &token_id).ok_or_else(|| token_not_found(GROUP, &token_id))?;
+    let token =
+        find_token(&store, source, &token_id, today).ok_or_else(|| token_not_found(GROUP, &token_id))?;
     if !can_manage(&store, &caller, source) {
         let bot = store
             .users
@@ -347,6 +351,6 @@ pub async fn revoke<const GROUP: bool>(
             caller.user.name
         )));
     }
-    store.revoke_token(token.id);
+    store.revoke_token(token.id, now);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
