@@ -151,9 +151,6 @@ async fn token_use_is_recorded_as_last_used() {
         .await;
     assert_eq!(
         (via_self.status, via_self.body.clone()),
-        (
-            404,
-            json!({"message": "404 Could not find project access token with token_id: self Not Found"})
-        )
+        (404, json!({"message": "404 project Access Token Not Found"}))
     );
 }

@@ -292,7 +292,7 @@ async fn revoked_tokens_stay_listed_and_refuse_auth() {
     let missing = w.delete(&format!("{APP}/424242"), w.op()).await;
     assert_eq!(
         missing.body,
-        json!({"message": "404 Could not find project access token with token_id: 424242 Not Found"})
+        json!({"message": "404 project Access Token Not Found"})
     );
 }
 

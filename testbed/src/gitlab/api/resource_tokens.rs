@@ -59,11 +59,9 @@ fn can_manage(store: &Store, caller: &Caller, source: Source) -> bool {
     !caller.is_bot() && caller_level(store, caller, source) >= needed
 }
 
-fn token_not_found(group: bool, token_id: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "404 Could not find {} access token with token_id: {token_id} Not Found",
-        kind_name(group)
-    ))
+/// `404 project Access Token Not Found` (`not_found!("#{source_type} Access Token")`).
+fn token_not_found(group: bool) -> ApiError {
+    ApiError::NotFound(format!("404 {} Access Token Not Found", kind_name(group)))
 }
 
 /// The resource token `token_id` of `source`, if it is one.
@@ -169,7 +167,7 @@ pub async fn list<const GROUP: bool>(
     Ok(paginate(items, spec, &settings.base_url, &uri))
 }
 
-/// `GET /:kind/:id/access_tokens/:token_id` (`self` is not supported, as on 17.9.1: 404).
+/// `GET /:kind/:id/access_tokens/:token_id` (`self` is not an id: 404, as reported on 17.9.1).
 pub async fn get<const GROUP: bool>(
     State(state): State<Arc<GitLabState>>,
     caller: Caller,
@@ -179,15 +177,10 @@ pub async fn get<const GROUP: bool>(
     let today = state.clock().today();
     let store = state.store();
     let source = source(&store, &caller, GROUP, &id)?;
-    if token_id == "self" {
-        // As reported on 17.9.1 (issue 523871): `self` is looked up as an id and not found.
-        return Err(token_not_found(GROUP, &token_id));
-    }
     if !can_manage(&store, &caller, source) {
         return Err(ApiError::Unauthorized);
     }
-    let token =
-        find_token(&store, source, &token_id, today).ok_or_else(|| token_not_found(GROUP, &token_id))?;
+    let token = find_token(&store, source, &token_id, today).ok_or_else(|| token_not_found(GROUP))?;
     Ok(Json(render::token(&store, &token, today, true)).into_response())
 }
 
@@ -285,7 +278,7 @@ pub async fn rotate<const GROUP: bool>(
     let token = find_token(&store, source, &token_id, now.date_naive());
     let token = match token {
         Some(t) if can_manage(&store, &caller, source) => t,
-        None if caller.user.is_admin => return Err(token_not_found(GROUP, &token_id)),
+        None if caller.user.is_admin => return Err(ApiError::route_not_found()),
         // Non-admins always get 401, never 404.
         _ => return Err(ApiError::Unauthorized),
     };
@@ -338,8 +331,7 @@ pub async fn revoke<const GROUP: bool>(
     let today = now.date_naive();
     let mut store = state.store();
     let source = source(&store, &caller, GROUP, &id)?;
-    let token =
-        find_token(&store, source, &token_id, today).ok_or_else(|| token_not_found(GROUP, &token_id))?;
+    let token = find_token(&store, source, &token_id, today).ok_or_else(|| token_not_found(GROUP))?;
     if !can_manage(&store, &caller, source) {
         let bot = store
             .users
