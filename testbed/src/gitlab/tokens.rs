@@ -283,11 +283,12 @@ impl Store {
             None => Err(AuthFailure::Unknown),
             Some(Credential::Token(id)) => {
                 let token = self.tokens.get_mut(&id).ok_or(AuthFailure::Unknown)?;
-                if token.revoked {
-                    return Err(AuthFailure::Dead(Credential::Token(id), TokenFailure::Revoked));
-                }
+                // AccessTokenValidationService checks expiry before revocation.
                 if token.expired_on(today) {
                     return Err(AuthFailure::Dead(Credential::Token(id), TokenFailure::Expired));
+                }
+                if token.revoked {
+                    return Err(AuthFailure::Dead(Credential::Token(id), TokenFailure::Revoked));
                 }
                 token.last_used_at = Some(now);
                 if let Some(ip) = ip
@@ -407,6 +408,34 @@ mod tests {
         assert!(!store.tokens[&third].revoked);
         assert_eq!(store.revoke_descendants(first.token.id, now), vec![third]);
         assert!(store.tokens[&third].revoked);
+    }
+
+    #[test]
+    fn expiry_wins_over_revocation_when_authenticating() {
+        let mut store = Store::default();
+        let now = Utc::now();
+        let today = now.date_naive();
+        let t = store.insert_token(
+            TokenKind::Personal,
+            None,
+            "t",
+            None,
+            vec![],
+            1,
+            Some(today),
+            None,
+            now,
+        );
+        store.revoke_token(t.token.id, now);
+        let dead = Err(AuthFailure::Dead(
+            Credential::Token(t.token.id),
+            TokenFailure::Expired,
+        ));
+        assert_eq!(store.authenticate_secret(&t.secret, now, None), dead);
+        assert_eq!(
+            store.authenticate_secret("glpat-unknown", now, None),
+            Err(AuthFailure::Unknown)
+        );
     }
 
     #[test]

@@ -77,10 +77,17 @@ pub fn presented_secret(headers: &HeaderMap, query: Option<&str>) -> Option<Stri
         .and_then(|(_, v)| non_empty(&v))
 }
 
-/// Whether a path is one of the rotate paths watched by reuse detection.
+/// Whether a path is a rotate path watched by reuse detection: GitLab matches
+/// `access_tokens/(\d+|self)/rotate$`, which also covers `personal_access_tokens/...`.
 fn is_rotate_path(path: &str) -> bool {
-    path.ends_with("/rotate")
-        && (path.contains("/access_tokens/") || path.starts_with("/api/v4/personal_access_tokens/"))
+    let Some(rest) = path.strip_suffix("/rotate") else {
+        return false;
+    };
+    let Some((before, id)) = rest.rsplit_once('/') else {
+        return false;
+    };
+    before.ends_with("access_tokens")
+        && (id == "self" || (!id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())))
 }
 
 impl FromRequestParts<Arc<GitLabState>> for MaybeCaller {
@@ -143,6 +150,9 @@ mod tests {
             ("/api/v4/personal_access_tokens/self/rotate", true),
             ("/api/v4/projects/1/access_tokens/5", false),
             ("/api/v4/personal_access_tokens/self", false),
+            ("/api/v4/personal_access_tokens/12/rotate", true),
+            ("/api/v4/projects/1/access_tokens/abc/rotate", false),
+            ("/api/v4/projects/1/deploy_tokens/5/rotate", false),
         ];
         for (path, want) in cases {
             assert_eq!(is_rotate_path(path), want, "{path}");
