@@ -24,8 +24,27 @@
 //! `{projects,groups}/:id/access_tokens` (list with filters, get, create, `:token_id/rotate`,
 //! `self/rotate`, revoke); `{projects,groups}/:id/deploy_tokens` (list, get, create, delete);
 //! `personal_access_tokens` (list own, `:id`, `:id/rotate`, delete) and `personal_access_tokens/self`
-//! (get, `rotate`, revoke). Rules, error shapes and headers follow gitlab-api.md; deviations are
-//! listed in the testbed README of the report.
+//! (get, `rotate`, revoke). Rules, error shapes and headers follow gitlab-api.md and GitLab's own
+//! code (`lib/api/resource_access_tokens.rb`, `lib/api/api_guard.rb`, `auth_finders.rb`).
+//!
+//! Rules in short: unknown token → 401 `{"message":"401 Unauthorized"}`; expired (checked first)
+//! or revoked → 401 `invalid_token` with `WWW-Authenticate`; missing scope → 403
+//! `insufficient_scope` (no challenge header, as rack-oauth2). GETs take `api`/`read_api`, writes
+//! `api`, self-rotation `api`/`self_rotate`, `personal_access_tokens/self` any scope. Resource
+//! tokens: Maintainer+ (Owner for groups), never a bot, role ≤ caller's, `expires_at` ≤ today +
+//! max lifetime (default today + max on create, today + 7 on rotate), one bot per token (kept on
+//! rotation), rotation revokes at once, a revoked token on `access_tokens/(\d+|self)/rotate`
+//! revokes its active descendants, inactive tokens stay listed 30 days.
+//!
+//! Throttle: when enabled, every `/api/v4` request counts per user (per IP when anonymous) in a
+//! fixed window on the emulator clock; answers carry `RateLimit-Name/Limit/Observed/Remaining/
+//! Reset`, excess gets 429 `Retry later` with `Retry-After` and `RateLimit-ResetTime`.
+//!
+//! Faults (`FaultRule` JSON): `{"method"?: "POST", "path": "/api/v4/projects/*/access_tokens*",
+//! "action": {"kind": "latency", "ms": 500} | {"kind": "status", "status": 503} |
+//! {"kind": "rate_limited", "retry_after": 30} | {"kind": "hang", "ms": 60000} |
+//! {"kind": "hang_after", "ms": 60000}, "times"?: 1}` — `path` is a glob over the raw path,
+//! `hang_after` runs the request and withholds the answer (a lost response).
 //!
 //! # Controls (Rust: `GitLabHandle`; HTTP: JSON under `/-/testbed/`)
 //! | HTTP | Rust | Effect |
