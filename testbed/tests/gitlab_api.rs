@@ -420,3 +420,65 @@ async fn deploy_tokens_are_created_listed_and_deleted_but_cannot_call_the_api() 
     assert_eq!(w.get(base, w.op()).await.body, json!([]));
     assert_eq!(w.get(&format!("{base}/{id}"), w.op()).await.status, 404);
 }
+
+#[tokio::test]
+async fn group_deploy_tokens_need_owner_and_cover_subgroup_projects() {
+    let w = world().await;
+    let base = "/api/v4/groups/acme%2Fteam-b/deploy_tokens";
+    // Maintainer may list but not create (Owner only).
+    assert_eq!(w.get(base, &w.seed.maint_token).await.status, 200);
+    let by_maint = w
+        .post(
+            base,
+            &w.seed.maint_token,
+            json!({"name": "g", "scopes": ["read_registry"]}),
+        )
+        .await;
+    assert_eq!(
+        (by_maint.status, by_maint.body.clone()),
+        (403, json!({"message": "403 Forbidden"}))
+    );
+    let created = w
+        .post(
+            base,
+            w.op(),
+            json!({"name": "g", "scopes": ["read_registry"], "username": "team-b-pull"}),
+        )
+        .await;
+    assert_eq!(
+        (created.status, created.str("username")),
+        (201, "team-b-pull".into())
+    );
+    let oracle = w.gl.oracle();
+    let principal = oracle
+        .authenticate("team-b-pull", &created.str("token"))
+        .expect("deploy token");
+    assert!(
+        oracle
+            .project_access(Some(&principal), "acme/team-b/api")
+            .is_some()
+    );
+    assert!(
+        oracle
+            .project_access(Some(&principal), "acme/team-a/app")
+            .is_none()
+    );
+    // Expired deploy tokens (datetime expiry) are refused with their state.
+    let soon = (w.gl.clock().now() + chrono::Duration::hours(1)).to_rfc3339();
+    let short = w
+        .post(
+            base,
+            w.op(),
+            json!({"name": "s", "scopes": ["read_registry"], "expires_at": soon}),
+        )
+        .await;
+    assert_eq!(short.status, 201, "{}", short.text);
+    w.gl.clock().advance(chrono::Duration::hours(1));
+    let username = short.str("username");
+    assert_eq!(
+        oracle.authenticate(&username, &short.str("token")),
+        Err(testbed::gitlab::access::CredentialError::Expired)
+    );
+    let active = w.get(&format!("{base}?active=true"), w.op()).await;
+    assert_eq!(active.body.as_array().map(Vec::len), Some(1));
+}
