@@ -358,6 +358,18 @@ async fn http_controls_seed_time_travel_and_settings() {
         )
         .await;
     assert_eq!(moved.str("now"), "2031-02-04T04:05:06+00:00");
+    let absurd = w
+        .send(
+            Method::POST,
+            "/-/testbed/clock",
+            None,
+            Some(json!({"advance_secs": i64::MAX})),
+        )
+        .await;
+    assert_eq!(
+        (absurd.status, absurd.str("error")),
+        (400, "the clock cannot move that far".into())
+    );
     // The seeded PATs expired long before 2031.
     assert_eq!(w.get("/api/v4/user", w.op()).await.str("error"), "invalid_token");
     // Settings control: latency, then rate limit on and off.

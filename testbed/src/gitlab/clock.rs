@@ -13,6 +13,11 @@ enum Mode {
     Frozen(DateTime<Utc>),
 }
 
+/// A clock move that would leave the representable date range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the clock cannot move that far")]
+pub struct ClockRangeError;
+
 /// A shareable clock; clones see the same time.
 #[derive(Debug, Clone)]
 pub struct Clock {
@@ -40,7 +45,10 @@ impl Clock {
     /// The emulator's current instant.
     pub fn now(&self) -> DateTime<Utc> {
         match *self.lock() {
-            Mode::Running(offset) => Utc::now() + offset,
+            // Offsets are range-checked when set, so this cannot leave chrono's range in practice.
+            Mode::Running(offset) => Utc::now()
+                .checked_add_signed(offset)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
             Mode::Frozen(at) => at,
         }
     }
@@ -51,12 +59,25 @@ impl Clock {
     }
 
     /// Moves the clock forward (or back, with a negative duration); a frozen clock stays frozen.
+    /// A move beyond the representable range is refused (the clock stays put, with a warning).
     pub fn advance(&self, by: Duration) {
+        if let Err(e) = self.try_advance(by) {
+            tracing::warn!(error = %e, "clock not moved");
+        }
+    }
+
+    /// Like `advance`, reporting a move beyond the representable range.
+    pub fn try_advance(&self, by: Duration) -> Result<(), ClockRangeError> {
         let mut mode = self.lock();
-        *mode = match *mode {
-            Mode::Running(offset) => Mode::Running(offset + by),
-            Mode::Frozen(at) => Mode::Frozen(at + by),
+        let moved = match *mode {
+            Mode::Running(offset) => offset
+                .checked_add(&by)
+                .filter(|o| Utc::now().checked_add_signed(*o).is_some())
+                .map(Mode::Running),
+            Mode::Frozen(at) => at.checked_add_signed(by).map(Mode::Frozen),
         };
+        *mode = moved.ok_or(ClockRangeError)?;
+        Ok(())
     }
 
     /// Jumps to `at`; a running clock keeps running from there, a frozen one stays at `at`.
@@ -105,6 +126,17 @@ mod tests {
             clock.today(),
             NaiveDate::from_ymd_opt(2030, 1, 2).unwrap_or_default()
         );
+    }
+
+    #[test]
+    fn absurd_moves_are_refused_not_panics() {
+        let clock = Clock::new();
+        let before = clock.now();
+        assert_eq!(clock.try_advance(Duration::MAX), Err(ClockRangeError));
+        clock.advance(Duration::MIN);
+        assert!(clock.now() >= before);
+        clock.freeze();
+        assert_eq!(clock.try_advance(Duration::MAX), Err(ClockRangeError));
     }
 
     #[test]

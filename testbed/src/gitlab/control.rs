@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
+    clock::ClockRangeError,
     model::fmt_date,
     seed::{GroupSeed, MemberSeed, ProjectSeed, Seeder, TokenSeed, UserSeed, seed_default},
     state::GitLabState,
@@ -59,7 +60,12 @@ async fn change_clock(State(s): State<S>, Json(c): Json<ClockChange>) -> Respons
         s.clock().set(at);
     }
     if let Some(secs) = c.advance_secs {
-        s.clock().advance(chrono::Duration::seconds(secs));
+        let moved = chrono::Duration::try_seconds(secs)
+            .ok_or(ClockRangeError)
+            .and_then(|d| s.clock().try_advance(d));
+        if let Err(e) = moved {
+            return bad(e);
+        }
     }
     Json(clock_json(&s)).into_response()
 }

@@ -78,7 +78,7 @@ pub mod store;
 pub mod tokens;
 pub mod traffic;
 
-pub use clock::Clock;
+pub use clock::{Clock, ClockRangeError};
 pub use error::ApiError;
 pub use seed::{DefaultSeed, Seeder, seed_default};
 pub use server::{BoundGitLab, GitLabConfig, GitLabHandle, GitLabServer, ServerError};

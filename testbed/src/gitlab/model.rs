@@ -249,7 +249,11 @@ impl Token {
             (_, Some(date)) if today >= date => Some(date),
             _ => None,
         };
-        inactive_since.is_none_or(|since| today <= since + chrono::Days::new(RETENTION_DAYS))
+        inactive_since.is_none_or(|since| {
+            since
+                .checked_add_days(chrono::Days::new(RETENTION_DAYS))
+                .is_none_or(|end| today <= end)
+        })
     }
 }
 
