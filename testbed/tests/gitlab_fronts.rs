@@ -154,3 +154,21 @@ async fn token_use_is_recorded_as_last_used() {
         (404, json!({"message": "404 project Access Token Not Found"}))
     );
 }
+
+#[tokio::test]
+async fn config_extra_routes_are_served_by_start() {
+    let extra = Router::new().route("/-/readiness", get(|| async { "ok" }));
+    let config = GitLabConfig {
+        extra_routes: Some(extra),
+        ..GitLabConfig::default()
+    };
+    let gl = GitLabServer::start(config).await.expect("start");
+    let resp = http()
+        .get(format!("{}/-/readiness", gl.url()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.text().await.unwrap_or_default(), "ok");
+    assert_eq!(gl.calls().len(), 1, "extra routes pass the traffic layer");
+    gl.shutdown().await;
+}

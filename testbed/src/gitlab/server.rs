@@ -30,6 +30,9 @@ pub struct GitLabConfig {
     pub version: String,
     /// Host (and port) of the container registry in image locations; the server's own by default.
     pub registry_host: Option<String>,
+    /// Routes merged in when serving (fronts that do not need the URL up front; otherwise pass
+    /// them to `BoundGitLab::serve`). They may carry the only fallback.
+    pub extra_routes: Option<Router>,
 }
 
 impl Default for GitLabConfig {
@@ -40,6 +43,7 @@ impl Default for GitLabConfig {
             latency: None,
             version: "17.11.0".into(),
             registry_host: None,
+            extra_routes: None,
         }
     }
 }
@@ -71,10 +75,15 @@ impl GitLabServer {
             version: config.version,
         };
         let state = Arc::new(GitLabState::new(settings, Clock::new()));
-        Ok(BoundGitLab { listener, state, url })
+        Ok(BoundGitLab {
+            listener,
+            state,
+            url,
+            extra_routes: config.extra_routes,
+        })
     }
 
-    /// Binds and serves without extra routes.
+    /// Binds and serves (with `config.extra_routes`, if any).
     pub async fn start(config: GitLabConfig) -> Result<GitLabHandle, ServerError> {
         Ok(Self::bind(config).await?.serve(None))
     }
@@ -86,6 +95,7 @@ pub struct BoundGitLab {
     listener: TcpListener,
     state: Arc<GitLabState>,
     url: String,
+    extra_routes: Option<Router>,
 }
 
 impl BoundGitLab {
@@ -104,13 +114,13 @@ impl BoundGitLab {
         self.state.clone()
     }
 
-    /// Serves the API, the controls and `extra` (fronts; they may carry the only fallback).
-    /// Route params under `/api/v4/projects/` must be named `{id}` to merge with ours.
+    /// Serves the API, the controls, `config.extra_routes` and `extra` (fronts; one of them may
+    /// carry a fallback). Route params under `/api/v4/projects/` must be named `{id}` to merge.
     pub fn serve(self, extra: Option<Router>) -> GitLabHandle {
         let mut router = api::router()
             .merge(control::router())
             .with_state(self.state.clone());
-        if let Some(extra) = extra {
+        for extra in [self.extra_routes, extra].into_iter().flatten() {
             router = router.merge(extra);
         }
         let router = router.layer(from_fn_with_state(self.state.clone(), traffic));
