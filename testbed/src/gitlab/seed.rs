@@ -221,7 +221,7 @@ impl Seeder {
                 description: String::new(),
                 created_at: now,
             };
-            store.groups.insert(id, group);
+            store.insert_group(group);
             parent = Some(id);
         }
         parent.ok_or_else(|| SeedError::Invalid("empty group path".into()))
@@ -247,23 +247,20 @@ impl Seeder {
         let now = self.state.now();
         let mut store = self.state.store();
         let id = store.next_project_id();
-        store.projects.insert(
+        store.insert_project(Project {
             id,
-            Project {
-                id,
-                name: name.to_string(),
-                path: name.to_string(),
-                namespace_id: ns_id,
-                visibility,
-                archived: seed.archived,
-                default_branch: "main".into(),
-                description: String::new(),
-                images: seed.images,
-                has_repository: seed.has_repository,
-                has_chart: seed.has_chart,
-                created_at: now,
-            },
-        );
+            name: name.to_string(),
+            path: name.to_string(),
+            namespace_id: ns_id,
+            visibility,
+            archived: seed.archived,
+            default_branch: "main".into(),
+            description: String::new(),
+            images: seed.images,
+            has_repository: seed.has_repository,
+            has_chart: seed.has_chart,
+            created_at: now,
+        });
         Ok(id)
     }
 

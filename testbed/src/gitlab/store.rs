@@ -19,9 +19,9 @@ pub enum Credential {
 pub struct Store {
     /// Users by id (humans and bots).
     pub users: BTreeMap<u64, User>,
-    /// Groups by id.
+    /// Groups by id (add through `insert_group`, which indexes paths).
     pub groups: BTreeMap<u64, Group>,
-    /// Projects by id.
+    /// Projects by id (add through `insert_project`, which indexes paths).
     pub projects: BTreeMap<u64, Project>,
     /// Direct memberships.
     pub members: Vec<Membership>,
@@ -31,6 +31,10 @@ pub struct Store {
     pub deploy_tokens: BTreeMap<u64, DeployToken>,
     /// Token digest index.
     pub digests: HashMap<[u8; 32], Credential>,
+    /// Lower-cased full path → group id.
+    group_paths: HashMap<String, u64>,
+    /// Lower-cased `path_with_namespace` → project id.
+    project_paths: HashMap<String, u64>,
     next_user: u64,
     next_group: u64,
     next_project: u64,
@@ -48,6 +52,8 @@ impl Default for Store {
             tokens: BTreeMap::new(),
             deploy_tokens: BTreeMap::new(),
             digests: HashMap::new(),
+            group_paths: HashMap::new(),
+            project_paths: HashMap::new(),
             // Distinct ranges so that mixing up a group id and a project id fails loudly.
             next_user: 1,
             next_group: 10,
@@ -87,26 +93,35 @@ impl Store {
             .find(|u| u.username.eq_ignore_ascii_case(username))
     }
 
+    /// Adds a group (its parent must already be stored) and indexes its path.
+    pub fn insert_group(&mut self, group: Group) {
+        self.group_paths.insert(group.full_path.to_lowercase(), group.id);
+        self.groups.insert(group.id, group);
+    }
+
+    /// Adds a project (its group must already be stored) and indexes its path.
+    pub fn insert_project(&mut self, project: Project) {
+        self.project_paths
+            .insert(self.project_path(&project).to_lowercase(), project.id);
+        self.projects.insert(project.id, project);
+    }
+
     /// Group by numeric id or full path (case-insensitive).
     pub fn find_group(&self, key: &str) -> Option<&Group> {
-        match key.parse::<u64>() {
-            Ok(id) => self.groups.get(&id),
-            Err(_) => self
-                .groups
-                .values()
-                .find(|g| g.full_path.eq_ignore_ascii_case(key)),
-        }
+        let id = match key.parse::<u64>() {
+            Ok(id) => id,
+            Err(_) => *self.group_paths.get(&key.to_lowercase())?,
+        };
+        self.groups.get(&id)
     }
 
     /// Project by numeric id or full path (case-insensitive).
     pub fn find_project(&self, key: &str) -> Option<&Project> {
-        match key.parse::<u64>() {
-            Ok(id) => self.projects.get(&id),
-            Err(_) => self
-                .projects
-                .values()
-                .find(|p| self.project_path(p).eq_ignore_ascii_case(key)),
-        }
+        let id = match key.parse::<u64>() {
+            Ok(id) => id,
+            Err(_) => *self.project_paths.get(&key.to_lowercase())?,
+        };
+        self.projects.get(&id)
     }
 
     /// `path_with_namespace` of a project.
