@@ -1,0 +1,161 @@
+//! Project and group deploy tokens (list with `active`, get, create, delete). Project endpoints
+//! need Maintainer; group ones Maintainer to read and Owner to create or delete (403 otherwise).
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::{StatusCode, Uri},
+    response::{IntoResponse, Response},
+};
+
+use super::{
+    auth::{Caller, READ, WRITE},
+    params::{PageSpec, Params, paginate},
+    render, resolve,
+};
+use crate::gitlab::{
+    error::ApiError,
+    model::{DEPLOY_TOKEN_SCOPES, DeployToken, MAINTAINER, OWNER, Source},
+    state::GitLabState,
+    store::Store,
+};
+
+type Api = Result<Response, ApiError>;
+
+/// Resolves the resource and checks the caller's role (`write`: create/delete).
+fn authorized(
+    store: &Store,
+    caller: &Caller,
+    group: bool,
+    id: &str,
+    write: bool,
+) -> Result<Source, ApiError> {
+    let source = if group {
+        Source::Group(resolve::group(store, Some(&caller.user), id)?.id)
+    } else {
+        Source::Project(resolve::project(store, Some(&caller.user), id)?.id)
+    };
+    let needed = if group && write { OWNER } else { MAINTAINER };
+    let level = store.effective_level(caller.user.id, source);
+    if caller.user.is_admin || level >= needed {
+        Ok(source)
+    } else {
+        Err(ApiError::Forbidden(None))
+    }
+}
+
+fn find(store: &Store, source: Source, token_id: &str) -> Result<DeployToken, ApiError> {
+    token_id
+        .parse::<u64>()
+        .ok()
+        .and_then(|id| store.deploy_tokens.get(&id))
+        .filter(|d| d.resource == source && !d.deleted)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("Deploy Token"))
+}
+
+/// `GET /:kind/:id/deploy_tokens` (`active` filter), paginated.
+pub async fn list<const GROUP: bool>(
+    State(state): State<Arc<GitLabState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    uri: Uri,
+    params: Params,
+) -> Api {
+    caller.require_scopes(READ)?;
+    let spec = PageSpec::from_params(&params)?;
+    let active = params.bool("active")?;
+    let now = state.now();
+    let settings = state.settings();
+    let store = state.store();
+    let source = authorized(&store, &caller, GROUP, &id, false)?;
+    let items = store
+        .deploy_tokens
+        .values()
+        .filter(|d| d.resource == source && !d.deleted)
+        .filter(|d| active.is_none_or(|a| (!d.revoked && !d.expired_at(now)) == a))
+        .map(|d| render::deploy_token(d, now))
+        .collect();
+    Ok(paginate(items, spec, &settings.base_url, &uri))
+}
+
+/// `GET /:kind/:id/deploy_tokens/:token_id`.
+pub async fn get<const GROUP: bool>(
+    State(state): State<Arc<GitLabState>>,
+    caller: Caller,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Api {
+    caller.require_scopes(READ)?;
+    let now = state.now();
+    let store = state.store();
+    let source = authorized(&store, &caller, GROUP, &id, false)?;
+    Ok(Json(render::deploy_token(&find(&store, source, &token_id)?, now)).into_response())
+}
+
+/// `POST /:kind/:id/deploy_tokens` → 201 with `token`.
+pub async fn create<const GROUP: bool>(
+    State(state): State<Arc<GitLabState>>,
+    caller: Caller,
+    Path(id): Path<String>,
+    params: Params,
+) -> Api {
+    caller.require_scopes(WRITE)?;
+    let mut errors = Vec::new();
+    let name = params.str("name").filter(|n| !n.trim().is_empty());
+    if name.is_none() {
+        errors.push("name is missing".to_string());
+    }
+    let scopes = params.list("scopes").unwrap_or_default();
+    if scopes.is_empty() {
+        errors.push("scopes is missing".into());
+    } else if scopes.iter().any(|s| !DEPLOY_TOKEN_SCOPES.contains(&s.as_str())) {
+        errors.push("scopes does not have a valid value".into());
+    }
+    let expires_at = match params.datetime("expires_at") {
+        Ok(t) => t,
+        Err(ApiError::Param(e)) => {
+            errors.push(e);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Param(errors.join(", ")));
+    }
+    let username = params.str("username").filter(|u| !u.is_empty());
+    let now = state.now();
+    let mut store = state.store();
+    let source = authorized(&store, &caller, GROUP, &id, true)?;
+    let (token, secret) = store.create_deploy_token(
+        source,
+        &name.unwrap_or_default(),
+        username,
+        scopes,
+        expires_at,
+        now,
+    );
+    let mut body = render::deploy_token(&token, now);
+    if let Some(map) = body.as_object_mut() {
+        map.insert("token".into(), serde_json::Value::String(secret));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `DELETE /:kind/:id/deploy_tokens/:token_id` → 204 (GitLab destroys the record).
+pub async fn delete<const GROUP: bool>(
+    State(state): State<Arc<GitLabState>>,
+    caller: Caller,
+    Path((id, token_id)): Path<(String, String)>,
+) -> Api {
+    caller.require_scopes(WRITE)?;
+    let mut store = state.store();
+    let source = authorized(&store, &caller, GROUP, &id, true)?;
+    let token = find(&store, source, &token_id)?;
+    if let Some(d) = store.deploy_tokens.get_mut(&token.id) {
+        d.revoked = true;
+        d.deleted = true;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
