@@ -1,5 +1,99 @@
-//! `testbed` binary: starts the test world.
+//! `testbed`: the test world for gitlab-token-operator.
 
-fn main() {
-    println!("testbed");
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use testbed::world::{World, WorldConfig};
+
+/// The test world: a Kubernetes API server emulator, a GitLab emulator with git, registry and
+/// Helm endpoints, and a Flux source-controller stand-in.
+#[derive(Parser)]
+#[command(name = "testbed", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the test world and run until SIGINT/SIGTERM.
+    ///
+    /// Writes DIR/kubeconfig (admin) and DIR/env (KUBECONFIG, GITLAB_URL, GITLAB_TOKEN,
+    /// REGISTRY_HOST, TESTBED_CONTROL_URL, TESTBED_CLOCK_OFFSET_FILE), then prints one line.
+    ///
+    /// Example: `testbed up --state-dir .state & source .state/env; kubectl get ns`
+    Up {
+        /// Directory for state files and data.
+        #[arg(long, default_value = ".state")]
+        state_dir: PathBuf,
+        /// Do not seed GitLab with the default groups, projects and content.
+        #[arg(long)]
+        no_seed: bool,
+        /// Do not run the Flux stand-in.
+        #[arg(long)]
+        no_flux: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Up {
+            state_dir,
+            no_seed,
+            no_flux,
+        } => runtime.block_on(up(state_dir, !no_seed, !no_flux)),
+    }
+}
+
+async fn up(state_dir: PathBuf, seed: bool, flux: bool) -> ExitCode {
+    let mut config = WorldConfig::new(state_dir);
+    config.seed = seed;
+    config.flux = flux;
+    let world = match World::start(config).await {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: the test world did not start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "testbed ready: kubernetes {} gitlab {} registry {} (source {}/env)",
+        world.kube.url(),
+        world.gitlab_url(),
+        world.registry_host(),
+        world.state_dir().display()
+    );
+    wait_for_signal().await;
+    eprintln!("testbed: stopping");
+    world.stop().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

@@ -56,7 +56,18 @@ pub async fn git_ls_remote(url: &str, creds: &Credentials, timeout: Duration) ->
         let lower = stderr.to_lowercase();
         let msg = format!("unable to list remote refs of '{url}': {}", stderr.trim());
         return Err(
-            if lower.contains("authentication") || lower.contains("401") || lower.contains("403") {
+            // An anonymous attempt on a private repository ends with git wanting to prompt;
+            // go-git (Flux) reports that as "authentication required".
+            if [
+                "authentication",
+                "401",
+                "403",
+                "could not read username",
+                "terminal prompts disabled",
+            ]
+            .iter()
+            .any(|needle| lower.contains(needle))
+            {
                 FetchError::Auth(format!("{msg} (authentication required)"))
             } else if lower.contains("not found") || lower.contains("404") {
                 FetchError::NotFound(msg)

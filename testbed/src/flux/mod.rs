@@ -241,7 +241,14 @@ async fn run_kind(
         .graceful_shutdown_on(async move {
             let _ = stop.wait_for(|v| *v).await;
         })
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(2)), ctx)
+        .run(
+            reconcile,
+            |obj, error, _| {
+                tracing::warn!(name = %obj.name_any(), %error, "flux stand-in reconcile failed");
+                Action::requeue(Duration::from_secs(2))
+            },
+            ctx,
+        )
         .for_each(|_| async {})
         .await;
 }
@@ -295,11 +302,17 @@ async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<KindContext>) -> Result<Act
             outcome: outcome.clone(),
         });
     }
+    let artifact_path = format!(
+        "{}/{namespace}/{}",
+        ctx.kind.kind().to_lowercase(),
+        obj.name_any()
+    );
     let new_status = status::next_status(
         &old_status,
         obj.metadata.generation,
         requested_at.as_deref(),
         &outcome,
+        &artifact_path,
         Utc::now(),
     );
     if new_status != old_status {

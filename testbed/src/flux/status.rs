@@ -81,12 +81,14 @@ pub enum Outcome {
 
 /// Builds the new `status` from the old one: `Ready` (and `FetchFailed` on failure) conditions
 /// with transition times kept when the status did not change, `observedGeneration`,
-/// `lastHandledReconcileAt` and, on success, `artifact.revision`.
+/// `lastHandledReconcileAt` and, on success, an `artifact` with every field Flux's CRDs require
+/// (`path`, `url`, `revision`, `digest`, `lastUpdateTime`; `artifact_path` is `<kind>/<ns>/<name>`).
 pub fn next_status(
     old: &Value,
     generation: Option<i64>,
     requested_at: Option<&str>,
     outcome: &Outcome,
+    artifact_path: &str,
     now: DateTime<Utc>,
 ) -> Value {
     let stamp = now.to_rfc3339_opts(SecondsFormat::Secs, true);
@@ -117,9 +119,13 @@ pub fn next_status(
             );
             let same = old.pointer("/artifact/revision").and_then(Value::as_str) == Some(revision.as_str());
             if !same {
+                let digest = sha256_hex(revision);
+                let path = format!("{artifact_path}/{}.tar.gz", &digest[..16]);
+                let url = format!("http://source-controller.flux-system.svc.cluster.local./{path}");
                 status.insert(
                     "artifact".into(),
-                    json!({"revision": revision, "lastUpdateTime": stamp}),
+                    json!({"revision": revision, "lastUpdateTime": stamp, "path": path, "url": url,
+                           "digest": format!("sha256:{digest}")}),
                 );
             }
         }
@@ -140,6 +146,14 @@ pub fn next_status(
         status.insert("lastHandledReconcileAt".into(), json!(r));
     }
     Value::Object(status)
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -219,16 +233,30 @@ mod tests {
             reason: "AuthenticationFailed".into(),
             message: "401".into(),
         };
-        let s1 = next_status(&json!({}), Some(1), Some("r1"), &failed, t0);
+        let s1 = next_status(&json!({}), Some(1), Some("r1"), &failed, "gitrepository/ns/n", t0);
         assert_eq!(s1["conditions"][1]["type"], "FetchFailed");
         assert_eq!(s1["lastHandledReconcileAt"], "r1");
-        let s2 = next_status(&s1, Some(1), Some("r1"), &failed, t1);
+        let s2 = next_status(&s1, Some(1), Some("r1"), &failed, "gitrepository/ns/n", t1);
         assert_eq!(s2["conditions"][0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
-        let s3 = next_status(&s2, Some(1), None, &Outcome::Ready("main@sha1:ab".into()), t1);
+        let s3 = next_status(
+            &s2,
+            Some(1),
+            None,
+            &Outcome::Ready("main@sha1:ab".into()),
+            "gitrepository/ns/n",
+            t1,
+        );
         assert_eq!(s3["conditions"].as_array().unwrap().len(), 1);
         assert_eq!(s3["conditions"][0]["status"], "True");
         assert_eq!(s3["conditions"][0]["lastTransitionTime"], "2026-01-01T00:05:00Z");
         assert_eq!(s3["artifact"]["revision"], "main@sha1:ab");
+        assert!(
+            s3["artifact"]["path"]
+                .as_str()
+                .unwrap()
+                .starts_with("gitrepository/ns/n/")
+        );
+        assert!(s3["artifact"]["digest"].as_str().unwrap().starts_with("sha256:"));
         assert_eq!(s3["observedGeneration"], 1);
     }
 }

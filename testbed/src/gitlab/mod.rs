@@ -64,11 +64,11 @@
 //! or group access token without a caller (for front tests).
 
 pub mod access;
-pub mod fronts;
 pub mod api;
 mod clock;
 pub mod control;
 pub mod error;
+pub mod fronts;
 pub mod middleware;
 pub mod model;
 pub mod oracle;
