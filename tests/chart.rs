@@ -1,0 +1,669 @@
+//! The Helm chart `charts/gitlab-token-operator`: CRDs identical to `crds/`, `helm lint --strict` clean, and the
+//! rendered manifests (default values and every optional feature on) hold the security and RBAC promises.
+//!
+//! helm is found via `$HELM`, then `<repo>/.tools/node_modules/.bin/helm` (`make deps` installs it there), then
+//! `PATH`. A missing helm is a failure, not a skip.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::Value;
+
+mod chart_support;
+use chart_support::{Grant, Rendered, effective_grants};
+
+const RELEASE: &str = "gto";
+const NAMESPACE: &str = "gitlab-token-operator";
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn chart_dir() -> PathBuf {
+    repo().join("charts/gitlab-token-operator")
+}
+
+fn all_features() -> PathBuf {
+    chart_dir().join("ci/all-features-values.yaml")
+}
+
+fn helm() -> PathBuf {
+    if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    let tools = repo().join(".tools/node_modules/.bin/helm");
+    if tools.is_file() {
+        return tools;
+    }
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("helm"))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("helm not found (set HELM, or run `make deps` to install it into .tools/); the chart cannot be checked")
+    })
+}
+
+/// Runs helm; returns (success, stdout, stderr).
+fn run_helm(args: &[&str]) -> (bool, String, String) {
+    let helm = helm();
+    let out = Command::new(&helm)
+        .args(args)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("gto-chart-test-helm-cache"),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", helm.display()));
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `helm template` with extra arguments; panics with helm's message when rendering fails.
+fn render(extra: &[&str]) -> Rendered {
+    let chart = chart_dir();
+    let mut args = vec![
+        "template",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+    ];
+    args.extend_from_slice(extra);
+    let (ok, stdout, stderr) = run_helm(&args);
+    assert!(ok, "helm {args:?} failed:\n{stderr}");
+    Rendered::parse(&stdout)
+}
+
+fn render_all_features() -> Rendered {
+    let values = all_features();
+    render(&["-f", values.to_str().unwrap()])
+}
+
+#[test]
+fn chart_crds_are_byte_identical_to_the_generated_crds() {
+    let generated = repo().join("crds");
+    let chart = chart_dir().join("crds");
+    let names = |dir: &Path| -> BTreeSet<String> {
+        std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let want = names(&generated);
+    assert_eq!(want.len(), 3, "crds/ should hold the three generated CRDs");
+    assert_eq!(
+        names(&chart),
+        want,
+        "charts/gitlab-token-operator/crds/ must hold exactly the files of crds/; run `make crds`"
+    );
+    for name in &want {
+        let a = std::fs::read(generated.join(name)).unwrap();
+        let b = std::fs::read(chart.join(name)).unwrap();
+        assert!(
+            a == b,
+            "chart CRD {name} drifted from crds/{name}; run `make crds`"
+        );
+    }
+}
+
+#[test]
+fn helm_lint_strict_passes_with_default_values_and_with_every_feature_on() {
+    let chart = chart_dir();
+    let values = all_features();
+    for extra in [vec![], vec!["-f", values.to_str().unwrap()]] {
+        let mut args = vec!["lint", "--strict", chart.to_str().unwrap()];
+        args.extend(extra.iter().copied());
+        let (ok, stdout, stderr) = run_helm(&args);
+        assert!(ok, "helm {args:?} failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("0 chart(s) failed"), "{stdout}");
+        assert!(!stdout.contains("[WARNING]"), "lint warnings:\n{stdout}");
+    }
+}
+
+#[test]
+fn default_values_render_the_core_objects_and_no_optional_ones() {
+    let r = render(&[]);
+    let kinds: BTreeSet<&str> = r.docs.iter().map(|d| d["kind"].as_str().unwrap_or("")).collect();
+    for k in [
+        "Deployment",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+    ] {
+        assert!(kinds.contains(k), "default render lacks a {k}: {kinds:?}");
+    }
+    for k in [
+        "ServiceMonitor",
+        "PrometheusRule",
+        "NetworkPolicy",
+        "CustomResourceDefinition",
+    ] {
+        assert!(
+            !kinds.contains(k),
+            "{k} must be off by default (CRDs come from crds/, not templates)"
+        );
+    }
+    let dep = r.one("Deployment");
+    assert_eq!(dep["spec"]["replicas"], 1);
+    assert_eq!(
+        dep["spec"]["strategy"]["type"], "Recreate",
+        "without leader election two pods must never overlap"
+    );
+}
+
+#[test]
+fn every_optional_feature_renders() {
+    let r = render_all_features();
+    let kinds: BTreeSet<&str> = r.docs.iter().map(|d| d["kind"].as_str().unwrap_or("")).collect();
+    for k in ["ServiceMonitor", "PrometheusRule", "NetworkPolicy"] {
+        assert!(kinds.contains(k), "all-features render lacks a {k}: {kinds:?}");
+    }
+    let dep = r.one("Deployment");
+    assert_eq!(dep["spec"]["replicas"], 2);
+    assert_eq!(dep["spec"]["strategy"]["type"], "RollingUpdate");
+    let image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert!(image.contains("@sha256:"), "a digest pins the image: {image}");
+
+    let sm = r.one("ServiceMonitor");
+    let svc = r.one("Service");
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["port"],
+        svc["spec"]["ports"][0]["name"]
+    );
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor must select the metrics Service"
+        );
+    }
+}
+
+#[test]
+fn the_deployment_runs_non_root_read_only_without_privileges() {
+    for r in [render(&[]), render_all_features()] {
+        let pod = &r.one("Deployment")["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        assert_eq!(pod["containers"].as_array().unwrap().len(), 1);
+        let c = &pod["containers"][0];
+        let sc = &c["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["privileged"], false);
+        assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        assert!(sc["capabilities"].get("add").is_none());
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+        for k in ["requests", "limits"] {
+            for res in ["cpu", "memory"] {
+                assert!(
+                    c["resources"][k][res].is_string(),
+                    "resources.{k}.{res} must be set"
+                );
+            }
+        }
+        assert_eq!(c["args"], serde_json::json!(["run"]));
+    }
+}
+
+#[test]
+fn probes_hit_livez_and_readyz_on_the_port_the_operator_listens_on() {
+    for (r, port) in [
+        (render(&[]), 8080),
+        (render(&["--set", "metricsPort=9443"]), 9443),
+    ] {
+        let c = &r.one("Deployment")["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        let named = c["livenessProbe"]["httpGet"]["port"].as_str().unwrap();
+        assert_eq!(c["readinessProbe"]["httpGet"]["port"], named);
+        let container_port = c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == named)
+            .unwrap_or_else(|| panic!("no container port named {named}"));
+        assert_eq!(container_port["containerPort"], port);
+        assert_eq!(env_of(c)["GTO_METRICS_ADDR"], format!("0.0.0.0:{port}"));
+        assert_eq!(r.one("Service")["spec"]["ports"][0]["port"], port);
+    }
+}
+
+/// Literal env values of a container (valueFrom entries map to "<from>").
+fn env_of(container: &Value) -> BTreeMap<String, String> {
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let v = e["value"]
+                .as_str()
+                .map_or_else(|| "<from>".to_string(), str::to_string);
+            (e["name"].as_str().unwrap().to_string(), v)
+        })
+        .collect()
+}
+
+/// Env vars the lead adds with the leader-election flags (`--leader-elect`, `--lease-name`, `--lease-duration`).
+/// Once `run --help` lists them, they are checked like every other variable.
+const LEADER_ELECTION_ENV: [&str; 3] = ["GTO_LEADER_ELECT", "GTO_LEASE_NAME", "GTO_LEASE_DURATION"];
+
+/// Env vars `gitlab-token-operator run` reads through its flags, from its own `--help`.
+fn operator_env_vars() -> BTreeSet<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_gitlab-token-operator"))
+        .args(["run", "--help"])
+        .output()
+        .expect("run the operator binary");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let vars: BTreeSet<String> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|s| s.split('=').next())
+        .map(str::to_string)
+        .collect();
+    assert!(
+        vars.contains("GTO_CLUSTER_NAME"),
+        "could not read env vars from:\n{help}"
+    );
+    vars
+}
+
+#[test]
+fn the_deployment_passes_exactly_the_operators_settings_and_never_the_test_clock() {
+    let known = operator_env_vars();
+    for (r, all) in [(render(&[]), false), (render_all_features(), true)] {
+        let c = &r.one("Deployment")["spec"]["template"]["spec"]["containers"][0];
+        let env = env_of(c);
+        for name in env.keys() {
+            let ok = known.contains(name)
+                || name == "RUST_LOG" // read by tracing's EnvFilter
+                || LEADER_ELECTION_ENV.contains(&name.as_str())
+                || (all && name == "TZ"); // extraEnv in the all-features values
+            assert!(
+                ok,
+                "the chart sets {name}, which `gitlab-token-operator run` does not read"
+            );
+        }
+        assert!(!r.text.contains("GTO_CLOCK_OFFSET_FILE") && !r.text.contains("clock-offset"));
+        assert_eq!(env["POD_NAMESPACE"], "<from>");
+        assert_eq!(env["POD_NAME"], "<from>");
+        if all {
+            assert_eq!(env["GTO_CLUSTER_NAME"], "prod-eu");
+            assert_eq!(env["GTO_WATCH_NAMESPACES"], "team-a,team-b");
+            assert_eq!(env["GTO_LOG_FORMAT"], "plain");
+            assert_eq!(env["GTO_LEADER_ELECT"], "true");
+            assert_eq!(env["GTO_LEASE_NAME"], "gto-gitlab-token-operator");
+            assert_eq!(env["GTO_LEASE_DURATION"], "45s");
+        } else {
+            assert_eq!(env["GTO_CLUSTER_NAME"], "default");
+            assert!(
+                !env.contains_key("GTO_WATCH_NAMESPACES"),
+                "empty means all namespaces"
+            );
+            assert_eq!(env["GTO_LOG_FORMAT"], "json");
+            assert_eq!(env["GTO_LEADER_ELECT"], "false");
+            assert!(!env.contains_key("GTO_LEASE_NAME"));
+        }
+    }
+}
+
+#[test]
+fn values_schema_and_guards_reject_bad_values_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--set", "replicas=abc"],
+            "replicas: Invalid type. Expected: integer",
+        ),
+        (&["--set", "logging.format=xml"], "logging.format must be one of"),
+        (
+            &["--set", "replica=1"],
+            "Additional property replica is not allowed",
+        ),
+        (
+            &["--set", "securityContext.readOnlyRootFilesystem=false"],
+            "securityContext.readOnlyRootFilesystem does not match",
+        ),
+        (
+            &["--set", "securityContext.allowPrivilegeEscalation=true"],
+            "securityContext.allowPrivilegeEscalation does not match",
+        ),
+        (
+            &["--set", "podSecurityContext.runAsNonRoot=false"],
+            "podSecurityContext.runAsNonRoot does not match",
+        ),
+        (
+            &["--set", "clusterName=Prod_EU"],
+            "clusterName: Does not match pattern",
+        ),
+        (
+            &["--set-string", "verifyInterval=6d"],
+            "verifyInterval: Does not match pattern",
+        ),
+        (
+            &["--set", "watchNamespaces={Team-A}"],
+            "watchNamespaces.0: Does not match pattern",
+        ),
+        (
+            &["--set", "extraEnv[0].name=GTO_CLOCK_OFFSET_FILE"],
+            "extraEnv.0.name: Must not validate",
+        ),
+        (
+            &["--set", "replicas=2"],
+            "replicas > 1 needs leaderElection.enabled=true",
+        ),
+        (
+            &["--set", "networkPolicy.enabled=true"],
+            "networkPolicy.apiServer.cidrs is required",
+        ),
+        (
+            &[
+                "--set",
+                "networkPolicy.enabled=true",
+                "--set",
+                "networkPolicy.apiServer.cidrs={10.0.0.1/32}",
+            ],
+            "networkPolicy.gitlab.cidrs or networkPolicy.gitlab.to is required",
+        ),
+        (
+            &["--set", "serviceAccount.create=false"],
+            "serviceAccount.name is required",
+        ),
+    ];
+    let chart = chart_dir();
+    for (extra, message) in cases {
+        let mut args = vec!["template", RELEASE, chart.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = run_helm(&args);
+        assert!(!ok, "helm {extra:?} must fail");
+        assert!(
+            stderr.contains(message),
+            "helm {extra:?}: expected {message:?} in:\n{stderr}"
+        );
+    }
+    // The same keys with good values render.
+    render(&[
+        "--set",
+        "replicas=0",
+        "--set",
+        "logging.format=plain",
+        "--set",
+        "clusterName=prod-eu",
+    ]);
+}
+
+/// What the operator's code does with the API (see the comments in templates/rbac.yaml): group, resource, verbs.
+const CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
+    ("gitlabtokens.io", "gitlabconnections", &["get", "list", "watch"]),
+    (
+        "gitlabtokens.io",
+        "gitlabtokenpolicies",
+        &["get", "list", "watch"],
+    ),
+    ("gitlabtokens.io", "gitlabtokens", &["get", "list", "watch"]),
+    ("gitlabtokens.io", "gitlabconnections/status", &["patch"]),
+    ("gitlabtokens.io", "gitlabtokenpolicies/status", &["patch"]),
+    ("", "secrets", &["get", "list", "watch"]),
+    ("", "namespaces", &["get"]),
+    ("events.k8s.io", "events", &["create", "patch"]),
+    (
+        "source.toolkit.fluxcd.io",
+        "gitrepositories",
+        &["get", "list", "watch"],
+    ),
+    (
+        "source.toolkit.fluxcd.io",
+        "ocirepositories",
+        &["get", "list", "watch"],
+    ),
+    (
+        "source.toolkit.fluxcd.io",
+        "helmrepositories",
+        &["get", "list", "watch"],
+    ),
+    (
+        "image.toolkit.fluxcd.io",
+        "imagerepositories",
+        &["get", "list", "watch"],
+    ),
+    (
+        "notification.toolkit.fluxcd.io",
+        "providers",
+        &["get", "list", "watch"],
+    ),
+];
+/// Writes in every served namespace.
+const PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[
+    ("gitlabtokens.io", "gitlabtokens", &["create", "patch", "delete"]),
+    ("gitlabtokens.io", "gitlabtokens/status", &["patch"]),
+    ("", "secrets", &["create", "patch", "delete"]),
+    ("source.toolkit.fluxcd.io", "gitrepositories", &["patch"]),
+    ("source.toolkit.fluxcd.io", "ocirepositories", &["patch"]),
+    ("source.toolkit.fluxcd.io", "helmrepositories", &["patch"]),
+    ("image.toolkit.fluxcd.io", "imagerepositories", &["patch"]),
+    ("notification.toolkit.fluxcd.io", "providers", &["patch"]),
+];
+/// Writes in the operator's namespace.
+const OPERATOR_NAMESPACE: &[(&str, &str, &[&str])] = &[("", "secrets", &["patch"])];
+
+fn expand(scope: Option<&str>, table: &[(&str, &str, &[&str])]) -> BTreeSet<Grant> {
+    table
+        .iter()
+        .flat_map(|(g, r, verbs)| {
+            verbs.iter().map(move |v| Grant {
+                namespace: scope.map(str::to_string),
+                group: g.to_string(),
+                resource: r.to_string(),
+                verb: v.to_string(),
+                name: None,
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
+    // Default values: tenant writes cluster-wide.
+    let r = render(&[]);
+    let sa = r.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let have = effective_grants(&r, &sa, NAMESPACE);
+    let mut want = expand(None, CLUSTER_WIDE);
+    want.extend(expand(None, PER_SERVED_NAMESPACE));
+    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
+    assert_eq!(have, want, "default RBAC differs from what the operator needs");
+
+    // watchNamespaces: tenant writes only there; leader election: one named Lease.
+    let r = render_all_features();
+    let have = effective_grants(&r, &sa, NAMESPACE);
+    let mut want = expand(None, CLUSTER_WIDE);
+    for ns in ["team-a", "team-b"] {
+        want.extend(expand(Some(ns), PER_SERVED_NAMESPACE));
+    }
+    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
+    want.extend(expand(
+        Some(NAMESPACE),
+        &[("coordination.k8s.io", "leases", &["create"])],
+    ));
+    for verb in ["get", "update", "patch"] {
+        want.insert(Grant {
+            namespace: Some(NAMESPACE.into()),
+            group: "coordination.k8s.io".into(),
+            resource: "leases".into(),
+            verb: verb.into(),
+            name: Some("gto-gitlab-token-operator".into()),
+        });
+    }
+    assert_eq!(
+        have, want,
+        "all-features RBAC differs from what the operator needs"
+    );
+
+    for r in [render(&[]), render_all_features()] {
+        for doc in r.kinds(&["ClusterRole", "Role"]) {
+            for rule in doc["rules"].as_array().unwrap() {
+                for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
+                    for v in rule[field].as_array().into_iter().flatten() {
+                        assert!(!v.as_str().unwrap().contains('*'), "wildcard in {field}: {rule}");
+                    }
+                }
+                assert!(rule.get("nonResourceURLs").is_none());
+            }
+        }
+    }
+}
+
+#[test]
+fn every_rbac_rule_carries_a_comment_saying_what_needs_it() {
+    for r in [render(&[]), render_all_features()] {
+        let mut rules = 0;
+        for doc in r.raw_docs() {
+            if !(doc.contains("\nkind: ClusterRole\n") || doc.contains("\nkind: Role\n")) {
+                continue;
+            }
+            let lines: Vec<&str> = doc.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                if line.trim_start().starts_with("- apiGroups:") {
+                    rules += 1;
+                    let prev = lines[i - 1].trim_start();
+                    assert!(
+                        prev.starts_with('#'),
+                        "RBAC rule without a comment:\n{}",
+                        lines[i - 1..=i].join("\n")
+                    );
+                }
+            }
+        }
+        assert!(rules >= 15, "found only {rules} rules");
+    }
+}
+
+#[test]
+fn the_network_policy_allows_egress_only_to_dns_the_api_server_and_gitlab() {
+    let r = render_all_features();
+    let np = r.one("NetworkPolicy");
+    assert_eq!(
+        np["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    let egress = np["spec"]["egress"].as_array().unwrap();
+    assert_eq!(egress.len(), 3, "DNS, API server, GitLab");
+    for rule in egress {
+        assert!(
+            !rule["to"].as_array().unwrap().is_empty(),
+            "an egress rule without `to` allows everything"
+        );
+        assert!(
+            !rule["ports"].as_array().unwrap().is_empty(),
+            "an egress rule without ports allows every port"
+        );
+    }
+    let cidrs: Vec<&str> = egress
+        .iter()
+        .flat_map(|e| e["to"].as_array().unwrap())
+        .filter_map(|p| p["ipBlock"]["cidr"].as_str())
+        .collect();
+    assert_eq!(cidrs, ["10.96.0.1/32", "172.18.0.2/32", "203.0.113.10/32"]);
+    let ingress = np["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0]["ports"][0]["port"], 8080);
+    for (k, v) in np["spec"]["podSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(
+            &r.one("Deployment")["spec"]["template"]["metadata"]["labels"][k],
+            v,
+            "the NetworkPolicy must select the operator's pods"
+        );
+    }
+}
+
+#[test]
+fn alerts_use_only_metrics_and_labels_the_operator_exports() {
+    use gitlab_token_operator::metrics::{GitLabRequestLabels, Metrics, TokenLabels};
+    let m = Metrics::new();
+    let t = TokenLabels {
+        namespace: "a".into(),
+        name: "b".into(),
+        project: "c".into(),
+    };
+    m.observe_token(&t, Some(2), Some(1), false);
+    m.denied("PolicyDenied");
+    m.reconciled("connection", "TokenExpired", 0.1);
+    m.gitlab_requests
+        .get_or_create(&GitLabRequestLabels {
+            connection: "c".into(),
+            operation: "o".into(),
+            code: "429".into(),
+        })
+        .inc();
+    let exposition = m.render();
+    // metric name -> label names it carries
+    let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
+        let (name, rest) = line
+            .split_once('{')
+            .unwrap_or((line.split(' ').next().unwrap(), ""));
+        let labels = rest
+            .split(',')
+            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()));
+        exported.entry(name.to_string()).or_default().extend(labels);
+    }
+
+    let r = render_all_features();
+    let rule = r.one("PrometheusRule");
+    let alerts: Vec<&Value> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    let names: BTreeSet<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from([
+            "GitLabConnectionNotReady",
+            "GitLabPolicyDenialsRising",
+            "GitLabRateLimited",
+            "GitLabTokenExpiringSoon",
+            "GitLabTokenRenewalOverdue",
+        ])
+    );
+    for alert in alerts {
+        let expr = alert["expr"].as_str().unwrap();
+        let used = chart_support::metric_selectors(expr, "gitlab_token_operator_");
+        assert!(!used.is_empty(), "{expr}");
+        let mut carried = BTreeSet::new();
+        for (metric, labels) in &used {
+            let have = exported
+                .get(metric)
+                .unwrap_or_else(|| panic!("alert uses {metric}, which the operator does not export"));
+            for l in labels {
+                assert!(have.contains(l), "{metric} has no label {l} (has {have:?})");
+            }
+            carried.extend(have.iter().cloned());
+        }
+        for l in chart_support::grouping_labels(expr) {
+            assert!(
+                carried.contains(&l),
+                "`by ({l})` in {expr}: no metric there carries {l}"
+            );
+        }
+        assert!(alert["labels"]["severity"].is_string());
+        assert_eq!(alert["labels"]["team"], "platform");
+        assert!(alert["annotations"]["summary"].is_string());
+    }
+}
