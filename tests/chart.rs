@@ -12,8 +12,8 @@ use std::{
 
 use serde_json::Value;
 
-mod chart_support;
-use chart_support::{Grant, Rendered, effective_grants};
+mod chart_checks;
+use chart_checks::Rendered;
 
 const RELEASE: &str = "gto";
 const NAMESPACE: &str = "gitlab-token-operator";
@@ -406,154 +406,6 @@ fn values_schema_and_guards_reject_bad_values_with_a_clear_message() {
     ]);
 }
 
-/// What the operator's code does with the API (see the comments in templates/rbac.yaml): group, resource, verbs.
-const CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
-    ("gitlabtokens.io", "gitlabconnections", &["get", "list", "watch"]),
-    (
-        "gitlabtokens.io",
-        "gitlabtokenpolicies",
-        &["get", "list", "watch"],
-    ),
-    ("gitlabtokens.io", "gitlabtokens", &["get", "list", "watch"]),
-    ("gitlabtokens.io", "gitlabconnections/status", &["patch"]),
-    ("gitlabtokens.io", "gitlabtokenpolicies/status", &["patch"]),
-    ("", "secrets", &["get", "list", "watch"]),
-    ("", "namespaces", &["get"]),
-    ("events.k8s.io", "events", &["create", "patch"]),
-    (
-        "source.toolkit.fluxcd.io",
-        "gitrepositories",
-        &["get", "list", "watch"],
-    ),
-    (
-        "source.toolkit.fluxcd.io",
-        "ocirepositories",
-        &["get", "list", "watch"],
-    ),
-    (
-        "source.toolkit.fluxcd.io",
-        "helmrepositories",
-        &["get", "list", "watch"],
-    ),
-    (
-        "image.toolkit.fluxcd.io",
-        "imagerepositories",
-        &["get", "list", "watch"],
-    ),
-    (
-        "notification.toolkit.fluxcd.io",
-        "providers",
-        &["get", "list", "watch"],
-    ),
-];
-/// Writes in every served namespace.
-const PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[
-    ("gitlabtokens.io", "gitlabtokens", &["create", "patch", "delete"]),
-    ("gitlabtokens.io", "gitlabtokens/status", &["patch"]),
-    ("", "secrets", &["create", "patch", "delete"]),
-    ("source.toolkit.fluxcd.io", "gitrepositories", &["patch"]),
-    ("source.toolkit.fluxcd.io", "ocirepositories", &["patch"]),
-    ("source.toolkit.fluxcd.io", "helmrepositories", &["patch"]),
-    ("image.toolkit.fluxcd.io", "imagerepositories", &["patch"]),
-    ("notification.toolkit.fluxcd.io", "providers", &["patch"]),
-];
-/// Writes in the operator's namespace.
-const OPERATOR_NAMESPACE: &[(&str, &str, &[&str])] = &[("", "secrets", &["patch"])];
-
-fn expand(scope: Option<&str>, table: &[(&str, &str, &[&str])]) -> BTreeSet<Grant> {
-    table
-        .iter()
-        .flat_map(|(g, r, verbs)| {
-            verbs.iter().map(move |v| Grant {
-                namespace: scope.map(str::to_string),
-                group: g.to_string(),
-                resource: r.to_string(),
-                verb: v.to_string(),
-                name: None,
-            })
-        })
-        .collect()
-}
-
-#[test]
-fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
-    // Default values: tenant writes cluster-wide.
-    let r = render(&[]);
-    let sa = r.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let have = effective_grants(&r, &sa, NAMESPACE);
-    let mut want = expand(None, CLUSTER_WIDE);
-    want.extend(expand(None, PER_SERVED_NAMESPACE));
-    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
-    assert_eq!(have, want, "default RBAC differs from what the operator needs");
-
-    // watchNamespaces: tenant writes only there; leader election: one named Lease.
-    let r = render_all_features();
-    let have = effective_grants(&r, &sa, NAMESPACE);
-    let mut want = expand(None, CLUSTER_WIDE);
-    for ns in ["team-a", "team-b"] {
-        want.extend(expand(Some(ns), PER_SERVED_NAMESPACE));
-    }
-    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
-    want.extend(expand(
-        Some(NAMESPACE),
-        &[("coordination.k8s.io", "leases", &["create"])],
-    ));
-    for verb in ["get", "update", "patch"] {
-        want.insert(Grant {
-            namespace: Some(NAMESPACE.into()),
-            group: "coordination.k8s.io".into(),
-            resource: "leases".into(),
-            verb: verb.into(),
-            name: Some("gto-gitlab-token-operator".into()),
-        });
-    }
-    assert_eq!(
-        have, want,
-        "all-features RBAC differs from what the operator needs"
-    );
-
-    for r in [render(&[]), render_all_features()] {
-        for doc in r.kinds(&["ClusterRole", "Role"]) {
-            for rule in doc["rules"].as_array().unwrap() {
-                for field in ["apiGroups", "resources", "verbs", "resourceNames"] {
-                    for v in rule[field].as_array().into_iter().flatten() {
-                        assert!(!v.as_str().unwrap().contains('*'), "wildcard in {field}: {rule}");
-                    }
-                }
-                assert!(rule.get("nonResourceURLs").is_none());
-            }
-        }
-    }
-}
-
-#[test]
-fn every_rbac_rule_carries_a_comment_saying_what_needs_it() {
-    for r in [render(&[]), render_all_features()] {
-        let mut rules = 0;
-        for doc in r.raw_docs() {
-            if !(doc.contains("\nkind: ClusterRole\n") || doc.contains("\nkind: Role\n")) {
-                continue;
-            }
-            let lines: Vec<&str> = doc.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                if line.trim_start().starts_with("- apiGroups:") {
-                    rules += 1;
-                    let prev = lines[i - 1].trim_start();
-                    assert!(
-                        prev.starts_with('#'),
-                        "RBAC rule without a comment:\n{}",
-                        lines[i - 1..=i].join("\n")
-                    );
-                }
-            }
-        }
-        assert!(rules >= 15, "found only {rules} rules");
-    }
-}
-
 #[test]
 fn the_network_policy_allows_egress_only_to_dns_the_api_server_and_gitlab() {
     let r = render_all_features();
@@ -592,78 +444,42 @@ fn the_network_policy_allows_egress_only_to_dns_the_api_server_and_gitlab() {
     }
 }
 
-#[test]
-fn alerts_use_only_metrics_and_labels_the_operator_exports() {
-    use gitlab_token_operator::metrics::{GitLabRequestLabels, Metrics, TokenLabels};
-    let m = Metrics::new();
-    let t = TokenLabels {
-        namespace: "a".into(),
-        name: "b".into(),
-        project: "c".into(),
-    };
-    m.observe_token(&t, Some(2), Some(1), false);
-    m.denied("PolicyDenied");
-    m.reconciled("connection", "TokenExpired", 0.1);
-    m.gitlab_requests
-        .get_or_create(&GitLabRequestLabels {
-            connection: "c".into(),
-            operation: "o".into(),
-            code: "429".into(),
-        })
-        .inc();
-    let exposition = m.render();
-    // metric name -> label names it carries
-    let mut exported: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for line in exposition.lines().filter(|l| !l.starts_with('#')) {
-        let (name, rest) = line
-            .split_once('{')
-            .unwrap_or((line.split(' ').next().unwrap(), ""));
-        let labels = rest
-            .split(',')
-            .filter_map(|kv| kv.split_once('=').map(|(k, _)| k.to_string()));
-        exported.entry(name.to_string()).or_default().extend(labels);
-    }
+/// Deserialises `doc` as `T` and back: a misspelt or misplaced field is dropped on the way and shows as a difference.
+fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(doc: &Value) {
+    let typed: T = serde_json::from_value(doc.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{} does not parse as the Kubernetes type: {e}\n{doc:#}",
+            doc["kind"]
+        )
+    });
+    let back = serde_json::to_value(&typed).unwrap();
+    assert_eq!(&back, doc, "{} has fields Kubernetes does not know", doc["kind"]);
+}
 
-    let r = render_all_features();
-    let rule = r.one("PrometheusRule");
-    let alerts: Vec<&Value> = rule["spec"]["groups"][0]["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .collect();
-    let names: BTreeSet<&str> = alerts.iter().map(|a| a["alert"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        BTreeSet::from([
-            "GitLabConnectionNotReady",
-            "GitLabPolicyDenialsRising",
-            "GitLabRateLimited",
-            "GitLabTokenExpiringSoon",
-            "GitLabTokenRenewalOverdue",
-        ])
-    );
-    for alert in alerts {
-        let expr = alert["expr"].as_str().unwrap();
-        let used = chart_support::metric_selectors(expr, "gitlab_token_operator_");
-        assert!(!used.is_empty(), "{expr}");
-        let mut carried = BTreeSet::new();
-        for (metric, labels) in &used {
-            let have = exported
-                .get(metric)
-                .unwrap_or_else(|| panic!("alert uses {metric}, which the operator does not export"));
-            for l in labels {
-                assert!(have.contains(l), "{metric} has no label {l} (has {have:?})");
+#[test]
+fn rendered_built_in_objects_have_only_fields_kubernetes_knows() {
+    use k8s_openapi::api::{
+        apps::v1::Deployment,
+        core::v1::{Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    };
+    for r in [render(&[]), render_all_features()] {
+        for doc in &r.docs {
+            match doc["kind"].as_str().unwrap() {
+                "Deployment" => round_trips::<Deployment>(doc),
+                "Service" => round_trips::<Service>(doc),
+                "ServiceAccount" => round_trips::<ServiceAccount>(doc),
+                "NetworkPolicy" => round_trips::<NetworkPolicy>(doc),
+                "ClusterRole" => round_trips::<ClusterRole>(doc),
+                "ClusterRoleBinding" => round_trips::<ClusterRoleBinding>(doc),
+                "Role" => round_trips::<Role>(doc),
+                "RoleBinding" => round_trips::<RoleBinding>(doc),
+                "ServiceMonitor" | "PrometheusRule" => {
+                    assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1");
+                }
+                other => panic!("unexpected kind {other} rendered"),
             }
-            carried.extend(have.iter().cloned());
         }
-        for l in chart_support::grouping_labels(expr) {
-            assert!(
-                carried.contains(&l),
-                "`by ({l})` in {expr}: no metric there carries {l}"
-            );
-        }
-        assert!(alert["labels"]["severity"].is_string());
-        assert_eq!(alert["labels"]["team"], "platform");
-        assert!(alert["annotations"]["summary"].is_string());
     }
 }
