@@ -322,6 +322,56 @@ fn the_deployment_passes_exactly_the_operators_settings_and_never_the_test_clock
     }
 }
 
+/// Runs `gitlab-token-operator run` with only `env` (no cluster configuration) and returns (exit code, stderr).
+fn run_operator_with(env: &BTreeMap<String, String>) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gitlab-token-operator"))
+        .arg("run")
+        .env_clear()
+        .envs(env)
+        .env("KUBECONFIG", dir.path().join("no-kubeconfig"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the operator binary");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the operator did not exit without a cluster configuration");
+        }
+        std::thread::park_timeout(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn the_operator_binary_accepts_every_value_the_chart_passes() {
+    for r in [render(&[]), render_all_features()] {
+        let c = &r.one("Deployment")["spec"]["template"]["spec"]["containers"][0];
+        let mut env = env_of(c);
+        env.insert("POD_NAMESPACE".into(), NAMESPACE.into());
+        env.insert("POD_NAME".into(), "gto-0".into());
+        // Flags parse first; with every value accepted, the run stops only for want of a cluster.
+        let (code, stderr) = run_operator_with(&env);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(
+            stderr.contains("cannot configure the Kubernetes client"),
+            "{stderr}"
+        );
+        // Control: a value the operator refuses is reported as such.
+        env.insert("GTO_SWEEP_INTERVAL".into(), "1d".into());
+        let (code, stderr) = run_operator_with(&env);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("invalid value '1d'"), "{stderr}");
+    }
+}
+
 #[test]
 fn values_schema_and_guards_reject_bad_values_with_a_clear_message() {
     let cases: &[(&[&str], &str)] = &[
