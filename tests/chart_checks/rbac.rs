@@ -97,7 +97,7 @@ const CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
     ("gitlabtokens.io", "gitlabconnections/status", &["patch"]),
     ("gitlabtokens.io", "gitlabtokenpolicies/status", &["patch"]),
     ("", "secrets", &["get", "list", "watch"]),
-    ("", "namespaces", &["get"]),
+    ("", "namespaces", &["get", "list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
     (
         "source.toolkit.fluxcd.io",
