@@ -1,0 +1,135 @@
+//! Test controls: injected latency and errors per verb/resource, dropping watches, compacting
+//! history, and request counters per verb/resource/identity.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::watch;
+
+use super::store::Store;
+
+/// One injected-error rule.
+#[derive(Debug, Clone)]
+struct ErrorRule {
+    verb: String,
+    resource: String,
+    rate: f64,
+    code: u16,
+}
+
+/// Key of a request counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CounterKey {
+    /// RBAC verb (`get`, `list`, `watch`, …) or the HTTP method for non-resource paths.
+    pub verb: String,
+    /// Plural resource (with `/sub`), or the path for non-resource requests.
+    pub resource: String,
+    /// Authenticated user name.
+    pub user: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    latency: Duration,
+    errors: Vec<ErrorRule>,
+    counters: HashMap<CounterKey, u64>,
+}
+
+/// Controls for tests; cheap to clone.
+#[derive(Clone)]
+pub struct Controls {
+    inner: Arc<Mutex<Inner>>,
+    drop_tx: Arc<watch::Sender<u64>>,
+    store: Arc<Store>,
+}
+
+impl Controls {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
+        let (drop_tx, _) = watch::channel(0);
+        Controls {
+            inner: Arc::default(),
+            drop_tx: Arc::new(drop_tx),
+            store,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds this latency before every request is answered.
+    pub fn set_latency(&self, d: Duration) {
+        self.lock().latency = d;
+    }
+
+    /// Fails a fraction (`rate` in 0..=1) of requests matching `verb` and `resource` (`*` = any)
+    /// with HTTP `code` (e.g. 500, 503, 429).
+    pub fn inject_errors(&self, verb: &str, resource: &str, rate: f64, code: u16) {
+        self.lock().errors.push(ErrorRule {
+            verb: verb.into(),
+            resource: resource.into(),
+            rate,
+            code,
+        });
+    }
+
+    /// Removes every injected-error rule.
+    pub fn clear_errors(&self) {
+        self.lock().errors.clear();
+    }
+
+    /// Ends every open watch stream now (clients see a clean end of stream).
+    pub fn drop_watches(&self) {
+        self.drop_tx.send_modify(|n| *n += 1);
+    }
+
+    /// Compacts the event history: watches and continue tokens from older revisions get 410.
+    pub fn compact(&self) {
+        self.store.compact();
+    }
+
+    /// Number of requests seen for (verb, resource, user); `*` matches any value.
+    pub fn count(&self, verb: &str, resource: &str, user: &str) -> u64 {
+        let m = |pat: &str, v: &str| pat == "*" || pat == v;
+        self.lock()
+            .counters
+            .iter()
+            .filter(|(k, _)| m(verb, &k.verb) && m(resource, &k.resource) && m(user, &k.user))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// A copy of all counters.
+    pub fn counters(&self) -> HashMap<CounterKey, u64> {
+        self.lock().counters.clone()
+    }
+
+    pub(crate) fn drop_signal(&self) -> watch::Receiver<u64> {
+        self.drop_tx.subscribe()
+    }
+
+    /// Records a request and returns (latency, injected error code).
+    pub(crate) fn on_request(&self, verb: &str, resource: &str, user: &str) -> (Duration, Option<u16>) {
+        let mut inner = self.lock();
+        let key = CounterKey {
+            verb: verb.into(),
+            resource: resource.into(),
+            user: user.into(),
+        };
+        *inner.counters.entry(key).or_default() += 1;
+        let m = |pat: &str, v: &str| pat == "*" || pat == v;
+        let base = resource.split('/').next().unwrap_or(resource);
+        let code = inner
+            .errors
+            .iter()
+            .find(|r| {
+                m(&r.verb, verb)
+                    && (m(&r.resource, resource) || m(&r.resource, base))
+                    && rand::rng().random_bool(r.rate.clamp(0.0, 1.0))
+            })
+            .map(|r| r.code);
+        (inner.latency, code)
+    }
+}

@@ -1,0 +1,818 @@
+//! HTTP layer: routing of discovery and resource paths, authentication, RBAC, test controls,
+//! and dispatch of every verb to the store and write pipeline.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use http::{HeaderMap, Method, header};
+use serde_json::{Value, json};
+
+use super::discovery;
+use super::objects::{self, DeleteOpts, Deleted, WriteOpts, subj};
+use super::output::{Shape, negotiate, render_list, render_one};
+use super::query::Query;
+use super::rbac::{self, Attrs};
+use super::resources::ResourceDef;
+use super::selector::{FieldSelector, LabelSelector};
+use super::state::{State, UserInfo};
+use super::status::{ApiError, Subject, options_invalid};
+use super::watch::{WatchReq, watch};
+
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+fn json_response(code: u16, v: &Value) -> Response {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(v.to_string()))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn text(code: u16, body: &'static str) -> Response {
+    Response::builder()
+        .status(code)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+fn authenticate(st: &State, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    match headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()) {
+        None => Ok(UserInfo::anonymous()),
+        Some(v) => {
+            let token = v
+                .strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .ok_or_else(ApiError::unauthorized)?;
+            st.user_for(token.trim()).ok_or_else(ApiError::unauthorized)
+        }
+    }
+}
+
+/// A parsed resource path.
+struct Target {
+    group: String,
+    version: String,
+    plural: String,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn parse_resource_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => (String::new(), v.to_string(), rest),
+        ["apis", g, v, rest @ ..] => (g.to_string(), v.to_string(), rest),
+        _ => return None,
+    };
+    let core = group.is_empty();
+    let (ns, rest) = match rest {
+        ["namespaces", n, tail @ ..]
+            if !tail.is_empty()
+                && !(core && tail.len() == 1 && (tail[0] == "status" || tail[0] == "finalize")) =>
+        {
+            (Some(n.to_string()), tail)
+        }
+        _ => (None, rest),
+    };
+    let (plural, name, sub) = match rest {
+        [p] => (p, None, None),
+        [p, n] => (p, Some(n.to_string()), None),
+        [p, n, s] => (p, Some(n.to_string()), Some(s.to_string())),
+        _ => return None,
+    };
+    if plural.is_empty() || name.as_deref() == Some("") {
+        return None;
+    }
+    Some(Target {
+        group,
+        version,
+        plural: plural.to_string(),
+        ns,
+        name,
+        sub,
+    })
+}
+
+fn verb_of(method: &Method, t: &Target, q: &Query) -> Result<&'static str, ApiError> {
+    Ok(match (method.as_str(), t.name.is_some()) {
+        ("GET", _) if q.flag("watch")? => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", false) => "create",
+        ("PUT", true) => "update",
+        ("PATCH", true) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        (m, _) => return Err(ApiError::method_not_allowed(m, &t.plural)),
+    })
+}
+
+/// The single entry point for every request.
+pub async fn handle(st: Arc<State>, addr: String, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(413, "RequestEntityTooLarge", "the request body is too large")
+                .into_response();
+        }
+    };
+    let user = match authenticate(&st, &parts.headers) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
+    let path = parts.uri.path().to_string();
+    let q = Query::parse(parts.uri.query());
+    match route(&st, &addr, &user, &parts.method, &path, &q, &parts.headers, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn gate(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'_>) -> Result<(), ApiError> {
+    let res_key = if attrs.resource.is_empty() {
+        attrs.path.clone()
+    } else if attrs.subresource.is_empty() {
+        attrs.resource.clone()
+    } else {
+        format!("{}/{}", attrs.resource, attrs.subresource)
+    };
+    let (latency, code) = st.controls.on_request(&attrs.verb, &res_key, &user.name);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(code) = code {
+        let (reason, msg) = match code {
+            429 => ("TooManyRequests", "Too many requests: injected by test controls"),
+            503 => ("ServiceUnavailable", "injected by test controls"),
+            504 => ("Timeout", "Timeout: injected by test controls"),
+            409 => ("Conflict", "injected conflict"),
+            _ => (
+                "InternalError",
+                "Internal error occurred: injected by test controls",
+            ),
+        };
+        let mut e = ApiError::new(code, reason, msg);
+        if code == 429 {
+            e.retry_after = Some(1);
+            e.details = Some(json!({"retryAfterSeconds": 1}));
+        }
+        return Err(e);
+    }
+    if !rbac::authorize(st, user, attrs) {
+        if attrs.resource.is_empty() {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!("forbidden: {}", rbac::denial(user, attrs)),
+            )
+            .with_causes(Value::Null)
+            .strip_details());
+        }
+        return Err(ApiError::forbidden(&subject, &rbac::denial(user, attrs)));
+    }
+    Ok(())
+}
+
+impl ApiError {
+    fn strip_details(mut self) -> Self {
+        self.details = Some(json!({}));
+        self
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn route(
+    st: &Arc<State>,
+    addr: &str,
+    user: &UserInfo,
+    method: &Method,
+    path: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let nonres = |p: &str| Attrs {
+        verb: method.as_str().to_lowercase(),
+        path: p.to_string(),
+        ..Default::default()
+    };
+    let trimmed = path.trim_end_matches('/');
+    let static_doc: Option<Value> = match trimmed {
+        "/version" => Some(discovery::version()),
+        "/api" => Some(discovery::api_versions(addr)),
+        "/apis" => Some(discovery::api_groups(st)),
+        _ => None,
+    };
+    if let Some(doc) = static_doc {
+        gate(st, user, &nonres(trimmed), Subject::default()).await?;
+        return Ok(json_response(200, &doc));
+    }
+    match trimmed {
+        "/healthz" | "/livez" | "/readyz" => {
+            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            return Ok(text(200, "ok"));
+        }
+        "/openapi/v2" => {
+            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            return Ok(Response::builder()
+                .status(200)
+                .header(
+                    header::CONTENT_TYPE,
+                    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+                )
+                .body(Body::from(discovery::OPENAPI_V2_PB))
+                .unwrap_or_else(|_| Response::new(Body::empty())));
+        }
+        _ => {}
+    }
+    let segs: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
+    let gv = match segs.as_slice() {
+        ["api", v] => Some(("", *v)),
+        ["apis", g, v] => Some((*g, *v)),
+        ["apis", g] => {
+            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            let groups = discovery::api_groups(st);
+            let found = groups["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|x| x["name"] == *g)
+                .cloned();
+            return match found {
+                Some(mut grp) => {
+                    grp["kind"] = json!("APIGroup");
+                    grp["apiVersion"] = json!("v1");
+                    Ok(json_response(200, &grp))
+                }
+                None => Err(ApiError::no_route()),
+            };
+        }
+        _ => None,
+    };
+    if let Some((g, v)) = gv {
+        gate(st, user, &nonres(trimmed), Subject::default()).await?;
+        return discovery::resource_list(st, g, v)
+            .map(|d| json_response(200, &d))
+            .ok_or_else(ApiError::no_route);
+    }
+    let t = parse_resource_path(path).ok_or_else(ApiError::no_route)?;
+    if t.group == "authorization.k8s.io" && t.plural == "selfsubjectaccessreviews" && method == Method::POST {
+        let attrs = Attrs {
+            verb: "create".into(),
+            group: t.group.clone(),
+            resource: t.plural.clone(),
+            ..Default::default()
+        };
+        gate(
+            st,
+            user,
+            &attrs,
+            Subject {
+                kind: &t.plural,
+                group: &t.group,
+                name: "",
+            },
+        )
+        .await?;
+        return self_review(st, user, body);
+    }
+    let def = st
+        .registry
+        .find(&t.group, &t.version, &t.plural)
+        .ok_or_else(ApiError::no_route)?;
+    let verb = verb_of(method, &t, q)?;
+    if def.namespaced && t.ns.is_none() && !matches!(verb, "list" | "watch") {
+        return Err(ApiError::no_route());
+    }
+    if !def.namespaced && t.ns.is_some() {
+        return Err(ApiError::no_route());
+    }
+    if let Some(s) = &t.sub {
+        let ok = (s == "status" && def.status_subresource)
+            || (s == "finalize" && def.kind == "Namespace" && def.group.is_empty());
+        if !ok || matches!(verb, "list" | "watch" | "create" | "delete" | "deletecollection") {
+            return Err(ApiError::no_route());
+        }
+    }
+    let name = t.name.clone().unwrap_or_default();
+    let attrs = Attrs {
+        verb: verb.into(),
+        group: def.group.clone(),
+        resource: def.plural.clone(),
+        subresource: t.sub.clone().unwrap_or_default(),
+        namespace: t.ns.clone().unwrap_or_default(),
+        name: name.clone(),
+        path: String::new(),
+    };
+    gate(st, user, &attrs, subj(&def, &name)).await?;
+    let ns = t.ns.clone().unwrap_or_default();
+    let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
+    let shape = negotiate(accept, q.get("includeObject"))?;
+    let manager = q.get("fieldManager").map(String::from).unwrap_or_else(|| {
+        headers
+            .get(header::USER_AGENT)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|ua| ua.split('/').next())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown")
+            .to_string()
+    });
+    if manager.len() > 128 {
+        return Err(options_invalid(
+            "PatchOptions",
+            "fieldManager",
+            "Too long",
+            "FieldValueTooLong",
+            "must have at most 128 characters",
+        ));
+    }
+    let wo = WriteOpts {
+        manager,
+        dry_run: q.get("dryRun") == Some("All"),
+        strict: q.get("fieldValidation") == Some("Strict"),
+    };
+    let sub = t.sub.as_deref();
+    match verb {
+        "get" => {
+            let obj = st
+                .store
+                .get(&def.storage, &ns, &name)
+                .ok_or_else(|| ApiError::not_found(&subj(&def, &name)))?;
+            Ok(json_response(200, &render_one(&def, &obj, shape)))
+        }
+        "list" => list(st, &def, t.ns.as_deref(), q, shape),
+        "watch" => start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
+        "create" => {
+            let obj = parse_body(headers, body)?;
+            if def.is_custom() && creating_blocked(st, &def) {
+                return Err(ApiError::method_not_allowed("create", &def.plural));
+            }
+            let res = objects::create(st, &def, &ns, obj, &wo)?;
+            Ok(json_response(201, &render_one(&def, &res, shape)))
+        }
+        "update" => {
+            let obj = parse_body(headers, body)?;
+            let res = objects::update(st, &def, &ns, &name, obj, sub, &wo)?;
+            Ok(json_response(200, &render_one(&def, &res, shape)))
+        }
+        "patch" => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            let mode = objects::patch_mode(ct, &def)?;
+            if mode == objects::PatchMode::Apply && q.get("fieldManager").is_none() {
+                return Err(options_invalid(
+                    "PatchOptions",
+                    "fieldManager",
+                    "Required value",
+                    "FieldValueRequired",
+                    "is required for apply patch",
+                ));
+            }
+            if mode == objects::PatchMode::Apply
+                && st.store.get(&def.storage, &ns, &name).is_none()
+                && sub.is_none()
+            {
+                let c = Attrs {
+                    verb: "create".into(),
+                    ..attrs.clone()
+                };
+                gate(st, user, &c, subj(&def, &name)).await?;
+            }
+            let (res, created) =
+                objects::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &wo)?;
+            Ok(json_response(
+                if created { 201 } else { 200 },
+                &render_one(&def, &res, shape),
+            ))
+        }
+        "delete" => {
+            let d = delete_opts(body, q)?;
+            match objects::delete(st, &def, &ns, &name, &d)? {
+                Deleted::Gone(obj) if !def.delete_returns_object => {
+                    let mut details = json!({"name": name, "kind": def.plural, "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)});
+                    if !def.group.is_empty() {
+                        details["group"] = json!(def.group);
+                    }
+                    Ok(json_response(
+                        200,
+                        &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":details}),
+                    ))
+                }
+                Deleted::Gone(obj) | Deleted::Pending(obj) => {
+                    Ok(json_response(200, &render_one(&def, &obj, shape)))
+                }
+            }
+        }
+        "deletecollection" => {
+            let d = delete_opts(body, q)?;
+            let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+            let fields = FieldSelector::parse(
+                q.get("fieldSelector").unwrap_or_default(),
+                &def.field_selector_list(),
+            )?;
+            let snap = st.store.list(&def.storage, t.ns.as_deref(), None);
+            let items: Vec<&Value> = snap
+                .items
+                .iter()
+                .map(|a| a.as_ref())
+                .filter(|o| labels.matches(o) && fields.matches(o))
+                .collect();
+            for o in &items {
+                let n = o
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let _ = objects::delete(st, &def, &ns, n, &d);
+            }
+            Ok(json_response(
+                200,
+                &render_list(&def, &items, Shape::Full, st.store.rv(), None),
+            ))
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn creating_blocked(st: &State, def: &ResourceDef) -> bool {
+    let crd = def.crd.as_ref().map(|c| c.crd_name.clone()).unwrap_or_default();
+    st.store
+        .get("customresourcedefinitions", "", &crd)
+        .is_some_and(|c| c.pointer("/metadata/deletionTimestamp").is_some())
+}
+
+/// Decodes a create/update body by Content-Type (JSON or YAML; anything else, e.g. protobuf, is 415
+/// so client-go falls back to JSON).
+fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("application/json");
+    match ct.split(';').next().unwrap_or_default().trim() {
+        "application/json" | "" | "*/*" => parse_json(body),
+        "application/yaml" => {
+            let v: Value = serde_yaml_ng::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request("the request body must be an object"));
+            }
+            Ok(v)
+        }
+        "application/vnd.kubernetes.protobuf" => {
+            super::protobuf::decode(body).map_err(|e| ApiError::bad_request(e.to_string()))
+        }
+        _ => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf",
+        )),
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(v)
+}
+
+fn delete_opts(body: &[u8], q: &Query) -> Result<DeleteOpts, ApiError> {
+    let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
+    };
+    let mut policy = b["propagationPolicy"]
+        .as_str()
+        .map(String::from)
+        .or_else(|| q.get("propagationPolicy").map(String::from));
+    if policy.is_none()
+        && let Some(orphan) = b["orphanDependents"].as_bool()
+    {
+        policy = Some(if orphan { "Orphan" } else { "Background" }.to_string());
+    }
+    if let Some(p) = &policy
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(options_invalid(
+            "DeleteOptions",
+            "propagationPolicy",
+            &format!(
+                "Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ),
+            "FieldValueNotSupported",
+            "",
+        )
+        .strip_trailing());
+    }
+    let dry = b["dryRun"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x == "All"))
+        || q.get("dryRun") == Some("All");
+    Ok(DeleteOpts {
+        policy,
+        uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        rv: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from),
+        dry_run: dry,
+    })
+}
+
+impl ApiError {
+    fn strip_trailing(mut self) -> Self {
+        self.message = self.message.trim_end_matches(": ").to_string();
+        self
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: u64,
+    start: String,
+}
+
+fn list(
+    st: &State,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    q: &Query,
+    shape: Shape,
+) -> Result<Response, ApiError> {
+    if q.get("sendInitialEvents").is_some() {
+        return Err(options_invalid(
+            "ListOptions",
+            "sendInitialEvents",
+            "Forbidden",
+            "FieldValueForbidden",
+            "sendInitialEvents is forbidden for list",
+        ));
+    }
+    let rv_param = q.get("resourceVersion");
+    match (q.get("resourceVersionMatch"), rv_param) {
+        (Some(_), None) => {
+            return Err(options_invalid(
+                "ListOptions",
+                "resourceVersionMatch",
+                "Forbidden",
+                "FieldValueForbidden",
+                "resourceVersionMatch is forbidden unless resourceVersion is provided",
+            ));
+        }
+        (Some("Exact"), Some("0")) => {
+            return Err(options_invalid(
+                "ListOptions",
+                "resourceVersionMatch",
+                "Forbidden",
+                "FieldValueForbidden",
+                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+            ));
+        }
+        (Some("Exact"), Some(rv)) => {
+            let n: u64 = rv
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
+            if !st.store.retained(n) || n != st.store.rv() {
+                return Err(ApiError::expired(
+                    "The resourceVersion for the provided list is too old.",
+                ));
+            }
+        }
+        (Some(m), _) if m != "NotOlderThan" && m != "Exact" => {
+            return Err(options_invalid(
+                "ListOptions",
+                "resourceVersionMatch",
+                &format!("Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""),
+                "FieldValueNotSupported",
+                "",
+            )
+            .strip_trailing());
+        }
+        _ => {}
+    }
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+    let fields = FieldSelector::parse(
+        q.get("fieldSelector").unwrap_or_default(),
+        &def.field_selector_list(),
+    )?;
+    let limit = q.number("limit")?.filter(|n| *n > 0).map(|n| n as usize);
+    let (first_rv, after) = match q.get("continue") {
+        None => (None, None),
+        Some(tok) => {
+            let bad = || {
+                ApiError::bad_request(
+                    "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+                )
+            };
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(tok.trim_end_matches('='))
+                .map_err(|_| bad())?;
+            let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
+            if !st.store.retained(t.rv) {
+                return Err(ApiError::expired(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+                ));
+            }
+            let start = t.start.trim_end_matches('\0').to_string();
+            let key = if def.namespaced {
+                let (a, b) = start.split_once('/').ok_or_else(bad)?;
+                (a.to_string(), b.to_string())
+            } else {
+                (String::new(), start)
+            };
+            (Some(t.rv), Some(key))
+        }
+    };
+    let snap = st.store.list(&def.storage, ns, after.as_ref());
+    let mut items: Vec<&Value> = Vec::new();
+    let mut more = false;
+    for o in &snap.items {
+        if labels.matches(o) && fields.matches(o) {
+            if limit.is_some_and(|l| items.len() >= l) {
+                more = true;
+                break;
+            }
+            items.push(o.as_ref());
+        }
+    }
+    let rv = first_rv.unwrap_or(snap.rv);
+    let cont = if more {
+        let last = items.last().map(|o| {
+            let n = o
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let ns = o
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if def.namespaced {
+                format!("{ns}/{n}\0")
+            } else {
+                format!("{n}\0")
+            }
+        });
+        let tok = ContinueToken {
+            v: "meta.k8s.io/v1".into(),
+            rv,
+            start: last.unwrap_or_default(),
+        };
+        Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&tok).unwrap_or_default()),
+        )
+    } else {
+        None
+    };
+    Ok(json_response(200, &render_list(def, &items, shape, rv, cont)))
+}
+
+fn start_watch(
+    st: &Arc<State>,
+    def: Arc<ResourceDef>,
+    ns: Option<String>,
+    name: Option<&str>,
+    q: &Query,
+    shape: Shape,
+) -> Result<Response, ApiError> {
+    let send_initial = q.flag("sendInitialEvents")?;
+    let rvm = q.get("resourceVersionMatch");
+    if q.get("sendInitialEvents").is_some() && rvm != Some("NotOlderThan") {
+        return Err(options_invalid(
+            "ListOptions",
+            "sendInitialEvents",
+            "Forbidden",
+            "FieldValueForbidden",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ));
+    }
+    if rvm.is_some() && q.get("sendInitialEvents").is_none() {
+        return Err(options_invalid(
+            "ListOptions",
+            "resourceVersionMatch",
+            "Forbidden",
+            "FieldValueForbidden",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
+    }
+    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
+    let mut fields = FieldSelector::parse(
+        q.get("fieldSelector").unwrap_or_default(),
+        &def.field_selector_list(),
+    )?;
+    if let Some(n) = name {
+        match fields.name() {
+            Some(f) if f != n => {
+                return Err(ApiError::bad_request(
+                    "fieldSelector metadata.name doesn't match requested name",
+                ));
+            }
+            Some(_) => {}
+            None => fields.0.push(super::selector::FieldReq {
+                field: "metadata.name".into(),
+                value: n.into(),
+                negated: false,
+            }),
+        }
+    }
+    let w = WatchReq {
+        def,
+        ns,
+        labels,
+        fields,
+        rv: q.get("resourceVersion").map(String::from),
+        send_initial,
+        bookmarks: q.flag("allowWatchBookmarks")?,
+        timeout: q.number("timeoutSeconds")?,
+        shape,
+    };
+    Ok(watch(st.clone(), w))
+}
+
+fn self_review(st: &State, user: &UserInfo, body: &[u8]) -> Result<Response, ApiError> {
+    let mut review = parse_json(body)?;
+    let spec = &review["spec"];
+    let attrs = if let Some(ra) = spec.get("resourceAttributes") {
+        let s = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
+        Attrs {
+            verb: s("verb"),
+            group: s("group"),
+            resource: s("resource"),
+            subresource: s("subresource"),
+            namespace: s("namespace"),
+            name: s("name"),
+            path: String::new(),
+        }
+    } else if let Some(nr) = spec.get("nonResourceAttributes") {
+        Attrs {
+            verb: nr["verb"].as_str().unwrap_or_default().into(),
+            path: nr["path"].as_str().unwrap_or_default().into(),
+            ..Default::default()
+        }
+    } else {
+        let c = super::status::required("spec.resourceAttributes");
+        return Err(ApiError::invalid(
+            &Subject {
+                kind: "SelfSubjectAccessReview",
+                group: "authorization.k8s.io",
+                name: "",
+            },
+            &[c],
+        ));
+    };
+    let allowed = rbac::authorize(st, user, &attrs);
+    review["status"] = if allowed {
+        json!({"allowed": true})
+    } else {
+        json!({"allowed": false})
+    };
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectAccessReview");
+    if review.get("metadata").is_none() {
+        review["metadata"] = json!({});
+    }
+    Ok(json_response(201, &review))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        let t = parse_resource_path("/api/v1/namespaces/x/configmaps/a").unwrap();
+        assert_eq!(
+            (t.plural.as_str(), t.ns.as_deref(), t.name.as_deref()),
+            ("configmaps", Some("x"), Some("a"))
+        );
+        let t = parse_resource_path("/api/v1/namespaces/x/status").unwrap();
+        assert_eq!(
+            (t.plural.as_str(), t.name.as_deref(), t.sub.as_deref()),
+            ("namespaces", Some("x"), Some("status"))
+        );
+        let t = parse_resource_path("/api/v1/namespaces/x").unwrap();
+        assert_eq!((t.plural.as_str(), t.name.as_deref()), ("namespaces", Some("x")));
+        let t = parse_resource_path("/apis/example.com/v1/widgets").unwrap();
+        assert_eq!(
+            (t.group.as_str(), t.plural.as_str(), t.ns),
+            ("example.com", "widgets", None)
+        );
+        let t = parse_resource_path("/apis/example.com/v1/namespaces/a/widgets/w/status").unwrap();
+        assert_eq!(t.sub.as_deref(), Some("status"));
+    }
+}

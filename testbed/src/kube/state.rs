@@ -1,0 +1,170 @@
+//! Shared server state: registry, store, controls, identities, and the controller wake-up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use super::controls::Controls;
+use super::objects::now_str;
+use super::resources::{Registry, defs_from_crd};
+use super::store::{Mutation, Store};
+
+/// An authenticated identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name (`system:serviceaccount:<ns>:<name>` for service accounts).
+    pub name: String,
+    /// Groups, including `system:authenticated`.
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    /// Builds a user with `system:authenticated` (and SA groups when the name is an SA).
+    pub fn new(name: &str, groups: &[&str]) -> Self {
+        let mut g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+        if let Some(rest) = name.strip_prefix("system:serviceaccount:")
+            && let Some((ns, _)) = rest.split_once(':')
+        {
+            for extra in [
+                "system:serviceaccounts".to_string(),
+                format!("system:serviceaccounts:{ns}"),
+            ] {
+                if !g.contains(&extra) {
+                    g.push(extra);
+                }
+            }
+        }
+        if !g.iter().any(|x| x == "system:authenticated") {
+            g.push("system:authenticated".into());
+        }
+        UserInfo {
+            name: name.into(),
+            groups: g,
+        }
+    }
+
+    /// The anonymous user.
+    pub fn anonymous() -> Self {
+        UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+        }
+    }
+}
+
+/// Tunables of one server instance.
+#[derive(Debug, Clone)]
+pub struct KubeServerConfig {
+    /// Events kept for watch resumption (older ones → 410).
+    pub history: usize,
+    /// Capacity of the broadcast fan-out (a watcher lagging more than this is disconnected).
+    pub fanout_capacity: usize,
+    /// Interval between BOOKMARK events on watches that allow them.
+    pub bookmark_interval: Duration,
+    /// Interval of the garbage collector / namespace controller safety sweep.
+    pub gc_interval: Duration,
+}
+
+impl Default for KubeServerConfig {
+    fn default() -> Self {
+        KubeServerConfig {
+            history: 200_000,
+            fanout_capacity: 100_000,
+            bookmark_interval: Duration::from_secs(30),
+            gc_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Everything a request handler needs.
+pub struct State {
+    /// Served resources.
+    pub registry: Registry,
+    /// Objects and events.
+    pub store: Arc<Store>,
+    /// Test controls.
+    pub controls: Controls,
+    /// Bearer token → identity.
+    pub tokens: RwLock<HashMap<String, UserInfo>>,
+    /// Wakes the garbage collector / namespace controller.
+    pub gc_wake: Notify,
+    /// Configuration.
+    pub config: KubeServerConfig,
+}
+
+impl State {
+    /// A fresh state with the default namespaces.
+    pub fn new(config: KubeServerConfig) -> Arc<Self> {
+        let store = Arc::new(Store::new(config.history, config.fanout_capacity));
+        let st = Arc::new(State {
+            registry: Registry::with_builtins(),
+            controls: Controls::new(store.clone()),
+            store,
+            tokens: RwLock::default(),
+            gc_wake: Notify::new(),
+            config,
+        });
+        let now = now_str();
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":ns,"uid":uuid::Uuid::new_v4().to_string(),
+                "creationTimestamp":now,"labels":{"kubernetes.io/metadata.name":ns}},
+                "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
+            let _ = st
+                .store
+                .mutate("namespaces", "", ns, |_, _| Ok(Mutation::Put(obj)));
+        }
+        let meta = |name: &str| {
+            json!({"name":name,"uid":uuid::Uuid::new_v4().to_string(),"creationTimestamp":now,
+            "labels":{"kubernetes.io/bootstrapping":"rbac-defaults"}})
+        };
+        let admin = json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":meta("cluster-admin"),
+            "rules":[{"apiGroups":["*"],"resources":["*"],"verbs":["*"]},{"nonResourceURLs":["*"],"verbs":["*"]}]});
+        let _ = st.store.mutate("clusterroles", "", "cluster-admin", |_, _| {
+            Ok(Mutation::Put(admin))
+        });
+        let binding = json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":meta("cluster-admin"),
+            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
+            "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"system:masters"}]});
+        let _ = st
+            .store
+            .mutate("clusterrolebindings", "", "cluster-admin", |_, _| {
+                Ok(Mutation::Put(binding))
+            });
+        st
+    }
+
+    /// Resolves a bearer token.
+    pub fn user_for(&self, token: &str) -> Option<UserInfo> {
+        self.tokens.read().ok()?.get(token).cloned()
+    }
+
+    /// Hook after every committed write: CRD (un)registration and controller wake-up.
+    pub fn after_write(&self, storage: &str, obj: &Value) {
+        if storage == "customresourcedefinitions" {
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let alive = self.store.get(storage, "", name).is_some();
+            self.registry
+                .set_crd(name, if alive { defs_from_crd(obj) } else { Vec::new() });
+        }
+        let meta = &obj["metadata"];
+        if meta.get("deletionTimestamp").is_some()
+            || meta.get("ownerReferences").is_some()
+            || self
+                .store
+                .get(
+                    storage,
+                    meta["namespace"].as_str().unwrap_or_default(),
+                    meta["name"].as_str().unwrap_or_default(),
+                )
+                .is_none()
+        {
+            self.gc_wake.notify_one();
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! kubectl v1.32 against the emulator: the real Flux CRDs and example manifests are applied, read
+//! with printer columns, watched and deleted.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use common::{fixtures_dir, start};
+
+struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+    cache: std::path::PathBuf,
+}
+
+impl Kubectl {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.env("KUBECONFIG", &self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache)
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run kubectl");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
+        );
+        stdout
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().expect("run kubectl");
+        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    }
+}
+
+/// Group/versions served by the fixture CRDs.
+fn served_group_versions(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("crd dir") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            let v: serde_json::Value =
+                serde_yaml_ng::from_str(&std::fs::read_to_string(&p).expect("read")).expect("yaml");
+            let g = v["spec"]["group"].as_str().expect("group").to_string();
+            for ver in v["spec"]["versions"].as_array().expect("versions") {
+                if ver["served"].as_bool() == Some(true) {
+                    out.push(format!("{g}/{}", ver["name"].as_str().expect("name")));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
+    let h = start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = Kubectl {
+        kubeconfig: dir.path().join("kubeconfig"),
+        cache: dir.path().join("cache"),
+    };
+    h.write_kubeconfig(&kc.kubeconfig, h.admin_token())
+        .expect("kubeconfig");
+    // client-go drops credentials on plain-HTTP connections, so kubectl is system:anonymous here.
+    h.allow_anonymous_admin();
+    let fixtures = fixtures_dir();
+    let kc = std::sync::Arc::new(kc);
+    let fixtures2 = fixtures.clone();
+    let kc2 = kc.clone();
+    let dirp = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let dir = dirp;
+        let kc = kc2;
+        let fixtures = fixtures2;
+        let version = kc.run(&["version", "-o", "json"]);
+        assert!(version.contains("\"gitVersion\": \"v1.33.0\""), "{version}");
+
+        // CRDs with client-side validation on (needs /openapi/v2).
+        let crd_dir = fixtures.join("flux-crds");
+        let out = kc.run(&["apply", "-f", crd_dir.to_str().expect("path")]);
+        assert!(out.contains("gitrepositories.source.toolkit.fluxcd.io created"), "{out}");
+        let crds = kc.run(&["get", "crds"]);
+        assert!(crds.contains("ocirepositories.source.toolkit.fluxcd.io"), "{crds}");
+        assert!(crds.contains("CREATED AT"), "{crds}");
+        kc.run(&["wait", "--for=condition=Established", "crd/gitrepositories.source.toolkit.fluxcd.io", "--timeout=20s"]);
+
+        for ns in ["flux-system", "apps"] {
+            kc.run(&["create", "namespace", ns]);
+        }
+        let served = served_group_versions(&crd_dir);
+        let mut applied = Vec::new();
+        let mut entries: Vec<_> = std::fs::read_dir(fixtures.join("flux-examples")).expect("examples").map(|e| e.expect("e").path()).collect();
+        entries.sort();
+        for p in entries.iter().filter(|p| p.extension().is_some_and(|x| x == "yaml")) {
+            let text = std::fs::read_to_string(p).expect("read");
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("doc");
+                if v.is_null() {
+                    continue;
+                }
+                let av = v["apiVersion"].as_str().expect("apiVersion").to_string();
+                if av.contains('/') && !served.contains(&av) {
+                    continue; // e.g. HelmRelease, Kustomization: their CRDs are not in the fixtures.
+                }
+                let f = dir.join(format!("doc{}.yaml", applied.len()));
+                std::fs::write(&f, serde_yaml_ng::to_string(&v).expect("yaml")).expect("write");
+                let out = kc.run(&["apply", "-f", f.to_str().expect("path")]);
+                assert!(out.contains("created") || out.contains("unchanged") || out.contains("configured"), "{out}");
+                applied.push(v);
+            }
+        }
+        assert!(applied.len() >= 8, "applied {}", applied.len());
+
+        // Re-applying is a no-op ("unchanged"), editing goes through a merge patch ("configured").
+        let again = kc.run(&["apply", "-f", dir.join("doc0.yaml").to_str().expect("p")]);
+        assert!(again.contains("unchanged"), "{again}");
+
+        // Printer columns from the CRD (URL, AGE, READY, STATUS).
+        let repos = kc.run(&["get", "gitrepositories", "-A"]);
+        assert!(repos.lines().next().expect("header").contains("URL"), "{repos}");
+        assert!(repos.contains("gitrepository-sample") && repos.contains("dev-team"), "{repos}");
+        let yaml = kc.run(&["get", "gitrepository", "gitrepository-sample", "-o", "yaml"]);
+        assert!(yaml.contains("interval: 1m") || yaml.contains("interval:"), "{yaml}");
+        assert!(yaml.contains("kubectl.kubernetes.io/last-applied-configuration"), "{yaml}");
+
+        // Server-side apply through kubectl.
+        { let ssa = kc.run(&["apply", "--server-side", "-f", dir.join("doc0.yaml").to_str().expect("p")]);
+        assert!(ssa.contains("serverside-applied"), "{ssa}"); }
+
+        // Invalid objects are rejected by the server (schema validation).
+        let bad = dir.join("bad.yaml");
+        std::fs::write(&bad, "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  interval: 1m\n").expect("w");
+        let err = kc.fails(&["apply", "-f", bad.to_str().expect("p")]);
+        assert!(err.contains("spec.url") && err.contains("Required value"), "{err}");
+
+        // Secrets via kubectl create.
+        kc.run(&["create", "secret", "generic", "s1", "--from-literal=password=hunter2", "-n", "apps"]);
+        let secrets = kc.run(&["get", "secrets", "-n", "apps"]);
+        assert!(secrets.contains("TYPE") && secrets.contains("Opaque"), "{secrets}");
+    })
+    .await
+    .expect("kubectl steps");
+
+    // get -w: the first lines arrive, then a change is streamed.
+    let kc3 = kc.clone();
+    let mut child = kc3
+        .cmd(&[
+            "get",
+            "gitrepositories",
+            "-n",
+            "apps",
+            "-w",
+            "--output-watch-events",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn watch");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let recv = |want: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            if let Ok(l) = rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                if l.contains(want) {
+                    return l;
+                }
+                seen.push(l);
+            }
+        }
+        panic!("no watch line with {want:?}; saw {seen:?}");
+    };
+    let first = recv("dev-team");
+    assert!(first.contains("ADDED"), "{first}");
+    let kc4 = kc.clone();
+    tokio::task::spawn_blocking(move || {
+        kc4.run(&[
+            "annotate",
+            "gitrepository",
+            "dev-team",
+            "-n",
+            "apps",
+            "touched=yes",
+        ])
+    })
+    .await
+    .expect("annotate");
+    let modified = recv("MODIFIED");
+    assert!(modified.contains("dev-team"), "{modified}");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // delete waits for the object to be gone.
+    tokio::task::spawn_blocking(move || {
+        let out = kc.run(&["delete", "gitrepository", "dev-team", "-n", "apps"]);
+        assert!(out.contains("deleted"), "{out}");
+        let err = kc.fails(&["get", "gitrepository", "dev-team", "-n", "apps"]);
+        assert!(err.contains("NotFound") || err.contains("not found"), "{err}");
+        let out = kc.run(&["delete", "namespace", "apps", "--timeout=30s"]);
+        assert!(out.contains("deleted"), "{out}");
+        let err = kc.fails(&["get", "namespace", "apps"]);
+        assert!(err.contains("not found"), "{err}");
+        let out = kc.run(&["delete", "-f", fixtures.join("flux-crds").to_str().expect("p")]);
+        assert!(out.contains("deleted"), "{out}");
+        let crds = kc.run(&["get", "crds"]);
+        assert!(!crds.contains("gitrepositories"), "{crds}");
+    })
+    .await
+    .expect("delete steps");
+    drop(dir);
+    h.shutdown().await;
+}
