@@ -526,3 +526,55 @@ fn every_verb_has_help_with_an_example() {
         assert!(out.stdout.contains("Exit status"), "{verb}");
     }
 }
+
+#[test]
+fn sources_naming_one_secret_share_a_token_or_conflict() {
+    let secret = "    gitlabtokens.io/secret-name: shared\n";
+    let p = policy("team-a", TEAM_A);
+    // Same needs: both served, each names the other.
+    let out = check(
+        &p,
+        &(git("one", APP, secret) + &git("two", APP, secret)),
+        &["-o", "json"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let v = out.json();
+    assert_eq!(
+        v["sources"][0]["sharedWith"],
+        serde_json::json!(["GitRepository/two"])
+    );
+    assert_eq!(
+        v["sources"][1]["sharedWith"],
+        serde_json::json!(["GitRepository/one"])
+    );
+    // Different needs: the first in file order is served, the later one refused.
+    let other = git("two", "https://gitlab.example.com/acme/team-a/other.git", secret);
+    let out = check(&p, &(git("one", APP, secret) + &other), &["-o", "json"]);
+    assert_eq!(out.code, 1);
+    let v = out.json();
+    assert_eq!(v["sources"][0]["verdict"], "SERVED");
+    assert_eq!(v["sources"][1]["verdict"], "REFUSED");
+    assert_eq!(v["sources"][1]["reason"], "ConflictingRequest");
+    assert!(
+        v["sources"][1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("project: acme/team-a/app vs acme/team-a/other")
+    );
+    // A shared token is checked for every consumer kind it serves.
+    let helm = "---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: HelmRepository\nmetadata:\n  name: charts\n  namespace: team-a\n  annotations:\n    gitlabtokens.io/inject: \"true\"\n    gitlabtokens.io/secret-name: shared\n    gitlabtokens.io/scopes: read_repository\nspec:\n  url: https://gitlab.example.com/api/v4/projects/acme%2Fteam-a%2Fapp/packages/helm/stable\n";
+    let git_too = git(
+        "one",
+        APP,
+        "    gitlabtokens.io/secret-name: shared\n    gitlabtokens.io/scopes: read_api\n",
+    );
+    let only_git = p.replace("spec:\n", "spec:\n  consumers: [GitRepository]\n");
+    let out = check(&only_git, &(git_too.clone() + helm), &["-o", "json"]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    let v = out.json();
+    for s in v["sources"].as_array().unwrap() {
+        assert_eq!(s["verdict"], "DENIED", "{s}");
+        assert_eq!(s["violations"][0]["field"], "consumers", "{s}");
+    }
+    assert_eq!(check(&p, &(git_too + helm), &[]).code, 0);
+}

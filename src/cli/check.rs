@@ -24,6 +24,7 @@ use crate::{
 
 mod evaluate;
 mod render;
+mod share;
 
 pub use evaluate::{Report, SourceReport, Verdict};
 

@@ -3,7 +3,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CheckError, Inputs, needs_gitlab_host};
+use super::{
+    CheckError, Inputs, needs_gitlab_host,
+    share::{self, Shared},
+};
 use crate::{
     crd::SecretFormat,
     policy::{NamespaceInfo, PolicyDecision, TokenRequest},
@@ -157,6 +160,8 @@ pub struct SourceReport {
     pub evaluations: Vec<Evaluation>,
     /// The Secret it would get.
     pub secret: Option<SecretReport>,
+    /// Other sources (`Kind/name`) in the namespace that share the Secret and its token.
+    pub shared_with: Vec<String>,
 }
 
 /// Counts per verdict.
@@ -282,11 +287,14 @@ impl SourceReport {
             violations: Vec::new(),
             evaluations: Vec::new(),
             secret: None,
+            shared_with: Vec::new(),
         }
     }
 
     fn refuse(mut self, r: &Refusal, extra_hint: Option<&str>) -> Self {
         self.verdict = Verdict::Refused;
+        self.secret = None;
+        self.evaluations.clear();
         self.reason = Some(r.reason.to_string());
         self.message = Some(r.message.clone());
         let mut hint = r.reason.what_to_do().to_string();
@@ -312,9 +320,21 @@ pub fn evaluate(inputs: &Inputs) -> Result<Report, CheckError> {
         ));
     }
     let mut sources = Vec::new();
+    let mut pending = Vec::new();
+    for (index, doc) in inputs.sources.iter().enumerate() {
+        let (report, p) = prepare(inputs, index, &doc.file, &doc.value)?;
+        sources.push(report);
+        pending.extend(p);
+    }
+    for (p, outcome) in pending.iter().zip(share::share(&pending)) {
+        let report = &mut sources[p.index];
+        match outcome {
+            Ok(shared) => decide(inputs, report, p, &shared),
+            Err(refusal) => *report = report.clone().refuse(&refusal, None),
+        }
+    }
     let mut summary = Summary::default();
-    for doc in &inputs.sources {
-        let report = decide(inputs, &doc.file, &doc.value)?;
+    for report in &sources {
         match report.verdict {
             Verdict::Served => summary.served += 1,
             Verdict::Denied => summary.denied += 1,
@@ -322,7 +342,6 @@ pub fn evaluate(inputs: &Inputs) -> Result<Report, CheckError> {
             Verdict::Undecided => summary.undecided += 1,
             Verdict::NotOptedIn => summary.not_opted_in += 1,
         }
-        sources.push(report);
     }
     Ok(Report {
         offline: true,
@@ -333,7 +352,26 @@ pub fn evaluate(inputs: &Inputs) -> Result<Report, CheckError> {
     })
 }
 
-fn decide(inputs: &Inputs, file: &str, source: &Value) -> Result<SourceReport, CheckError> {
+/// An opted-in source whose request was inferred, waiting for the sharing rule and policy.
+pub struct Pending {
+    /// Index of its report.
+    pub index: usize,
+    /// What it asks for.
+    pub request: InferredRequest,
+    /// The connection chosen.
+    pub connection: String,
+    /// Its namespace.
+    pub namespace: NamespaceInfo,
+    /// The project paths to evaluate.
+    pub paths: Vec<String>,
+}
+
+fn prepare(
+    inputs: &Inputs,
+    index: usize,
+    file: &str,
+    source: &Value,
+) -> Result<(SourceReport, Option<Pending>), CheckError> {
     let what = format!(
         "{file}: {} {:?}",
         str_at(source, "/kind"),
@@ -344,14 +382,14 @@ fn decide(inputs: &Inputs, file: &str, source: &Value) -> Result<SourceReport, C
         .map_err(|e| CheckError::Usage(format!("{what}: {e}")))?;
     let base = SourceReport::new(file, source, &ns, Verdict::NotOptedIn);
     if !Inputs::opted_in(source) {
-        return Ok(base);
+        return Ok((base, None));
     }
     let named = crate::shim::infer::annotations_of(source)
         .get(crate::shim::annotations::CONNECTION)
         .cloned();
     let (conn_name, conn) = match inputs.choose_connection(named.as_deref(), &ns) {
         Ok(c) => c,
-        Err(r) => return Ok(base.refuse(&r, None)),
+        Err(r) => return Ok((base.refuse(&r, None), None)),
     };
     if conn.gitlab_url.is_none() && needs_gitlab_host(source) {
         return Err(CheckError::Usage(format!(
@@ -367,7 +405,7 @@ fn decide(inputs: &Inputs, file: &str, source: &Value) -> Result<SourceReport, C
         Err(r) => {
             let hint = (inputs.from_flags && r.reason == Reason::MissingRegistryHost)
                 .then_some("Offline: pass --registry-host.");
-            return Ok(report.refuse(&r, hint));
+            return Ok((report.refuse(&r, hint), None));
         }
     };
     report.request = Some(RequestReport {
@@ -400,24 +438,35 @@ fn decide(inputs: &Inputs, file: &str, source: &Value) -> Result<SourceReport, C
         report.what_to_do = Some(format!(
             "Pass --project-id {written}=<group/project> to check offline."
         ));
-        return Ok(report);
+        return Ok((report, None));
     }
+    let pending = Pending {
+        index,
+        request,
+        connection: conn_name,
+        namespace: ns,
+        paths,
+    };
+    Ok((report, Some(pending)))
+}
 
-    for path in &paths {
+/// Evaluates the policies for every path of a source, with what its shared token asks for.
+fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shared) {
+    for path in &p.paths {
         let req = TokenRequest {
-            connection: conn_name.clone(),
+            connection: p.connection.clone(),
             project_path: path.clone(),
-            consumers: vec![request.kind.consumer_kind()],
-            scopes: request.scopes.clone(),
-            access_level: request.access_level,
-            lifetime: request.lifetime,
-            renew_before: request.renew_before,
+            consumers: shared.consumers.clone(),
+            scopes: p.request.scopes.clone(),
+            access_level: p.request.access_level,
+            lifetime: shared.lifetime,
+            renew_before: shared.renew_before,
         };
-        let decision = inputs.policies.evaluate(&req, &ns);
+        let decision = inputs.policies.evaluate(&req, &p.namespace);
         report.evaluations.push(evaluation(path, &decision));
     }
-    conclude(&mut report);
-    Ok(report)
+    report.shared_with = shared.with.clone();
+    conclude(report);
 }
 
 /// Sets verdict, policy, violations and hints from the evaluations.

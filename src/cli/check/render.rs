@@ -162,6 +162,9 @@ fn source(out: &mut String, s: &SourceReport) {
         if sec.sets_secret_ref {
             line.push_str("; spec.secretRef would be set to it");
         }
+        if !s.shared_with.is_empty() {
+            let _ = write!(line, "; shared with {}", s.shared_with.join(", "));
+        }
         if s.verdict != Verdict::Served {
             line = format!("if served: {line}");
         }
