@@ -578,3 +578,32 @@ fn sources_naming_one_secret_share_a_token_or_conflict() {
     }
     assert_eq!(check(&p, &(git_too + helm), &[]).code, 0);
 }
+
+#[test]
+fn kubectl_lists_work_and_other_kinds_are_skipped_with_a_note() {
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: cm, namespace: team-a}}\n- apiVersion: kustomize.toolkit.fluxcd.io/v1\n  kind: Kustomization\n  metadata: {{name: k, namespace: team-a}}\n- {}",
+        serde_json::to_string(&serde_json::json!({
+            "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "app", "namespace": "team-a", "annotations": {"gitlabtokens.io/inject": "true"}},
+            "spec": {"url": APP, "secretRef": {"name": "creds"}}
+        }))
+        .unwrap()
+    );
+    let out = check(&policy("team-a", TEAM_A), &list, &["-o", "json"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["sources"].as_array().unwrap().len(), 1);
+    assert_eq!(v["sources"][0]["secret"]["name"], "creds");
+    assert_eq!(v["sources"][0]["secret"]["setsSecretRef"], false);
+    let notes = v["notes"].to_string();
+    assert!(
+        notes.contains("v1 ConfigMap") && notes.contains("Kustomization"),
+        "{notes}"
+    );
+    // An annotated object the shim does not serve is refused, not skipped.
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n  namespace: team-a\n  annotations: {gitlabtokens.io/inject: \"true\"}\n";
+    let out = check(&policy("team-a", TEAM_A), cm, &["-o", "json"]);
+    assert_eq!(out.code, 1);
+    assert_eq!(out.json()["sources"][0]["reason"], "UnsupportedKind");
+}

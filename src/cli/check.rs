@@ -35,10 +35,11 @@ Examples:
   gitlab-token-operator check --policy policies.yaml --source sources.yaml --gitlab-url https://gitlab.example.com \\
       --registry-host registry.example.com --namespace team-a --namespace-labels tier=gold
 
-  # Using the cluster's own objects, as JSON:
+  # Using the cluster's own objects (the Namespace for its labels), as JSON:
   kubectl get gitlabtokenpolicies,gitlabconnections -o yaml > admin.yaml
+  kubectl get namespace team-a -o yaml > ns.yaml
   kubectl get gitrepositories,ocirepositories -n team-a -o yaml > sources.yaml
-  gitlab-token-operator check --policy admin.yaml --source sources.yaml -o json
+  gitlab-token-operator check --policy admin.yaml ns.yaml --source sources.yaml -o json
 
 Files may hold several YAML documents (or `kind: List`) of any kinds: GitLabTokenPolicy,
 GitLabConnection, Namespace (its labels are used) and Flux sources.

@@ -12,7 +12,10 @@ use crate::{
     policy::{NamespaceInfo, PolicyDecision, TokenRequest},
     reason::Reason,
     secret::{DOCKER_CONFIG_KEY, TYPE_DOCKER_CONFIG_JSON, TYPE_OPAQUE},
-    shim::{InferredRequest, ProjectHint, Refusal, infer::infer_source},
+    shim::{
+        InferredRequest, ProjectHint, Refusal,
+        infer::{identify, infer_source},
+    },
 };
 
 /// The answer for one source.
@@ -321,7 +324,17 @@ pub fn evaluate(inputs: &Inputs) -> Result<Report, CheckError> {
     }
     let mut sources = Vec::new();
     let mut pending = Vec::new();
-    for (index, doc) in inputs.sources.iter().enumerate() {
+    let mut skipped = std::collections::BTreeSet::new();
+    for doc in &inputs.sources {
+        if !Inputs::opted_in(&doc.value) && identify(&doc.value).is_err() {
+            skipped.insert(format!(
+                "{} {}",
+                str_at(&doc.value, "/apiVersion"),
+                str_at(&doc.value, "/kind")
+            ));
+            continue;
+        }
+        let index = sources.len();
         let (report, p) = prepare(inputs, index, &doc.file, &doc.value)?;
         sources.push(report);
         pending.extend(p);
@@ -332,6 +345,12 @@ pub fn evaluate(inputs: &Inputs) -> Result<Report, CheckError> {
             Ok(shared) => decide(inputs, report, p, &shared),
             Err(refusal) => *report = report.clone().refuse(&refusal, None),
         }
+    }
+    if !skipped.is_empty() {
+        notes.push(format!(
+            "skipped objects that are not Flux sources: {}",
+            skipped.into_iter().collect::<Vec<_>>().join(", ")
+        ));
     }
     let mut summary = Summary::default();
     for report in &sources {
