@@ -350,3 +350,150 @@ impl Inputs {
         is_opted_in(&annotations_of(source))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn inputs(policies: Value, connections: &[(&str, &str)], from_flags: bool) -> Inputs {
+        let policies: Vec<crate::crd::GitLabTokenPolicy> = serde_json::from_value(policies).unwrap();
+        Inputs {
+            policy_count: policies.len(),
+            policies: PolicySet::compile(&policies),
+            connections: connections
+                .iter()
+                .map(|(name, url)| KnownConnection {
+                    name: (!name.is_empty()).then(|| name.to_string()),
+                    gitlab_url: Some(url.to_string()),
+                    facts: ConnectionFacts::new(url, None).unwrap(),
+                })
+                .collect(),
+            from_flags,
+            namespaces: BTreeMap::from([("gold".into(), BTreeMap::from([("tier".into(), "gold".into())]))]),
+            default_labels: BTreeMap::from([("tier".into(), "flag".into())]),
+            namespace: Some("team-a".into()),
+            project_ids: BTreeMap::new(),
+            sources: Vec::new(),
+        }
+    }
+
+    fn pol(name: &str, conn: Option<&str>) -> Value {
+        let mut spec = json!({"namespaceSelector": {}, "projects": ["a/*"]});
+        if let Some(c) = conn {
+            spec["connectionRef"] = json!({"name": c});
+        }
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy", "metadata": {"name": name}, "spec": spec})
+    }
+
+    #[test]
+    fn label_and_project_id_flags_parse_strictly() {
+        assert_eq!(parse_label("a=b").unwrap(), ("a".into(), "b".into()));
+        assert_eq!(parse_label("a=").unwrap(), ("a".into(), "".into()));
+        for bad in ["a", "=b", ""] {
+            assert!(parse_label(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_project_id("42=acme/app").unwrap(), (42, "acme/app".into()));
+        for bad in ["42", "0=a/b", "x=a/b", "42=app", "=a/b"] {
+            assert!(parse_project_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn namespace_and_labels_of_a_source() {
+        let i = inputs(json!([]), &[], true);
+        let table = [
+            (json!({"metadata": {}}), Ok(("team-a", Some("flag")))),
+            (
+                json!({"metadata": {"namespace": "team-a"}}),
+                Ok(("team-a", Some("flag"))),
+            ),
+            (json!({"metadata": {"namespace": "gold"}}), Err(())),
+        ];
+        for (src, want) in table {
+            match (i.namespace_of(&src), want) {
+                (Ok(ns), Ok((name, tier))) => {
+                    assert_eq!(ns.name, name);
+                    assert_eq!(ns.labels.get("tier").map(String::as_str), tier);
+                    assert_eq!(ns.labels["kubernetes.io/metadata.name"], name);
+                }
+                (Err(e), Err(())) => assert!(e.contains("does not match --namespace")),
+                (got, want) => panic!("{src}: got {got:?}, want {want:?}"),
+            }
+        }
+        let mut i = i;
+        i.namespace = None;
+        let gold = i
+            .namespace_of(&json!({"metadata": {"namespace": "gold"}}))
+            .unwrap();
+        assert_eq!(gold.labels["tier"], "gold");
+        assert_eq!(i.namespace_of(&json!({})).unwrap().name, "default");
+    }
+
+    #[test]
+    fn connection_choice_follows_the_operator() {
+        let two = [("main", "https://a.example"), ("other", "https://b.example")];
+        let ns = NamespaceInfo {
+            name: "team-a".into(),
+            labels: BTreeMap::new(),
+        };
+        // (policies, connections, from flags, annotation) -> Ok(name) or Err(reason)
+        type Row<'a> = (
+            Value,
+            &'a [(&'a str, &'a str)],
+            bool,
+            Option<&'a str>,
+            Result<&'a str, Reason>,
+        );
+        let table: Vec<Row> = vec![
+            (json!([]), &two[..1], false, None, Ok("main")),
+            (json!([]), &two, false, None, Err(Reason::AmbiguousConnection)),
+            (json!([]), &two, false, Some("other"), Ok("other")),
+            (
+                json!([]),
+                &two,
+                false,
+                Some("nope"),
+                Err(Reason::ConnectionNotFound),
+            ),
+            (json!([pol("p", Some("other"))]), &two, false, None, Ok("other")),
+            (
+                json!([pol("p", Some("other")), pol("q", None)]),
+                &two,
+                false,
+                None,
+                Err(Reason::AmbiguousConnection),
+            ),
+            (json!([]), &[("", "https://a.example")], true, None, Ok("default")),
+            (
+                json!([pol("p", Some("gl"))]),
+                &[("", "https://a.example")],
+                true,
+                None,
+                Ok("gl"),
+            ),
+            (json!([]), &[("", "https://a.example")], true, Some("x"), Ok("x")),
+            (json!([]), &[("set", "https://a.example")], true, None, Ok("set")),
+            (
+                json!([]),
+                &[("set", "https://a.example")],
+                true,
+                Some("x"),
+                Err(Reason::ConnectionNotFound),
+            ),
+        ];
+        for (policies, conns, flags, named, want) in table {
+            let i = inputs(policies.clone(), conns, flags);
+            let got = i
+                .choose_connection(named, &ns)
+                .map(|(n, _)| n)
+                .map_err(|r| r.reason);
+            assert_eq!(
+                got.as_deref().map_err(|r| *r),
+                want,
+                "{policies} {conns:?} {flags} {named:?}"
+            );
+        }
+    }
+}
