@@ -344,6 +344,7 @@ async fn route(
         "watch" => listing::start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
         "create" => {
             let obj = parse_body(headers, body)?;
+            rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;
             if def.is_custom() && creating_blocked(st, &def) {
                 return Err(ApiError::method_not_allowed("create", &def.plural));
             }
@@ -352,6 +353,7 @@ async fn route(
         }
         "update" => {
             let obj = parse_body(headers, body)?;
+            rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;
             let res = objects::update(st, &def, &ns, &name, obj, sub, &wo)?;
             Ok(json_response(200, &render_one(&def, &res, shape)))
         }
@@ -376,6 +378,15 @@ async fn route(
                     ..attrs.clone()
                 };
                 gate(st, user, &c, subj(&def, &name)).await?;
+            }
+            if def.group == "rbac.authorization.k8s.io" {
+                let dry = WriteOpts {
+                    dry_run: true,
+                    ..wo.clone()
+                };
+                let (would, _) =
+                    patching::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &dry)?;
+                rbac::check_escalation(st, user, &def.kind, &ns, &would)?;
             }
             let (res, created) =
                 patching::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &wo)?;
