@@ -363,3 +363,38 @@ async fn cluster_scoped_crds_and_crd_deletion() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn multi_version_crds_serve_every_served_version() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let mut crd = common::widget_crd("Namespaced");
+    let mut v2 = crd["spec"]["versions"][0].clone();
+    v2["name"] = json!("v1beta1");
+    v2["storage"] = json!(false);
+    crd["spec"]["versions"].as_array_mut().expect("versions").push(v2);
+    let (code, b) = raw
+        .post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        .await;
+    assert_eq!(code, 201, "{b}");
+    assert_eq!(b["status"]["storedVersions"], json!(["v1"]));
+    let (code, _) = raw.post(W, widget("w1", json!({"size":1}))).await;
+    assert_eq!(code, 201);
+    let (code, b) = raw
+        .get("/apis/example.com/v1beta1/namespaces/default/widgets/w1")
+        .await;
+    assert_eq!(
+        (code, b["apiVersion"].as_str()),
+        (200, Some("example.com/v1beta1"))
+    );
+    let (_, groups) = raw.get("/apis").await;
+    let g = groups["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == "example.com")
+        .cloned()
+        .expect("group");
+    assert_eq!(g["preferredVersion"]["version"], "v1");
+    assert_eq!(g["versions"].as_array().map(Vec::len), Some(2));
+}

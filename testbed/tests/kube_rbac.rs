@@ -247,3 +247,40 @@ async fn rbac_escalation_is_prevented() {
         .await;
     assert_eq!(c, 201, "{e}");
 }
+
+#[tokio::test]
+async fn aggregated_cluster_roles_collect_matching_rules() {
+    let h = start().await;
+    h.add_user_token("fred-token", "fred", &[]);
+    let admin = Raw::new(&h, h.admin_token());
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let (c, _) = admin.post(&format!("{rbac}/clusterroles"), json!({"metadata":{"name":"agg"},
+        "aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.com/aggregate-to-agg":"true"}}]}})).await;
+    assert_eq!(c, 201);
+    let (c, _) = admin
+        .post(
+            &format!("{rbac}/clusterrolebindings"),
+            json!({"metadata":{"name":"fred-agg"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"agg"},
+        "subjects":[{"kind":"User","name":"fred","apiGroup":"rbac.authorization.k8s.io"}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    let fred = Raw::new(&h, "fred-token");
+    assert_eq!(fred.get("/api/v1/namespaces/default/configmaps").await.0, 403);
+    let (c, _) = admin
+        .post(
+            &format!("{rbac}/clusterroles"),
+            json!({"metadata":{"name":"cm-list",
+        "labels":{"example.com/aggregate-to-agg":"true"}},
+        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["list"]}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    common::eventually(10, "aggregated rule grants list", || async {
+        (fred.get("/api/v1/namespaces/default/configmaps").await.0 == 200).then_some(())
+    })
+    .await;
+    let (_, agg) = admin.get(&format!("{rbac}/clusterroles/agg")).await;
+    assert_eq!(agg["rules"][0]["resources"], json!(["configmaps"]));
+}

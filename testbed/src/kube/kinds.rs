@@ -132,6 +132,73 @@ fn normalize_crd(obj: &mut Value, old: Option<&Value>, now: &str) {
     });
 }
 
+/// Top-level fields of the built-in kinds; anything else is dropped (as decoding into the Go
+/// type does) and reported so `fieldValidation=Strict` can refuse it.
+fn builtin_fields(def: &ResourceDef) -> Option<&'static [&'static str]> {
+    Some(match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Secret") => &["data", "stringData", "type", "immutable"],
+        ("", "ConfigMap") => &["data", "binaryData", "immutable"],
+        ("", "Namespace") | ("apiextensions.k8s.io", _) => &["spec", "status"],
+        ("", "ServiceAccount") => &["secrets", "imagePullSecrets", "automountServiceAccountToken"],
+        ("coordination.k8s.io", _) => &["spec"],
+        (_, "Role") => &["rules"],
+        (_, "ClusterRole") => &["rules", "aggregationRule"],
+        (_, "RoleBinding" | "ClusterRoleBinding") => &["roleRef", "subjects"],
+        ("", "Event") => &[
+            "involvedObject",
+            "reason",
+            "message",
+            "source",
+            "firstTimestamp",
+            "lastTimestamp",
+            "count",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingComponent",
+            "reportingInstance",
+        ],
+        ("events.k8s.io", "Event") => &[
+            "eventTime",
+            "series",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+            "regarding",
+            "related",
+            "note",
+            "type",
+            "deprecatedSource",
+            "deprecatedFirstTimestamp",
+            "deprecatedLastTimestamp",
+            "deprecatedCount",
+        ],
+        _ => return None,
+    })
+}
+
+/// Drops unknown top-level fields of a built-in kind's request body; returns their names.
+pub fn prune_builtin(def: &ResourceDef, obj: &mut Value) -> Vec<String> {
+    let Some(known) = builtin_fields(def) else {
+        return Vec::new();
+    };
+    let Some(m) = obj.as_object_mut() else {
+        return Vec::new();
+    };
+    let unknown: Vec<String> = m
+        .keys()
+        .filter(|k| !["apiVersion", "kind", "metadata"].contains(&k.as_str()) && !known.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in &unknown {
+        m.remove(k);
+    }
+    unknown
+}
+
 /// CRD validation: name = plural.group, exactly one storage version, schemas present, scope.
 pub fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     let mut out = Vec::new();

@@ -74,6 +74,22 @@ pub(crate) fn meta_mut(obj: &mut Value) -> Result<&mut serde_json::Map<String, V
         .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
 }
 
+/// Drops unknown top-level fields of built-in kinds from a request body (400 under Strict).
+pub fn prune_request(def: &ResourceDef, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
+    let unknown = kinds::prune_builtin(def, obj);
+    if strict && !unknown.is_empty() {
+        let fields: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            def.kind,
+            def.version,
+            def.kind,
+            fields.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Checks or fills `apiVersion`/`kind` of a request body against the endpoint.
 pub fn check_type_meta(def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
     let want_av = def.api_version();
@@ -409,6 +425,7 @@ pub fn create(
     o: &WriteOpts,
 ) -> Result<Arc<Value>, ApiError> {
     check_type_meta(def, &mut obj)?;
+    prune_request(def, &mut obj, o.strict)?;
     let mut obj = from_view(def, obj);
     let now = now_str();
     let name = prepare_new(def, ns, &mut obj, &now)?;
@@ -529,6 +546,7 @@ pub fn update(
             .map(|m| m.entry("kind").or_insert(json!("Namespace")));
     }
     check_type_meta(def, &mut obj)?;
+    prune_request(def, &mut obj, o.strict)?;
     let obj = from_view(def, obj);
     let body_name = obj
         .pointer("/metadata/name")

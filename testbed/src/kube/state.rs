@@ -152,6 +152,9 @@ impl State {
             self.registry
                 .set_crd(name, if alive { defs_from_crd(obj) } else { Vec::new() });
         }
+        if storage == "clusterroles" {
+            self.gc_wake.notify_one();
+        }
         let meta = &obj["metadata"];
         if meta.get("deletionTimestamp").is_some()
             || meta.get("ownerReferences").is_some()
