@@ -274,7 +274,7 @@ async fn route(
             },
         )
         .await?;
-        return rbac::self_review(st, user, body);
+        return rbac::self_review(st, user, headers, body);
     }
     let def = st
         .registry
@@ -452,7 +452,7 @@ fn creating_blocked(st: &State, def: &ResourceDef) -> bool {
 
 /// Decodes a create/update body by Content-Type (JSON or YAML; anything else, e.g. protobuf, is 415
 /// so client-go falls back to JSON).
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())

@@ -344,8 +344,13 @@ pub fn check_escalation(
 }
 
 /// Answers a SelfSubjectAccessReview for the requesting user.
-pub fn self_review(st: &State, user: &UserInfo, body: &[u8]) -> Result<Response, ApiError> {
-    let mut review = super::http::parse_json(body)?;
+pub fn self_review(
+    st: &State,
+    user: &UserInfo,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let mut review = super::http::parse_body(headers, body)?;
     let spec = &review["spec"];
     let attrs = if let Some(ra) = spec.get("resourceAttributes") {
         let s = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
