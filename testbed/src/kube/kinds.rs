@@ -46,7 +46,15 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, now: &
             }
             match old {
                 None => {
-                    obj["spec"] = json!({"finalizers":["kubernetes"]});
+                    let mut fins: Vec<Value> = obj
+                        .pointer("/spec/finalizers")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    if !fins.iter().any(|f| f == "kubernetes") {
+                        fins.insert(0, json!("kubernetes"));
+                    }
+                    obj["spec"] = json!({"finalizers": fins});
                     obj["status"] = json!({"phase":"Active"});
                 }
                 Some(o) => {
@@ -62,6 +70,20 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, now: &
         ("apiextensions.k8s.io", "CustomResourceDefinition") => normalize_crd(obj, old, now),
         _ => {}
     }
+}
+
+/// Extra Secret type rules that need metadata (service-account tokens name their account).
+pub fn validate_secret_meta(obj: &Value) -> Vec<FieldCause> {
+    if obj["type"] == "kubernetes.io/service-account-token"
+        && obj
+            .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+            .is_none()
+    {
+        return vec![required(
+            "metadata.annotations[kubernetes.io/service-account.name]",
+        )];
+    }
+    Vec::new()
 }
 
 fn drop_empty(obj: &mut Value, field: &str) {
