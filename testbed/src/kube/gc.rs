@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::crd;
 use super::deletion::{self, DeleteOpts};
 use super::objects::now_str;
 use super::selector::LabelSelector;
@@ -119,9 +120,28 @@ fn aggregate_cluster_roles(st: &State) -> bool {
     changed
 }
 
+/// The CRD naming controller (accepted names, NamesAccepted/Established, conflicts).
+fn name_crds(st: &State) -> bool {
+    let crds = st.store.list("customresourcedefinitions", None, None).items;
+    let Some(def) = st.registry.by_storage("customresourcedefinitions") else {
+        return false;
+    };
+    let now = now_str();
+    let mut changed = false;
+    for c in &crds {
+        let conflict = crd::name_conflict(crds.iter().map(|o| o.as_ref()), c);
+        let r = deletion::system_update(st, &def, "", str_at(c, "/metadata/name"), |obj| {
+            crd::reconcile_names(obj, conflict.as_ref(), &now)
+        });
+        changed |= r.is_ok_and(|r| r.is_some());
+    }
+    changed
+}
+
 /// One sweep; returns whether anything changed.
 pub fn pass(st: &State) -> bool {
     let mut changed = aggregate_cluster_roles(st);
+    changed |= name_crds(st);
     let all = st.store.all_in(None);
     let mut nodes: HashMap<String, Node> = HashMap::new();
     for (_, o) in &all {

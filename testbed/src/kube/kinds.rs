@@ -132,26 +132,20 @@ fn normalize_crd(obj: &mut Value, old: Option<&Value>, now: &str) {
             stored.push(s);
         }
     }
-    let since = |t: &str| {
-        prev_status
-            .as_ref()
-            .and_then(|s| s["conditions"].as_array())
-            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
-            .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
-            .unwrap_or_else(|| now.to_string())
-    };
-    let mut conditions = vec![
-        json!({"type":"NamesAccepted","status":"True","reason":"NoConflicts","message":"no conflicts found","lastTransitionTime":since("NamesAccepted")}),
-        json!({"type":"Established","status":"True","reason":"InitialNamesAccepted","message":"the initial names have been accepted","lastTransitionTime":since("Established")}),
-    ];
+    let mut status =
+        prev_status.unwrap_or_else(|| json!({"acceptedNames":{"plural":"","kind":""},"conditions":[]}));
+    status["storedVersions"] = json!(stored);
+    obj["status"] = status;
     if obj.pointer("/metadata/deletionTimestamp").is_some() {
-        conditions.push(json!({"type":"Terminating","status":"True","reason":"InstanceDeletionInProgress","message":"CustomResource deletion is in progress","lastTransitionTime":since("Terminating")}));
+        super::crd::set_condition(
+            obj,
+            "Terminating",
+            true,
+            "InstanceDeletionInProgress",
+            "CustomResource deletion is in progress",
+            now,
+        );
     }
-    obj["status"] = json!({
-        "acceptedNames": obj.pointer("/spec/names").cloned().unwrap_or(Value::Null),
-        "conditions": conditions,
-        "storedVersions": stored,
-    });
 }
 
 /// Top-level fields of the built-in kinds; anything else is dropped (as decoding into the Go

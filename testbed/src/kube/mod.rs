@@ -4,6 +4,7 @@
 //! writes kubeconfigs for clients (kube-rs, kubectl), and exposes [`Controls`] for fault injection.
 
 pub mod controls;
+pub mod crd;
 pub mod deletion;
 pub mod discovery;
 pub mod gc;

@@ -165,6 +165,9 @@ impl State {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let alive = self.store.get(storage, "", name).is_some();
+            let others = self.store.list(storage, None, None).items;
+            let alive = alive && super::crd::name_conflict(others.iter().map(|o| o.as_ref()), obj).is_none();
+            self.gc_wake.notify_one();
             self.registry
                 .set_crd(name, if alive { defs_from_crd(obj) } else { Vec::new() });
         }
