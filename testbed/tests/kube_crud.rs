@@ -452,3 +452,92 @@ async fn unknown_fields_dry_run_and_deletecollection() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn malformed_requests_get_status_answers_not_panics() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cases: Vec<(&str, String, Option<&str>, Option<String>)> = vec![
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some("{not json".into()),
+        ),
+        ("POST", cms.into(), Some("application/json"), Some("[1,2]".into())),
+        (
+            "POST",
+            cms.into(),
+            Some("application/vnd.kubernetes.protobuf"),
+            Some("k8s\0\u{ff}\u{ff}".into()),
+        ),
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some(r#"{"metadata":{"generateName":"ééééé"}}"#.into()),
+        ),
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some(r#"{"metadata":"x"}"#.into()),
+        ),
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some(r#"{"kind":"Secret","metadata":{"name":"a"}}"#.into()),
+        ),
+        (
+            "PUT",
+            format!("{cms}/a"),
+            Some("application/json"),
+            Some(r#"{"metadata":{"name":"b"}}"#.into()),
+        ),
+        (
+            "PATCH",
+            format!("{cms}/a"),
+            Some("application/apply-patch+yaml"),
+            Some(": : :".into()),
+        ),
+        (
+            "DELETE",
+            format!("{cms}/a"),
+            Some("application/json"),
+            Some("{bad".into()),
+        ),
+        (
+            "DELETE",
+            format!("{cms}/a"),
+            Some("application/json"),
+            Some(r#"{"propagationPolicy":"Sometimes"}"#.into()),
+        ),
+        ("GET", format!("{cms}?watch=maybe"), None, None),
+        ("GET", format!("{cms}?limit=abc"), None, None),
+        ("GET", format!("{cms}?labelSelector=%21"), None, None),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps/a/b/c/d".into(),
+            None,
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps/a".into(),
+            Some("application/json"),
+            Some("{}".into()),
+        ),
+        ("GET", "/api/v1/configmaps/a".into(), None, None),
+    ];
+    for (method, path, ct, body) in cases {
+        let (code, status) = raw.req(method, &path, ct, body.clone()).await;
+        assert!(
+            (400..500).contains(&code),
+            "{method} {path} {body:?} → {code} {status}"
+        );
+        assert_eq!(status["kind"], "Status", "{method} {path} → {status}");
+    }
+    assert_eq!(raw.get("/livez").await.0, 200, "server still up");
+}

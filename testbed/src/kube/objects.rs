@@ -363,7 +363,11 @@ pub fn prepare_new(def: &ResourceDef, ns: &str, obj: &mut Value, now: &str) -> R
         let suffix: String = (0..5)
             .map(|_| GEN_CHARS[rng.random_range(0..GEN_CHARS.len())] as char)
             .collect();
-        name = format!("{}{suffix}", &g[..g.len().min(248)]);
+        let mut cut = g.len().min(248);
+        while !g.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name = format!("{}{suffix}", &g[..cut]);
         meta.insert("name".into(), json!(name));
     }
     for k in [
