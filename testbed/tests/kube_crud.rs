@@ -400,10 +400,24 @@ async fn unknown_fields_dry_run_and_deletecollection() {
             .contains("unknown field \"dta\""),
         "{e}"
     );
-    let (code, b) = raw
-        .post(cms, json!({"metadata":{"name":"u"},"dta":{"a":"b"}}))
-        .await;
-    assert_eq!(code, 201);
+    let resp = raw
+        .http
+        .post(format!("{}{cms}", h.url()))
+        .bearer_auth(h.admin_token())
+        .header("content-type", "application/json")
+        .body(json!({"metadata":{"name":"u"},"dta":{"a":"b"}}).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 201);
+    let warning = resp
+        .headers()
+        .get("warning")
+        .and_then(|w| w.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(warning, "299 - \"unknown field \\\"dta\\\"\"");
+    let b: serde_json::Value = resp.json().await.expect("json");
     assert!(b.get("dta").is_none());
     // dryRun=All validates and answers but persists nothing and does not move the RV.
     let rv = h.resource_version();

@@ -330,9 +330,10 @@ async fn route(
         manager,
         dry_run: q.get("dryRun") == Some("All"),
         strict: q.get("fieldValidation") == Some("Strict"),
+        warnings: (q.get("fieldValidation") != Some("Ignore")).then(Arc::default),
     };
     let sub = t.sub.as_deref();
-    match verb {
+    let mut resp = match verb {
         "get" => {
             let obj = st
                 .store
@@ -440,7 +441,20 @@ async fn route(
             ))
         }
         _ => Err(ApiError::no_route()),
+    }?;
+    if let Some(w) = wo
+        .warnings
+        .as_ref()
+        .and_then(|w| w.lock().ok().map(|w| w.clone()))
+    {
+        for text in w {
+            let v = format!("299 - {}", serde_json::Value::String(text));
+            if let Ok(hv) = http::HeaderValue::from_str(&v) {
+                resp.headers_mut().append(header::WARNING, hv);
+            }
+        }
     }
+    Ok(resp)
 }
 
 fn creating_blocked(st: &State, def: &ResourceDef) -> bool {

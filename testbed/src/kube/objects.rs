@@ -25,6 +25,18 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `fieldValidation=Strict`: unknown fields are an error.
     pub strict: bool,
+    /// Collects `Warning` header texts (dropped unknown fields); `None` for `fieldValidation=Ignore`.
+    pub warnings: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+}
+
+impl WriteOpts {
+    fn warn_unknown(&self, fields: &[String]) {
+        if let Some(w) = &self.warnings {
+            if let Ok(mut w) = w.lock() {
+                w.extend(fields.iter().map(|f| format!("unknown field \"{f}\"")));
+            }
+        }
+    }
 }
 
 /// RFC 3339 UTC time with second precision.
@@ -75,9 +87,10 @@ pub(crate) fn meta_mut(obj: &mut Value) -> Result<&mut serde_json::Map<String, V
 }
 
 /// Drops unknown top-level fields of built-in kinds from a request body (400 under Strict).
-pub fn prune_request(def: &ResourceDef, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
+pub fn prune_request(def: &ResourceDef, obj: &mut Value, o: &WriteOpts) -> Result<(), ApiError> {
     let unknown = kinds::prune_builtin(def, obj);
-    if strict && !unknown.is_empty() {
+    o.warn_unknown(&unknown);
+    if o.strict && !unknown.is_empty() {
         let fields: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
         return Err(ApiError::bad_request(format!(
             "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
@@ -229,6 +242,7 @@ pub fn finish(
         if let (Some(m), Some(obj)) = (meta.clone(), view.as_object_mut()) {
             obj.insert("metadata".into(), m);
         }
+        o.warn_unknown(&pruned);
         if o.strict && !pruned.is_empty() {
             let fields: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
             return Err(ApiError::bad_request(format!(
@@ -430,7 +444,7 @@ pub fn create(
     o: &WriteOpts,
 ) -> Result<Arc<Value>, ApiError> {
     check_type_meta(def, &mut obj)?;
-    prune_request(def, &mut obj, o.strict)?;
+    prune_request(def, &mut obj, o)?;
     let mut obj = from_view(def, obj);
     let now = now_str();
     let name = prepare_new(def, ns, &mut obj, &now)?;
@@ -551,7 +565,7 @@ pub fn update(
             .map(|m| m.entry("kind").or_insert(json!("Namespace")));
     }
     check_type_meta(def, &mut obj)?;
-    prune_request(def, &mut obj, o.strict)?;
+    prune_request(def, &mut obj, o)?;
     let obj = from_view(def, obj);
     let body_name = obj
         .pointer("/metadata/name")

@@ -139,7 +139,7 @@ pub fn patch(
             }
         };
         let mut result = result;
-        prune_request(def, &mut result, o.strict)?;
+        prune_request(def, &mut result, o)?;
         let result = from_view(def, result);
         if rv_of(&result) != rv_of(ex) && result.pointer("/metadata/resourceVersion").is_some() {
             return Err(ApiError::stale(&subj(def, name)));
