@@ -31,10 +31,10 @@ pub struct WriteOpts {
 
 impl WriteOpts {
     fn warn_unknown(&self, fields: &[String]) {
-        if let Some(w) = &self.warnings {
-            if let Ok(mut w) = w.lock() {
-                w.extend(fields.iter().map(|f| format!("unknown field \"{f}\"")));
-            }
+        if let Some(w) = &self.warnings
+            && let Ok(mut w) = w.lock()
+        {
+            w.extend(fields.iter().map(|f| format!("unknown field \"{f}\"")));
         }
     }
 }
