@@ -86,7 +86,14 @@ impl WatchReq {
             EventType::Deleted if now => "DELETED",
             _ => return None,
         };
-        Some(self.line(ty, &ev.obj))
+        let verbatim = self.shape == Shape::Full
+            && self.def.group != "events.k8s.io"
+            && ev.obj.get("apiVersion").and_then(Value::as_str) == Some(self.def.api_version().as_str());
+        if !verbatim {
+            return Some(self.line(ty, &ev.obj));
+        }
+        let obj = ev.json.get_or_init(|| ev.obj.to_string());
+        Some(Bytes::from(format!("{{\"type\":\"{ty}\",\"object\":{obj}}}\n")))
     }
 }
 
