@@ -215,6 +215,47 @@ pub fn prune_builtin(def: &ResourceDef, obj: &mut Value) -> Vec<String> {
     unknown
 }
 
+/// Kind-specific validation of a write (`old` is the stored object on updates). Undecodable
+/// base64 data is a 400; rule violations are returned as causes.
+pub fn validate_kind(
+    def: &ResourceDef,
+    new: &Value,
+    old: Option<&Value>,
+) -> Result<Vec<FieldCause>, super::status::ApiError> {
+    use super::status::ApiError;
+    let mut causes = Vec::new();
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Secret") => {
+            super::validation::decode_secret_data(new).map_err(ApiError::bad_request)?;
+            causes.extend(super::validation::validate_secret(new, old));
+            causes.extend(validate_secret_meta(new))
+        }
+        ("", "ConfigMap") => {
+            let binary = json!({"data": new.get("binaryData").cloned().unwrap_or(Value::Null)});
+            super::validation::decode_secret_data(&binary).map_err(|e| {
+                ApiError::bad_request(e.replace("Secret", "ConfigMap").replace(".data", ".binaryData"))
+            })?;
+            causes.extend(super::validation::validate_configmap(new, old))
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            causes.extend(super::validation::validate_binding(new, old))
+        }
+        ("apiextensions.k8s.io", _) => causes.extend(validate_crd(new, old)),
+        _ => {}
+    }
+    if let Some(old) = old {
+        causes.extend(super::validation::validate_finalizers_while_deleting(old, new));
+        if old.pointer("/metadata/uid") != new.pointer("/metadata/uid") {
+            causes.push(invalid_value(
+                "metadata.uid",
+                &new["metadata"]["uid"],
+                "field is immutable",
+            ));
+        }
+    }
+    Ok(causes)
+}
+
 /// CRD validation: name = plural.group, exactly one storage version, schemas present, scope.
 pub fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
     let mut out = Vec::new();
@@ -265,6 +306,13 @@ pub fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
                 spec["scope"]
             ),
         )),
+    }
+    if spec["preserveUnknownFields"].as_bool() == Some(true) {
+        out.push(invalid_value(
+            "spec.preserveUnknownFields",
+            &json!(true),
+            "must be false in order to use defaults in the schema",
+        ));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {

@@ -262,29 +262,7 @@ pub fn finish(
     }
     causes.extend(validation::validate_meta(def, &new));
     let old = existing.map(|e| e.as_ref());
-    match (def.group.as_str(), def.kind.as_str()) {
-        ("", "Secret") => {
-            validation::decode_secret_data(&new).map_err(ApiError::bad_request)?;
-            causes.extend(validation::validate_secret(&new, old));
-            causes.extend(kinds::validate_secret_meta(&new))
-        }
-        ("", "ConfigMap") => causes.extend(validation::validate_configmap(&new, old)),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            causes.extend(validation::validate_binding(&new, old))
-        }
-        ("apiextensions.k8s.io", _) => causes.extend(kinds::validate_crd(&new, old)),
-        _ => {}
-    }
-    if let Some(old) = old {
-        causes.extend(validation::validate_finalizers_while_deleting(old, &new));
-        if old.pointer("/metadata/uid") != new.pointer("/metadata/uid") {
-            causes.push(super::status::invalid_value(
-                "metadata.uid",
-                &new["metadata"]["uid"],
-                "field is immutable",
-            ));
-        }
-    }
+    causes.extend(kinds::validate_kind(def, &new, old)?);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&kind_subj(def, &name), &causes));
     }
