@@ -6,24 +6,25 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use http::{HeaderMap, Method, header};
 use serde_json::{Value, json};
 
+use super::deletion::{self, DeleteOpts, Deleted};
 use super::discovery;
-use super::objects::{self, DeleteOpts, Deleted, WriteOpts, subj};
+use super::listing;
+use super::objects::{self, WriteOpts, subj};
 use super::output::{Shape, negotiate, render_list, render_one};
+use super::patching::{self, PatchMode};
 use super::query::Query;
 use super::rbac::{self, Attrs};
 use super::resources::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
 use super::state::{State, UserInfo};
 use super::status::{ApiError, Subject, options_invalid};
-use super::watch::{WatchReq, watch};
 
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-fn json_response(code: u16, v: &Value) -> Response {
+pub(crate) fn json_response(code: u16, v: &Value) -> Response {
     Response::builder()
         .status(code)
         .header(header::CONTENT_TYPE, "application/json")
@@ -179,13 +180,6 @@ async fn gate(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'_>) 
     Ok(())
 }
 
-impl ApiError {
-    fn strip_details(mut self) -> Self {
-        self.details = Some(json!({}));
-        self
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn route(
     st: &Arc<State>,
@@ -280,7 +274,7 @@ async fn route(
             },
         )
         .await?;
-        return self_review(st, user, body);
+        return rbac::self_review(st, user, headers, body);
     }
     let def = st
         .registry
@@ -336,9 +330,10 @@ async fn route(
         manager,
         dry_run: q.get("dryRun") == Some("All"),
         strict: q.get("fieldValidation") == Some("Strict"),
+        warnings: (q.get("fieldValidation") != Some("Ignore")).then(Arc::default),
     };
     let sub = t.sub.as_deref();
-    match verb {
+    let mut resp = match verb {
         "get" => {
             let obj = st
                 .store
@@ -346,10 +341,11 @@ async fn route(
                 .ok_or_else(|| ApiError::not_found(&subj(&def, &name)))?;
             Ok(json_response(200, &render_one(&def, &obj, shape)))
         }
-        "list" => list(st, &def, t.ns.as_deref(), q, shape),
-        "watch" => start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
+        "list" => listing::list(st, &def, t.ns.as_deref(), q, shape),
+        "watch" => listing::start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
         "create" => {
             let obj = parse_body(headers, body)?;
+            rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;
             if def.is_custom() && creating_blocked(st, &def) {
                 return Err(ApiError::method_not_allowed("create", &def.plural));
             }
@@ -358,6 +354,7 @@ async fn route(
         }
         "update" => {
             let obj = parse_body(headers, body)?;
+            rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;
             let res = objects::update(st, &def, &ns, &name, obj, sub, &wo)?;
             Ok(json_response(200, &render_one(&def, &res, shape)))
         }
@@ -366,8 +363,8 @@ async fn route(
                 .get(header::CONTENT_TYPE)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or_default();
-            let mode = objects::patch_mode(ct, &def)?;
-            if mode == objects::PatchMode::Apply && q.get("fieldManager").is_none() {
+            let mode = patching::patch_mode(ct, &def)?;
+            if mode == PatchMode::Apply && q.get("fieldManager").is_none() {
                 return Err(options_invalid(
                     "PatchOptions",
                     "fieldManager",
@@ -376,18 +373,24 @@ async fn route(
                     "is required for apply patch",
                 ));
             }
-            if mode == objects::PatchMode::Apply
-                && st.store.get(&def.storage, &ns, &name).is_none()
-                && sub.is_none()
-            {
+            if mode == PatchMode::Apply && st.store.get(&def.storage, &ns, &name).is_none() && sub.is_none() {
                 let c = Attrs {
                     verb: "create".into(),
                     ..attrs.clone()
                 };
                 gate(st, user, &c, subj(&def, &name)).await?;
             }
+            if def.group == "rbac.authorization.k8s.io" {
+                let dry = WriteOpts {
+                    dry_run: true,
+                    ..wo.clone()
+                };
+                let (would, _) =
+                    patching::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &dry)?;
+                rbac::check_escalation(st, user, &def.kind, &ns, &would)?;
+            }
             let (res, created) =
-                objects::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &wo)?;
+                patching::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &wo)?;
             Ok(json_response(
                 if created { 201 } else { 200 },
                 &render_one(&def, &res, shape),
@@ -395,7 +398,7 @@ async fn route(
         }
         "delete" => {
             let d = delete_opts(body, q)?;
-            match objects::delete(st, &def, &ns, &name, &d)? {
+            match deletion::delete(st, &def, &ns, &name, &d)? {
                 Deleted::Gone(obj) if !def.delete_returns_object => {
                     let mut details = json!({"name": name, "kind": def.plural, "uid": obj.pointer("/metadata/uid").cloned().unwrap_or(Value::Null)});
                     if !def.group.is_empty() {
@@ -430,7 +433,7 @@ async fn route(
                     .pointer("/metadata/name")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
-                let _ = objects::delete(st, &def, &ns, n, &d);
+                let _ = deletion::delete(st, &def, &ns, n, &d);
             }
             Ok(json_response(
                 200,
@@ -438,7 +441,20 @@ async fn route(
             ))
         }
         _ => Err(ApiError::no_route()),
+    }?;
+    if let Some(w) = wo
+        .warnings
+        .as_ref()
+        .and_then(|w| w.lock().ok().map(|w| w.clone()))
+    {
+        for text in w {
+            let v = format!("299 - {}", serde_json::Value::String(text));
+            if let Ok(hv) = http::HeaderValue::from_str(&v) {
+                resp.headers_mut().append(header::WARNING, hv);
+            }
+        }
     }
+    Ok(resp)
 }
 
 fn creating_blocked(st: &State, def: &ResourceDef) -> bool {
@@ -450,7 +466,7 @@ fn creating_blocked(st: &State, def: &ResourceDef) -> bool {
 
 /// Decodes a create/update body by Content-Type (JSON or YAML; anything else, e.g. protobuf, is 415
 /// so client-go falls back to JSON).
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
@@ -476,7 +492,7 @@ fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
     if !v.is_object() {
@@ -531,262 +547,6 @@ fn delete_opts(body: &[u8], q: &Query) -> Result<DeleteOpts, ApiError> {
             .map(String::from),
         dry_run: dry,
     })
-}
-
-impl ApiError {
-    fn strip_trailing(mut self) -> Self {
-        self.message = self.message.trim_end_matches(": ").to_string();
-        self
-    }
-}
-
-#[derive(serde::Serialize, serde::Deserialize)]
-struct ContinueToken {
-    v: String,
-    rv: u64,
-    start: String,
-}
-
-fn list(
-    st: &State,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    q: &Query,
-    shape: Shape,
-) -> Result<Response, ApiError> {
-    if q.get("sendInitialEvents").is_some() {
-        return Err(options_invalid(
-            "ListOptions",
-            "sendInitialEvents",
-            "Forbidden",
-            "FieldValueForbidden",
-            "sendInitialEvents is forbidden for list",
-        ));
-    }
-    let rv_param = q.get("resourceVersion");
-    match (q.get("resourceVersionMatch"), rv_param) {
-        (Some(_), None) => {
-            return Err(options_invalid(
-                "ListOptions",
-                "resourceVersionMatch",
-                "Forbidden",
-                "FieldValueForbidden",
-                "resourceVersionMatch is forbidden unless resourceVersion is provided",
-            ));
-        }
-        (Some("Exact"), Some("0")) => {
-            return Err(options_invalid(
-                "ListOptions",
-                "resourceVersionMatch",
-                "Forbidden",
-                "FieldValueForbidden",
-                "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
-            ));
-        }
-        (Some("Exact"), Some(rv)) => {
-            let n: u64 = rv
-                .parse()
-                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-            if !st.store.retained(n) || n != st.store.rv() {
-                return Err(ApiError::expired(
-                    "The resourceVersion for the provided list is too old.",
-                ));
-            }
-        }
-        (Some(m), _) if m != "NotOlderThan" && m != "Exact" => {
-            return Err(options_invalid(
-                "ListOptions",
-                "resourceVersionMatch",
-                &format!("Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\""),
-                "FieldValueNotSupported",
-                "",
-            )
-            .strip_trailing());
-        }
-        _ => {}
-    }
-    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
-    let fields = FieldSelector::parse(
-        q.get("fieldSelector").unwrap_or_default(),
-        &def.field_selector_list(),
-    )?;
-    let limit = q.number("limit")?.filter(|n| *n > 0).map(|n| n as usize);
-    let (first_rv, after) = match q.get("continue") {
-        None => (None, None),
-        Some(tok) => {
-            let bad = || {
-                ApiError::bad_request(
-                    "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
-                )
-            };
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(tok.trim_end_matches('='))
-                .map_err(|_| bad())?;
-            let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
-            if !st.store.retained(t.rv) {
-                return Err(ApiError::expired(
-                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-                ));
-            }
-            let start = t.start.trim_end_matches('\0').to_string();
-            let key = if def.namespaced {
-                let (a, b) = start.split_once('/').ok_or_else(bad)?;
-                (a.to_string(), b.to_string())
-            } else {
-                (String::new(), start)
-            };
-            (Some(t.rv), Some(key))
-        }
-    };
-    let snap = st.store.list(&def.storage, ns, after.as_ref());
-    let mut items: Vec<&Value> = Vec::new();
-    let mut more = false;
-    for o in &snap.items {
-        if labels.matches(o) && fields.matches(o) {
-            if limit.is_some_and(|l| items.len() >= l) {
-                more = true;
-                break;
-            }
-            items.push(o.as_ref());
-        }
-    }
-    let rv = first_rv.unwrap_or(snap.rv);
-    let cont = if more {
-        let last = items.last().map(|o| {
-            let n = o
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let ns = o
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if def.namespaced {
-                format!("{ns}/{n}\0")
-            } else {
-                format!("{n}\0")
-            }
-        });
-        let tok = ContinueToken {
-            v: "meta.k8s.io/v1".into(),
-            rv,
-            start: last.unwrap_or_default(),
-        };
-        Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(&tok).unwrap_or_default()),
-        )
-    } else {
-        None
-    };
-    Ok(json_response(200, &render_list(def, &items, shape, rv, cont)))
-}
-
-fn start_watch(
-    st: &Arc<State>,
-    def: Arc<ResourceDef>,
-    ns: Option<String>,
-    name: Option<&str>,
-    q: &Query,
-    shape: Shape,
-) -> Result<Response, ApiError> {
-    let send_initial = q.flag("sendInitialEvents")?;
-    let rvm = q.get("resourceVersionMatch");
-    if q.get("sendInitialEvents").is_some() && rvm != Some("NotOlderThan") {
-        return Err(options_invalid(
-            "ListOptions",
-            "sendInitialEvents",
-            "Forbidden",
-            "FieldValueForbidden",
-            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
-        ));
-    }
-    if rvm.is_some() && q.get("sendInitialEvents").is_none() {
-        return Err(options_invalid(
-            "ListOptions",
-            "resourceVersionMatch",
-            "Forbidden",
-            "FieldValueForbidden",
-            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
-        ));
-    }
-    let labels = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())?;
-    let mut fields = FieldSelector::parse(
-        q.get("fieldSelector").unwrap_or_default(),
-        &def.field_selector_list(),
-    )?;
-    if let Some(n) = name {
-        match fields.name() {
-            Some(f) if f != n => {
-                return Err(ApiError::bad_request(
-                    "fieldSelector metadata.name doesn't match requested name",
-                ));
-            }
-            Some(_) => {}
-            None => fields.0.push(super::selector::FieldReq {
-                field: "metadata.name".into(),
-                value: n.into(),
-                negated: false,
-            }),
-        }
-    }
-    let w = WatchReq {
-        def,
-        ns,
-        labels,
-        fields,
-        rv: q.get("resourceVersion").map(String::from),
-        send_initial,
-        bookmarks: q.flag("allowWatchBookmarks")?,
-        timeout: q.number("timeoutSeconds")?,
-        shape,
-    };
-    Ok(watch(st.clone(), w))
-}
-
-fn self_review(st: &State, user: &UserInfo, body: &[u8]) -> Result<Response, ApiError> {
-    let mut review = parse_json(body)?;
-    let spec = &review["spec"];
-    let attrs = if let Some(ra) = spec.get("resourceAttributes") {
-        let s = |k: &str| ra[k].as_str().unwrap_or_default().to_string();
-        Attrs {
-            verb: s("verb"),
-            group: s("group"),
-            resource: s("resource"),
-            subresource: s("subresource"),
-            namespace: s("namespace"),
-            name: s("name"),
-            path: String::new(),
-        }
-    } else if let Some(nr) = spec.get("nonResourceAttributes") {
-        Attrs {
-            verb: nr["verb"].as_str().unwrap_or_default().into(),
-            path: nr["path"].as_str().unwrap_or_default().into(),
-            ..Default::default()
-        }
-    } else {
-        let c = super::status::required("spec.resourceAttributes");
-        return Err(ApiError::invalid(
-            &Subject {
-                kind: "SelfSubjectAccessReview",
-                group: "authorization.k8s.io",
-                name: "",
-            },
-            &[c],
-        ));
-    };
-    let allowed = rbac::authorize(st, user, &attrs);
-    review["status"] = if allowed {
-        json!({"allowed": true})
-    } else {
-        json!({"allowed": false})
-    };
-    review["apiVersion"] = json!("authorization.k8s.io/v1");
-    review["kind"] = json!("SelfSubjectAccessReview");
-    if review.get("metadata").is_none() {
-        review["metadata"] = json!({});
-    }
-    Ok(json_response(201, &review))
 }
 
 #[cfg(test)]

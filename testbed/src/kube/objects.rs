@@ -12,7 +12,7 @@ use super::resources::{BuiltinListTypes, ResourceDef, SchemaListTypes};
 use super::semantics::managed::{self, ListTypes};
 use super::semantics::{FieldCause, schema};
 use super::state::State;
-use super::status::{ApiError, Subject, forbidden, options_invalid};
+use super::status::{ApiError, Subject};
 use super::store::{Mutation, View, rv_of};
 use super::validation;
 
@@ -25,6 +25,18 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `fieldValidation=Strict`: unknown fields are an error.
     pub strict: bool,
+    /// Collects `Warning` header texts (dropped unknown fields); `None` for `fieldValidation=Ignore`.
+    pub warnings: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+}
+
+impl WriteOpts {
+    fn warn_unknown(&self, fields: &[String]) {
+        if let Some(w) = &self.warnings
+            && let Ok(mut w) = w.lock()
+        {
+            w.extend(fields.iter().map(|f| format!("unknown field \"{f}\"")));
+        }
+    }
 }
 
 /// RFC 3339 UTC time with second precision.
@@ -50,14 +62,14 @@ pub fn kind_subj<'a>(def: &'a ResourceDef, name: &'a str) -> Subject<'a> {
     }
 }
 
-fn list_types(def: &ResourceDef) -> Box<dyn ListTypes + '_> {
+pub(crate) fn list_types(def: &ResourceDef) -> Box<dyn ListTypes + '_> {
     match &def.crd {
         Some(c) => Box::new(SchemaListTypes(&c.schema)),
         None => Box::new(BuiltinListTypes),
     }
 }
 
-fn meta_mut(obj: &mut Value) -> Result<&mut serde_json::Map<String, Value>, ApiError> {
+pub(crate) fn meta_mut(obj: &mut Value) -> Result<&mut serde_json::Map<String, Value>, ApiError> {
     if !obj.is_object() {
         return Err(ApiError::bad_request(
             "Object 'Kind' is missing in the request body: not a JSON object",
@@ -72,6 +84,23 @@ fn meta_mut(obj: &mut Value) -> Result<&mut serde_json::Map<String, Value>, ApiE
     }
     meta.as_object_mut()
         .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+}
+
+/// Drops unknown top-level fields of built-in kinds from a request body (400 under Strict).
+pub fn prune_request(def: &ResourceDef, obj: &mut Value, o: &WriteOpts) -> Result<(), ApiError> {
+    let unknown = kinds::prune_builtin(def, obj);
+    o.warn_unknown(&unknown);
+    if o.strict && !unknown.is_empty() {
+        let fields: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            def.kind,
+            def.version,
+            def.kind,
+            fields.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Checks or fills `apiVersion`/`kind` of a request body against the endpoint.
@@ -137,7 +166,7 @@ pub fn normalize_meta(obj: &mut Value) {
     }
 }
 
-fn finalizers_empty(def: &ResourceDef, obj: &Value) -> bool {
+pub(crate) fn finalizers_empty(def: &ResourceDef, obj: &Value) -> bool {
     let meta_empty = obj
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -213,6 +242,7 @@ pub fn finish(
         if let (Some(m), Some(obj)) = (meta.clone(), view.as_object_mut()) {
             obj.insert("metadata".into(), m);
         }
+        o.warn_unknown(&pruned);
         if o.strict && !pruned.is_empty() {
             let fields: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
             return Err(ApiError::bad_request(format!(
@@ -232,28 +262,7 @@ pub fn finish(
     }
     causes.extend(validation::validate_meta(def, &new));
     let old = existing.map(|e| e.as_ref());
-    match (def.group.as_str(), def.kind.as_str()) {
-        ("", "Secret") => {
-            validation::decode_secret_data(&new).map_err(ApiError::bad_request)?;
-            causes.extend(validation::validate_secret(&new, old))
-        }
-        ("", "ConfigMap") => causes.extend(validation::validate_configmap(&new, old)),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            causes.extend(validation::validate_binding(&new, old))
-        }
-        ("apiextensions.k8s.io", _) => causes.extend(kinds::validate_crd(&new, old)),
-        _ => {}
-    }
-    if let Some(old) = old {
-        causes.extend(validation::validate_finalizers_while_deleting(old, &new));
-        if old.pointer("/metadata/uid") != new.pointer("/metadata/uid") {
-            causes.push(super::status::invalid_value(
-                "metadata.uid",
-                &new["metadata"]["uid"],
-                "field is immutable",
-            ));
-        }
-    }
+    causes.extend(kinds::validate_kind(def, &new, old)?);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&kind_subj(def, &name), &causes));
     }
@@ -346,7 +355,11 @@ pub fn prepare_new(def: &ResourceDef, ns: &str, obj: &mut Value, now: &str) -> R
         let suffix: String = (0..5)
             .map(|_| GEN_CHARS[rng.random_range(0..GEN_CHARS.len())] as char)
             .collect();
-        name = format!("{}{suffix}", &g[..g.len().min(248)]);
+        let mut cut = g.len().min(248);
+        while !g.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name = format!("{}{suffix}", &g[..cut]);
         meta.insert("name".into(), json!(name));
     }
     for k in [
@@ -409,6 +422,7 @@ pub fn create(
     o: &WriteOpts,
 ) -> Result<Arc<Value>, ApiError> {
     check_type_meta(def, &mut obj)?;
+    prune_request(def, &mut obj, o)?;
     let mut obj = from_view(def, obj);
     let now = now_str();
     let name = prepare_new(def, ns, &mut obj, &now)?;
@@ -428,7 +442,12 @@ pub fn create(
 }
 
 /// Merges a write into the stored object per endpoint (main, `/status`, `/finalize`).
-fn merge_for_write(def: &ResourceDef, existing: &Value, incoming: Value, sub: Option<&str>) -> Value {
+pub(crate) fn merge_for_write(
+    def: &ResourceDef,
+    existing: &Value,
+    incoming: Value,
+    sub: Option<&str>,
+) -> Value {
     let mut new = match sub {
         Some("status") => {
             let mut n = existing.clone();
@@ -524,6 +543,7 @@ pub fn update(
             .map(|m| m.entry("kind").or_insert(json!("Namespace")));
     }
     check_type_meta(def, &mut obj)?;
+    prune_request(def, &mut obj, o)?;
     let obj = from_view(def, obj);
     let body_name = obj
         .pointer("/metadata/name")
@@ -570,317 +590,6 @@ pub fn update(
     Ok(res)
 }
 
-/// The patch mechanisms, by Content-Type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchMode {
-    /// A non-apply patch.
-    Patch(super::semantics::patch::PatchKind),
-    /// Server-side apply.
-    Apply,
-}
-
-/// Maps a Content-Type to a patch mode, or 415.
-pub fn patch_mode(content_type: &str, def: &ResourceDef) -> Result<PatchMode, ApiError> {
-    use super::semantics::patch::PatchKind;
-    let accepted = if def.is_custom() {
-        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/apply-patch+cbor"
-    } else {
-        "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml, application/apply-patch+cbor"
-    };
-    let ct = content_type.split(';').next().unwrap_or_default().trim();
-    Ok(match ct {
-        "application/json-patch+json" => PatchMode::Patch(PatchKind::Json),
-        "application/merge-patch+json" => PatchMode::Patch(PatchKind::Merge),
-        "application/strategic-merge-patch+json" if !def.is_custom() => {
-            PatchMode::Patch(PatchKind::Strategic)
-        }
-        "application/apply-patch+yaml" => PatchMode::Apply,
-        _ => return Err(ApiError::unsupported_media(accepted)),
-    })
-}
-
-/// PATCH: JSON merge / JSON / strategic patch or server-side apply.
-#[allow(clippy::too_many_arguments)]
-pub fn patch(
-    st: &State,
-    def: &ResourceDef,
-    ns: &str,
-    name: &str,
-    body: &[u8],
-    mode: PatchMode,
-    sub: Option<&str>,
-    force: bool,
-    o: &WriteOpts,
-) -> Result<(Arc<Value>, bool), ApiError> {
-    use super::semantics::patch::{PatchError, apply_patch};
-    if force && mode != PatchMode::Apply {
-        return Err(options_invalid(
-            "PatchOptions",
-            "force",
-            "Forbidden",
-            "FieldValueForbidden",
-            "may not be specified for non-apply patch",
-        ));
-    }
-    let doc: Value = if mode == PatchMode::Apply {
-        serde_yaml_ng::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?
-    };
-    if mode == PatchMode::Apply {
-        if o.manager.is_empty() {
-            return Err(options_invalid(
-                "PatchOptions",
-                "fieldManager",
-                "Required value",
-                "FieldValueRequired",
-                "is required for apply patch",
-            ));
-        }
-        let av = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
-        let k = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
-        if av != def.api_version() || k != def.kind {
-            return Err(ApiError::bad_request(format!(
-                "Incorrect version specified in apply patch. Specified patch version: {av}, expected: {}",
-                def.api_version()
-            )));
-        }
-        if doc.pointer("/metadata/managedFields").is_some() {
-            return Err(ApiError::bad_request("metadata.managedFields must be nil"));
-        }
-    }
-    let now = now_str();
-    let ns_key = if def.namespaced { ns } else { "" };
-    let lt = list_types(def);
-    let mut created = false;
-    let (res, _) = st.store.mutate(&def.storage, ns_key, name, |view, existing| {
-        let Some(ex) = existing else {
-            if mode != PatchMode::Apply || sub.is_some() {
-                return Err(ApiError::not_found(&subj(def, name)));
-            }
-            let mut obj = managed::apply(None, &doc, &o.manager, force, None, lt.as_ref(), &now)
-                .map_err(|c| conflict(def, name, &c))?;
-            let obj_name = obj
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if obj_name != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({obj_name}) does not match the name on the URL ({name})"
-                )));
-            }
-            let mut obj2 = from_view(def, std::mem::take(&mut obj));
-            prepare_new(def, ns, &mut obj2, &now)?;
-            check_namespace(view, def, ns, name)?;
-            created = true;
-            return finish(def, None, obj2, o, None, Record::Skip, &now);
-        };
-        let live = to_view(def, ex);
-        let result = match mode {
-            PatchMode::Apply => managed::apply(Some(&live), &doc, &o.manager, force, sub, lt.as_ref(), &now)
-                .map_err(|c| conflict(def, name, &c))?,
-            PatchMode::Patch(kind) => {
-                let mut t = live.clone();
-                apply_patch(&mut t, &doc, kind, &def.kind).map_err(|e| match e {
-                    PatchError::Malformed(m) => ApiError::bad_request(m),
-                    PatchError::Unprocessable(_) => ApiError::generic_invalid(),
-                })?;
-                t
-            }
-        };
-        let result = from_view(def, result);
-        if rv_of(&result) != rv_of(ex) && result.pointer("/metadata/resourceVersion").is_some() {
-            return Err(ApiError::stale(&subj(def, name)));
-        }
-        let new = merge_for_write(def, ex, result, sub);
-        let record = if mode == PatchMode::Apply {
-            Record::Skip
-        } else {
-            Record::Update(&o.manager)
-        };
-        finish(def, Some(ex), new, o, sub, record, &now)
-    })?;
-    st.after_write(&def.storage, &res);
-    Ok((res, created))
-}
-
-fn conflict(def: &ResourceDef, name: &str, causes: &[FieldCause]) -> ApiError {
-    if causes.iter().any(|c| c.reason != "FieldManagerConflict") {
-        return ApiError::invalid(&kind_subj(def, name), causes);
-    }
-    let n = causes.len();
-    let message = if n == 1 {
-        format!(
-            "Apply failed with 1 conflict: {}: {}",
-            causes[0].message, causes[0].field
-        )
-    } else {
-        let mut by_mgr: Vec<(String, Vec<String>)> = Vec::new();
-        for c in causes {
-            match by_mgr.iter_mut().find(|(m, _)| *m == c.message) {
-                Some((_, f)) => f.push(c.field.clone()),
-                None => by_mgr.push((c.message.clone(), vec![c.field.clone()])),
-            }
-        }
-        let parts: Vec<String> = by_mgr
-            .iter()
-            .map(|(m, fs)| {
-                let m = m.replacen("conflict with", "conflicts with", 1);
-                format!("{m}:\n- {}", fs.join("\n- "))
-            })
-            .collect();
-        format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
-    };
-    ApiError {
-        code: 409,
-        reason: "Conflict",
-        message,
-        details: Some(json!({"causes": causes})),
-        retry_after: None,
-    }
-}
-
-/// DELETE options.
-#[derive(Debug, Clone, Default)]
-pub struct DeleteOpts {
-    /// `Orphan`, `Background` or `Foreground`.
-    pub policy: Option<String>,
-    /// uid precondition.
-    pub uid: Option<String>,
-    /// resourceVersion precondition.
-    pub rv: Option<String>,
-    /// Dry run.
-    pub dry_run: bool,
-}
-
-/// Result of a delete.
-pub enum Deleted {
-    /// Removed from storage (object = final state).
-    Gone(Arc<Value>),
-    /// Marked for deletion, waiting on finalizers.
-    Pending(Arc<Value>),
-}
-
-const IMMORTAL: &[&str] = &["default", "kube-system", "kube-public"];
-
-/// DELETE of one object, honouring preconditions, finalizers and propagation policy.
-pub fn delete(
-    st: &State,
-    def: &ResourceDef,
-    ns: &str,
-    name: &str,
-    d: &DeleteOpts,
-) -> Result<Deleted, ApiError> {
-    if def.kind == "Namespace" && IMMORTAL.contains(&name) {
-        return Err(ApiError::forbidden(
-            &subj(def, name),
-            "this namespace may not be deleted",
-        ));
-    }
-    let ns_key = if def.namespaced { ns } else { "" };
-    let now = now_str();
-    let (res, ev) = st.store.mutate(&def.storage, ns_key, name, |_, existing| {
-        let ex = existing.ok_or_else(|| ApiError::not_found(&subj(def, name)))?;
-        let ks = Subject { kind: &def.kind, group: &def.group, name };
-        if let Some(uid) = &d.uid
-            && ex.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
-                let have = ex.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
-                return Err(ApiError::conflict(&ks, &format!("the UID in the precondition ({uid}) does not match the UID in record ({have}). The object might have been deleted and then recreated")));
-            }
-        if let Some(rv) = &d.rv
-            && *rv != rv_of(ex).to_string() {
-                return Err(ApiError::conflict(&ks, &format!("the ResourceVersion in the precondition ({rv}) does not match the ResourceVersion in record ({}). The object might have been modified", rv_of(ex))));
-            }
-        let deleting = ex.pointer("/metadata/deletionTimestamp").is_some();
-        if def.kind == "Namespace" && deleting && !finalizers_empty(def, ex) {
-            return Err(ApiError::conflict(&subj(def, name), "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system."));
-        }
-        let mut obj = (**ex).clone();
-        let mut fins: Vec<Value> = obj.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
-        let mut add = |f: &str| {
-            if !fins.iter().any(|x| x == f) {
-                fins.push(json!(f));
-            }
-        };
-        match d.policy.as_deref() {
-            Some("Orphan") => add("orphan"),
-            Some("Foreground") => add("foregroundDeletion"),
-            _ => {}
-        }
-        if def.kind == "CustomResourceDefinition" && !deleting {
-            add("customresourcecleanup.apiextensions.k8s.io");
-        }
-        let pending = !fins.is_empty() || !finalizers_empty(def, &obj);
-        if !pending {
-            return Ok(if d.dry_run { Mutation::NoOp(ex.clone()) } else { Mutation::Delete(obj) });
-        }
-        let meta = meta_mut(&mut obj)?;
-        if !fins.is_empty() {
-            meta.insert("finalizers".into(), Value::Array(fins));
-        }
-        if !deleting {
-            meta.insert("deletionTimestamp".into(), json!(now));
-            meta.insert("deletionGracePeriodSeconds".into(), json!(0));
-            if let Some(g) = meta.get("generation").and_then(Value::as_i64).filter(|g| *g > 0) {
-                meta.insert("generation".into(), json!(g + 1));
-            }
-        }
-        if def.kind == "Namespace" {
-            obj["status"]["phase"] = json!("Terminating");
-        }
-        if def.kind == "CustomResourceDefinition" {
-            kinds::normalize(def, &mut obj, Some(ex), &now);
-        }
-        if d.dry_run || obj == **ex {
-            return Ok(Mutation::NoOp(if d.dry_run { Arc::new(obj) } else { ex.clone() }));
-        }
-        Ok(Mutation::Put(obj))
-    })?;
-    st.after_write(&def.storage, &res);
-    let gone = ev == Some(super::store::EventType::Deleted)
-        || (d.dry_run && finalizers_empty(def, &res) && res.pointer("/metadata/deletionTimestamp").is_none());
-    Ok(if gone {
-        Deleted::Gone(res)
-    } else {
-        Deleted::Pending(res)
-    })
-}
-
-/// An internal (controller) edit of a stored object: `f` changes it and says whether it did.
-/// Removing the last finalizer of a deleting object deletes it.
-pub fn system_update<F>(
-    st: &State,
-    def: &ResourceDef,
-    ns: &str,
-    name: &str,
-    f: F,
-) -> Result<Option<Arc<Value>>, ApiError>
-where
-    F: FnOnce(&mut Value) -> bool,
-{
-    let ns_key = if def.namespaced { ns } else { "" };
-    let (res, ev) = st.store.mutate(&def.storage, ns_key, name, |_, existing| {
-        let ex = existing.ok_or_else(|| ApiError::not_found(&subj(def, name)))?;
-        let mut obj = (**ex).clone();
-        if !f(&mut obj) {
-            return Ok(Mutation::NoOp(ex.clone()));
-        }
-        normalize_meta(&mut obj);
-        if ex.pointer("/metadata/deletionTimestamp").is_some() && finalizers_empty(def, &obj) {
-            return Ok(Mutation::Delete(obj));
-        }
-        Ok(Mutation::Put(obj))
-    })?;
-    if ev.is_some() {
-        st.after_write(&def.storage, &res);
-    }
-    Ok(ev.map(|_| res))
-}
-
-/// A `Forbidden` cause helper re-exported for handlers.
-pub fn forbidden_cause(field: &str, detail: &str) -> FieldCause {
-    forbidden(field, detail)
-}
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;

@@ -243,6 +243,18 @@ impl ApiError {
         self
     }
 
+    /// Replaces the details with an empty object (non-resource errors).
+    pub fn strip_details(mut self) -> Self {
+        self.details = Some(json!({}));
+        self
+    }
+
+    /// Trims a trailing `": "` left when a cause has no detail text.
+    pub fn strip_trailing(mut self) -> Self {
+        self.message = self.message.trim_end_matches(": ").to_string();
+        self
+    }
+
     /// The Status object as JSON.
     pub fn to_status(&self) -> Value {
         let mut s = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",

@@ -362,7 +362,7 @@ pub fn apply(
 /// changed between `old` (None on create) and `new` become owned by `manager` with operation
 /// `Update` (and are taken from other managers). Mutates `new`'s `metadata.managedFields`.
 ///
-/// As the real server: a `managedFields` list in `new` that differs from nothing (absent or `[]`)
+/// As the real server: a `managedFields` list in `new` that is absent, `[]` or not decodable
 /// keeps the stored entries; a list of only empty entries (`[{}]`) resets tracking (no entries);
 /// any other valid list replaces the stored entries (kubectl's client-side → server-side apply
 /// migration rewrites them with a JSON patch).
@@ -380,10 +380,12 @@ pub fn record_update(
         store_entries(new, Vec::new());
         return;
     }
-    let mut entries = if given.is_empty() {
+    // As the real server: a missing, empty or undecodable list keeps the stored entries.
+    let decoded: Vec<Entry> = given.iter().filter_map(Entry::decode).collect();
+    let mut entries = if decoded.is_empty() || decoded.len() != given.len() {
         decode_entries(old)
     } else {
-        decode_entries(Some(new))
+        decoded
     };
     let version = api_version(new);
     let comparison = walker.compare(old, Some(new));

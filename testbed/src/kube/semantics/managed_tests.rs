@@ -1,79 +1,11 @@
 //! Scenario tests for [`super::managed`]: managedFields shapes of kubectl and kube-rs writes,
-//! server-side apply conflicts, forced ownership moves, removal of dropped fields, and the
-//! kube-lease-manager flow of kube-api.md §12.
+//! server-side apply conflicts, forced ownership moves and removal of dropped fields.
 
 use serde_json::{Value, json};
 
 use super::FieldCause;
-use super::managed::{BuiltinListTypes, SchemaListTypes, apply, apply_conflict_message, record_update};
-
-const T0: &str = "2025-01-01T00:00:00Z";
-const T1: &str = "2025-01-01T00:00:05Z";
-const T2: &str = "2025-01-01T00:00:10Z";
-
-fn builtin(kind: &str) -> BuiltinListTypes {
-    BuiltinListTypes { kind: kind.into() }
-}
-
-fn entries(obj: &Value) -> Vec<Value> {
-    obj.pointer("/metadata/managedFields")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// (manager, operation, fieldsV1) of every entry.
-fn summary(obj: &Value) -> Vec<(String, String, Value)> {
-    entries(obj)
-        .iter()
-        .map(|e| {
-            (
-                e["manager"].as_str().unwrap_or_default().to_string(),
-                e["operation"].as_str().unwrap_or_default().to_string(),
-                e["fieldsV1"].clone(),
-            )
-        })
-        .collect()
-}
-
-fn fields_of(obj: &Value, manager: &str, operation: &str) -> Option<Value> {
-    summary(obj)
-        .into_iter()
-        .find(|(m, o, _)| m == manager && o == operation)
-        .map(|(_, _, f)| f)
-}
-
-fn configmap(labels: Value, data: Value) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap",
-           "metadata": {"name": "a", "namespace": "default", "uid": "u1", "resourceVersion": "5", "labels": labels},
-           "data": data})
-}
-
-fn lease_apply(holder: &str) -> Value {
-    json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {
-        "acquireTime": format!("2025-01-01T00:00:00.00000{}Z", holder.len()),
-        "renewTime": format!("2025-01-01T00:00:00.00000{}Z", holder.len()),
-        "holderIdentity": holder, "leaseDurationSeconds": 15}})
-}
-
-fn apply_ok(live: Option<&Value>, applied: &Value, manager: &str, force: bool) -> Value {
-    match apply(
-        live,
-        applied,
-        manager,
-        force,
-        None,
-        &builtin(kind_of(applied)),
-        T1,
-    ) {
-        Ok(v) => v,
-        Err(causes) => panic!("unexpected conflicts: {causes:?}"),
-    }
-}
-
-fn kind_of(obj: &Value) -> &str {
-    obj.get("kind").and_then(Value::as_str).unwrap_or_default()
-}
+use super::managed::{SchemaListTypes, apply, apply_conflict_message, record_update};
+use super::managed_test_support::*;
 
 #[test]
 fn kubectl_create_records_update_entry_with_parent_members() {
@@ -138,6 +70,14 @@ fn managed_fields_reset_and_empty_list_rules() {
     empty["metadata"]["managedFields"] = json!([]);
     record_update(Some(&v1), &mut empty, "m", None, &builtin("ConfigMap"), T1);
     assert_eq!(entries(&empty), entries(&v1));
+    let mut garbage = v1.clone();
+    garbage["metadata"]["managedFields"] = json!([{"manager": "x", "operation": "Bogus"}]);
+    record_update(Some(&v1), &mut garbage, "m", None, &builtin("ConfigMap"), T1);
+    assert_eq!(
+        entries(&garbage),
+        entries(&v1),
+        "undecodable managedFields keep the stored ones"
+    );
     let mut rewritten = v1.clone();
     rewritten["metadata"]["managedFields"][0]["manager"] = json!("kubectl");
     rewritten["metadata"]["managedFields"][0]["operation"] = json!("Apply");
@@ -316,148 +256,6 @@ fn force_moves_ownership() {
         T2,
     );
     assert_eq!(again.unwrap_err()[0].message, "conflict with \"taker\"");
-}
-
-#[test]
-fn kube_lease_manager_flow() {
-    let lt = builtin("Lease");
-    // 1. create {"metadata":{"name":"L"},"spec":{}}
-    let mut lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                           "metadata": {"name": "L", "namespace": "ns", "uid": "u"}, "spec": {}});
-    record_update(None, &mut lease, "kube-lease-manager-a", None, &lt, T0);
-    assert_eq!(
-        fields_of(&lease, "kube-lease-manager-a", "Update"),
-        Some(json!({"f:spec": {}}))
-    );
-    // 2. A acquires via SSA without force.
-    let lease = apply(
-        Some(&lease),
-        &lease_apply("a"),
-        "kube-lease-manager-a",
-        false,
-        None,
-        &lt,
-        T1,
-    )
-    .unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "a");
-    let mut bumped = lease.clone();
-    bumped["spec"]["leaseTransitions"] = json!(1);
-    record_update(Some(&lease), &mut bumped, "kube-lease-manager-a", None, &lt, T1);
-    // 3. B cannot acquire while A holds it.
-    let err = apply(
-        Some(&bumped),
-        &lease_apply("bb"),
-        "kube-lease-manager-bb",
-        false,
-        None,
-        &lt,
-        T2,
-    )
-    .unwrap_err();
-    let fields: Vec<&str> = err.iter().map(|c| c.field.as_str()).collect();
-    assert_eq!(
-        fields,
-        vec![".spec.acquireTime", ".spec.holderIdentity", ".spec.renewTime"]
-    );
-    assert!(
-        err.iter()
-            .all(|c| c.message == "conflict with \"kube-lease-manager-a\"")
-    );
-    // 4. A releases with a strategic merge patch of nulls.
-    let mut released = bumped.clone();
-    let patch = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {
-        "acquireTime": null, "renewTime": null, "holderIdentity": null, "leaseDurationSeconds": null}});
-    super::patch::apply_patch(&mut released, &patch, super::patch::PatchKind::Strategic, "Lease").unwrap();
-    record_update(
-        Some(&bumped),
-        &mut released,
-        "kube-lease-manager-a",
-        None,
-        &lt,
-        T2,
-    );
-    assert_eq!(released["spec"], json!({"leaseTransitions": 1}));
-    assert_eq!(fields_of(&released, "kube-lease-manager-a", "Apply"), None);
-    // 5. B acquires.
-    let taken = apply(
-        Some(&released),
-        &lease_apply("bb"),
-        "kube-lease-manager-bb",
-        false,
-        None,
-        &lt,
-        T2,
-    )
-    .unwrap();
-    assert_eq!(taken["spec"]["holderIdentity"], "bb");
-    assert_eq!(taken["spec"]["leaseTransitions"], 1);
-    assert_eq!(
-        fields_of(&taken, "kube-lease-manager-bb", "Apply"),
-        Some(
-            json!({"f:spec": {"f:acquireTime": {}, "f:holderIdentity": {}, "f:leaseDurationSeconds": {}, "f:renewTime": {}}})
-        )
-    );
-}
-
-#[test]
-fn status_subresource_apply_tracks_only_status_with_list_map_conditions() {
-    let schema = json!({"type": "object", "properties": {
-        "spec": {"type": "object", "properties": {"x": {"type": "string"}}},
-        "status": {"type": "object", "properties": {
-            "phase": {"type": "string"},
-            "conditions": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"],
-                           "items": {"type": "object", "properties": {"type": {"type": "string"}, "status": {"type": "string"}}}}}}}});
-    let lt = SchemaListTypes { schema: &schema };
-    let live = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "uid": "u"},
-                      "spec": {"x": "1"},
-                      "status": {"conditions": [{"type": "Synced", "status": "True"}]}});
-    let applied = json!({"apiVersion": "example.com/v1", "kind": "Widget",
-                         "metadata": {"name": "w", "labels": {"ignored": "yes"}}, "spec": {"x": "ignored"},
-                         "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]}});
-    let obj = apply(
-        Some(&live),
-        &applied,
-        "widget-controller",
-        false,
-        Some("status"),
-        &lt,
-        T1,
-    )
-    .unwrap();
-    assert_eq!(obj["spec"], json!({"x": "1"}));
-    assert!(obj["metadata"].get("labels").is_none());
-    assert_eq!(
-        obj["status"]["conditions"],
-        json!([{"type": "Synced", "status": "True"}, {"type": "Ready", "status": "True"}])
-    );
-    let entry = entries(&obj)
-        .into_iter()
-        .find(|e| e["manager"] == "widget-controller")
-        .unwrap();
-    assert_eq!(entry["subresource"], "status");
-    assert_eq!(
-        entry["fieldsV1"],
-        json!({"f:status": {"f:conditions": {"k:{\"type\":\"Ready\"}": {".": {}, "f:status": {}, "f:type": {}}}, "f:phase": {}}})
-    );
-    // The pre-existing fields were attributed to before-first-apply.
-    assert!(entries(&obj).iter().any(|e| e["manager"] == "before-first-apply"));
-    // A later status update by another manager conflicts with the subresource Apply owner.
-    let err = apply(
-        Some(&obj),
-        &json!({"apiVersion": "example.com/v1", "kind": "Widget", "status": {"phase": "Failed"}}),
-        "other",
-        false,
-        Some("status"),
-        &lt,
-        T2,
-    )
-    .unwrap_err();
-    assert_eq!(
-        err[0].message,
-        "conflict with \"widget-controller\" with subresource \"status\""
-    );
-    assert_eq!(err[0].field, ".status.phase");
 }
 
 #[test]

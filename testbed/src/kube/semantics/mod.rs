@@ -21,13 +21,15 @@
 //! - String `format`s: the common ones are checked (see `schema_format`), `uri`, `isbn`,
 //!   `creditcard`, `ssn`, `rgbcolor`, `bsonobjectid`, `duration` are accepted unchecked.
 //! - JSON patch: a patch with more than 10 000 operations is `Malformed` (the real server answers
-//!   413); a `test` op without `value` is malformed (evanphx treats it as `null`).
+//!   413).
 //! - Strategic merge patch knows only the list strategies of the kinds the emulator serves
 //!   (`metadata.finalizers` set, `metadata.ownerReferences` by `uid`, ServiceAccount `secrets`
 //!   by `name`, Namespace `status.conditions` by `type`); every other list replaces (true for
 //!   RBAC `rules`/`subjects`, ServiceAccount `imagePullSecrets`, Namespace `spec.finalizers`).
-//!   `$setElementOrder` puts listed items first and server-only items after them (the real
-//!   server interleaves); `$retainKeys` is applied without its validation.
+//!   List order follows apimachinery (patch items in patch order, new items before server-only
+//!   ones, interleaved by previous position; Go's sort for >20 items is not mimicked exactly);
+//!   `$retainKeys`/`$setElementOrder` consistency checks are not enforced; `$patch: merge` in a
+//!   list and mixed scalar/object lists are rejected as malformed (400).
 //! - Server-side apply: `null` in an applied configuration removes the field (the real merge
 //!   keeps an explicit `null` that later decoding drops); merged set/map lists keep live order
 //!   and append new items; the `ancient-changes` cap merges per apiVersion in time order without
@@ -46,6 +48,8 @@ pub mod fieldset;
 mod list_types;
 pub mod managed;
 #[cfg(test)]
+mod managed_test_support;
+#[cfg(test)]
 mod managed_tests;
 mod managed_walk;
 pub mod patch;
@@ -54,7 +58,10 @@ mod schema_format;
 #[cfg(test)]
 mod schema_tests;
 mod schema_validate;
+#[cfg(test)]
+mod ssa_flow_tests;
 pub mod strategic;
+mod strategic_order;
 
 use serde::Serialize;
 

@@ -63,8 +63,19 @@ pub fn apply_patch(
 /// RFC 6902 with the Go library's quirks (see the module docs).
 fn apply_json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops: Vec<PatchOperation> = match patch {
-        Value::Array(_) => serde_json::from_value(patch.clone())
-            .map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?,
+        Value::Array(list) => {
+            // evanphx treats a `test` without `value` as testing for null.
+            let mut list = list.clone();
+            for op in &mut list {
+                if let Value::Object(op) = op
+                    && op.get("op").and_then(Value::as_str) == Some("test")
+                {
+                    op.entry("value").or_insert(Value::Null);
+                }
+            }
+            serde_json::from_value(Value::Array(list))
+                .map_err(|e| PatchError::Malformed(format!("invalid JSON patch: {e}")))?
+        }
         _ => {
             return Err(PatchError::Malformed(
                 "invalid JSON patch: the patch document must be a JSON array of operations".into(),
@@ -198,6 +209,12 @@ mod tests {
                        {"op": "remove", "path": "/metadata/finalizers/0"}]),
                 "/metadata/finalizers",
                 json!([]),
+            ),
+            (
+                json!([{"op": "test", "path": "/metadata/annotations"},
+                       {"op": "add", "path": "/metadata/annotations", "value": {"a": "b"}}]),
+                "/metadata/annotations",
+                json!({"a": "b"}),
             ),
             (
                 json!([{"op": "test", "path": "/metadata/labels", "value": null},

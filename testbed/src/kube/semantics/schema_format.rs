@@ -26,6 +26,9 @@ pub(super) fn format_ok(format: &str, text: &str) -> bool {
 }
 
 fn is_uuid(text: &str) -> bool {
+    if !text.is_ascii() {
+        return false;
+    }
     let hex: String = text.chars().filter(|c| *c != '-').collect();
     let dashes_ok =
         text.len() == 32 || (text.len() == 36 && [8, 13, 18, 23].iter().all(|&i| &text[i..=i] == "-"));
@@ -93,6 +96,7 @@ mod tests {
             ("byte", "not base64!", false),
             ("uuid", "6f1c2d3e-0000-4000-8000-000000000001", true),
             ("uuid", "6f1c2d3e00004000800000000000000Z", false),
+            ("uuid", "ééééééééééééééééé-aa", false),
             ("ipv4", "10.0.0.1", true),
             ("ipv4", "10.0.0.256", false),
             ("ipv6", "::1", true),

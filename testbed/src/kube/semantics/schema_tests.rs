@@ -49,6 +49,16 @@ fn validation_table() {
             json!({"replicas": 1.0}),
             vec![],
         ),
+        (
+            json!({"step": {"type": "number", "multipleOf": 0.25}}),
+            json!({"step": 1.5}),
+            vec![],
+        ),
+        (
+            json!({"n": {"type": "integer", "multipleOf": 5}}),
+            json!({"n": 15}),
+            vec![],
+        ),
         (json!({"ratio": {"type": "number"}}), json!({"ratio": 3}), vec![]),
         (
             json!({"name": {"type": "string"}}),
@@ -260,7 +270,7 @@ fn validation_table() {
         (
             json!({"tmpl": {"type": "object", "x-kubernetes-embedded-resource": true,
                     "x-kubernetes-preserve-unknown-fields": true}}),
-            json!({"tmpl": {"metadata": {}}}),
+            json!({"tmpl": {"kind": "", "metadata": {}}}),
             vec![
                 (
                     "FieldValueRequired".into(),
@@ -268,9 +278,9 @@ fn validation_table() {
                     "Required value: must not be empty".into(),
                 ),
                 (
-                    "FieldValueRequired".into(),
+                    "FieldValueInvalid".into(),
                     "spec.tmpl.kind".into(),
-                    "Required value: must not be empty".into(),
+                    "Invalid value: \"\": must not be empty".into(),
                 ),
             ],
         ),

@@ -74,12 +74,20 @@ fn type_matches(types: &[&str], actual: &str, value: &Value) -> bool {
         return true;
     }
     match actual {
-        "number" => {
-            types.contains(&"integer") && value.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
-        }
+        "number" => types.contains(&"integer") && value.as_f64().is_some_and(is_json_integer),
         "integer" => types.contains(&"number"),
         _ => false,
     }
+}
+
+/// go-openapi's `IsFloat64AJSONInteger`: integral after truncation, within a relative 1e-9.
+fn is_json_integer(f: f64) -> bool {
+    if !f.is_finite() {
+        return false;
+    }
+    let g = f.trunc();
+    let diff = (f - g).abs();
+    f == g || diff / (f.abs() + g.abs()) < 1e-9
 }
 
 /// Numeric-aware equality (`1` equals `1.0`), as Go compares decoded enum values.
@@ -172,7 +180,7 @@ fn validate_number(s: &Map<String, Value>, value: &Value, path: &str, out: &mut 
     }
     if let Some(factor) = s.get("multipleOf").and_then(Value::as_f64)
         && factor > 0.0
-        && (n / factor).fract() != 0.0
+        && !is_json_integer(n / factor)
     {
         out.push(invalid(
             path,
@@ -316,12 +324,18 @@ fn validate_object(s: &Map<String, Value>, map: &Map<String, Value>, path: &str,
     }
     if flag(s, "x-kubernetes-embedded-resource") {
         for key in ["apiVersion", "kind"] {
-            if map.get(key).and_then(Value::as_str).is_none_or(str::is_empty) {
-                out.push(cause(
+            let here = child(key);
+            match map.get(key) {
+                None => out.push(cause(
                     "FieldValueRequired",
-                    &child(key),
+                    &here,
                     "Required value: must not be empty".into(),
-                ));
+                )),
+                Some(Value::String(text)) if text.is_empty() => {
+                    out.push(invalid(&here, "\"\"", "must not be empty"));
+                }
+                Some(Value::String(_)) => {}
+                Some(other) => out.push(invalid(&here, &render_value(other), "must be a string")),
             }
         }
     }

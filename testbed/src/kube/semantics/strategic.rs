@@ -8,16 +8,20 @@
 //! - directives: `$patch: replace|delete|merge` in maps and as list elements,
 //!   `$deleteFromPrimitiveList/<f>`, `$setElementOrder/<f>` and `$retainKeys` are honoured.
 //!
-//! Known simplifications: `$setElementOrder` puts the listed items first in the given order and
-//! keeps server-only items after them in their previous relative order (the real server
-//! interleaves server-only items by their original position); values added where the original
-//! had nothing are merged into an empty value (so nested directives are interpreted rather than
-//! stored verbatim); the real server's `$retainKeys` validation (patch keys must be listed) is
-//! not enforced.
+//! Merged lists are ordered as apimachinery does (see the `strategic_order` module): items named
+//! by the patch (or its `$setElementOrder`) in patch order, server-only items interleaved by
+//! their previous position. `$patch: delete` on a map leaves an empty map, as the real server.
+//!
+//! Known simplifications: values added where the original had nothing are merged into an empty
+//! value (nested directives are interpreted and nulls dropped; the real server stores the
+//! patch value with nulls discarded); the real server's `$retainKeys` and `$setElementOrder`
+//! consistency validations are not enforced; `$deleteFromPrimitiveList` applies after the
+//! patch's own additions.
 
 use serde_json::{Map, Value};
 
 use super::patch::PatchError;
+use super::strategic_order::order_like_patch;
 
 /// How a list in a built-in kind merges under strategic merge patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,18 +63,9 @@ pub fn apply_strategic(target: &mut Value, patch: &Value, kind: &str) -> Result<
         _ => Map::new(),
     };
     let mut path = Vec::new();
-    if merge_map(&mut work, patch, kind, &mut path)? == Outcome::Delete {
-        work.clear();
-    }
+    merge_map(&mut work, patch, kind, &mut path)?;
     *target = Value::Object(work);
     Ok(())
-}
-
-/// Whether the merged map survives (`$patch: delete` removes it).
-#[derive(Debug, PartialEq, Eq)]
-enum Outcome {
-    Keep,
-    Delete,
 }
 
 fn merge_map(
@@ -78,43 +73,48 @@ fn merge_map(
     patch: &Map<String, Value>,
     kind: &str,
     path: &mut Vec<String>,
-) -> Result<Outcome, PatchError> {
+) -> Result<(), PatchError> {
     match patch.get(PATCH) {
         None => {}
-        Some(Value::String(s)) if s == "merge" => {}
-        Some(Value::String(s)) if s == "delete" => return Ok(Outcome::Delete),
+        // As apimachinery: `$patch: delete` on a map leaves an empty map.
+        Some(Value::String(s)) if s == "delete" => {
+            orig.clear();
+            return Ok(());
+        }
         Some(Value::String(s)) if s == "replace" => {
             let mut fresh = Map::new();
             let mut stripped = patch.clone();
             stripped.remove(PATCH);
             merge_map(&mut fresh, &stripped, kind, path)?;
             *orig = fresh;
-            return Ok(Outcome::Keep);
+            return Ok(());
         }
         Some(other) => return Err(PatchError::Malformed(format!("Unknown patch type: {other}"))),
     }
     if let Some(retain) = patch.get(RETAIN_KEYS) {
-        let Value::Array(keys) = retain else {
+        let keep: Option<Vec<&str>> = retain
+            .as_array()
+            .and_then(|k| k.iter().map(Value::as_str).collect());
+        let Some(keep) = keep else {
             return Err(PatchError::Malformed(
                 "$retainKeys must be a list of strings".into(),
             ));
         };
-        let keep: Vec<&str> = keys.iter().filter_map(Value::as_str).collect();
-        if keep.len() != keys.len() {
-            return Err(PatchError::Malformed(
-                "$retainKeys must be a list of strings".into(),
-            ));
-        }
         orig.retain(|k, _| keep.contains(&k.as_str()));
     }
+    // `$setElementOrder` orders relative to the list as it was before this patch.
+    let mut before: Vec<(String, Vec<Value>, Vec<Value>)> = Vec::new();
     for (key, value) in patch {
-        if let Some(field) = key.strip_prefix(DELETE_PRIMITIVE) {
-            let Value::Array(remove) = value else {
+        if let Some(field) = key.strip_prefix(SET_ORDER) {
+            let Value::Array(order) = value else {
                 return Err(PatchError::Malformed(format!("{key} must be a list")));
             };
-            if let Some(Value::Array(items)) = orig.get_mut(field) {
-                items.retain(|item| !remove.contains(item));
-            }
+            let original = orig
+                .get(field)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            before.push((field.to_string(), order.clone(), original));
         }
     }
     for (key, value) in patch {
@@ -127,19 +127,28 @@ fn merge_map(
         result?;
     }
     for (key, value) in patch {
-        if let Some(field) = key.strip_prefix(SET_ORDER) {
-            let Value::Array(order) = value else {
+        if let Some(field) = key.strip_prefix(DELETE_PRIMITIVE) {
+            let Value::Array(remove) = value else {
                 return Err(PatchError::Malformed(format!("{key} must be a list")));
             };
-            path.push(field.to_string());
-            let strategy = strategy_at(kind, path);
-            path.pop();
             if let Some(Value::Array(items)) = orig.get_mut(field) {
-                reorder(items, order, strategy);
+                items.retain(|item| !remove.contains(item));
             }
         }
     }
-    Ok(Outcome::Keep)
+    for (field, order, original) in before {
+        path.push(field.clone());
+        let merge_key = match strategy_at(kind, path) {
+            ListStrategy::MergeKey(k) => Some(k),
+            _ => None,
+        };
+        path.pop();
+        if let Some(Value::Array(items)) = orig.get_mut(&field) {
+            let merged = std::mem::take(items);
+            *items = order_like_patch(merged, &order, &original, merge_key);
+        }
+    }
+    Ok(())
 }
 
 fn strategy_at(kind: &str, path: &[String]) -> ListStrategy {
@@ -163,9 +172,8 @@ fn merge_field(
                 Some(Value::Object(m)) => m,
                 _ => Map::new(),
             };
-            if merge_map(&mut child, patch_map, kind, path)? == Outcome::Keep {
-                orig.insert(key.to_string(), Value::Object(child));
-            }
+            merge_map(&mut child, patch_map, kind, path)?;
+            orig.insert(key.to_string(), Value::Object(child));
         }
         Value::Array(patch_items) => {
             let original = match orig.remove(key) {
@@ -189,31 +197,31 @@ fn merge_list(
     kind: &str,
     path: &mut Vec<String>,
 ) -> Result<Vec<Value>, PatchError> {
-    let replace_directive = patch
-        .iter()
-        .any(|item| item.get(PATCH).and_then(Value::as_str) == Some("replace"));
     match strategy {
         ListStrategy::Replace => Ok(patch.to_vec()),
         ListStrategy::MergePrimitive => {
-            if replace_directive {
-                return Ok(patch.iter().filter(|i| i.get(PATCH).is_none()).cloned().collect());
+            if let Some(item) = original
+                .iter()
+                .chain(patch)
+                .find(|i| i.is_object() || i.is_array())
+            {
+                return Err(PatchError::Malformed(format!(
+                    "the list {} holds scalars, got {item}",
+                    path.join(".")
+                )));
             }
-            let mut out: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
-            for item in original.into_iter().chain(patch.iter().cloned()) {
-                if item.is_object() || item.is_array() {
-                    return Err(PatchError::Malformed(format!(
-                        "the list {} holds scalars, got {item}",
-                        path.join(".")
-                    )));
-                }
-                if !out.contains(&item) {
-                    out.push(item);
+            let mut merged: Vec<Value> = Vec::with_capacity(original.len() + patch.len());
+            for item in original.iter().chain(patch) {
+                if !merged.contains(item) {
+                    merged.push(item.clone());
                 }
             }
-            Ok(out)
+            Ok(order_like_patch(merged, patch, &original, None))
         }
         ListStrategy::MergeKey(merge_key) => {
-            let mut out = if replace_directive { Vec::new() } else { original };
+            let mut base = original;
+            let mut items: Vec<&Map<String, Value>> = Vec::new();
+            let mut replace = false;
             for item in patch {
                 let Value::Object(item_map) = item else {
                     return Err(PatchError::Malformed(format!(
@@ -221,55 +229,52 @@ fn merge_list(
                         path.join(".")
                     )));
                 };
-                let directive = item_map.get(PATCH).and_then(Value::as_str);
-                if directive == Some("replace") {
-                    continue;
-                }
-                let Some(key_value) = item_map.get(merge_key) else {
-                    return Err(PatchError::Malformed(format!(
-                        "map: {item} does not contain declared merge key: {merge_key}"
-                    )));
-                };
-                let position = out.iter().position(|o| o.get(merge_key) == Some(key_value));
-                if directive == Some("delete") {
-                    out.retain(|o| o.get(merge_key) != Some(key_value));
-                    continue;
-                }
-                match position {
-                    Some(i) => {
-                        let mut existing = match std::mem::take(&mut out[i]) {
-                            Value::Object(m) => m,
-                            _ => Map::new(),
+                match item_map.get(PATCH) {
+                    None => items.push(item_map),
+                    Some(Value::String(d)) if d == "delete" => {
+                        let Some(key_value) = item_map.get(merge_key) else {
+                            return Err(no_merge_key(item, merge_key));
                         };
-                        merge_map(&mut existing, item_map, kind, path)?;
-                        out[i] = Value::Object(existing);
+                        base.retain(|o| o.get(merge_key) != Some(key_value));
                     }
-                    None => {
-                        let mut fresh = Map::new();
-                        merge_map(&mut fresh, item_map, kind, path)?;
-                        out.push(Value::Object(fresh));
+                    Some(Value::String(d)) if d == "replace" => replace = true,
+                    Some(Value::String(d)) if d == "merge" => {
+                        return Err(PatchError::Malformed(
+                            "merging lists cannot yet be specified in the patch".into(),
+                        ));
                     }
+                    Some(other) => return Err(PatchError::Malformed(format!("Unknown patch type: {other}"))),
                 }
             }
-            Ok(out)
+            if replace {
+                return Ok(items.into_iter().map(|m| Value::Object(m.clone())).collect());
+            }
+            let mut merged = base.clone();
+            for item_map in &items {
+                let Some(key_value) = item_map.get(merge_key) else {
+                    return Err(no_merge_key(&Value::Object((*item_map).clone()), merge_key));
+                };
+                let position = merged.iter().position(|o| o.get(merge_key) == Some(key_value));
+                let mut target = match position.map(|i| std::mem::take(&mut merged[i])) {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                };
+                merge_map(&mut target, item_map, kind, path)?;
+                match position {
+                    Some(i) => merged[i] = Value::Object(target),
+                    None => merged.push(Value::Object(target)),
+                }
+            }
+            let patch_items: Vec<Value> = items.into_iter().map(|m| Value::Object(m.clone())).collect();
+            Ok(order_like_patch(merged, &patch_items, &base, Some(merge_key)))
         }
     }
 }
 
-/// Orders `items` by `order` (`$setElementOrder`): listed items first, others after, stable.
-fn reorder(items: &mut Vec<Value>, order: &[Value], strategy: ListStrategy) {
-    let rank = |item: &Value| -> usize {
-        let pos = match strategy {
-            ListStrategy::MergeKey(k) => order
-                .iter()
-                .position(|o| o.get(k).is_some() && o.get(k) == item.get(k)),
-            _ => order.iter().position(|o| o == item),
-        };
-        pos.unwrap_or(order.len())
-    };
-    let mut ranked: Vec<(usize, Value)> = items.drain(..).map(|i| (rank(&i), i)).collect();
-    ranked.sort_by_key(|(r, _)| *r);
-    items.extend(ranked.into_iter().map(|(_, i)| i));
+fn no_merge_key(item: &Value, merge_key: &str) -> PatchError {
+    PatchError::Malformed(format!(
+        "map: {item} does not contain declared merge key: {merge_key}"
+    ))
 }
 
 #[cfg(test)]
@@ -303,19 +308,13 @@ mod tests {
                 "ConfigMap",
                 json!({"metadata": {"finalizers": ["a", "b"]}}),
                 json!({"metadata": {"finalizers": ["c", "a"]}}),
-                json!({"metadata": {"finalizers": ["a", "b", "c"]}}),
+                json!({"metadata": {"finalizers": ["c", "a", "b"]}}),
             ),
             (
                 "ConfigMap",
                 json!({"metadata": {"finalizers": ["a", "b"]}}),
                 json!({"metadata": {"$deleteFromPrimitiveList/finalizers": ["a"]}}),
                 json!({"metadata": {"finalizers": ["b"]}}),
-            ),
-            (
-                "ConfigMap",
-                json!({"metadata": {"finalizers": ["a", "b"]}}),
-                json!({"metadata": {"finalizers": [{"$patch": "replace"}, "z"]}}),
-                json!({"metadata": {"finalizers": ["z"]}}),
             ),
             // ownerReferences merge on uid
             (
@@ -335,7 +334,7 @@ mod tests {
                 "ServiceAccount",
                 json!({"secrets": [{"name": "a"}], "imagePullSecrets": [{"name": "x"}]}),
                 json!({"secrets": [{"name": "b"}], "imagePullSecrets": [{"name": "y"}]}),
-                json!({"secrets": [{"name": "a"}, {"name": "b"}], "imagePullSecrets": [{"name": "y"}]}),
+                json!({"secrets": [{"name": "b"}, {"name": "a"}], "imagePullSecrets": [{"name": "y"}]}),
             ),
             // RBAC lists are atomic
             (
@@ -355,7 +354,7 @@ mod tests {
                 "ConfigMap",
                 json!({"data": {"a": "1"}, "x": 1}),
                 json!({"data": {"$patch": "delete"}}),
-                json!({"x": 1}),
+                json!({"data": {}, "x": 1}),
             ),
             (
                 "ConfigMap",
@@ -368,7 +367,8 @@ mod tests {
                 "ConfigMap",
                 json!({"metadata": {"finalizers": ["a", "b", "c"]}}),
                 json!({"metadata": {"$setElementOrder/finalizers": ["c", "a"]}}),
-                json!({"metadata": {"finalizers": ["c", "a", "b"]}}),
+                // apimachinery interleaves: server-only "b" keeps its place before "c".
+                json!({"metadata": {"finalizers": ["b", "c", "a"]}}),
             ),
             (
                 "Namespace",
@@ -401,6 +401,9 @@ mod tests {
             json!({"metadata": {"ownerReferences": [{"name": "no-uid"}]}}),
             json!({"metadata": {"ownerReferences": ["scalar"]}}),
             json!({"metadata": {"finalizers": [{"a": 1}]}}),
+            json!({"metadata": {"finalizers": [{"$patch": "replace"}, "z"]}}),
+            json!({"metadata": {"ownerReferences": [{"$patch": "merge", "uid": "1"}]}}),
+            json!({"metadata": {"ownerReferences": [{"$patch": "delete"}]}}),
             json!({"metadata": {"$deleteFromPrimitiveList/finalizers": "x"}}),
             json!({"data": {"$retainKeys": "x"}}),
         ];
