@@ -20,7 +20,7 @@ use testbed::kube::{KubeHandle, KubeServer, KubeServerConfig};
 const BIN: &str = env!("CARGO_BIN_EXE_gitlab-token-operator");
 
 struct World {
-    _kube: KubeHandle,
+    kube: KubeHandle,
     client: Client,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
@@ -93,7 +93,7 @@ async fn world(with_crds: bool) -> World {
         namespaces.create(&PostParams::default(), &n).await.unwrap();
     }
     World {
-        _kube: kube,
+        kube,
         client,
         _dir: dir,
         kubeconfig,
@@ -268,7 +268,7 @@ async fn cluster_access_errors_exit_2_and_say_what_to_do() {
     );
     // Credentials the server does not accept.
     let bad = w.home.join("bad-kubeconfig");
-    w._kube.write_kubeconfig(&bad, "not-a-token").unwrap();
+    w.kube.write_kubeconfig(&bad, "not-a-token").unwrap();
     let out = cli(&bad, &w.home, &["status"]).await;
     assert_eq!(out.code, 2);
     assert!(
@@ -276,6 +276,21 @@ async fn cluster_access_errors_exit_2_and_say_what_to_do() {
         "{}",
         out.stderr
     );
+    // A user without RBAC on gitlabtokens (in a world with the CRDs installed).
+    let w = world(true).await;
+    w.kube.add_user_token("nobody-token", "nobody", &[]);
+    let nobody = w.home.join("nobody-kubeconfig");
+    w.kube.write_kubeconfig(&nobody, "nobody-token").unwrap();
+    let out = cli(&nobody, &w.home, &["status", "-n", "team-a"]).await;
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("forbidden") && out.stderr.contains("RBAC"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&nobody, &w.home, &["renew", "team-a/x"]).await;
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("forbidden"), "{}", out.stderr);
 }
 
 fn managers(t: &GitLabToken) -> Vec<(String, String)> {
