@@ -111,19 +111,13 @@ fn source(out: &mut String, s: &SourceReport) {
             );
             match &s.policy {
                 Some(p) => field(out, "policy", format!("closest is {p}, which does not allow:")),
-                None => field(
-                    out,
-                    "policy",
-                    "no usable policy selects this namespace and connection",
-                ),
+                None => {
+                    let m = s.message.as_deref().unwrap_or_default();
+                    field(out, "policy", m.strip_prefix("denied: ").unwrap_or(m));
+                }
             }
             for v in &s.violations {
                 let _ = writeln!(out, "    - {}", v.message);
-            }
-            if let Some(m) = &s.message
-                && s.violations.is_empty()
-            {
-                field(out, "why", m);
             }
         }
         Verdict::Refused => {
