@@ -19,20 +19,24 @@ async fn schema_validation_pruning_defaults_and_status() {
     let h = start().await;
     install_crd(&h, "Namespaced").await;
     let raw = Raw::new(&h, h.admin_token());
-    let (_, crd) = raw
-        .get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
-        .await;
-    let conds = crd["status"]["conditions"].as_array().expect("conditions");
-    assert!(
+    let crd = eventually(10, "Established", || async {
+        let (_, crd) = raw
+            .get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+            .await;
+        let conds = crd["status"]["conditions"].as_array()?;
         conds
             .iter()
             .any(|c| c["type"] == "Established" && c["status"] == "True")
-    );
+            .then_some(crd.clone())
+    })
+    .await;
+    let conds = crd["status"]["conditions"].as_array().expect("conditions");
     assert!(
         conds
             .iter()
             .any(|c| c["type"] == "NamesAccepted" && c["reason"] == "NoConflicts")
     );
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "Widget");
 
     let (code, e) = raw
         .post(W, widget("bad", json!({"size":"big","color":"pink"})))
@@ -361,5 +365,87 @@ async fn cluster_scoped_crds_and_crd_deletion() {
         (code, e["details"]["causes"][0]["field"].as_str()),
         (422, Some("metadata.name")),
         "{e}"
+    );
+}
+
+#[tokio::test]
+async fn multi_version_crds_serve_every_served_version() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let mut crd = common::widget_crd("Namespaced");
+    let mut v2 = crd["spec"]["versions"][0].clone();
+    v2["name"] = json!("v1beta1");
+    v2["storage"] = json!(false);
+    crd["spec"]["versions"].as_array_mut().expect("versions").push(v2);
+    let (code, b) = raw
+        .post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        .await;
+    assert_eq!(code, 201, "{b}");
+    assert_eq!(b["status"]["storedVersions"], json!(["v1"]));
+    let (code, _) = raw.post(W, widget("w1", json!({"size":1}))).await;
+    assert_eq!(code, 201);
+    let (code, b) = raw
+        .get("/apis/example.com/v1beta1/namespaces/default/widgets/w1")
+        .await;
+    assert_eq!(
+        (code, b["apiVersion"].as_str()),
+        (200, Some("example.com/v1beta1"))
+    );
+    let (_, groups) = raw.get("/apis").await;
+    let g = groups["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .find(|g| g["name"] == "example.com")
+        .cloned()
+        .expect("group");
+    assert_eq!(g["preferredVersion"]["version"], "v1");
+    assert_eq!(g["versions"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn conflicting_crd_names_are_not_accepted() {
+    let h = start().await;
+    install_crd(&h, "Namespaced").await;
+    let raw = Raw::new(&h, h.admin_token());
+    eventually(10, "widgets accepted", || async {
+        let (_, c) = raw
+            .get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com")
+            .await;
+        c["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "NamesAccepted" && c["status"] == "True")
+            .then_some(())
+    })
+    .await;
+    let mut other = common::widget_crd("Namespaced");
+    other["metadata"]["name"] = json!("things.example.com");
+    other["spec"]["names"] = json!({"plural":"things","singular":"thing","kind":"Widget"});
+    let (code, b) = raw
+        .post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", other)
+        .await;
+    assert_eq!(code, 201, "{b}");
+    let cond = eventually(10, "NamesAccepted=False", || async {
+        let (_, c) = raw
+            .get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/things.example.com")
+            .await;
+        c["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "NamesAccepted" && c["status"] == "False")
+            .cloned()
+    })
+    .await;
+    assert_eq!(cond["reason"], "KindConflict");
+    assert_eq!(cond["message"], "\"Widget\" is already in use");
+    assert_eq!(
+        raw.get("/apis/example.com/v1/namespaces/default/things").await.0,
+        404,
+        "not served"
+    );
+    assert_eq!(
+        raw.get("/apis/example.com/v1/namespaces/default/widgets").await.0,
+        200
     );
 }

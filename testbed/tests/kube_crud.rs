@@ -379,3 +379,179 @@ async fn secret_validation() {
         .await
         .expect("immutable secrets can be deleted");
 }
+
+#[tokio::test]
+async fn unknown_fields_dry_run_and_deletecollection() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // Unknown top-level fields of built-ins: dropped, or 400 under fieldValidation=Strict.
+    let (code, e) = raw
+        .post(
+            &format!("{cms}?fieldValidation=Strict"),
+            json!({"metadata":{"name":"u"},"dta":{"a":"b"}}),
+        )
+        .await;
+    assert_eq!(code, 400, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("unknown field \"dta\""),
+        "{e}"
+    );
+    let resp = raw
+        .http
+        .post(format!("{}{cms}", h.url()))
+        .bearer_auth(h.admin_token())
+        .header("content-type", "application/json")
+        .body(json!({"metadata":{"name":"u"},"dta":{"a":"b"}}).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 201);
+    let warning = resp
+        .headers()
+        .get("warning")
+        .and_then(|w| w.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(warning, "299 - \"unknown field \\\"dta\\\"\"");
+    let b: serde_json::Value = resp.json().await.expect("json");
+    assert!(b.get("dta").is_none());
+    // dryRun=All validates and answers but persists nothing and does not move the RV.
+    let rv = h.resource_version();
+    let (code, b) = raw
+        .post(&format!("{cms}?dryRun=All"), json!({"metadata":{"name":"dry"}}))
+        .await;
+    assert_eq!((code, b["metadata"]["name"].as_str()), (201, Some("dry")));
+    assert!(b["metadata"]["uid"].is_string());
+    let (code, _) = raw.delete(&format!("{cms}/u"), json!({"dryRun":["All"]})).await;
+    assert_eq!(code, 200);
+    assert_eq!(raw.get(&format!("{cms}/dry")).await.0, 404);
+    assert_eq!(raw.get(&format!("{cms}/u")).await.0, 200);
+    assert_eq!(h.resource_version(), rv);
+    // deletecollection with a label selector returns the list of deleted items.
+    for (n, l) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        assert_eq!(
+            raw.post(cms, json!({"metadata":{"name":n,"labels":{"l":l}}}))
+                .await
+                .0,
+            201
+        );
+    }
+    let (code, list) = raw.delete(&format!("{cms}?labelSelector=l%3Dx"), json!({})).await;
+    assert_eq!((code, list["kind"].as_str()), (200, Some("ConfigMapList")));
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2));
+    let (_, left) = raw.get(cms).await;
+    let names: Vec<&str> = left["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["c", "u"]);
+    // Update preconditions on DELETE.
+    let (code, e) = raw
+        .delete(
+            &format!("{cms}/c"),
+            json!({"preconditions":{"resourceVersion":"1"}}),
+        )
+        .await;
+    assert_eq!((code, e["reason"].as_str()), (409, Some("Conflict")));
+    assert!(
+        e["message"].as_str().expect("m").starts_with(
+            "Operation cannot be fulfilled on ConfigMap \"c\": the ResourceVersion in the precondition (1)"
+        ),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_status_answers_not_panics() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cases: Vec<(&str, String, Option<&str>, Option<String>)> = vec![
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some("{not json".into()),
+        ),
+        ("POST", cms.into(), Some("application/json"), Some("[1,2]".into())),
+        (
+            "POST",
+            cms.into(),
+            Some("application/vnd.kubernetes.protobuf"),
+            Some("k8s\0\u{ff}\u{ff}".into()),
+        ),
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some(r#"{"metadata":{"generateName":"ééééé"}}"#.into()),
+        ),
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some(r#"{"metadata":"x"}"#.into()),
+        ),
+        (
+            "POST",
+            cms.into(),
+            Some("application/json"),
+            Some(r#"{"kind":"Secret","metadata":{"name":"a"}}"#.into()),
+        ),
+        (
+            "PUT",
+            format!("{cms}/a"),
+            Some("application/json"),
+            Some(r#"{"metadata":{"name":"b"}}"#.into()),
+        ),
+        (
+            "PATCH",
+            format!("{cms}/a"),
+            Some("application/apply-patch+yaml"),
+            Some(": : :".into()),
+        ),
+        (
+            "DELETE",
+            format!("{cms}/a"),
+            Some("application/json"),
+            Some("{bad".into()),
+        ),
+        (
+            "DELETE",
+            format!("{cms}/a"),
+            Some("application/json"),
+            Some(r#"{"propagationPolicy":"Sometimes"}"#.into()),
+        ),
+        ("GET", format!("{cms}?watch=maybe"), None, None),
+        ("GET", format!("{cms}?limit=abc"), None, None),
+        ("GET", format!("{cms}?labelSelector=%21"), None, None),
+        (
+            "GET",
+            "/api/v1/namespaces/default/configmaps/a/b/c/d".into(),
+            None,
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/default/configmaps/a".into(),
+            Some("application/json"),
+            Some("{}".into()),
+        ),
+        ("GET", "/api/v1/configmaps/a".into(), None, None),
+    ];
+    for (method, path, ct, body) in cases {
+        let (code, status) = raw.req(method, &path, ct, body.clone()).await;
+        assert!(
+            (400..500).contains(&code),
+            "{method} {path} {body:?} → {code} {status}"
+        );
+        assert_eq!(status["kind"], "Status", "{method} {path} → {status}");
+    }
+    assert_eq!(raw.get("/livez").await.0, 200, "server still up");
+}

@@ -143,6 +143,16 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         let err = kc.fails(&["apply", "-f", bad.to_str().expect("p")]);
         assert!(err.contains("spec.url") && err.contains("Required value"), "{err}");
 
+        // Built-in printers, auth can-i (SelfSubjectAccessReview), events.
+        let ns = kc.run(&["get", "namespaces"]);
+        assert!(ns.lines().next().expect("header").contains("STATUS") && ns.contains("Active"), "{ns}");
+        assert_eq!(kc.run(&["auth", "can-i", "create", "secrets", "-n", "apps"]).trim(), "yes");
+        kc.run(&["create", "configmap", "cm1", "--from-literal=a=b", "-n", "apps"]);
+        let cms = kc.run(&["get", "configmap", "cm1", "-n", "apps"]);
+        assert!(cms.contains("DATA") && cms.contains("cm1"), "{cms}");
+        let one = kc.run(&["get", "gitrepository", "dev-team", "-n", "apps", "-o", "jsonpath={.spec.url}"]);
+        assert!(one.starts_with("https://"), "{one}");
+
         // Secrets via kubectl create.
         kc.run(&["create", "secret", "generic", "s1", "--from-literal=password=hunter2", "-n", "apps"]);
         let secrets = kc.run(&["get", "secrets", "-n", "apps"]);

@@ -283,3 +283,33 @@ async fn namespace_deletion_cascades() {
         )
     );
 }
+
+#[tokio::test]
+async fn namespace_finalize_endpoint_releases_custom_spec_finalizers() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let (code, ns) = raw
+        .post(
+            "/api/v1/namespaces",
+            json!({"metadata":{"name":"held"},"spec":{"finalizers":["example.com/x"]}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes", "example.com/x"]));
+    assert_eq!(raw.delete("/api/v1/namespaces/held", json!({})).await.0, 200);
+    let ns = eventually(
+        10,
+        "kubernetes finalizer removed by the namespace controller",
+        || async {
+            let (_, ns) = raw.get("/api/v1/namespaces/held").await;
+            (ns["spec"]["finalizers"] == json!(["example.com/x"])).then_some(ns)
+        },
+    )
+    .await;
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    let mut fin = ns.clone();
+    fin["spec"]["finalizers"] = json!([]);
+    let (code, b) = raw.put("/api/v1/namespaces/held/finalize", fin).await;
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(raw.get("/api/v1/namespaces/held").await.0, 404);
+}

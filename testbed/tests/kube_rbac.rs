@@ -170,3 +170,117 @@ async fn rbac_allows_and_denies_from_stored_objects() {
         .expect("anon");
     assert_eq!(anon.status().as_u16(), 200);
 }
+
+#[tokio::test]
+async fn rbac_escalation_is_prevented() {
+    let h = start().await;
+    h.add_user_token("dana-token", "dana", &[]);
+    let admin = Raw::new(&h, h.admin_token());
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    assert_eq!(
+        admin
+            .post("/api/v1/namespaces", json!({"metadata":{"name":"team-a"}}))
+            .await
+            .0,
+        201
+    );
+    let (c, _) = admin.post(&format!("{rbac}/namespaces/team-a/roles"), json!({"metadata":{"name":"delegate"},
+        "rules":[{"apiGroups":["rbac.authorization.k8s.io"],"resources":["roles","rolebindings"],"verbs":["create","get","patch"]},
+                 {"apiGroups":[""],"resources":["configmaps"],"verbs":["get"]}]})).await;
+    assert_eq!(c, 201);
+    let (c, _) = admin
+        .post(
+            &format!("{rbac}/namespaces/team-a/rolebindings"),
+            json!({"metadata":{"name":"dana-delegate"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"Role","name":"delegate"},
+        "subjects":[{"kind":"User","name":"dana","apiGroup":"rbac.authorization.k8s.io"}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    let dana = Raw::new(&h, "dana-token");
+    let (c, e) = dana
+        .post(
+            &format!("{rbac}/namespaces/team-a/roles"),
+            json!({"metadata":{"name":"too-much"},
+        "rules":[{"apiGroups":[""],"resources":["secrets"],"verbs":["get"]}]}),
+        )
+        .await;
+    assert_eq!(c, 403, "{e}");
+    assert_eq!(
+        e["message"],
+        "roles.rbac.authorization.k8s.io \"too-much\" is forbidden: user \"dana\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}"
+    );
+    let (c, _) = dana
+        .post(
+            &format!("{rbac}/namespaces/team-a/roles"),
+            json!({"metadata":{"name":"ok"},
+        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get"]}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    // Patching a held role into an escalation is refused as well.
+    let (c, _) = dana
+        .patch(
+            &format!("{rbac}/namespaces/team-a/roles/ok"),
+            "application/merge-patch+json",
+            json!({"rules":[{"apiGroups":["*"],"resources":["*"],"verbs":["*"]}]}),
+        )
+        .await;
+    assert_eq!(c, 403);
+    let bind = |role_kind: &str, role: &str, name: &str| {
+        json!({"metadata":{"name":name},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":role_kind,"name":role},
+        "subjects":[{"kind":"User","name":"eve","apiGroup":"rbac.authorization.k8s.io"}]})
+    };
+    let (c, _) = dana
+        .post(
+            &format!("{rbac}/namespaces/team-a/rolebindings"),
+            bind("ClusterRole", "cluster-admin", "b1"),
+        )
+        .await;
+    assert_eq!(c, 403);
+    let (c, e) = dana
+        .post(
+            &format!("{rbac}/namespaces/team-a/rolebindings"),
+            bind("Role", "ok", "b2"),
+        )
+        .await;
+    assert_eq!(c, 201, "{e}");
+}
+
+#[tokio::test]
+async fn aggregated_cluster_roles_collect_matching_rules() {
+    let h = start().await;
+    h.add_user_token("fred-token", "fred", &[]);
+    let admin = Raw::new(&h, h.admin_token());
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    let (c, _) = admin.post(&format!("{rbac}/clusterroles"), json!({"metadata":{"name":"agg"},
+        "aggregationRule":{"clusterRoleSelectors":[{"matchLabels":{"example.com/aggregate-to-agg":"true"}}]}})).await;
+    assert_eq!(c, 201);
+    let (c, _) = admin
+        .post(
+            &format!("{rbac}/clusterrolebindings"),
+            json!({"metadata":{"name":"fred-agg"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"agg"},
+        "subjects":[{"kind":"User","name":"fred","apiGroup":"rbac.authorization.k8s.io"}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    let fred = Raw::new(&h, "fred-token");
+    assert_eq!(fred.get("/api/v1/namespaces/default/configmaps").await.0, 403);
+    let (c, _) = admin
+        .post(
+            &format!("{rbac}/clusterroles"),
+            json!({"metadata":{"name":"cm-list",
+        "labels":{"example.com/aggregate-to-agg":"true"}},
+        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["list"]}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    common::eventually(10, "aggregated rule grants list", || async {
+        (fred.get("/api/v1/namespaces/default/configmaps").await.0 == 200).then_some(())
+    })
+    .await;
+    let (_, agg) = admin.get(&format!("{rbac}/clusterroles/agg")).await;
+    assert_eq!(agg["rules"][0]["resources"], json!(["configmaps"]));
+}

@@ -67,6 +67,11 @@ impl Controls {
     /// Fails a fraction (`rate` in 0..=1) of requests matching `verb` and `resource` (`*` = any)
     /// with HTTP `code` (e.g. 500, 503, 429).
     pub fn inject_errors(&self, verb: &str, resource: &str, rate: f64, code: u16) {
+        let rate = if rate.is_finite() {
+            rate.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self.lock().errors.push(ErrorRule {
             verb: verb.into(),
             resource: resource.into(),

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::crd;
 use super::deletion::{self, DeleteOpts};
 use super::objects::now_str;
+use super::selector::LabelSelector;
 use super::state::State;
 
 struct Node {
@@ -75,8 +77,71 @@ fn delete_obj(st: &State, storage: &str, o: &Value, policy: &str) -> bool {
     .is_ok()
 }
 
+/// The ClusterRole aggregation controller: roles with `aggregationRule` get the union of the
+/// rules of every ClusterRole matching one of its selectors.
+fn aggregate_cluster_roles(st: &State) -> bool {
+    let roles = st.store.list("clusterroles", None, None).items;
+    let Some(def) = st.registry.by_storage("clusterroles") else {
+        return false;
+    };
+    let mut changed = false;
+    for role in roles.iter().filter(|r| r.get("aggregationRule").is_some()) {
+        let selectors: Vec<LabelSelector> = role["aggregationRule"]["clusterRoleSelectors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(LabelSelector::from_object)
+            .collect();
+        let mut rules: Vec<Value> = Vec::new();
+        for other in roles
+            .iter()
+            .filter(|o| o["metadata"]["name"] != role["metadata"]["name"])
+        {
+            if selectors.iter().any(|s| s.matches(other)) {
+                for r in other["rules"].as_array().into_iter().flatten() {
+                    if !rules.contains(r) {
+                        rules.push(r.clone());
+                    }
+                }
+            }
+        }
+        let want = Value::Array(rules);
+        let r = deletion::system_update(st, &def, "", str_at(role, "/metadata/name"), |obj| {
+            if obj.get("rules").unwrap_or(&Value::Null) == &want
+                || (want == json!([]) && obj.get("rules").is_none())
+            {
+                return false;
+            }
+            obj["rules"] = want.clone();
+            true
+        });
+        changed |= r.is_ok_and(|r| r.is_some());
+    }
+    changed
+}
+
+/// The CRD naming controller (accepted names, NamesAccepted/Established, conflicts).
+fn name_crds(st: &State) -> bool {
+    let crds = st.store.list("customresourcedefinitions", None, None).items;
+    let Some(def) = st.registry.by_storage("customresourcedefinitions") else {
+        return false;
+    };
+    let now = now_str();
+    let mut changed = false;
+    for c in &crds {
+        let conflict = crd::name_conflict(crds.iter().map(|o| o.as_ref()), c);
+        let r = deletion::system_update(st, &def, "", str_at(c, "/metadata/name"), |obj| {
+            crd::reconcile_names(obj, conflict.as_ref(), &now)
+        });
+        changed |= r.is_ok_and(|r| r.is_some());
+    }
+    changed
+}
+
 /// One sweep; returns whether anything changed.
 pub fn pass(st: &State) -> bool {
+    let mut changed = aggregate_cluster_roles(st);
+    changed |= name_crds(st);
     let all = st.store.all_in(None);
     let mut nodes: HashMap<String, Node> = HashMap::new();
     for (_, o) in &all {
@@ -89,7 +154,6 @@ pub fn pass(st: &State) -> bool {
             },
         );
     }
-    let mut changed = false;
     let mut dependents: HashMap<String, Vec<bool>> = HashMap::new();
     for (storage, o) in &all {
         let Some(refs) = o.pointer("/metadata/ownerReferences").and_then(Value::as_array) else {

@@ -274,7 +274,7 @@ async fn route(
             },
         )
         .await?;
-        return rbac::self_review(st, user, body);
+        return rbac::self_review(st, user, headers, body);
     }
     let def = st
         .registry
@@ -330,9 +330,10 @@ async fn route(
         manager,
         dry_run: q.get("dryRun") == Some("All"),
         strict: q.get("fieldValidation") == Some("Strict"),
+        warnings: (q.get("fieldValidation") != Some("Ignore")).then(Arc::default),
     };
     let sub = t.sub.as_deref();
-    match verb {
+    let mut resp = match verb {
         "get" => {
             let obj = st
                 .store
@@ -344,6 +345,7 @@ async fn route(
         "watch" => listing::start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
         "create" => {
             let obj = parse_body(headers, body)?;
+            rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;
             if def.is_custom() && creating_blocked(st, &def) {
                 return Err(ApiError::method_not_allowed("create", &def.plural));
             }
@@ -352,6 +354,7 @@ async fn route(
         }
         "update" => {
             let obj = parse_body(headers, body)?;
+            rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;
             let res = objects::update(st, &def, &ns, &name, obj, sub, &wo)?;
             Ok(json_response(200, &render_one(&def, &res, shape)))
         }
@@ -376,6 +379,15 @@ async fn route(
                     ..attrs.clone()
                 };
                 gate(st, user, &c, subj(&def, &name)).await?;
+            }
+            if def.group == "rbac.authorization.k8s.io" {
+                let dry = WriteOpts {
+                    dry_run: true,
+                    ..wo.clone()
+                };
+                let (would, _) =
+                    patching::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &dry)?;
+                rbac::check_escalation(st, user, &def.kind, &ns, &would)?;
             }
             let (res, created) =
                 patching::patch(st, &def, &ns, &name, body, mode, sub, q.flag("force")?, &wo)?;
@@ -429,7 +441,20 @@ async fn route(
             ))
         }
         _ => Err(ApiError::no_route()),
+    }?;
+    if let Some(w) = wo
+        .warnings
+        .as_ref()
+        .and_then(|w| w.lock().ok().map(|w| w.clone()))
+    {
+        for text in w {
+            let v = format!("299 - {}", serde_json::Value::String(text));
+            if let Ok(hv) = http::HeaderValue::from_str(&v) {
+                resp.headers_mut().append(header::WARNING, hv);
+            }
+        }
     }
+    Ok(resp)
 }
 
 fn creating_blocked(st: &State, def: &ResourceDef) -> bool {
@@ -441,7 +466,7 @@ fn creating_blocked(st: &State, def: &ResourceDef) -> bool {
 
 /// Decodes a create/update body by Content-Type (JSON or YAML; anything else, e.g. protobuf, is 415
 /// so client-go falls back to JSON).
-fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())

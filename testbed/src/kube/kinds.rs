@@ -46,7 +46,15 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, now: &
             }
             match old {
                 None => {
-                    obj["spec"] = json!({"finalizers":["kubernetes"]});
+                    let mut fins: Vec<Value> = obj
+                        .pointer("/spec/finalizers")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    if !fins.iter().any(|f| f == "kubernetes") {
+                        fins.insert(0, json!("kubernetes"));
+                    }
+                    obj["spec"] = json!({"finalizers": fins});
                     obj["status"] = json!({"phase":"Active"});
                 }
                 Some(o) => {
@@ -62,6 +70,20 @@ pub fn normalize(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, now: &
         ("apiextensions.k8s.io", "CustomResourceDefinition") => normalize_crd(obj, old, now),
         _ => {}
     }
+}
+
+/// Extra Secret type rules that need metadata (service-account tokens name their account).
+pub fn validate_secret_meta(obj: &Value) -> Vec<FieldCause> {
+    if obj["type"] == "kubernetes.io/service-account-token"
+        && obj
+            .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+            .is_none()
+    {
+        return vec![required(
+            "metadata.annotations[kubernetes.io/service-account.name]",
+        )];
+    }
+    Vec::new()
 }
 
 fn drop_empty(obj: &mut Value, field: &str) {
@@ -110,26 +132,128 @@ fn normalize_crd(obj: &mut Value, old: Option<&Value>, now: &str) {
             stored.push(s);
         }
     }
-    let since = |t: &str| {
-        prev_status
-            .as_ref()
-            .and_then(|s| s["conditions"].as_array())
-            .and_then(|cs| cs.iter().find(|c| c["type"] == t))
-            .and_then(|c| c["lastTransitionTime"].as_str().map(String::from))
-            .unwrap_or_else(|| now.to_string())
-    };
-    let mut conditions = vec![
-        json!({"type":"NamesAccepted","status":"True","reason":"NoConflicts","message":"no conflicts found","lastTransitionTime":since("NamesAccepted")}),
-        json!({"type":"Established","status":"True","reason":"InitialNamesAccepted","message":"the initial names have been accepted","lastTransitionTime":since("Established")}),
-    ];
+    let mut status =
+        prev_status.unwrap_or_else(|| json!({"acceptedNames":{"plural":"","kind":""},"conditions":[]}));
+    status["storedVersions"] = json!(stored);
+    obj["status"] = status;
     if obj.pointer("/metadata/deletionTimestamp").is_some() {
-        conditions.push(json!({"type":"Terminating","status":"True","reason":"InstanceDeletionInProgress","message":"CustomResource deletion is in progress","lastTransitionTime":since("Terminating")}));
+        super::crd::set_condition(
+            obj,
+            "Terminating",
+            true,
+            "InstanceDeletionInProgress",
+            "CustomResource deletion is in progress",
+            now,
+        );
     }
-    obj["status"] = json!({
-        "acceptedNames": obj.pointer("/spec/names").cloned().unwrap_or(Value::Null),
-        "conditions": conditions,
-        "storedVersions": stored,
-    });
+}
+
+/// Top-level fields of the built-in kinds; anything else is dropped (as decoding into the Go
+/// type does) and reported so `fieldValidation=Strict` can refuse it.
+fn builtin_fields(def: &ResourceDef) -> Option<&'static [&'static str]> {
+    Some(match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Secret") => &["data", "stringData", "type", "immutable"],
+        ("", "ConfigMap") => &["data", "binaryData", "immutable"],
+        ("", "Namespace") | ("apiextensions.k8s.io", _) => &["spec", "status"],
+        ("", "ServiceAccount") => &["secrets", "imagePullSecrets", "automountServiceAccountToken"],
+        ("coordination.k8s.io", _) => &["spec"],
+        (_, "Role") => &["rules"],
+        (_, "ClusterRole") => &["rules", "aggregationRule"],
+        (_, "RoleBinding" | "ClusterRoleBinding") => &["roleRef", "subjects"],
+        ("", "Event") => &[
+            "involvedObject",
+            "reason",
+            "message",
+            "source",
+            "firstTimestamp",
+            "lastTimestamp",
+            "count",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingComponent",
+            "reportingInstance",
+        ],
+        ("events.k8s.io", "Event") => &[
+            "eventTime",
+            "series",
+            "reportingController",
+            "reportingInstance",
+            "action",
+            "reason",
+            "regarding",
+            "related",
+            "note",
+            "type",
+            "deprecatedSource",
+            "deprecatedFirstTimestamp",
+            "deprecatedLastTimestamp",
+            "deprecatedCount",
+        ],
+        _ => return None,
+    })
+}
+
+/// Drops unknown top-level fields of a built-in kind's request body; returns their names.
+pub fn prune_builtin(def: &ResourceDef, obj: &mut Value) -> Vec<String> {
+    let Some(known) = builtin_fields(def) else {
+        return Vec::new();
+    };
+    let Some(m) = obj.as_object_mut() else {
+        return Vec::new();
+    };
+    let unknown: Vec<String> = m
+        .keys()
+        .filter(|k| !["apiVersion", "kind", "metadata"].contains(&k.as_str()) && !known.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    for k in &unknown {
+        m.remove(k);
+    }
+    unknown
+}
+
+/// Kind-specific validation of a write (`old` is the stored object on updates). Undecodable
+/// base64 data is a 400; rule violations are returned as causes.
+pub fn validate_kind(
+    def: &ResourceDef,
+    new: &Value,
+    old: Option<&Value>,
+) -> Result<Vec<FieldCause>, super::status::ApiError> {
+    use super::status::ApiError;
+    let mut causes = Vec::new();
+    match (def.group.as_str(), def.kind.as_str()) {
+        ("", "Secret") => {
+            super::validation::decode_secret_data(new).map_err(ApiError::bad_request)?;
+            causes.extend(super::validation::validate_secret(new, old));
+            causes.extend(validate_secret_meta(new))
+        }
+        ("", "ConfigMap") => {
+            let binary = json!({"data": new.get("binaryData").cloned().unwrap_or(Value::Null)});
+            super::validation::decode_secret_data(&binary).map_err(|e| {
+                ApiError::bad_request(e.replace("Secret", "ConfigMap").replace(".data", ".binaryData"))
+            })?;
+            causes.extend(super::validation::validate_configmap(new, old))
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            causes.extend(super::validation::validate_binding(new, old))
+        }
+        ("apiextensions.k8s.io", _) => causes.extend(validate_crd(new, old)),
+        _ => {}
+    }
+    if let Some(old) = old {
+        causes.extend(super::validation::validate_finalizers_while_deleting(old, new));
+        if old.pointer("/metadata/uid") != new.pointer("/metadata/uid") {
+            causes.push(invalid_value(
+                "metadata.uid",
+                &new["metadata"]["uid"],
+                "field is immutable",
+            ));
+        }
+    }
+    Ok(causes)
 }
 
 /// CRD validation: name = plural.group, exactly one storage version, schemas present, scope.
@@ -182,6 +306,13 @@ pub fn validate_crd(obj: &Value, old: Option<&Value>) -> Vec<FieldCause> {
                 spec["scope"]
             ),
         )),
+    }
+    if spec["preserveUnknownFields"].as_bool() == Some(true) {
+        out.push(invalid_value(
+            "spec.preserveUnknownFields",
+            &json!(true),
+            "must be false in order to use defaults in the schema",
+        ));
     }
     let versions = spec["versions"].as_array().cloned().unwrap_or_default();
     if versions.is_empty() {

@@ -2,8 +2,29 @@
 //!
 //! Start one per test with [`KubeServer::start`]; it serves plain HTTP on a random loopback port,
 //! writes kubeconfigs for clients (kube-rs, kubectl), and exposes [`Controls`] for fault injection.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use testbed::kube::{KubeServer, KubeServerConfig};
+//! let world = KubeServer::start(KubeServerConfig::default()).await?;
+//! let client = world.admin_client().await?; // kube::Client, identity in group system:masters
+//! world.add_user_token("alice-token", "alice", &["devs"]); // RBAC applies to alice
+//! world.write_kubeconfig("/tmp/kc", world.admin_token())?;
+//! world.allow_anonymous_admin(); // kubectl sends no token over plain HTTP
+//! world.controls().inject_errors("create", "secrets", 0.5, 503);
+//! world.shutdown().await;
+//! # drop(client); Ok(()) }
+//! ```
+//!
+//! Layout: `http` (routing, auth, RBAC gate, controls) → `listing`/`watch` (reads) and
+//! `objects`/`patching`/`deletion` (the write pipeline) over `store` (objects as `Arc<Value>`,
+//! global resourceVersion, event log and broadcast fan-out). `gc` runs the controllers the
+//! control plane would (garbage collector, namespace lifecycle, CRD naming and cleanup,
+//! ClusterRole aggregation). Pure rules live in `validation`, `kinds`, `selector`, `rbac`,
+//! `output` and `semantics` (schema, patches, managedFields).
 
 pub mod controls;
+pub mod crd;
 pub mod deletion;
 pub mod discovery;
 pub mod gc;

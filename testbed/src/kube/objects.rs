@@ -25,6 +25,18 @@ pub struct WriteOpts {
     pub dry_run: bool,
     /// `fieldValidation=Strict`: unknown fields are an error.
     pub strict: bool,
+    /// Collects `Warning` header texts (dropped unknown fields); `None` for `fieldValidation=Ignore`.
+    pub warnings: Option<Arc<std::sync::Mutex<Vec<String>>>>,
+}
+
+impl WriteOpts {
+    fn warn_unknown(&self, fields: &[String]) {
+        if let Some(w) = &self.warnings
+            && let Ok(mut w) = w.lock()
+        {
+            w.extend(fields.iter().map(|f| format!("unknown field \"{f}\"")));
+        }
+    }
 }
 
 /// RFC 3339 UTC time with second precision.
@@ -72,6 +84,23 @@ pub(crate) fn meta_mut(obj: &mut Value) -> Result<&mut serde_json::Map<String, V
     }
     meta.as_object_mut()
         .ok_or_else(|| ApiError::bad_request("metadata must be an object"))
+}
+
+/// Drops unknown top-level fields of built-in kinds from a request body (400 under Strict).
+pub fn prune_request(def: &ResourceDef, obj: &mut Value, o: &WriteOpts) -> Result<(), ApiError> {
+    let unknown = kinds::prune_builtin(def, obj);
+    o.warn_unknown(&unknown);
+    if o.strict && !unknown.is_empty() {
+        let fields: Vec<String> = unknown.iter().map(|p| format!("unknown field \"{p}\"")).collect();
+        return Err(ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+            def.kind,
+            def.version,
+            def.kind,
+            fields.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 /// Checks or fills `apiVersion`/`kind` of a request body against the endpoint.
@@ -213,6 +242,7 @@ pub fn finish(
         if let (Some(m), Some(obj)) = (meta.clone(), view.as_object_mut()) {
             obj.insert("metadata".into(), m);
         }
+        o.warn_unknown(&pruned);
         if o.strict && !pruned.is_empty() {
             let fields: Vec<String> = pruned.iter().map(|p| format!("unknown field \"{p}\"")).collect();
             return Err(ApiError::bad_request(format!(
@@ -232,28 +262,7 @@ pub fn finish(
     }
     causes.extend(validation::validate_meta(def, &new));
     let old = existing.map(|e| e.as_ref());
-    match (def.group.as_str(), def.kind.as_str()) {
-        ("", "Secret") => {
-            validation::decode_secret_data(&new).map_err(ApiError::bad_request)?;
-            causes.extend(validation::validate_secret(&new, old))
-        }
-        ("", "ConfigMap") => causes.extend(validation::validate_configmap(&new, old)),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            causes.extend(validation::validate_binding(&new, old))
-        }
-        ("apiextensions.k8s.io", _) => causes.extend(kinds::validate_crd(&new, old)),
-        _ => {}
-    }
-    if let Some(old) = old {
-        causes.extend(validation::validate_finalizers_while_deleting(old, &new));
-        if old.pointer("/metadata/uid") != new.pointer("/metadata/uid") {
-            causes.push(super::status::invalid_value(
-                "metadata.uid",
-                &new["metadata"]["uid"],
-                "field is immutable",
-            ));
-        }
-    }
+    causes.extend(kinds::validate_kind(def, &new, old)?);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&kind_subj(def, &name), &causes));
     }
@@ -346,7 +355,11 @@ pub fn prepare_new(def: &ResourceDef, ns: &str, obj: &mut Value, now: &str) -> R
         let suffix: String = (0..5)
             .map(|_| GEN_CHARS[rng.random_range(0..GEN_CHARS.len())] as char)
             .collect();
-        name = format!("{}{suffix}", &g[..g.len().min(248)]);
+        let mut cut = g.len().min(248);
+        while !g.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        name = format!("{}{suffix}", &g[..cut]);
         meta.insert("name".into(), json!(name));
     }
     for k in [
@@ -409,6 +422,7 @@ pub fn create(
     o: &WriteOpts,
 ) -> Result<Arc<Value>, ApiError> {
     check_type_meta(def, &mut obj)?;
+    prune_request(def, &mut obj, o)?;
     let mut obj = from_view(def, obj);
     let now = now_str();
     let name = prepare_new(def, ns, &mut obj, &now)?;
@@ -529,6 +543,7 @@ pub fn update(
             .map(|m| m.entry("kind").or_insert(json!("Namespace")));
     }
     check_type_meta(def, &mut obj)?;
+    prune_request(def, &mut obj, o)?;
     let obj = from_view(def, obj);
     let body_name = obj
         .pointer("/metadata/name")
@@ -574,3 +589,7 @@ pub fn update(
     st.after_write(&def.storage, &res);
     Ok(res)
 }
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;

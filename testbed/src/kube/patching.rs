@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::kinds::{from_view, to_view};
 use super::objects::{
     Record, WriteOpts, check_namespace, finish, kind_subj, list_types, merge_for_write, now_str, prepare_new,
-    subj,
+    prune_request, subj,
 };
 use super::resources::ResourceDef;
 use super::semantics::FieldCause;
@@ -138,6 +138,8 @@ pub fn patch(
                 t
             }
         };
+        let mut result = result;
+        prune_request(def, &mut result, o)?;
         let result = from_view(def, result);
         if rv_of(&result) != rv_of(ex) && result.pointer("/metadata/resourceVersion").is_some() {
             return Err(ApiError::stale(&subj(def, name)));

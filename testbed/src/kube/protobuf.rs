@@ -129,6 +129,45 @@ fn object_meta(b: &[u8]) -> Result<Value, DecodeError> {
     Ok(Value::Object(m))
 }
 
+fn string_fields(b: &[u8], names: &[(u64, &str)]) -> Result<Value, DecodeError> {
+    let mut m = Map::new();
+    for (n, f) in fields(b)? {
+        if let (Field::Bytes(x), Some((_, k))) = (f, names.iter().find(|(i, _)| *i == n)) {
+            m.insert((*k).into(), json!(string(x)?));
+        }
+    }
+    Ok(Value::Object(m))
+}
+
+/// SelfSubjectAccessReviewSpec: resourceAttributes (1) or nonResourceAttributes (2).
+fn review_spec(b: &[u8]) -> Result<Value, DecodeError> {
+    let mut spec = Map::new();
+    for (n, f) in fields(b)? {
+        match (n, f) {
+            (1, Field::Bytes(x)) => {
+                let names = [
+                    (1, "namespace"),
+                    (2, "verb"),
+                    (3, "group"),
+                    (4, "version"),
+                    (5, "resource"),
+                    (6, "subresource"),
+                    (7, "name"),
+                ];
+                spec.insert("resourceAttributes".into(), string_fields(x, &names)?);
+            }
+            (2, Field::Bytes(x)) => {
+                spec.insert(
+                    "nonResourceAttributes".into(),
+                    string_fields(x, &[(1, "path"), (2, "verb")])?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(Value::Object(spec))
+}
+
 /// Decodes an enveloped protobuf body of a supported kind into JSON.
 pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
     let raw = body
@@ -167,11 +206,22 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             }
             ("ConfigMap", 2, Field::Bytes(x)) => map_entry(x, false, &mut data)?,
             ("ConfigMap", 3, Field::Bytes(x)) => map_entry(x, true, &mut binary)?,
+            ("SelfSubjectAccessReview", 2, Field::Bytes(x)) => {
+                drop(obj.insert("spec".into(), review_spec(x)?))
+            }
             ("Namespace" | "ServiceAccount", _, _) => {}
             _ => {}
         }
     }
-    if !["Namespace", "Secret", "ConfigMap", "ServiceAccount"].contains(&kind.as_str()) {
+    if ![
+        "Namespace",
+        "Secret",
+        "ConfigMap",
+        "ServiceAccount",
+        "SelfSubjectAccessReview",
+    ]
+    .contains(&kind.as_str())
+    {
         return Err(DecodeError("kind not supported in protobuf"));
     }
     for (k, m) in [

@@ -192,9 +192,165 @@ pub fn denial(user: &UserInfo, a: &Attrs) -> String {
     )
 }
 
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
+/// Rules of `rules` the user does not hold (in `namespace`, or cluster-wide when empty).
+fn missing_rules(st: &State, user: &UserInfo, rules: &[Value], namespace: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    for rule in rules {
+        let verbs = strs(&rule["verbs"]);
+        let urls = strs(&rule["nonResourceURLs"]);
+        let groups = strs(&rule["apiGroups"]);
+        let resources = strs(&rule["resources"]);
+        let names = strs(&rule["resourceNames"]);
+        let names = if names.is_empty() {
+            vec![String::new()]
+        } else {
+            names
+        };
+        let mut held = true;
+        for verb in &verbs {
+            for path in &urls {
+                let a = Attrs {
+                    verb: verb.clone(),
+                    path: path.clone(),
+                    ..Default::default()
+                };
+                held &= authorize(st, user, &a);
+            }
+            for g in &groups {
+                for res in &resources {
+                    let (resource, sub) = res.split_once('/').unwrap_or((res.as_str(), ""));
+                    for n in &names {
+                        let a = Attrs {
+                            verb: verb.clone(),
+                            group: g.clone(),
+                            resource: resource.into(),
+                            subresource: sub.into(),
+                            namespace: namespace.into(),
+                            name: n.clone(),
+                            path: String::new(),
+                        };
+                        held &= authorize(st, user, &a);
+                    }
+                }
+            }
+        }
+        if !held {
+            let q = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(" ");
+            let mut parts = Vec::new();
+            if !groups.is_empty() {
+                parts.push(format!("APIGroups:[{}]", q(&groups)));
+            }
+            if !resources.is_empty() {
+                parts.push(format!("Resources:[{}]", q(&resources)));
+            }
+            if !urls.is_empty() {
+                parts.push(format!("NonResourceURLs:[{}]", q(&urls)));
+            }
+            parts.push(format!("Verbs:[{}]", q(&verbs)));
+            missing.push(format!("{{{}}}", parts.join(", ")));
+        }
+    }
+    missing
+}
+
+/// RBAC escalation prevention: a user may only create/update roles granting permissions it
+/// holds (or with `escalate`), and bindings to roles whose permissions it holds (or with `bind`).
+pub fn check_escalation(
+    st: &State,
+    user: &UserInfo,
+    kind: &str,
+    namespace: &str,
+    obj: &Value,
+) -> Result<(), ApiError> {
+    if user.groups.iter().any(|g| g == "system:masters") {
+        return Ok(());
+    }
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let group = "rbac.authorization.k8s.io";
+    let (plural, rules, special) = match kind {
+        "Role" | "ClusterRole" => {
+            let plural = if kind == "Role" { "roles" } else { "clusterroles" };
+            let a = Attrs {
+                verb: "escalate".into(),
+                group: group.into(),
+                resource: plural.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                ..Default::default()
+            };
+            (
+                plural,
+                obj["rules"].as_array().cloned().unwrap_or_default(),
+                authorize(st, user, &a),
+            )
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let plural = if kind == "RoleBinding" {
+                "rolebindings"
+            } else {
+                "clusterrolebindings"
+            };
+            let rr = &obj["roleRef"];
+            let role_res = if rr["kind"] == "Role" {
+                "roles"
+            } else {
+                "clusterroles"
+            };
+            let a = Attrs {
+                verb: "bind".into(),
+                group: group.into(),
+                resource: role_res.into(),
+                namespace: namespace.into(),
+                name: rr["name"].as_str().unwrap_or_default().into(),
+                ..Default::default()
+            };
+            (plural, role_rules(st, rr, namespace), authorize(st, user, &a))
+        }
+        _ => return Ok(()),
+    };
+    if special {
+        return Ok(());
+    }
+    let missing = missing_rules(st, user, &rules, namespace);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let groups: Vec<String> = user.groups.iter().map(|g| format!("{g:?}")).collect();
+    let why = format!(
+        "user {:?} (groups=[{}]) is attempting to grant RBAC permissions not currently held:\n{}",
+        user.name,
+        groups.join(" "),
+        missing.join("\n")
+    );
+    Err(ApiError::forbidden(
+        &Subject {
+            kind: plural,
+            group,
+            name,
+        },
+        &why,
+    ))
+}
+
 /// Answers a SelfSubjectAccessReview for the requesting user.
-pub fn self_review(st: &State, user: &UserInfo, body: &[u8]) -> Result<Response, ApiError> {
-    let mut review = super::http::parse_json(body)?;
+pub fn self_review(
+    st: &State,
+    user: &UserInfo,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let mut review = super::http::parse_body(headers, body)?;
     let spec = &review["spec"];
     let attrs = if let Some(ra) = spec.get("resourceAttributes") {
         let s = |k: &str| ra[k].as_str().unwrap_or_default().to_string();

@@ -141,6 +141,22 @@ impl State {
         self.tokens.read().ok()?.get(token).cloned()
     }
 
+    /// Whether any owner of an object is absent (by uid and namespace) or being deleted; only then
+    /// does a write need the garbage collector (keeps steady-state writes free of GC sweeps).
+    fn owner_missing_or_deleting(&self, meta: &Value, ns: &str) -> bool {
+        meta["ownerReferences"].as_array().into_iter().flatten().any(|r| {
+            let uid = r["uid"].as_str().unwrap_or_default();
+            match self.store.by_uid(uid) {
+                None => true,
+                Some(e) if !e.namespace.is_empty() && e.namespace != ns => true,
+                Some(e) => self
+                    .store
+                    .get(&e.storage, &e.namespace, &e.name)
+                    .is_none_or(|o| o.pointer("/metadata/deletionTimestamp").is_some()),
+            }
+        })
+    }
+
     /// Hook after every committed write: CRD (un)registration and controller wake-up.
     pub fn after_write(&self, storage: &str, obj: &Value) {
         if storage == "customresourcedefinitions" {
@@ -149,21 +165,22 @@ impl State {
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let alive = self.store.get(storage, "", name).is_some();
+            let others = self.store.list(storage, None, None).items;
+            let alive = alive && super::crd::name_conflict(others.iter().map(|o| o.as_ref()), obj).is_none();
+            self.gc_wake.notify_one();
             self.registry
                 .set_crd(name, if alive { defs_from_crd(obj) } else { Vec::new() });
         }
+        if storage == "clusterroles" {
+            self.gc_wake.notify_one();
+        }
         let meta = &obj["metadata"];
-        if meta.get("deletionTimestamp").is_some()
-            || meta.get("ownerReferences").is_some()
-            || self
-                .store
-                .get(
-                    storage,
-                    meta["namespace"].as_str().unwrap_or_default(),
-                    meta["name"].as_str().unwrap_or_default(),
-                )
-                .is_none()
-        {
+        let ns = meta["namespace"].as_str().unwrap_or_default();
+        let gone = self
+            .store
+            .get(storage, ns, meta["name"].as_str().unwrap_or_default())
+            .is_none();
+        if gone || meta.get("deletionTimestamp").is_some() || self.owner_missing_or_deleting(meta, ns) {
             self.gc_wake.notify_one();
         }
     }

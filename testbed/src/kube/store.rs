@@ -45,6 +45,8 @@ pub struct Event {
     pub obj: Arc<Value>,
     /// The object before the change (None for Added).
     pub prev: Option<Arc<Value>>,
+    /// The object serialised once and shared by every watcher that can use it verbatim.
+    pub json: std::sync::OnceLock<String>,
 }
 
 /// The outcome a mutation closure asks for.
@@ -274,6 +276,7 @@ impl Store {
             storage: storage.into(),
             obj: obj.clone(),
             prev: existing,
+            json: std::sync::OnceLock::new(),
         });
         inner.log.push_back(ev.clone());
         while inner.log.len() > self.history {

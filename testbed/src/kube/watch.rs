@@ -86,7 +86,14 @@ impl WatchReq {
             EventType::Deleted if now => "DELETED",
             _ => return None,
         };
-        Some(self.line(ty, &ev.obj))
+        let verbatim = self.shape == Shape::Full
+            && self.def.group != "events.k8s.io"
+            && ev.obj.get("apiVersion").and_then(Value::as_str) == Some(self.def.api_version().as_str());
+        if !verbatim {
+            return Some(self.line(ty, &ev.obj));
+        }
+        let obj = ev.json.get_or_init(|| ev.obj.to_string());
+        Some(Bytes::from(format!("{{\"type\":\"{ty}\",\"object\":{obj}}}\n")))
     }
 }
 
@@ -111,7 +118,7 @@ pub fn watch(st: Arc<State>, w: WatchReq) -> Response {
     let too_large = from.is_some_and(|n| n > st.store.rv());
     let start = st.store.watch_from(&w.def.storage, from, w.ns.as_deref());
     let mut drop_rx = st.controls.drop_signal();
-    let bookmark_every = st.config.bookmark_interval;
+    let bookmark_every = st.config.bookmark_interval.max(Duration::from_millis(10));
     let stream = async_stream::stream! {
         if bad_rv {
             yield Ok::<Bytes, Infallible>(error_line(400, "BadRequest", &format!("invalid resource version: {}", w.rv.as_deref().unwrap_or_default())));

@@ -1,0 +1,329 @@
+//! `status`: a table of `GitLabToken`s (project, consumers, expiry, renewal, Ready and reason).
+
+use std::process::ExitCode;
+
+use chrono::SecondsFormat;
+use clap::Args;
+use kube::{Api, ResourceExt, api::ListParams};
+use serde::Serialize;
+
+use super::{
+    EXIT_NO, EXIT_USAGE, client, explain_api_error,
+    output::{self, OutputFormat},
+};
+use crate::crd::{ConditionStatus, GitLabToken};
+
+/// Example shown under `status --help`.
+pub const AFTER_HELP: &str = "\
+Examples:
+  gitlab-token-operator status                 # every namespace
+  gitlab-token-operator status -n team-a -o json
+
+Uses the current kubeconfig (KUBECONFIG, else ~/.kube/config, else in-cluster).
+EXPIRES is the expiry date (the token dies at 00:00 UTC that day); RENEWAL is when the operator
+renews it.
+
+Exit status: 0 every token is Ready (or there are none); 1 some token is not Ready;
+2 the cluster could not be asked (no kubeconfig, unreachable, forbidden, CRD missing).";
+
+/// Flags of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Only this namespace (default: all namespaces).
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusRow {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Canonical project path once resolved, else the project as asked for.
+    pub project: String,
+    /// Consumers as `Kind/name`.
+    pub consumers: Vec<String>,
+    /// Expiry date of the current token (`YYYY-MM-DD`).
+    pub expires: Option<String>,
+    /// Planned renewal time (RFC 3339, UTC).
+    pub renewal: Option<String>,
+    /// `True`, `False`, `Unknown`, or `None` when the operator has not reported yet.
+    pub ready: Option<String>,
+    /// Reason of the Ready condition.
+    pub reason: Option<String>,
+    /// Message of the Ready condition.
+    pub message: Option<String>,
+}
+
+impl StatusRow {
+    /// Whether the token is Ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.as_deref() == Some("True")
+    }
+}
+
+/// The row for one token.
+pub fn row(t: &GitLabToken) -> StatusRow {
+    let status = t.status.as_ref();
+    let ready = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    StatusRow {
+        namespace: t.namespace().unwrap_or_default(),
+        name: t.name_any(),
+        project: status
+            .and_then(|s| s.project.as_ref())
+            .map(|p| p.path.clone())
+            .unwrap_or_else(|| t.spec.project.clone()),
+        consumers: t
+            .spec
+            .consumers
+            .iter()
+            .map(|c| format!("{}/{}", c.kind, c.name))
+            .collect(),
+        expires: status
+            .and_then(|s| s.current.as_ref())
+            .map(|c| c.expires_at.format("%Y-%m-%d").to_string()),
+        renewal: status
+            .and_then(|s| s.renewal_time)
+            .map(|r| r.to_rfc3339_opts(SecondsFormat::Secs, true)),
+        ready: ready.map(|c| {
+            match c.status {
+                ConditionStatus::True => "True",
+                ConditionStatus::False => "False",
+                ConditionStatus::Unknown => "Unknown",
+            }
+            .to_string()
+        }),
+        reason: ready.map(|c| c.reason.clone()).filter(|r| !r.is_empty()),
+        message: ready.map(|c| c.message.clone()).filter(|m| !m.is_empty()),
+    }
+}
+
+/// Rows sorted by namespace and name.
+pub fn rows(tokens: &[GitLabToken]) -> Vec<StatusRow> {
+    let mut rows: Vec<StatusRow> = tokens.iter().map(row).collect();
+    rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    rows
+}
+
+/// The table (without a NAMESPACE column when one namespace was asked for, like kubectl).
+pub fn render_table(rows: &[StatusRow], with_namespace: bool) -> String {
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    let mut headers = vec![
+        "NAMESPACE",
+        "NAME",
+        "PROJECT",
+        "CONSUMERS",
+        "EXPIRES",
+        "RENEWAL",
+        "READY",
+        "REASON",
+    ];
+    if !with_namespace {
+        headers.remove(0);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut c = vec![
+                r.namespace.clone(),
+                r.name.clone(),
+                r.project.clone(),
+                if r.consumers.is_empty() {
+                    "-".into()
+                } else {
+                    r.consumers.join(",")
+                },
+                dash(&r.expires),
+                dash(&r.renewal),
+                dash(&r.ready),
+                dash(&r.reason),
+            ];
+            if !with_namespace {
+                c.remove(0);
+            }
+            c
+        })
+        .collect();
+    output::table(&headers, &cells)
+}
+
+/// The JSON document of `status -o json`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    /// Every token.
+    pub tokens: Vec<StatusRow>,
+    /// Whether every token is Ready.
+    pub all_ready: bool,
+}
+
+/// Lists tokens and prints them; see [`AFTER_HELP`] for exit codes.
+pub async fn main(args: StatusArgs) -> ExitCode {
+    let client = match client().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let api: Api<GitLabToken> = match &args.namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: {}", explain_api_error(&e, "cannot list GitLabTokens"));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let rows = rows(&list.items);
+    let all_ready = rows.iter().all(StatusRow::is_ready);
+    match args.output {
+        OutputFormat::Json => print!(
+            "{}",
+            output::json(&StatusReport {
+                tokens: rows,
+                all_ready
+            })
+        ),
+        OutputFormat::Text if rows.is_empty() => match &args.namespace {
+            Some(ns) => eprintln!("No GitLabTokens found in namespace {ns}."),
+            None => eprintln!("No GitLabTokens found."),
+        },
+        OutputFormat::Text => print!("{}", render_table(&rows, args.namespace.is_none())),
+    }
+    if all_ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, TimeZone, Utc};
+
+    use super::*;
+    use crate::crd::{
+        Condition, ConsumerRef, CurrentToken, GitLabTokenSpec, GitLabTokenStatus, ResolvedProject,
+        SecretFormat, SecretTarget,
+    };
+
+    fn token(ns: &str, name: &str, status: Option<GitLabTokenStatus>) -> GitLabToken {
+        let mut t = GitLabToken::new(
+            name,
+            GitLabTokenSpec {
+                connection_ref: None,
+                project: "Acme/App".into(),
+                scopes: vec![crate::crd::Scope::ReadRepository],
+                access_level: crate::crd::AccessLevel::Reporter,
+                lifetime: None,
+                renew_before: None,
+                secret: SecretTarget {
+                    name: name.into(),
+                    format: SecretFormat::BasicAuth,
+                    registry_host: None,
+                },
+                consumers: vec![ConsumerRef {
+                    api_version: "source.toolkit.fluxcd.io/v1".into(),
+                    kind: "GitRepository".into(),
+                    name: "app".into(),
+                }],
+                deletion_policy: Default::default(),
+            },
+        );
+        t.metadata.namespace = Some(ns.into());
+        t.status = status;
+        t
+    }
+
+    fn ready_status() -> GitLabTokenStatus {
+        GitLabTokenStatus {
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: ConditionStatus::True,
+                reason: "Issued".into(),
+                message: "token 7 is in Secret app".into(),
+                last_transition_time: Utc.timestamp_opt(0, 0).unwrap(),
+                observed_generation: Some(1),
+            }],
+            project: Some(ResolvedProject {
+                id: 7,
+                path: "acme/app".into(),
+            }),
+            current: Some(CurrentToken {
+                token_id: 7,
+                name: "gto-x".into(),
+                bot_user: "bot".into(),
+                bot_user_id: None,
+                created_at: Utc.timestamp_opt(0, 0).unwrap(),
+                expires_at: NaiveDate::from_ymd_opt(2026, 12, 24).unwrap(),
+                scopes: vec![],
+                access_level: None,
+                secret_digest: None,
+                last_verified: None,
+            }),
+            renewal_time: Some(Utc.with_ymd_and_hms(2026, 12, 14, 3, 4, 5).unwrap()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn rows_take_resolved_project_expiry_renewal_and_ready() {
+        let r = row(&token("team-a", "app", Some(ready_status())));
+        assert_eq!(r.project, "acme/app");
+        assert_eq!(r.consumers, vec!["GitRepository/app"]);
+        assert_eq!(r.expires.as_deref(), Some("2026-12-24"));
+        assert_eq!(r.renewal.as_deref(), Some("2026-12-14T03:04:05Z"));
+        assert!(r.is_ready());
+        assert_eq!(r.reason.as_deref(), Some("Issued"));
+    }
+
+    #[test]
+    fn unreported_token_shows_spec_project_and_is_not_ready() {
+        let r = row(&token("team-a", "new", None));
+        assert_eq!(r.project, "Acme/App");
+        assert_eq!(
+            (r.ready.clone(), r.expires.clone(), r.renewal.clone()),
+            (None, None, None)
+        );
+        assert!(!r.is_ready());
+    }
+
+    #[test]
+    fn table_is_sorted_and_drops_namespace_column_for_one_namespace() {
+        let rs = rows(&[token("b", "z", None), token("a", "y", Some(ready_status()))]);
+        let t = render_table(&rs, true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE   NAME   PROJECT"), "{t}");
+        assert!(lines[1].starts_with("a           y      acme/app"), "{t}");
+        assert!(
+            lines[1].contains("2026-12-24") && lines[1].ends_with("True    Issued"),
+            "{t}"
+        );
+        assert!(lines[2].starts_with("b           z      Acme/App"), "{t}");
+        assert!(lines[2].ends_with("-       -"), "{t}");
+        assert!(render_table(&rs, false).starts_with("NAME   PROJECT"));
+    }
+
+    #[test]
+    fn json_shape() {
+        let rs = rows(&[token("a", "y", Some(ready_status()))]);
+        let v = serde_json::to_value(StatusReport {
+            all_ready: true,
+            tokens: rs,
+        })
+        .unwrap();
+        assert_eq!(v["allReady"], true);
+        assert_eq!(v["tokens"][0]["namespace"], "a");
+        assert_eq!(v["tokens"][0]["renewal"], "2026-12-14T03:04:05Z");
+        assert_eq!(v["tokens"][0]["consumers"][0], "GitRepository/app");
+    }
+}
