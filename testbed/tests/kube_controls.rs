@@ -134,3 +134,29 @@ async fn recorder_events_are_visible_as_core_events() {
     );
     assert_eq!(ev["series"]["count"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_watches_and_closes_the_port() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let url = h.url();
+    let watch = tokio::spawn(async move {
+        let t0 = Instant::now();
+        let lines = raw.watch_lines("/api/v1/namespaces?watch=true", 100, 20).await;
+        (lines.len(), t0.elapsed())
+    });
+    let raw2 = Raw::new(&h, h.admin_token());
+    common::eventually(5, "watch open", || async {
+        (h.controls().count("watch", "namespaces", "*") == 1).then_some(())
+    })
+    .await;
+    h.shutdown().await;
+    let (lines, took) = watch.await.expect("watch task");
+    assert_eq!(lines, 4, "initial ADDED events for the default namespaces");
+    assert!(
+        took < Duration::from_secs(10),
+        "watch ended by shutdown, took {took:?}"
+    );
+    let after = raw2.http.get(format!("{url}/livez")).send().await;
+    assert!(after.is_err(), "port closed after shutdown");
+}

@@ -449,3 +449,30 @@ async fn conflicting_crd_names_are_not_accepted() {
         200
     );
 }
+
+#[tokio::test]
+async fn schema_defaults_added_later_apply_on_read() {
+    let h = start().await;
+    install_crd(&h, "Namespaced").await;
+    let raw = Raw::new(&h, h.admin_token());
+    let (code, _) = raw.post(W, widget("w1", json!({"size":1}))).await;
+    assert_eq!(code, 201);
+    let (code, b) = raw
+        .patch(
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com",
+            "application/json-patch+json",
+            json!([{"op":"add","path":"/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/note/default","value":"n/a"}]),
+        )
+        .await;
+    assert_eq!(code, 200, "{b}");
+    assert_eq!(b["metadata"]["generation"], 2, "CRD spec change bumps generation");
+    let (_, w) = raw.get(&format!("{W}/w1")).await;
+    assert_eq!(w["spec"]["note"], "n/a", "{w}");
+    let rv = w["metadata"]["resourceVersion"].clone();
+    let (_, list) = raw.get(W).await;
+    assert_eq!(list["items"][0]["spec"]["note"], "n/a");
+    assert_eq!(
+        list["items"][0]["metadata"]["resourceVersion"], rv,
+        "defaults on read are not written back"
+    );
+}

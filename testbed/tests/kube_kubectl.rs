@@ -153,6 +153,14 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         let one = kc.run(&["get", "gitrepository", "dev-team", "-n", "apps", "-o", "jsonpath={.spec.url}"]);
         assert!(one.starts_with("https://"), "{one}");
 
+        // RBAC objects through kubectl's typed (protobuf) create.
+        kc.run(&["create", "role", "cm-reader", "--verb=get,list", "--resource=configmaps", "-n", "apps"]);
+        kc.run(&["create", "rolebinding", "rb", "--role=cm-reader", "--user=alice", "-n", "apps"]);
+        let role = kc.run(&["get", "role", "cm-reader", "-n", "apps", "-o", "jsonpath={.rules[0].verbs}"]);
+        assert_eq!(role, r#"["get","list"]"#);
+        let rb = kc.run(&["get", "rolebinding", "rb", "-n", "apps", "-o", "jsonpath={.roleRef.name}/{.subjects[0].name}"]);
+        assert_eq!(rb, "cm-reader/alice");
+
         // Secrets via kubectl create.
         kc.run(&["create", "secret", "generic", "s1", "--from-literal=password=hunter2", "-n", "apps"]);
         let secrets = kc.run(&["get", "secrets", "-n", "apps"]);

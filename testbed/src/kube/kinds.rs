@@ -448,6 +448,20 @@ pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
     v
 }
 
+/// What a read returns: [`to_view`] plus the schema defaults of the served version, which the
+/// real server applies when reading custom resources from storage (not written back).
+pub fn read_view(def: &ResourceDef, stored: &Value) -> Value {
+    let mut v = to_view(def, stored);
+    if let Some(crd) = def.crd.as_ref().filter(|c| c.schema.is_object()) {
+        let meta = v.as_object_mut().and_then(|m| m.remove("metadata"));
+        super::semantics::schema::apply_defaults(&crd.schema, &mut v);
+        if let (Some(m), Some(obj)) = (meta, v.as_object_mut()) {
+            obj.insert("metadata".into(), m);
+        }
+    }
+    v
+}
+
 /// Converts a client-shaped object of `def` to its stored form.
 pub fn from_view(def: &ResourceDef, view: Value) -> Value {
     if def.group == "events.k8s.io" {

@@ -63,6 +63,7 @@ pub struct KubeHandle {
     state: Arc<state::State>,
     server: tokio::task::JoinHandle<()>,
     gc: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Errors starting the emulator.
@@ -93,13 +94,18 @@ impl KubeServer {
             let a = addr_s.clone();
             async move { http::handle(st, a, req).await }
         });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            let graceful = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(graceful).await {
                 tracing::warn!(error = %e, "kube emulator server stopped");
             }
         });
         let gc = tokio::spawn(gc::run(Arc::downgrade(&st)));
         Ok(KubeHandle {
+            stop: Some(stop),
             addr,
             admin_token,
             state: st,
@@ -198,20 +204,22 @@ impl KubeHandle {
     }
 
     /// Stops the server and its controllers.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
+        // End watch streams, stop accepting, let open connections finish, then stop controllers.
+        self.state.controls.drop_watches();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.server).await;
         self.server.abort();
         self.gc.abort();
-        let _ = { self }.server_wait().await;
-    }
-
-    async fn server_wait(&mut self) {
-        let _ = (&mut self.server).await;
         let _ = (&mut self.gc).await;
     }
 }
 
 impl Drop for KubeHandle {
     fn drop(&mut self) {
+        self.state.controls.drop_watches();
         self.server.abort();
         self.gc.abort();
     }

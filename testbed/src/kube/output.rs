@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::kinds::to_view;
+use super::kinds::read_view;
 use super::resources::ResourceDef;
 use super::status::ApiError;
 
@@ -70,7 +70,7 @@ pub fn partial(stored: &Value) -> Value {
 /// One object in the requested shape.
 pub fn render_one(def: &ResourceDef, stored: &Value, shape: Shape) -> Value {
     match shape {
-        Shape::Full => to_view(def, stored),
+        Shape::Full => read_view(def, stored),
         Shape::Meta => partial(stored),
         Shape::Table(inc) => table(def, std::slice::from_ref(&stored), inc, None, None),
     }
@@ -90,7 +90,7 @@ pub fn render_list(
     }
     match shape {
         Shape::Full => json!({"kind": def.list_kind, "apiVersion": def.api_version(), "metadata": meta,
-            "items": items.iter().map(|o| to_view(def, o)).collect::<Vec<_>>()}),
+            "items": items.iter().map(|o| read_view(def, o)).collect::<Vec<_>>()}),
         Shape::Meta => {
             json!({"kind":"PartialObjectMetadataList","apiVersion":"meta.k8s.io/v1","metadata":meta,
             "items": items.iter().map(|o| partial(o)).collect::<Vec<_>>()})
@@ -282,7 +282,7 @@ pub fn table(
     let rows: Vec<Value> = items
         .iter()
         .map(|o| {
-            let view = to_view(def, o);
+            let view = read_view(def, o);
             let cells: Vec<Value> = cols.iter().map(|(_, f)| f(&view)).collect();
             let mut row = json!({"cells": cells});
             match inc {

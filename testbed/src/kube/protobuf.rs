@@ -139,6 +139,36 @@ fn string_fields(b: &[u8], names: &[(u64, &str)]) -> Result<Value, DecodeError> 
     Ok(Value::Object(m))
 }
 
+fn push(obj: &mut Map<String, Value>, key: &str, v: Value) {
+    if let Some(Value::Array(a)) = obj.get_mut(key) {
+        a.push(v);
+    } else {
+        obj.insert(key.into(), Value::Array(vec![v]));
+    }
+}
+
+/// rbac/v1 PolicyRule: verbs 1, apiGroups 2, resources 3, resourceNames 4, nonResourceURLs 5.
+fn policy_rule(b: &[u8]) -> Result<Value, DecodeError> {
+    let keys = [
+        "verbs",
+        "apiGroups",
+        "resources",
+        "resourceNames",
+        "nonResourceURLs",
+    ];
+    let mut m = Map::new();
+    for (n, f) in fields(b)? {
+        let key = usize::try_from(n)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| keys.get(i));
+        if let (Field::Bytes(x), Some(k)) = (f, key) {
+            push(&mut m, k, json!(string(x)?));
+        }
+    }
+    Ok(Value::Object(m))
+}
+
 /// SelfSubjectAccessReviewSpec: resourceAttributes (1) or nonResourceAttributes (2).
 fn review_spec(b: &[u8]) -> Result<Value, DecodeError> {
     let mut spec = Map::new();
@@ -206,6 +236,15 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             }
             ("ConfigMap", 2, Field::Bytes(x)) => map_entry(x, false, &mut data)?,
             ("ConfigMap", 3, Field::Bytes(x)) => map_entry(x, true, &mut binary)?,
+            ("Role" | "ClusterRole", 2, Field::Bytes(x)) => push(&mut obj, "rules", policy_rule(x)?),
+            ("RoleBinding" | "ClusterRoleBinding", 2, Field::Bytes(x)) => {
+                let names = [(1, "kind"), (2, "apiGroup"), (3, "name"), (4, "namespace")];
+                push(&mut obj, "subjects", string_fields(x, &names)?)
+            }
+            ("RoleBinding" | "ClusterRoleBinding", 3, Field::Bytes(x)) => {
+                let names = [(1, "apiGroup"), (2, "kind"), (3, "name")];
+                drop(obj.insert("roleRef".into(), string_fields(x, &names)?))
+            }
             ("SelfSubjectAccessReview", 2, Field::Bytes(x)) => {
                 drop(obj.insert("spec".into(), review_spec(x)?))
             }
@@ -213,15 +252,18 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
             _ => {}
         }
     }
-    if ![
+    const KINDS: &[&str] = &[
         "Namespace",
         "Secret",
         "ConfigMap",
         "ServiceAccount",
         "SelfSubjectAccessReview",
-    ]
-    .contains(&kind.as_str())
-    {
+        "Role",
+        "ClusterRole",
+        "RoleBinding",
+        "ClusterRoleBinding",
+    ];
+    if !KINDS.contains(&kind.as_str()) {
         return Err(DecodeError("kind not supported in protobuf"));
     }
     for (k, m) in [

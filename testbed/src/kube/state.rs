@@ -71,8 +71,8 @@ pub struct KubeServerConfig {
 impl Default for KubeServerConfig {
     fn default() -> Self {
         KubeServerConfig {
-            history: 200_000,
-            fanout_capacity: 100_000,
+            history: 20_000,
+            fanout_capacity: 16_384,
             bookmark_interval: Duration::from_secs(30),
             gc_interval: Duration::from_secs(2),
         }

@@ -92,7 +92,9 @@ impl WatchReq {
         if !verbatim {
             return Some(self.line(ty, &ev.obj));
         }
-        let obj = ev.json.get_or_init(|| ev.obj.to_string());
+        let obj = ev
+            .json
+            .get_or_init(|| super::kinds::read_view(&self.def, &ev.obj).to_string());
         Some(Bytes::from(format!("{{\"type\":\"{ty}\",\"object\":{obj}}}\n")))
     }
 }
