@@ -280,10 +280,7 @@ impl Seeder {
             (None, Some(g)) => Source::Group(g.id),
             (None, None) => return Err(SeedError::UnknownSource(seed.path)),
         };
-        store
-            .members
-            .retain(|m| !(m.user_id == user && m.source == source));
-        store.members.push(Membership {
+        store.set_member(Membership {
             source,
             user_id: user,
             access_level: seed.access_level,
