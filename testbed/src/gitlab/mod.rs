@@ -15,6 +15,8 @@
 //! `GitLabServer::start(config)` does both steps without extra routes. Fronts routes under
 //! `/api/v4/projects/` must name the project segment `{id}`; our router has no fallback (the fronts
 //! carry one) but answers every unknown `/api/v4/...` path with `{"message":"404 Not Found"}`.
+//! Every route, the fronts' included, passes the traffic layer; a front may name the acting user
+//! in the call log through the `middleware::RequestMeta` request extension (`set_acting`).
 //!
 //! # REST API (`/api/v4`, `PRIVATE-TOKEN` or `Authorization: Bearer`)
 //! `version`, `metadata`, `user`; `projects` (`membership`, `search`, `search_namespaces`,
