@@ -65,7 +65,6 @@
 //! Seed-only helper: `seed().resource_token(path, name, scopes, level, expires_at)` mints a project
 //! or group access token without a caller (for front tests).
 
-pub mod access;
 pub mod api;
 mod clock;
 pub mod control;
@@ -86,3 +85,6 @@ pub use seed::{DefaultSeed, Seeder, seed_default};
 pub use server::{BoundGitLab, GitLabConfig, GitLabHandle, GitLabServer, ServerError};
 pub use state::{GitLabState, TokenRecord};
 pub use traffic::{CallRecord, FaultAction, FaultRule, RateLimitConfig};
+
+// The shared contract (and the fronts' module, added by their branch) stay last for easy merges.
+pub mod access;
