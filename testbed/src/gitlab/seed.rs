@@ -379,7 +379,7 @@ impl Seeder {
 /// output redacts the tokens.
 #[derive(Clone, Serialize)]
 pub struct DefaultSeed {
-    /// PAT (`api`) of `operator`, Owner of `acme`.
+    /// PAT (`api`) of `operator`, Owner of both top groups (`acme`, `other-org`).
     pub operator_token: String,
     /// PAT (`api`) of `dev`, Developer on `acme/team-a`.
     pub dev_token: String,
@@ -463,6 +463,7 @@ pub fn seed_default(seeder: &Seeder) -> Result<DefaultSeed, SeedError> {
     })?;
     for (username, path, level) in [
         ("operator", "acme", OWNER),
+        ("operator", "other-org", OWNER),
         ("dev", "acme/team-a", DEVELOPER),
         ("maint", "acme/team-b", MAINTAINER),
         ("stranger", "other-org", OWNER),
