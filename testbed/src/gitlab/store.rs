@@ -181,6 +181,11 @@ impl Store {
             .insert((membership.user_id, membership.source), membership);
     }
 
+    /// Removes a direct membership; false when there was none.
+    pub fn remove_member(&mut self, user_id: u64, source: Source) -> bool {
+        self.members.remove(&(user_id, source)).is_some()
+    }
+
     /// A user's direct memberships.
     pub fn memberships_of(&self, user_id: u64) -> impl Iterator<Item = &Membership> {
         self.members
