@@ -107,14 +107,14 @@ async fn invisible_and_absent_projects_are_both_404_project_not_found() {
         "/api/v4/projects/acme%2Fnope",
         "/api/v4/projects/99999",
     ] {
-        let resp = w.get(path, w.op()).await;
+        let resp = w.get(path, &w.seed.dev_token).await;
         assert_eq!(
             (resp.status, resp.body.clone()),
             (404, json!({"message": "404 Project Not Found"})),
             "{path}"
         );
     }
-    let group = w.get("/api/v4/groups/other-org", w.op()).await;
+    let group = w.get("/api/v4/groups/other-org", &w.seed.dev_token).await;
     assert_eq!(
         (group.status, group.body.clone()),
         (404, json!({"message": "404 Group Not Found"}))
@@ -195,11 +195,11 @@ async fn project_list_filters_membership_and_search() {
         .collect();
     assert_eq!(found, vec![json!("infra")]);
     let all = w.get("/api/v4/projects?membership=true", w.op()).await;
-    assert_eq!(
-        all.header("x-total"),
-        "6",
-        "operator sees all acme projects, not other-org"
-    );
+    assert_eq!(all.header("x-total"), "7", "operator is Owner of both top groups");
+    let stranger = w
+        .get("/api/v4/projects?membership=true", &w.seed.stranger_token)
+        .await;
+    assert_eq!(stranger.header("x-total"), "1", "stranger only has other-org");
 }
 
 #[tokio::test]
@@ -212,7 +212,7 @@ async fn pagination_headers_and_links() {
         )
         .await;
     assert_eq!(p2.status, 200);
-    assert_eq!(p2.body.as_array().map(Vec::len), Some(2));
+    assert_eq!(p2.body.as_array().map(Vec::len), Some(3));
     let got: Vec<_> = [
         "x-page",
         "x-per-page",
@@ -224,7 +224,7 @@ async fn pagination_headers_and_links() {
     .iter()
     .map(|h| p2.header(h))
     .collect();
-    assert_eq!(got, vec!["2", "4", "", "1", "6", "2"]);
+    assert_eq!(got, vec!["2", "4", "", "1", "7", "2"]);
     let link = p2.header("link");
     let base = w.url("/api/v4/projects");
     assert!(

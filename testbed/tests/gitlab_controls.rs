@@ -507,3 +507,44 @@ async fn access_oracle_checks_basic_credentials_and_project_access() {
     let failures = w.gl.calls().into_iter().filter(|c| c.method == "BASIC").count();
     assert_eq!(failures, 5);
 }
+
+#[tokio::test]
+async fn access_can_be_withdrawn_and_projects_archived_at_runtime() {
+    let w = world().await;
+    let app = "/api/v4/projects/acme%2Fteam-a%2Fapp";
+    assert_eq!(w.get(app, &w.seed.dev_token).await.status, 200);
+    let changed = w
+        .send(
+            Method::POST,
+            "/-/testbed/seed",
+            None,
+            Some(json!({
+                "members": [{"username": "dev", "path": "acme/team-a", "access_level": 0}],
+                "project_updates": [{"full_path": "acme/team-a/app", "archived": true}]
+            })),
+        )
+        .await;
+    assert_eq!(changed.status, 201, "{}", changed.text);
+    assert_eq!(w.get(app, &w.seed.dev_token).await.status, 404);
+    assert_eq!(w.get(app, w.op()).await.body["archived"], json!(true));
+    let oracle = w.gl.oracle();
+    let op = oracle.authenticate("x", w.op()).expect("operator");
+    assert_eq!(
+        oracle
+            .project_access(Some(&op), "acme/team-a/app")
+            .map(|a| a.archived),
+        Some(true)
+    );
+    let bad = w
+        .send(
+            Method::POST,
+            "/-/testbed/seed",
+            None,
+            Some(json!({"project_updates": [{"full_path": "acme/none", "archived": true}]})),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.str("error")),
+        (400, "unknown project or group \"acme/none\"".into())
+    );
+}

@@ -146,7 +146,7 @@ async fn create_enforces_roles_and_lifetime() {
     let hidden = w
         .post(
             "/api/v4/projects/other-org%2Fsecret-project/access_tokens",
-            w.op(),
+            &w.seed.dev_token,
             body.clone(),
         )
         .await;

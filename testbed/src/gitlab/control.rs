@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{
     clock::ClockRangeError,
     model::fmt_date,
-    seed::{GroupSeed, MemberSeed, ProjectSeed, Seeder, TokenSeed, UserSeed, seed_default},
+    seed::{GroupSeed, MemberSeed, ProjectSeed, ProjectUpdate, Seeder, TokenSeed, UserSeed, seed_default},
     state::GitLabState,
     traffic::{ArmedFault, FaultRule, RateLimitConfig},
 };
@@ -83,6 +83,8 @@ struct SeedRequest {
     members: Vec<MemberSeed>,
     #[serde(default)]
     personal_tokens: Vec<TokenSeed>,
+    #[serde(default)]
+    project_updates: Vec<ProjectUpdate>,
 }
 
 async fn seed(State(s): State<S>, Json(req): Json<SeedRequest>) -> Response {
@@ -107,6 +109,11 @@ async fn seed(State(s): State<S>, Json(req): Json<SeedRequest>) -> Response {
         match seeder.project(p) {
             Ok(id) => out["projects"][path] = json!(id),
             Err(e) => return bad(e),
+        }
+    }
+    for u in req.project_updates {
+        if let Err(e) = seeder.update_project(u) {
+            return bad(e);
         }
     }
     for m in req.members {

@@ -15,6 +15,8 @@
 //! `GitLabServer::start(config)` does both steps without extra routes. Fronts routes under
 //! `/api/v4/projects/` must name the project segment `{id}`; our router has no fallback (the fronts
 //! carry one) but answers every unknown `/api/v4/...` path with `{"message":"404 Not Found"}`.
+//! Every route, the fronts' included, passes the traffic layer; a front may name the acting user
+//! in the call log through the `middleware::RequestMeta` request extension (`set_acting`).
 //!
 //! # REST API (`/api/v4`, `PRIVATE-TOKEN` or `Authorization: Bearer`)
 //! `version`, `metadata`, `user`; `projects` (`membership`, `search`, `search_namespaces`,
@@ -51,7 +53,7 @@
 //! |---|---|---|
 //! | `GET /-/testbed/clock` | `clock().now()` | `{"now","today","frozen"}` |
 //! | `POST /-/testbed/clock` `{"advance_secs"?, "set"?: RFC 3339, "freeze"?: bool}` | `clock().advance/set/freeze/unfreeze` | time travel |
-//! | `POST /-/testbed/seed` `{"users","groups","projects","members","personal_tokens"}` | `seed().user/group/project/member/personal_token` | 201 with ids and PAT strings |
+//! | `POST /-/testbed/seed` `{"users","groups","projects","project_updates","members","personal_tokens"}` | `seed().user/group/project/update_project/member/personal_token` | 201 with ids and PAT strings; a member with `access_level` 0 is removed (withdrawn access) |
 //! | `POST /-/testbed/seed/default` | `seed_default(&seed())` | the default world (`DefaultSeed`) |
 //! | `GET /-/testbed/projects` | `seed().projects()` | projects with `has_repository/has_image/has_chart` |
 //! | `GET`/`DELETE /-/testbed/calls` | `calls()` | call log (method, path with redacted query, status, user, at) |
@@ -63,7 +65,6 @@
 //! Seed-only helper: `seed().resource_token(path, name, scopes, level, expires_at)` mints a project
 //! or group access token without a caller (for front tests).
 
-pub mod access;
 pub mod api;
 mod clock;
 pub mod control;
@@ -85,3 +86,6 @@ pub use seed::{DefaultSeed, Seeder, seed_default};
 pub use server::{BoundGitLab, GitLabConfig, GitLabHandle, GitLabServer, ServerError};
 pub use state::{GitLabState, TokenRecord};
 pub use traffic::{CallRecord, FaultAction, FaultRule, RateLimitConfig};
+
+// The shared contract (and the fronts' module, added by their branch) stay last for easy merges.
+pub mod access;

@@ -83,7 +83,7 @@ pub struct ProjectSeed {
     pub has_chart: bool,
 }
 
-/// A direct membership.
+/// A direct membership; `access_level` 0 ("no access") removes it, e.g. to withdraw access.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberSeed {
     /// Username.
@@ -92,6 +92,19 @@ pub struct MemberSeed {
     pub path: String,
     /// Role.
     pub access_level: u32,
+}
+
+/// A change to an existing project.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProjectUpdate {
+    /// Full path of the project.
+    pub full_path: String,
+    /// New `archived` flag.
+    #[serde(default)]
+    pub archived: Option<bool>,
+    /// New visibility.
+    #[serde(default)]
+    pub visibility: Option<String>,
 }
 
 /// A personal access token to create; its value is returned.
@@ -266,7 +279,7 @@ impl Seeder {
 
     /// Adds a direct membership.
     pub fn member(&self, seed: MemberSeed) -> Result<(), SeedError> {
-        if ![5, 10, 15, 20, 30, 40, 50].contains(&seed.access_level) {
+        if ![0, 5, 10, 15, 20, 30, 40, 50].contains(&seed.access_level) {
             return Err(SeedError::Invalid(format!("access level {}", seed.access_level)));
         }
         let now = self.state.now();
@@ -280,15 +293,38 @@ impl Seeder {
             (None, Some(g)) => Source::Group(g.id),
             (None, None) => return Err(SeedError::UnknownSource(seed.path)),
         };
-        store
-            .members
-            .retain(|m| !(m.user_id == user && m.source == source));
-        store.members.push(Membership {
-            source,
-            user_id: user,
-            access_level: seed.access_level,
-            created_at: now,
-        });
+        if seed.access_level == 0 {
+            store.remove_member(user, source);
+        } else {
+            store.set_member(Membership {
+                source,
+                user_id: user,
+                access_level: seed.access_level,
+                created_at: now,
+            });
+        }
+        Ok(())
+    }
+
+    /// Changes a project's `archived` flag and/or visibility.
+    pub fn update_project(&self, update: ProjectUpdate) -> Result<(), SeedError> {
+        let visibility = match update.visibility {
+            Some(v) => Some(check_visibility(Some(v))?),
+            None => None,
+        };
+        let mut store = self.state.store();
+        let id = store
+            .find_project(&update.full_path)
+            .map(|p| p.id)
+            .ok_or(SeedError::UnknownSource(update.full_path.clone()))?;
+        if let Some(p) = store.projects.get_mut(&id) {
+            if let Some(archived) = update.archived {
+                p.archived = archived;
+            }
+            if let Some(v) = visibility {
+                p.visibility = v;
+            }
+        }
         Ok(())
     }
 
@@ -382,7 +418,7 @@ impl Seeder {
 /// output redacts the tokens.
 #[derive(Clone, Serialize)]
 pub struct DefaultSeed {
-    /// PAT (`api`) of `operator`, Owner of `acme`.
+    /// PAT (`api`) of `operator`, Owner of both top groups (`acme`, `other-org`).
     pub operator_token: String,
     /// PAT (`api`) of `dev`, Developer on `acme/team-a`.
     pub dev_token: String,
@@ -466,6 +502,7 @@ pub fn seed_default(seeder: &Seeder) -> Result<DefaultSeed, SeedError> {
     })?;
     for (username, path, level) in [
         ("operator", "acme", OWNER),
+        ("operator", "other-org", OWNER),
         ("dev", "acme/team-a", DEVELOPER),
         ("maint", "acme/team-b", MAINTAINER),
         ("stranger", "other-org", OWNER),

@@ -23,8 +23,8 @@ pub struct Store {
     pub groups: BTreeMap<u64, Group>,
     /// Projects by id (add through `insert_project`, which indexes paths).
     pub projects: BTreeMap<u64, Project>,
-    /// Direct memberships.
-    pub members: Vec<Membership>,
+    /// Direct memberships by (user, source); change through `set_member`.
+    members: BTreeMap<(u64, Source), Membership>,
     /// PAT/PrAT/GrAT records by id.
     pub tokens: BTreeMap<u64, Token>,
     /// Deploy tokens by id.
@@ -48,7 +48,7 @@ impl Default for Store {
             users: BTreeMap::new(),
             groups: BTreeMap::new(),
             projects: BTreeMap::new(),
-            members: Vec::new(),
+            members: BTreeMap::new(),
             tokens: BTreeMap::new(),
             deploy_tokens: BTreeMap::new(),
             digests: HashMap::new(),
@@ -175,13 +175,29 @@ impl Store {
         self.group_chain(group_id).iter().any(|g| g.id == ancestor)
     }
 
+    /// Adds or replaces a direct membership.
+    pub fn set_member(&mut self, membership: Membership) {
+        self.members
+            .insert((membership.user_id, membership.source), membership);
+    }
+
+    /// Removes a direct membership; false when there was none.
+    pub fn remove_member(&mut self, user_id: u64, source: Source) -> bool {
+        self.members.remove(&(user_id, source)).is_some()
+    }
+
+    /// A user's direct memberships.
+    pub fn memberships_of(&self, user_id: u64) -> impl Iterator<Item = &Membership> {
+        self.members
+            .range((user_id, Source::Project(0))..=(user_id, Source::Group(u64::MAX)))
+            .map(|(_, m)| m)
+    }
+
     /// Direct membership level of a user on a source (0 when none).
     pub fn direct_level(&self, user_id: u64, source: Source) -> u32 {
         self.members
-            .iter()
-            .filter(|m| m.user_id == user_id && m.source == source)
+            .get(&(user_id, source))
             .map(|m| m.access_level)
-            .max()
             .unwrap_or(0)
     }
 
@@ -223,9 +239,8 @@ impl Store {
                     || g.visibility != "private"
                     || self.effective_level(u.id, Source::Group(g.id)) >= GUEST
                     || self
-                        .members
-                        .iter()
-                        .any(|m| m.user_id == u.id && self.source_within(m.source, g.id))
+                        .memberships_of(u.id)
+                        .any(|m| self.source_within(m.source, g.id))
             }
         }
     }
@@ -263,4 +278,107 @@ fn bump(counter: &mut u64) -> u64 {
     let id = *counter;
     *counter += 1;
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::gitlab::model::{DEVELOPER, MAINTAINER, OWNER, REPORTER};
+
+    fn world() -> Store {
+        let now = Utc::now();
+        let mut s = Store::default();
+        let group = |id, path: &str, parent| Group {
+            id,
+            name: path.into(),
+            path: path.rsplit('/').next().unwrap_or(path).into(),
+            full_path: path.into(),
+            parent_id: parent,
+            visibility: "private".into(),
+            description: String::new(),
+            created_at: now,
+        };
+        s.insert_group(group(10, "acme", None));
+        s.insert_group(group(11, "acme/team", Some(10)));
+        s.insert_group(group(12, "other", None));
+        for (id, ns, path, visibility) in [(100, 11, "app", "private"), (101, 12, "pub", "public")] {
+            s.insert_project(Project {
+                id,
+                name: path.into(),
+                path: path.into(),
+                namespace_id: ns,
+                visibility: visibility.into(),
+                archived: false,
+                default_branch: "main".into(),
+                description: String::new(),
+                images: vec![],
+                has_repository: true,
+                has_chart: false,
+                created_at: now,
+            });
+        }
+        for (user, source, level) in [
+            (1, Source::Group(10), OWNER),
+            (2, Source::Group(11), DEVELOPER),
+            (2, Source::Project(100), MAINTAINER),
+            (3, Source::Project(100), REPORTER),
+        ] {
+            s.set_member(Membership {
+                source,
+                user_id: user,
+                access_level: level,
+                created_at: now,
+            });
+        }
+        s
+    }
+
+    #[test]
+    fn effective_levels_inherit_and_take_the_highest() {
+        let s = world();
+        let cases = [
+            (1, Source::Project(100), OWNER),
+            (1, Source::Group(11), OWNER),
+            (2, Source::Project(100), MAINTAINER),
+            (2, Source::Group(10), 0),
+            (3, Source::Group(11), 0),
+            (1, Source::Project(101), 0),
+        ];
+        for (user, source, level) in cases {
+            assert_eq!(s.effective_level(user, source), level, "{user} {source:?}");
+        }
+        assert_eq!(s.direct_level(1, Source::Project(100)), 0);
+    }
+
+    #[test]
+    fn paths_resolve_case_insensitively_and_by_id() {
+        let s = world();
+        assert_eq!(s.find_project("ACME/Team/App").map(|p| p.id), Some(100));
+        assert_eq!(s.find_project("100").map(|p| p.id), Some(100));
+        assert!(s.find_project("acme/team").is_none());
+        assert_eq!(s.find_group("acme/TEAM").map(|g| g.id), Some(11));
+        assert_eq!(s.project_path(&s.projects[&100]), "acme/team/app");
+    }
+
+    #[test]
+    fn visibility_follows_membership_below_and_public_flags() {
+        let s = world();
+        let user = |id| User {
+            id,
+            username: format!("u{id}"),
+            name: String::new(),
+            user_type: crate::gitlab::model::UserType::Human,
+            is_admin: false,
+            created_at: Utc::now(),
+        };
+        let (app, public) = (&s.projects[&100], &s.projects[&101]);
+        assert!(s.can_see_project(Some(&user(3)), app));
+        assert!(!s.can_see_project(Some(&user(4)), app));
+        assert!(s.can_see_project(None, public) && !s.can_see_project(None, app));
+        // A project member sees the ancestor groups, not unrelated ones.
+        assert!(s.can_see_group(Some(&user(3)), &s.groups[&10]));
+        assert!(!s.can_see_group(Some(&user(3)), &s.groups[&12]));
+    }
 }

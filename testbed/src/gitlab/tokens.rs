@@ -157,7 +157,7 @@ impl Store {
                 created_at: now,
             },
         );
-        self.members.push(Membership {
+        self.set_member(Membership {
             source,
             user_id: id,
             access_level: level,

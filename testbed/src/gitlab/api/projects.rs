@@ -289,12 +289,7 @@ pub fn member(
         .get(&user_id)
         .filter(|_| level > 0)
         .ok_or_else(|| ApiError::not_found("Member"))?;
-    let since = store
-        .members
-        .iter()
-        .filter(|m| m.user_id == user_id)
-        .map(|m| m.created_at)
-        .min();
+    let since = store.memberships_of(user_id).map(|m| m.created_at).min();
     Ok(Json(render::member(
         user,
         level,
@@ -337,12 +332,7 @@ pub fn members(
                 Scope::Direct => store.direct_level(u.id, source),
                 Scope::All => store.effective_level(u.id, source),
             };
-            let since = store
-                .members
-                .iter()
-                .filter(|m| m.user_id == u.id)
-                .map(|m| m.created_at)
-                .min();
+            let since = store.memberships_of(u.id).map(|m| m.created_at).min();
             (level > 0).then(|| render::member(u, level, &settings, since.unwrap_or(u.created_at)))
         })
         .collect();

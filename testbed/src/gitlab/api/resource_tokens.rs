@@ -74,10 +74,6 @@ fn find_token(store: &Store, source: Source, token_id: &str, today: NaiveDate) -
         .cloned()
 }
 
-fn date_filter(params: &Params, name: &str) -> Result<Option<NaiveDate>, ApiError> {
-    params.date(name)
-}
-
 /// `GET /:kind/:id/access_tokens`.
 pub async fn list<const GROUP: bool>(
     State(state): State<Arc<GitLabState>>,
@@ -104,8 +100,8 @@ pub async fn list<const GROUP: bool>(
     let created_before = params.datetime("created_before")?;
     let last_used_after = params.datetime("last_used_after")?;
     let last_used_before = params.datetime("last_used_before")?;
-    let expires_after = date_filter(&params, "expires_after")?;
-    let expires_before = date_filter(&params, "expires_before")?;
+    let expires_after = params.date("expires_after")?;
+    let expires_before = params.date("expires_before")?;
     let sort = params.str("sort");
     const SORTS: &[&str] = &[
         "created_asc",
