@@ -165,10 +165,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let readiness = health.clone();
     tokio::spawn(async move {
         // Ready once the caches the decisions depend on have synced.
-        if let Ok(tokens) = tokens_ready_rx.await
-            && tokens.wait_until_ready().await.is_ok()
-            && policies.wait_until_ready().await.is_ok()
-        {
+        let Ok(tokens) = tokens_ready_rx.await else { return };
+        if synced(&tokens).await && synced(&policies).await {
             readiness.set_ready(true);
             tracing::info!("caches synced; ready");
         }
@@ -179,6 +177,22 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         .await
         .map_err(|e| RunError::Http(std::io::Error::other(e)))??;
     Ok(())
+}
+
+/// Waits until a store has seen its first full list. kube-runtime's readiness signal wakes only
+/// the most recent waiter (a oneshot receiver shared by clones), and the controller that owns the
+/// store waits on it too, so we re-poll with a short timeout instead of waiting once.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_) => continue,
+        }
+    }
 }
 
 /// The clock, and (test clock only) a receiver that changes whenever time moves.
