@@ -154,7 +154,9 @@ pub fn next_step(o: &Observed<'_>) -> Step {
         _ => {}
     }
     if let Some(prev) = &s.previous {
-        let caught_up = o.consumers_caught_up.unwrap_or(true);
+        // With no consumers to ask, nobody can confirm the switch (pods may mount the Secret):
+        // the old token lives until the grace ends.
+        let caught_up = o.consumers_caught_up.unwrap_or(false);
         if caught_up || o.now >= prev.revoke_after {
             return Step::RevokePrevious;
         }
@@ -399,10 +401,17 @@ mod tests {
                 Step::RevokePrevious,
             ),
             (
-                "overlap: no consumers",
+                "overlap: no consumers waits for the grace",
                 &overlapping,
                 &d,
                 |_| {},
+                Step::Wait(OVERLAP_POLL),
+            ),
+            (
+                "overlap: no consumers, grace over",
+                &overlapping,
+                &d,
+                |o| o.now = t(3),
                 Step::RevokePrevious,
             ),
             (
