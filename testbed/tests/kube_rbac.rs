@@ -105,7 +105,7 @@ async fn rbac_allows_and_denies_from_stored_objects() {
         .post(
             &format!("{rbac}/clusterroles"),
             json!({"metadata":{"name":"one-cm"},
-        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get"],"resourceNames":["c"]}]}),
+        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get","list"],"resourceNames":["c"]}]}),
         )
         .await;
     assert_eq!(c, 201);
@@ -123,6 +123,14 @@ async fn rbac_allows_and_denies_from_stored_objects() {
         alice.get("/api/v1/namespaces/team-b/configmaps").await.0,
         403,
         "resourceNames never allow list"
+    );
+    assert_eq!(
+        alice
+            .get("/api/v1/namespaces/team-b/configmaps?fieldSelector=metadata.name%3Dc")
+            .await
+            .0,
+        200,
+        "a list pinned to the allowed name is allowed"
     );
     // roleRef is immutable.
     let (c, e) = admin

@@ -295,13 +295,23 @@ async fn route(
         }
     }
     let name = t.name.clone().unwrap_or_default();
+    // list/watch pinned to one name by `fieldSelector=metadata.name=x` authorize as that name
+    // (so `resourceNames` rules can allow them), as the real RBAC authorizer does.
+    let pinned = match (verb, name.is_empty()) {
+        ("list" | "watch", true) => q
+            .get("fieldSelector")
+            .and_then(|f| FieldSelector::parse(f, &def.field_selector_list()).ok())
+            .and_then(|f| f.name().map(String::from))
+            .unwrap_or_default(),
+        _ => name.clone(),
+    };
     let attrs = Attrs {
         verb: verb.into(),
         group: def.group.clone(),
         resource: def.plural.clone(),
         subresource: t.sub.clone().unwrap_or_default(),
         namespace: t.ns.clone().unwrap_or_default(),
-        name: name.clone(),
+        name: pinned,
         path: String::new(),
     };
     gate(st, user, &attrs, subj(&def, &name)).await?;
