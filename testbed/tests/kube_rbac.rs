@@ -292,3 +292,35 @@ async fn aggregated_cluster_roles_collect_matching_rules() {
     let (_, agg) = admin.get(&format!("{rbac}/clusterroles/agg")).await;
     assert_eq!(agg["rules"][0]["resources"], json!(["configmaps"]));
 }
+
+#[tokio::test]
+async fn impersonation_needs_the_impersonate_verb() {
+    let h = start().await;
+    h.add_user_token("gina-token", "gina", &[]);
+    let get_as = |token: &str, user: &str| {
+        let req = reqwest::Client::new()
+            .get(format!("{}/api/v1/namespaces/default/configmaps", h.url()))
+            .bearer_auth(token)
+            .header("Impersonate-User", user)
+            .header("Impersonate-Group", "system:masters");
+        async move {
+            let r = req.send().await.expect("send");
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let (code, e) = get_as("gina-token", "root").await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        e["message"],
+        "users \"root\" is forbidden: User \"gina\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let (code, list) = get_as(h.admin_token(), "root").await;
+    assert_eq!(
+        (code, list["kind"].as_str()),
+        (200, Some("ConfigMapList")),
+        "admin may impersonate"
+    );
+}

@@ -53,6 +53,65 @@ fn authenticate(st: &State, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
     }
 }
 
+/// `Impersonate-User`/`Impersonate-Group` (kubectl `--as`/`--as-group`): the requester needs the
+/// `impersonate` verb on `users`/`serviceaccounts` and `groups`; the request then runs as the
+/// impersonated identity.
+fn impersonate(st: &State, user: UserInfo, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+    let Some(target) = headers.get("impersonate-user").and_then(|h| h.to_str().ok()) else {
+        if headers.contains_key("impersonate-group") {
+            return Err(ApiError::new(
+                500,
+                "InternalError",
+                "Internal error occurred: requested [{Group  system:authenticated    }] without impersonating a user",
+            ));
+        }
+        return Ok(user);
+    };
+    let groups: Vec<&str> = headers
+        .get_all("impersonate-group")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .collect();
+    let mut checks: Vec<Attrs> = Vec::new();
+    match target
+        .strip_prefix("system:serviceaccount:")
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((ns, name)) => checks.push(Attrs {
+            verb: "impersonate".into(),
+            resource: "serviceaccounts".into(),
+            namespace: ns.into(),
+            name: name.into(),
+            ..Default::default()
+        }),
+        None => checks.push(Attrs {
+            verb: "impersonate".into(),
+            resource: "users".into(),
+            name: target.into(),
+            ..Default::default()
+        }),
+    }
+    for g in &groups {
+        checks.push(Attrs {
+            verb: "impersonate".into(),
+            resource: "groups".into(),
+            name: (*g).into(),
+            ..Default::default()
+        });
+    }
+    for a in &checks {
+        if !rbac::authorize(st, &user, a) {
+            let subject = Subject {
+                kind: &a.resource,
+                group: "",
+                name: &a.name,
+            };
+            return Err(ApiError::forbidden(&subject, &rbac::denial(&user, a)));
+        }
+    }
+    Ok(UserInfo::new(target, &groups))
+}
+
 /// A parsed resource path.
 struct Target {
     group: String,
@@ -123,7 +182,7 @@ pub async fn handle(st: Arc<State>, addr: String, req: Request) -> Response {
                 .into_response();
         }
     };
-    let user = match authenticate(&st, &parts.headers) {
+    let user = match authenticate(&st, &parts.headers).and_then(|u| impersonate(&st, u, &parts.headers)) {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
