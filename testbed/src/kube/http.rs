@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, header};
 use serde_json::{Value, json};
 
+use super::auth;
 use super::deletion::{self, DeleteOpts, Deleted};
 use super::discovery;
 use super::listing;
@@ -38,78 +39,6 @@ fn text(code: u16, body: &'static str) -> Response {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-fn authenticate(st: &State, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    match headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()) {
-        None => Ok(UserInfo::anonymous()),
-        Some(v) => {
-            let token = v
-                .strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .ok_or_else(ApiError::unauthorized)?;
-            st.user_for(token.trim()).ok_or_else(ApiError::unauthorized)
-        }
-    }
-}
-
-/// `Impersonate-User`/`Impersonate-Group` (kubectl `--as`/`--as-group`): the requester needs the
-/// `impersonate` verb on `users`/`serviceaccounts` and `groups`; the request then runs as the
-/// impersonated identity.
-fn impersonate(st: &State, user: UserInfo, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    let Some(target) = headers.get("impersonate-user").and_then(|h| h.to_str().ok()) else {
-        if headers.contains_key("impersonate-group") {
-            return Err(ApiError::new(
-                500,
-                "InternalError",
-                "Internal error occurred: requested [{Group  system:authenticated    }] without impersonating a user",
-            ));
-        }
-        return Ok(user);
-    };
-    let groups: Vec<&str> = headers
-        .get_all("impersonate-group")
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .collect();
-    let mut checks: Vec<Attrs> = Vec::new();
-    match target
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|r| r.split_once(':'))
-    {
-        Some((ns, name)) => checks.push(Attrs {
-            verb: "impersonate".into(),
-            resource: "serviceaccounts".into(),
-            namespace: ns.into(),
-            name: name.into(),
-            ..Default::default()
-        }),
-        None => checks.push(Attrs {
-            verb: "impersonate".into(),
-            resource: "users".into(),
-            name: target.into(),
-            ..Default::default()
-        }),
-    }
-    for g in &groups {
-        checks.push(Attrs {
-            verb: "impersonate".into(),
-            resource: "groups".into(),
-            name: (*g).into(),
-            ..Default::default()
-        });
-    }
-    for a in &checks {
-        if !rbac::authorize(st, &user, a) {
-            let subject = Subject {
-                kind: &a.resource,
-                group: "",
-                name: &a.name,
-            };
-            return Err(ApiError::forbidden(&subject, &rbac::denial(&user, a)));
-        }
-    }
-    Ok(UserInfo::new(target, &groups))
 }
 
 /// A parsed resource path.
@@ -182,7 +111,9 @@ pub async fn handle(st: Arc<State>, addr: String, req: Request) -> Response {
                 .into_response();
         }
     };
-    let user = match authenticate(&st, &parts.headers).and_then(|u| impersonate(&st, u, &parts.headers)) {
+    let user = match auth::authenticate(&st, &parts.headers)
+        .and_then(|u| auth::impersonate(&st, u, &parts.headers))
+    {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
@@ -192,51 +123,6 @@ pub async fn handle(st: Arc<State>, addr: String, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
-}
-
-async fn gate(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'_>) -> Result<(), ApiError> {
-    let res_key = if attrs.resource.is_empty() {
-        attrs.path.clone()
-    } else if attrs.subresource.is_empty() {
-        attrs.resource.clone()
-    } else {
-        format!("{}/{}", attrs.resource, attrs.subresource)
-    };
-    let (latency, code) = st.controls.on_request(&attrs.verb, &res_key, &user.name);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(code) = code {
-        let (reason, msg) = match code {
-            429 => ("TooManyRequests", "Too many requests: injected by test controls"),
-            503 => ("ServiceUnavailable", "injected by test controls"),
-            504 => ("Timeout", "Timeout: injected by test controls"),
-            409 => ("Conflict", "injected conflict"),
-            _ => (
-                "InternalError",
-                "Internal error occurred: injected by test controls",
-            ),
-        };
-        let mut e = ApiError::new(code, reason, msg);
-        if code == 429 {
-            e.retry_after = Some(1);
-            e.details = Some(json!({"retryAfterSeconds": 1}));
-        }
-        return Err(e);
-    }
-    if !rbac::authorize(st, user, attrs) {
-        if attrs.resource.is_empty() {
-            return Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!("forbidden: {}", rbac::denial(user, attrs)),
-            )
-            .with_causes(Value::Null)
-            .strip_details());
-        }
-        return Err(ApiError::forbidden(&subject, &rbac::denial(user, attrs)));
-    }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -263,16 +149,16 @@ async fn route(
         _ => None,
     };
     if let Some(doc) = static_doc {
-        gate(st, user, &nonres(trimmed), Subject::default()).await?;
+        auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
         return Ok(json_response(200, &doc));
     }
     match trimmed {
         "/healthz" | "/livez" | "/readyz" => {
-            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
             return Ok(text(200, "ok"));
         }
         "/openapi/v2" => {
-            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
             return Ok(Response::builder()
                 .status(200)
                 .header(
@@ -289,7 +175,7 @@ async fn route(
         ["api", v] => Some(("", *v)),
         ["apis", g, v] => Some((*g, *v)),
         ["apis", g] => {
-            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
             let groups = discovery::api_groups(st);
             let found = groups["groups"]
                 .as_array()
@@ -309,7 +195,7 @@ async fn route(
         _ => None,
     };
     if let Some((g, v)) = gv {
-        gate(st, user, &nonres(trimmed), Subject::default()).await?;
+        auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
         return discovery::resource_list(st, g, v)
             .map(|d| json_response(200, &d))
             .ok_or_else(ApiError::no_route);
@@ -322,7 +208,7 @@ async fn route(
             resource: t.plural.clone(),
             ..Default::default()
         };
-        gate(
+        auth::gate(
             st,
             user,
             &attrs,
@@ -373,7 +259,7 @@ async fn route(
         name: pinned,
         path: String::new(),
     };
-    gate(st, user, &attrs, subj(&def, &name)).await?;
+    auth::gate(st, user, &attrs, subj(&def, &name)).await?;
     let ns = t.ns.clone().unwrap_or_default();
     let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
     let shape = negotiate(accept, q.get("includeObject"))?;
@@ -447,7 +333,7 @@ async fn route(
                     verb: "create".into(),
                     ..attrs.clone()
                 };
-                gate(st, user, &c, subj(&def, &name)).await?;
+                auth::gate(st, user, &c, subj(&def, &name)).await?;
             }
             if def.group == "rbac.authorization.k8s.io" {
                 let dry = WriteOpts {

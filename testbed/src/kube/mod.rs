@@ -23,6 +23,7 @@
 //! ClusterRole aggregation). Pure rules live in `validation`, `kinds`, `selector`, `rbac`,
 //! `output` and `semantics` (schema, patches, managedFields).
 
+pub mod auth;
 pub mod controls;
 pub mod crd;
 pub mod deletion;
