@@ -313,3 +313,41 @@ async fn namespace_finalize_endpoint_releases_custom_spec_finalizers() {
     assert_eq!(code, 200, "{b}");
     assert_eq!(raw.get("/api/v1/namespaces/held").await.0, 404);
 }
+
+#[tokio::test]
+async fn owners_in_another_namespace_count_as_absent() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    assert_eq!(
+        raw.post("/api/v1/namespaces", json!({"metadata":{"name":"other"}}))
+            .await
+            .0,
+        201
+    );
+    let (_, owner) = raw.post(CMS, json!({"metadata":{"name":"owner"}})).await;
+    let (code, _) = raw
+        .post(
+            "/api/v1/namespaces/other/configmaps",
+            json!({"metadata":{"name":"dep","ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"owner","uid":owner["metadata"]["uid"]}]}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    eventually(10, "cross-namespace dependent collected", || async {
+        (raw.get("/api/v1/namespaces/other/configmaps/dep").await.0 == 404).then_some(())
+    })
+    .await;
+    let (_, events) = raw
+        .get("/api/v1/namespaces/other/events?fieldSelector=reason%3DOwnerRefInvalidNamespace")
+        .await;
+    let ev = &events["items"][0];
+    assert_eq!(
+        (ev["type"].as_str(), ev["involvedObject"]["name"].as_str()),
+        (Some("Warning"), Some("dep")),
+        "{events}"
+    );
+    assert_eq!(
+        raw.get(&format!("{CMS}/owner")).await.0,
+        200,
+        "the owner is untouched"
+    );
+}

@@ -364,6 +364,9 @@ async fn route(
                         &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":details}),
                     ))
                 }
+                Deleted::Pending(obj) if d.orphan_false => {
+                    Ok(json_response(202, &render_one(&def, &obj, shape)))
+                }
                 Deleted::Gone(obj) | Deleted::Pending(obj) => {
                     Ok(json_response(200, &render_one(&def, &obj, shape)))
                 }
@@ -491,6 +494,7 @@ fn delete_opts(body: &[u8], q: &Query) -> Result<DeleteOpts, ApiError> {
         .is_some_and(|a| a.iter().any(|x| x == "All"))
         || q.get("dryRun") == Some("All");
     Ok(DeleteOpts {
+        orphan_false: b["orphanDependents"].as_bool() == Some(false),
         policy,
         uid: b
             .pointer("/preconditions/uid")
