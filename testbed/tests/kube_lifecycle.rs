@@ -350,4 +350,16 @@ async fn owners_in_another_namespace_count_as_absent() {
         200,
         "the owner is untouched"
     );
+    // A pending delete with orphanDependents=false answers 202 Accepted.
+    let (code, _) = raw
+        .post(
+            CMS,
+            json!({"metadata":{"name":"held","finalizers":["example.com/x"]}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let (code, obj) = raw
+        .delete(&format!("{CMS}/held"), json!({"orphanDependents":false}))
+        .await;
+    assert_eq!((code, obj["kind"].as_str()), (202, Some("ConfigMap")));
 }
