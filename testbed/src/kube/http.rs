@@ -233,7 +233,9 @@ async fn route(
         return Err(ApiError::no_route());
     }
     if let Some(s) = &t.sub {
+        let has_scale = def.crd.as_ref().is_some_and(|c| c.scale.is_some());
         let ok = (s == "status" && def.status_subresource)
+            || (s == "scale" && has_scale)
             || (s == "finalize" && def.kind == "Namespace" && def.group.is_empty());
         if !ok || matches!(verb, "list" | "watch" | "create" | "delete" | "deletecollection") {
             return Err(ApiError::no_route());
@@ -289,6 +291,14 @@ async fn route(
     };
     let sub = t.sub.as_deref();
     let mut resp = match verb {
+        "get" | "update" | "patch" if sub == Some("scale") => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            let res = super::scale::handle(st, &def, &ns, &name, verb, ct, body, &wo)?;
+            Ok(json_response(200, &res))
+        }
         "get" => {
             let obj = st
                 .store

@@ -39,6 +39,7 @@ pub mod protobuf;
 pub mod query;
 pub mod rbac;
 pub mod resources;
+pub mod scale;
 pub mod selector;
 pub mod semantics;
 pub mod state;
