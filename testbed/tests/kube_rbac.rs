@@ -165,13 +165,13 @@ async fn rbac_allows_and_denies_from_stored_objects() {
     // Unknown tokens are 401; anonymous requests are subject to RBAC.
     let (c, e) = Raw::new(&h, "nope").get("/api/v1/namespaces").await;
     assert_eq!((c, e["reason"].as_str()), (401, Some("Unauthorized")));
-    let anon = reqwest::Client::new()
+    let anon = common::http_client()
         .get(format!("{}/api/v1/namespaces", h.url()))
         .send()
         .await
         .expect("anon");
     assert_eq!(anon.status().as_u16(), 403);
-    let anon = reqwest::Client::new()
+    let anon = common::http_client()
         .get(format!("{}/version", h.url()))
         .send()
         .await
@@ -298,7 +298,7 @@ async fn impersonation_needs_the_impersonate_verb() {
     let h = start().await;
     h.add_user_token("gina-token", "gina", &[]);
     let get_as = |token: &str, user: &str| {
-        let req = reqwest::Client::new()
+        let req = common::http_client()
             .get(format!("{}/api/v1/namespaces/default/configmaps", h.url()))
             .bearer_auth(token)
             .header("Impersonate-User", user)
