@@ -211,10 +211,10 @@ async fn kube_rs_watcher_survives_dropped_watches() {
         .expect("item")
         .expect("ok");
     assert_eq!(next.metadata.name.as_deref(), Some("two"));
-    assert!(
-        h.controls().count("watch", "configmaps", "*") > watches_before,
-        "the watcher re-watched"
-    );
+    eventually(10, "the watcher re-watched", || async {
+        (h.controls().count("watch", "configmaps", "*") > watches_before).then_some(())
+    })
+    .await;
 }
 
 /// A namespaced test CRD, matching `common::widget_crd("Namespaced")`.
