@@ -156,7 +156,7 @@ async fn bookmarks_streaming_lists_timeouts_and_selector_transitions() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The watch starts from `rv`, so the changes below reach it whenever it connects.
     let (code, _) = raw
         .patch(
             &format!("{CMS}/a"),
