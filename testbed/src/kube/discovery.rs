@@ -111,6 +111,10 @@ pub fn resource_list(st: &State, group: &str, version: &str) -> Option<Value> {
             json!({"name":"selfsubjectaccessreviews","singularName":"","namespaced":false,
             "kind":"SelfSubjectAccessReview","verbs":["create"]}),
         );
+        resources.push(
+            json!({"name":"selfsubjectrulesreviews","singularName":"","namespaced":false,
+            "kind":"SelfSubjectRulesReview","verbs":["create"]}),
+        );
     }
     if resources.is_empty() {
         return None;

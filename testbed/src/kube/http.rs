@@ -201,7 +201,8 @@ async fn route(
             .ok_or_else(ApiError::no_route);
     }
     let t = parse_resource_path(path).ok_or_else(ApiError::no_route)?;
-    if t.group == "authorization.k8s.io" && t.plural == "selfsubjectaccessreviews" && method == Method::POST {
+    let reviews = ["selfsubjectaccessreviews", "selfsubjectrulesreviews"];
+    if t.group == "authorization.k8s.io" && reviews.contains(&t.plural.as_str()) && method == Method::POST {
         let attrs = Attrs {
             verb: "create".into(),
             group: t.group.clone(),
@@ -219,6 +220,9 @@ async fn route(
             },
         )
         .await?;
+        if t.plural == "selfsubjectrulesreviews" {
+            return rbac::rules_review(st, user, headers, body);
+        }
         return rbac::self_review(st, user, headers, body);
     }
     let def = st
