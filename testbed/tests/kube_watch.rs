@@ -329,3 +329,35 @@ async fn kube_rs_controller_reconciles_and_owns_children() {
     let lp = ListParams::default();
     assert!(widgets.list(&lp).await.expect("list").items.is_empty());
 }
+
+#[tokio::test]
+async fn kube_rs_streaming_list_watcher_and_metadata_watcher() {
+    let h = start().await;
+    let client = h.admin_client().await.expect("client");
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm = serde_json::from_value::<ConfigMap>(json!({"metadata":{"name":"pre","labels":{"k":"v"}}}))
+        .expect("cm");
+    api.create(&PostParams::default(), &cm).await.expect("create");
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("event")
+        .expect("item")
+        .expect("ok");
+    assert_eq!(first.metadata.name.as_deref(), Some("pre"));
+    let mut meta = kube::runtime::metadata_watcher(api.clone(), watcher::Config::default().labels("k=v"))
+        .applied_objects()
+        .boxed();
+    let m = tokio::time::timeout(Duration::from_secs(10), meta.next())
+        .await
+        .expect("event")
+        .expect("item")
+        .expect("ok");
+    assert_eq!(m.metadata.name.as_deref(), Some("pre"));
+    assert_eq!(
+        m.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+}
