@@ -347,7 +347,9 @@ async fn kube_rs_streaming_list_watcher_and_metadata_watcher() {
         .expect("item")
         .expect("ok");
     assert_eq!(first.metadata.name.as_deref(), Some("pre"));
-    let mut meta = kube::runtime::metadata_watcher(api.clone(), watcher::Config::default().labels("k=v"))
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(h.admin_client().await.expect("client"), "default");
+    let mut meta = watcher(meta_api, watcher::Config::default().labels("k=v"))
         .applied_objects()
         .boxed();
     let m = tokio::time::timeout(Duration::from_secs(10), meta.next())
