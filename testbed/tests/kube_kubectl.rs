@@ -158,6 +158,14 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         kc.run(&["create", "rolebinding", "rb", "--role=cm-reader", "--user=alice", "-n", "apps"]);
         let role = kc.run(&["get", "role", "cm-reader", "-n", "apps", "-o", "jsonpath={.rules[0].verbs}"]);
         assert_eq!(role, r#"["get","list"]"#);
+        // Impersonation (--as): alice may list configmaps in apps but not secrets.
+        let as_alice = kc.run(&["get", "configmaps", "-n", "apps", "--as", "alice", "-o", "name"]);
+        assert!(as_alice.contains("configmap/cm1"), "{as_alice}");
+        let denied = kc.fails(&["get", "secrets", "-n", "apps", "--as", "alice"]);
+        assert!(denied.contains("User \"alice\" cannot list resource \"secrets\" in API group \"\" in the namespace \"apps\""), "{denied}");
+        assert_eq!(kc.run(&["auth", "can-i", "list", "configmaps", "-n", "apps", "--as", "alice"]).trim(), "yes");
+        let list = kc.run(&["auth", "can-i", "--list", "-n", "apps", "--as", "alice"]);
+        assert!(list.lines().any(|l| l.starts_with("configmaps ") && l.contains("[get list]")), "{list}");
         let rb = kc.run(&["get", "rolebinding", "rb", "-n", "apps", "-o", "jsonpath={.roleRef.name}/{.subjects[0].name}"]);
         assert_eq!(rb, "cm-reader/alice");
 

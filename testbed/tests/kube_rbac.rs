@@ -105,7 +105,7 @@ async fn rbac_allows_and_denies_from_stored_objects() {
         .post(
             &format!("{rbac}/clusterroles"),
             json!({"metadata":{"name":"one-cm"},
-        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get"],"resourceNames":["c"]}]}),
+        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get","list"],"resourceNames":["c"]}]}),
         )
         .await;
     assert_eq!(c, 201);
@@ -123,6 +123,14 @@ async fn rbac_allows_and_denies_from_stored_objects() {
         alice.get("/api/v1/namespaces/team-b/configmaps").await.0,
         403,
         "resourceNames never allow list"
+    );
+    assert_eq!(
+        alice
+            .get("/api/v1/namespaces/team-b/configmaps?fieldSelector=metadata.name%3Dc")
+            .await
+            .0,
+        200,
+        "a list pinned to the allowed name is allowed"
     );
     // roleRef is immutable.
     let (c, e) = admin
@@ -157,13 +165,13 @@ async fn rbac_allows_and_denies_from_stored_objects() {
     // Unknown tokens are 401; anonymous requests are subject to RBAC.
     let (c, e) = Raw::new(&h, "nope").get("/api/v1/namespaces").await;
     assert_eq!((c, e["reason"].as_str()), (401, Some("Unauthorized")));
-    let anon = reqwest::Client::new()
+    let anon = common::http_client()
         .get(format!("{}/api/v1/namespaces", h.url()))
         .send()
         .await
         .expect("anon");
     assert_eq!(anon.status().as_u16(), 403);
-    let anon = reqwest::Client::new()
+    let anon = common::http_client()
         .get(format!("{}/version", h.url()))
         .send()
         .await
@@ -283,4 +291,36 @@ async fn aggregated_cluster_roles_collect_matching_rules() {
     .await;
     let (_, agg) = admin.get(&format!("{rbac}/clusterroles/agg")).await;
     assert_eq!(agg["rules"][0]["resources"], json!(["configmaps"]));
+}
+
+#[tokio::test]
+async fn impersonation_needs_the_impersonate_verb() {
+    let h = start().await;
+    h.add_user_token("gina-token", "gina", &[]);
+    let get_as = |token: &str, user: &str| {
+        let req = common::http_client()
+            .get(format!("{}/api/v1/namespaces/default/configmaps", h.url()))
+            .bearer_auth(token)
+            .header("Impersonate-User", user)
+            .header("Impersonate-Group", "system:masters");
+        async move {
+            let r = req.send().await.expect("send");
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let (code, e) = get_as("gina-token", "root").await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        e["message"],
+        "users \"root\" is forbidden: User \"gina\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let (code, list) = get_as(h.admin_token(), "root").await;
+    assert_eq!(
+        (code, list["kind"].as_str()),
+        (200, Some("ConfigMapList")),
+        "admin may impersonate"
+    );
 }

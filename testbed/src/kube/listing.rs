@@ -17,12 +17,14 @@ use super::status::{ApiError, options_invalid};
 use super::watch::{WatchReq, watch};
 
 #[derive(serde::Serialize, serde::Deserialize)]
+/// The continue token, shaped as the real server's (base64url JSON).
 struct ContinueToken {
     v: String,
     rv: u64,
     start: String,
 }
 
+/// Answers a list request (selectors, paging, resourceVersion rules).
 pub fn list(
     st: &State,
     def: &ResourceDef,
@@ -158,6 +160,7 @@ pub fn list(
     Ok(json_response(200, &render_list(def, &items, shape, rv, cont)))
 }
 
+/// Validates watch parameters and starts the stream (a URL naming an object pins its name).
 pub fn start_watch(
     st: &Arc<State>,
     def: Arc<ResourceDef>,

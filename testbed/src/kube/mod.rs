@@ -23,6 +23,7 @@
 //! ClusterRole aggregation). Pure rules live in `validation`, `kinds`, `selector`, `rbac`,
 //! `output` and `semantics` (schema, patches, managedFields).
 
+pub mod auth;
 pub mod controls;
 pub mod crd;
 pub mod deletion;
@@ -38,6 +39,7 @@ pub mod protobuf;
 pub mod query;
 pub mod rbac;
 pub mod resources;
+pub mod scale;
 pub mod selector;
 pub mod semantics;
 pub mod state;

@@ -468,7 +468,11 @@ pub(crate) fn merge_for_write(
         }
         _ => {
             let mut n = incoming.clone();
-            if def.status_subresource && def.kind != "Namespace" {
+            if def.kind == "Namespace" && def.group.is_empty() {
+                // Namespace spec changes only through /finalize (the strategy keeps the old spec).
+                n["spec"] = existing["spec"].clone();
+            }
+            if def.status_subresource {
                 match existing.get("status") {
                     Some(s) => n["status"] = s.clone(),
                     None => {

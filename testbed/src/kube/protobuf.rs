@@ -245,6 +245,9 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
                 let names = [(1, "apiGroup"), (2, "kind"), (3, "name")];
                 drop(obj.insert("roleRef".into(), string_fields(x, &names)?))
             }
+            ("SelfSubjectRulesReview", 2, Field::Bytes(x)) => {
+                drop(obj.insert("spec".into(), string_fields(x, &[(1, "namespace")])?))
+            }
             ("SelfSubjectAccessReview", 2, Field::Bytes(x)) => {
                 drop(obj.insert("spec".into(), review_spec(x)?))
             }
@@ -258,6 +261,7 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
         "ConfigMap",
         "ServiceAccount",
         "SelfSubjectAccessReview",
+        "SelfSubjectRulesReview",
         "Role",
         "ClusterRole",
         "RoleBinding",
