@@ -17,7 +17,7 @@ use crate::{
     gitlab::GitLabError,
     metrics::TokenLabels,
     reason::Reason,
-    schedule::{next_verification_time, seed_from},
+    schedule::{next_verification_time, renewal_time, seed_from},
 };
 
 /// Annotation a user sets (to any new value) to renew a token now.
@@ -62,6 +62,15 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
     set_denied(&mut status, false, "", "", generation, ctx.now());
 
     let seed = seed_from(&token.uid().unwrap_or_default());
+    // A changed renewBefore (spec or policy) moves the current token's renewal too.
+    if let Some(c) = &status.current {
+        status.renewal_time = Some(renewal_time(
+            c.created_at,
+            c.expires_at,
+            resolved.allowance.renew_before,
+            seed,
+        ));
+    }
     let renew_request = token.annotations().get(RENEW_ANNOTATION).cloned();
     let mut secret = observe::secret_state(ctx, &token, resolved.registry_host.as_deref()).await?;
     let mut liveness = None;

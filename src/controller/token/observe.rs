@@ -148,9 +148,8 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         .clone()
         .unwrap_or_else(|| ctx.config.cluster_name.clone());
     let token_name = format!(
-        "{}-{}-{}",
-        connection.spec.token_name_prefix,
-        cluster,
+        "{}{}",
+        token_name_marker(&connection.spec.token_name_prefix, &cluster),
         token.uid().unwrap_or_default()
     );
     Ok(Ok(Resolved {
@@ -161,6 +160,12 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         token_name,
         registry_host,
     }))
+}
+
+/// The start of every token name this operator gives on a connection: `<prefix>-<cluster>-`,
+/// followed by the GitLabToken's uid. The orphan sweep recognises its own tokens by it.
+pub fn token_name_marker(prefix: &str, cluster: &str) -> String {
+    format!("{prefix}-{cluster}-")
 }
 
 /// The registry host a `docker-config` Secret is keyed by: the token's, else the connection's. It
