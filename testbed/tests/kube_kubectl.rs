@@ -91,6 +91,8 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         assert!(out.contains("gitrepositories.source.toolkit.fluxcd.io created"), "{out}");
         let crds = kc.run(&["get", "crds"]);
         assert!(crds.contains("ocirepositories.source.toolkit.fluxcd.io"), "{crds}");
+        let resources = kc.run(&["api-resources"]);
+        assert!(resources.lines().any(|l| l.starts_with("gitrepositories") && l.contains("source.toolkit.fluxcd.io/v1")), "{resources}");
         assert!(crds.contains("CREATED AT"), "{crds}");
         kc.run(&["wait", "--for=condition=Established", "crd/gitrepositories.source.toolkit.fluxcd.io", "--timeout=20s"]);
 
