@@ -192,6 +192,11 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         assert_eq!(still, "b", "diff is a dry run");
         kc.run(&["wait", "--for=jsonpath={.data.a}=b", "configmap/cm1", "-n", "apps", "--timeout=10s"]);
 
+        // Service accounts and TokenRequest (kubectl create token).
+        kc.run(&["create", "serviceaccount", "bot", "-n", "apps"]);
+        let token = kc.run(&["create", "token", "bot", "-n", "apps"]);
+        assert!(token.trim().starts_with("sa-"), "{token}");
+
         // Secrets via kubectl create.
         kc.run(&["create", "secret", "generic", "s1", "--from-literal=password=hunter2", "-n", "apps"]);
         let secrets = kc.run(&["get", "secrets", "-n", "apps"]);

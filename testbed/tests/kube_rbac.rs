@@ -369,3 +369,45 @@ async fn default_edit_and_view_roles_aggregate_crd_roles() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn service_account_token_requests_authenticate_as_the_account() {
+    let h = start().await;
+    let admin = Raw::new(&h, h.admin_token());
+    let sa = "/api/v1/namespaces/default/serviceaccounts";
+    let (c, e) = admin
+        .post(
+            &format!("{sa}/bot/token"),
+            json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}),
+        )
+        .await;
+    assert_eq!((c, e["reason"].as_str()), (404, Some("NotFound")));
+    assert_eq!(admin.post(sa, json!({"metadata":{"name":"bot"}})).await.0, 201);
+    let (c, tr) = admin.post(&format!("{sa}/bot/token"), json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":3600}})).await;
+    assert_eq!(c, 201, "{tr}");
+    let token = tr["status"]["token"].as_str().expect("token").to_string();
+    let bot = Raw::new(&h, &token);
+    let (c, e) = bot.get("/api/v1/namespaces/default/configmaps").await;
+    assert_eq!(c, 403);
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("User \"system:serviceaccount:default:bot\""),
+        "{e}"
+    );
+    let (c, _) = admin
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            json!({"metadata":{"name":"bot-view"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},
+        "subjects":[{"kind":"Group","name":"system:serviceaccounts:default"}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    assert_eq!(
+        bot.get("/api/v1/namespaces/default/configmaps").await.0,
+        200,
+        "SA groups apply"
+    );
+}

@@ -46,6 +46,7 @@ pub mod semantics;
 pub mod state;
 pub mod status;
 pub mod store;
+pub mod tokens;
 pub mod validation;
 pub mod watch;
 
