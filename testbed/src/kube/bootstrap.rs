@@ -21,6 +21,18 @@ fn role(name: &str, now: &str, labels: Value, rules: Value) -> Value {
     json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":meta(name, now, labels),"rules":rules})
 }
 
+/// The `default` ServiceAccount the service-account controller creates in every namespace.
+pub fn default_service_account(st: &State, ns: &str) {
+    let sa = json!({"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default","namespace":ns,
+        "uid":uuid::Uuid::new_v4().to_string(),"creationTimestamp":now_str()}});
+    let _ = st.store.mutate("serviceaccounts", ns, "default", |_, existing| {
+        Ok(match existing {
+            Some(e) => Mutation::NoOp(e.clone()),
+            None => Mutation::Put(sa),
+        })
+    });
+}
+
 /// Seeds a new store.
 pub fn seed(st: &State) {
     let now = now_str();
@@ -28,6 +40,7 @@ pub fn seed(st: &State) {
         let obj = json!({"apiVersion":"v1","kind":"Namespace","metadata":meta(ns, &now, json!({"kubernetes.io/metadata.name":ns})),
             "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
         put(st, "namespaces", ns, obj);
+        default_service_account(st, ns);
     }
     let boot = json!({"kubernetes.io/bootstrapping":"rbac-defaults"});
     let all =
