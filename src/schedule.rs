@@ -111,12 +111,24 @@ pub fn next_verification_time(
     now: DateTime<Utc>,
     jitter_seed: u64,
 ) -> DateTime<Utc> {
-    let period = VERIFY_INTERVAL.num_seconds();
-    let slot = i64::try_from(mix(jitter_seed ^ 0x5645_5249_4659) % period as u64).unwrap_or(0);
-    let earliest = last_verified.unwrap_or(now) + MIN_VERIFY_GAP;
+    next_verification_time_every(last_verified, now, jitter_seed, VERIFY_INTERVAL)
+}
+
+/// [`next_verification_time`] with a configured period (`--verify-interval`); the minimum gap
+/// between two checks shrinks with short periods to a quarter of the period.
+pub fn next_verification_time_every(
+    last_verified: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    jitter_seed: u64,
+    period: TimeDelta,
+) -> DateTime<Utc> {
+    let period_secs = period.num_seconds().max(60);
+    let gap = MIN_VERIFY_GAP.min(TimeDelta::seconds(period_secs / 4));
+    let slot = i64::try_from(mix(jitter_seed ^ 0x5645_5249_4659) % period_secs as u64).unwrap_or(0);
+    let earliest = last_verified.unwrap_or(now) + gap;
     let e = earliest.timestamp();
-    let base = e - e.rem_euclid(period) + slot;
-    let next = if base >= e { base } else { base + period };
+    let base = e - e.rem_euclid(period_secs) + slot;
+    let next = if base >= e { base } else { base + period_secs };
     DateTime::from_timestamp(next, 0).unwrap_or(earliest)
 }
 

@@ -23,6 +23,8 @@ pub const MIN_AGE: Duration = Duration::from_secs(600);
 /// What the GitLabTokens account for on one connection.
 #[derive(Debug, Default)]
 pub struct Accounted {
+    /// Uids of the GitLabTokens that exist.
+    pub uids: BTreeSet<String>,
     /// Project ids served.
     pub projects: BTreeSet<u64>,
     /// Token ids in current/previous.
@@ -31,9 +33,15 @@ pub struct Accounted {
     pub pending_names: BTreeSet<String>,
 }
 
-/// Whether `token` is an orphan: our cluster's marker, not accounted for, and old enough.
+/// Whether `token` is an orphan: named `<marker><uid>` for a GitLabToken that still exists
+/// (so another cluster whose name merely starts like ours, or a token retained after its
+/// GitLabToken was deleted with `deletionPolicy: Retain`, is never touched), not accounted for
+/// by its status, and old enough.
 pub fn is_orphan(token: &AccessToken, marker: &str, accounted: &Accounted, now: DateTime<Utc>) -> bool {
-    let ours = token.name.starts_with(marker);
+    let ours = token
+        .name
+        .strip_prefix(marker)
+        .is_some_and(|uid| is_uid(uid) && accounted.uids.contains(uid));
     let old_enough = token
         .created_at
         .is_some_and(|c| (now - c).to_std().is_ok_and(|age| age >= MIN_AGE));
@@ -41,6 +49,16 @@ pub fn is_orphan(token: &AccessToken, marker: &str, accounted: &Accounted, now: 
         && old_enough
         && !accounted.token_ids.contains(&token.id)
         && !accounted.pending_names.contains(&token.name)
+}
+
+/// Whether `s` is a Kubernetes uid (RFC 4122 text form).
+fn is_uid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Collects what every GitLabToken accounts for, per connection name.
@@ -52,6 +70,7 @@ fn accounted_by_connection(tokens: &[GitLabToken]) -> BTreeMap<String, Accounted
             continue;
         };
         let a = out.entry(conn.clone()).or_default();
+        a.uids.extend(t.metadata.uid.clone());
         a.projects.insert(project.id);
         a.token_ids.extend(status.current.as_ref().map(|c| c.token_id));
         a.token_ids.extend(status.previous.as_ref().map(|p| p.token_id));
@@ -140,37 +159,26 @@ mod tests {
     fn orphan_table() {
         let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
         let marker = "gto-prod-";
+        let live = "0f8b5a34-1c2d-4e5f-8a9b-0c1d2e3f4a5b";
+        let deleted = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+        let inflight = "11111111-2222-3333-4444-555555555555";
+        let ours = format!("{marker}{live}");
         let mut a = Accounted::default();
+        a.uids.insert(live.into());
+        a.uids.insert(inflight.into());
         a.token_ids.insert(1);
-        a.pending_names.insert("gto-prod-inflight".into());
+        a.pending_names.insert(format!("{marker}{inflight}"));
+        #[rustfmt::skip]
         let cases = [
-            (
-                token(1, "gto-prod-a", true, 60, now),
-                false,
-                "accounted current/previous",
-            ),
-            (
-                token(2, "gto-prod-b", true, 60, now),
-                true,
-                "ours, unaccounted, old",
-            ),
-            (
-                token(3, "gto-prod-c", true, 5, now),
-                false,
-                "too young: may be being issued",
-            ),
-            (token(4, "gto-prod-d", false, 60, now), false, "already inactive"),
-            (
-                token(5, "gto-staging-e", true, 60, now),
-                false,
-                "another cluster's marker",
-            ),
-            (token(6, "hand-made", true, 60, now), false, "not ours"),
-            (
-                token(7, "gto-prod-inflight", true, 60, now),
-                false,
-                "pending issue under that name",
-            ),
+            (token(1, &ours, true, 60, now), false, "accounted current/previous"),
+            (token(2, &ours, true, 60, now), true, "ours, unaccounted, old"),
+            (token(3, &ours, true, 5, now), false, "too young: may be being issued"),
+            (token(4, &ours, false, 60, now), false, "already inactive"),
+            (token(5, &format!("gto-staging-{live}"), true, 60, now), false, "another cluster's marker"),
+            (token(6, &format!("gto-prod-eu-{live}"), true, 60, now), false, "a cluster whose name starts like ours"),
+            (token(7, &format!("{marker}{deleted}"), true, 60, now), false, "its GitLabToken is gone (retained or revoked)"),
+            (token(8, "hand-made", true, 60, now), false, "not ours"),
+            (token(9, &format!("{marker}{inflight}"), true, 60, now), false, "pending issue under that name"),
         ];
         for (t, want, why) in cases {
             assert_eq!(is_orphan(&t, marker, &a, now), want, "{why}");

@@ -17,7 +17,7 @@ use crate::{
     gitlab::GitLabError,
     metrics::TokenLabels,
     reason::Reason,
-    schedule::{next_verification_time, renewal_time, seed_from},
+    schedule::{next_verification_time_every, renewal_time, seed_from},
 };
 
 /// Annotation a user sets (to any new value) to renew a token now.
@@ -61,6 +61,8 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
     status.policy = Some(resolved.allowance.policy.clone());
     set_denied(&mut status, false, "", "", generation, ctx.now());
 
+    let verify_every =
+        chrono::TimeDelta::from_std(ctx.config.verify_interval).unwrap_or(crate::schedule::VERIFY_INTERVAL);
     let seed = seed_from(&token.uid().unwrap_or_default());
     // A changed renewBefore (spec or policy) moves the current token's renewal too.
     if let Some(c) = &status.current {
@@ -83,10 +85,14 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
             _ => None,
         };
         let consumers_caught_up = report.map(|r| r.caught_up);
-        let next_verification = status
-            .current
-            .as_ref()
-            .map(|c| next_verification_time(Some(c.last_verified.unwrap_or(c.created_at)), now, seed));
+        let next_verification = status.current.as_ref().map(|c| {
+            next_verification_time_every(
+                Some(c.last_verified.unwrap_or(c.created_at)),
+                now,
+                seed,
+                verify_every,
+            )
+        });
         let observed = Observed {
             now,
             status: &status,
