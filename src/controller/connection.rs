@@ -65,7 +65,10 @@ impl LiveConnection {
 
 /// The live connections by name.
 #[derive(Default)]
-pub struct Connections(RwLock<BTreeMap<String, Arc<LiveConnection>>>);
+pub struct Connections(
+    RwLock<BTreeMap<String, Arc<LiveConnection>>>,
+    RwLock<std::collections::BTreeSet<String>>,
+);
 
 impl Connections {
     /// The connection named `name`.
@@ -84,6 +87,17 @@ impl Connections {
     fn put(&self, conn: Arc<LiveConnection>) {
         if let Ok(mut m) = self.0.write() {
             m.insert(conn.name.clone(), conn);
+        }
+    }
+
+    /// Whether the connection controller has checked `name` at least once since start.
+    pub fn checked(&self, name: &str) -> bool {
+        self.1.read().is_ok_and(|s| s.contains(name))
+    }
+
+    fn mark_checked(&self, name: &str) {
+        if let Ok(mut s) = self.1.write() {
+            s.insert(name.to_string());
         }
     }
 
@@ -148,6 +162,7 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
     let mut status = conn.status.clone().unwrap_or_default();
     let generation = conn.metadata.generation;
     let outcome = check(&conn, &ctx, &mut status).await;
+    ctx.connections.mark_checked(&name);
     let (ready, reason, message) = match &outcome {
         Ok(msg) => (true, "Connected", msg.clone()),
         Err(e) => (false, e.reason, e.message.clone()),
