@@ -62,6 +62,11 @@ impl LeaderConfig {
         (Duration::from_secs(self.duration_secs()) / 10)
             .clamp(Duration::from_millis(200), Duration::from_secs(2))
     }
+
+    /// How long one watchdog read may take: half the grace, at least one poll interval.
+    pub fn read_timeout(&self) -> Duration {
+        (Duration::from_secs(self.grace_secs()) / 2).max(self.poll())
+    }
 }
 
 /// Parses a `--lease-duration` (`15s`, `1m`), refusing anything under [`MIN_LEASE_DURATION`].
@@ -264,9 +269,9 @@ async fn campaign(
     }
 }
 
-/// Reads the Lease, bounded by one poll interval.
+/// Reads the Lease, bounded by [`LeaderConfig::read_timeout`].
 async fn read_holder(api: &Api<Lease>, config: &LeaderConfig) -> Option<Holder> {
-    match tokio::time::timeout(config.poll(), api.get(&config.lease_name)).await {
+    match tokio::time::timeout(config.read_timeout(), api.get(&config.lease_name)).await {
         Ok(Ok(lease)) => Some(holder_of(&lease, &config.identity)),
         Ok(Err(e)) => {
             tracing::debug!(error = %e, "reading the leader Lease failed");
@@ -425,6 +430,7 @@ mod tests {
             assert_eq!(c.grace_secs(), grace, "{secs}s");
             assert!(c.grace_secs() < c.duration_secs());
             assert_eq!(c.poll(), Duration::from_millis(poll_ms), "{secs}s");
+            assert!(c.read_timeout() >= c.poll() && c.read_timeout() < Duration::from_secs(c.grace_secs()));
             // The leader sees its renewal (at expiry - grace) before the watchdog would fire.
             assert!(2 * c.poll() <= Duration::from_secs(c.grace_secs()), "{secs}s");
         }
