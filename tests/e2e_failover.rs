@@ -212,3 +212,64 @@ async fn a_leader_stopped_with_sigterm_releases_the_lease_for_an_immediate_takeo
     clones_with_secret(&env, "infra", &url_b).await;
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_loses_its_lease_exits_and_the_lease_goes_to_whoever_takes_it_next() {
+    let mut env = two_replicas().await;
+    let first = leader(&env).await;
+    let follower = 1 - first;
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(env.client.clone(), e2e::OPERATOR_NS);
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    // Someone else (a split network, a misbehaving peer) takes the Lease for an hour.
+    let steal = json!({"spec": {"holderIdentity": "intruder", "renewTime": now, "acquireTime": now,
+                                "leaseDurationSeconds": 3600}});
+    leases
+        .patch(
+            e2e::LEASE_NAME,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&steal),
+        )
+        .await
+        .unwrap();
+    let stolen = Instant::now();
+    assert_eq!(
+        env.wait_replica_exit(first).await,
+        Some(3),
+        "the deposed leader exits with code 3"
+    );
+    report("Lease stolen -> old leader exited", stolen.elapsed());
+    assert!(
+        stolen.elapsed() < LEASE,
+        "the deposed leader kept running for {:?}",
+        stolen.elapsed()
+    );
+    assert!(env.replica_logs(first).contains("lost leadership; exiting"));
+    // The follower respects the intruder's valid Lease…
+    assert_eq!(env.replica_leader_metric(follower).await, Some(0));
+    assert_eq!(env.lease_holder().await.as_deref(), Some("intruder"));
+    // …and takes it as soon as it is released.
+    let release = json!({"spec": {"holderIdentity": null, "renewTime": null, "acquireTime": null,
+                                  "leaseDurationSeconds": null}});
+    leases
+        .patch(
+            e2e::LEASE_NAME,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&release),
+        )
+        .await
+        .unwrap();
+    let next = env.replicas[follower].instance.clone();
+    e2e::eventually("the follower to take the released Lease", || async {
+        (env.lease_holder().await.as_deref() == Some(next.as_str())
+            && env.replica_leader_metric(follower).await == Some(1))
+        .then_some(())
+    })
+    .await;
+    let url = annotated_source(&env, "app", "acme/team-a/app").await;
+    env.wait_token_condition("team-a", "app-gitlab-token", "Ready", "True", Some("Issued"))
+        .await;
+    assert_minted_once(&env, 1);
+    clones_with_secret(&env, "app", &url).await;
+    env.stop().await;
+}

@@ -260,6 +260,18 @@ impl Env {
         }
     }
 
+    /// Waits (up to [`WAIT`]) for replica `i` to exit on its own; returns its exit code.
+    pub async fn wait_replica_exit(&mut self, i: usize) -> Option<i32> {
+        let mut child = self.replicas[i].child.take()?;
+        match tokio::time::timeout(WAIT, child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => {
+                let _ = child.kill().await;
+                None
+            }
+        }
+    }
+
     /// The Lease's current holder identity, if any.
     pub async fn lease_holder(&self) -> Option<String> {
         let api: Api<k8s_openapi::api::coordination::v1::Lease> =
