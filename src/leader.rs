@@ -227,6 +227,9 @@ async fn campaign(
         match follow(&manager, &api, &config, &mut release_rx).await {
             Wait::Acquired => break,
             Wait::Released(done) => {
+                // A cancelled contention may have taken the Lease unseen; release() only
+                // touches a Lease that is ours or already expired.
+                let _ = tokio::time::timeout(config.read_timeout(), manager.release()).await;
                 let _ = done.send(());
                 return;
             }
