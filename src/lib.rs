@@ -7,6 +7,7 @@ pub mod controller;
 pub mod crd;
 pub mod gitlab;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod policy;
 pub mod reason;

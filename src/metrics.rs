@@ -109,6 +109,8 @@ pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     /// Reconcile latency by controller.
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    /// 1 while this replica leads (holds the Lease, or runs without election), else 0.
+    pub leader: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -138,6 +140,7 @@ impl Metrics {
             gitlab_rate_limit_remaining: Family::default(),
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(latency_histogram),
+            leader: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -199,6 +202,11 @@ impl Metrics {
             "reconcile_duration_seconds",
             "Reconcile latency by controller",
             m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica leads (holds the leader Lease, or runs without election)",
+            m.leader.clone(),
         );
         Self { registry, ..m }
     }
@@ -305,6 +313,7 @@ mod tests {
             "gitlab_token_operator_policy_denials_total{reason=\"PolicyDenied\"} 1",
             "gitlab_token_operator_tokens_revoked_total{reason=\"Deleted\"} 1",
             "gitlab_token_operator_reconcile_duration_seconds_bucket",
+            "gitlab_token_operator_leader 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -63,6 +63,15 @@ pub struct RunArgs {
     /// This replica's name in events and leases (defaults to the host name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
+    /// Run the controllers only while holding the leader Lease (for several replicas).
+    #[arg(long, env = "GTO_LEADER_ELECT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub leader_elect: bool,
+    /// Name of the leader Lease in the operator's namespace.
+    #[arg(long, env = "GTO_LEASE_NAME", default_value = "gitlab-token-operator")]
+    pub lease_name: String,
+    /// How long the Lease stays valid without renewal: how soon a replica takes over after a crash.
+    #[arg(long, env = "GTO_LEASE_DURATION", value_parser = crate::leader::parse_lease_duration, default_value = "15s")]
+    pub lease_duration: Duration,
     /// Test world only: follow a clock offset (seconds) written to this file.
     #[arg(long, env = "GTO_CLOCK_OFFSET_FILE", hide = true)]
     pub clock_offset_file: Option<PathBuf>,
@@ -89,6 +98,9 @@ pub enum RunError {
         "the gitlabtokens.io CRDs are not installed ({0}); install them with `gitlab-token-operator crds | kubectl apply --server-side -f -`"
     )]
     CrdsMissing(kube::Error),
+    /// Leader election could not start.
+    #[error(transparent)]
+    Leader(#[from] crate::leader::LeaderError),
     /// The health server could not bind.
     #[error("cannot serve metrics: {0}")]
     Http(#[from] std::io::Error),
@@ -149,6 +161,26 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         policies.clone(),
     ));
     let http_task = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped()));
+    let lease = crate::leader::LeaderConfig {
+        lease_name: args.lease_name.clone(),
+        namespace: args.namespace.clone(),
+        identity: crate::leader::identity(args.instance.as_deref(), &hostname(), std::process::id()),
+        duration: args.lease_duration,
+    };
+    let gate = crate::leader::gate(
+        args.leader_elect,
+        client.clone(),
+        lease,
+        &health,
+        ctx.metrics.clone(),
+        stopped(),
+    );
+    let Some(election) = gate.await? else {
+        return http_task
+            .await
+            .map_err(|e| RunError::Http(std::io::Error::other(e)))?
+            .map_err(RunError::Http);
+    };
 
     let (tokens_ready_tx, tokens_ready_rx) = tokio::sync::oneshot::channel::<Store<GitLabToken>>();
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
@@ -176,6 +208,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     });
     tracing::info!(cluster = %args.cluster_name, namespace = %args.namespace, "operator started");
     futures::future::join_all(controllers).await;
+    if let Some(election) = election {
+        election.release().await;
+    }
     http_task
         .await
         .map_err(|e| RunError::Http(std::io::Error::other(e)))??;

@@ -258,10 +258,6 @@ fn env_of(container: &Value) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Env vars the lead adds with the leader-election flags (`--leader-elect`, `--lease-name`, `--lease-duration`).
-/// Once `run --help` lists them, they are checked like every other variable.
-const LEADER_ELECTION_ENV: [&str; 3] = ["GTO_LEADER_ELECT", "GTO_LEASE_NAME", "GTO_LEASE_DURATION"];
-
 /// Env vars `gitlab-token-operator run` reads through its flags, from its own `--help`.
 fn operator_env_vars() -> BTreeSet<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_gitlab-token-operator"))
@@ -292,7 +288,6 @@ fn the_deployment_passes_exactly_the_operators_settings_and_never_the_test_clock
         for name in env.keys() {
             let ok = known.contains(name)
                 || name == "RUST_LOG" // read by tracing's EnvFilter
-                || LEADER_ELECTION_ENV.contains(&name.as_str())
                 || (all && name == "TZ"); // extraEnv in the all-features values
             assert!(
                 ok,

@@ -104,6 +104,12 @@ impl Connections {
         }
     }
 
+    /// Whether the connection controller has checked `name` at least once since start (every
+    /// check ends with the connection live or marked not ready).
+    pub fn checked(&self, name: &str) -> bool {
+        self.get(name).is_some() || self.not_ready_reason(name).is_some()
+    }
+
     /// Marks a connection unusable, with the message users will see.
     pub fn mark_not_ready(&self, name: &str, message: String) {
         if let Ok(mut m) = self.live.write() {

@@ -8,7 +8,10 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -33,7 +36,7 @@ use super::{
     token::observe::{choose_connection, namespace_info},
 };
 use crate::{
-    crd::{FIELD_MANAGER, GitLabToken},
+    crd::{FIELD_MANAGER, GitLabConnection, GitLabToken},
     gitlab::{GitLabApi, GitLabError},
     policy::PolicySet,
     reason::Reason,
@@ -85,6 +88,10 @@ pub struct ShimState {
     kinds: RwLock<Vec<(ApiResource, Store<DynamicObject>)>>,
     projects: Mutex<HashMap<(String, String), String>>,
     reported: Mutex<HashMap<String, String>>,
+    /// Flux kinds whose first discovery found them not served, or whose store has listed.
+    concluded_kinds: AtomicUsize,
+    /// Set once the shim's view was complete (see [`view_complete`]).
+    complete: AtomicBool,
 }
 
 /// Why a shim reconcile failed (retried).
@@ -115,12 +122,23 @@ pub fn spawn_kind_watchers(
     for (group, kind, plural, versions) in FLUX_KINDS {
         let (client, state, wake) = (client.clone(), state.clone(), wake.clone());
         tokio::spawn(async move {
+            let mut concluded = false;
             let resource = loop {
-                if let Some(ar) = served(&client, group, kind, plural, versions).await {
-                    break ar;
+                match served(&client, group, kind, plural, versions).await {
+                    Ok(Some(ar)) => break ar,
+                    Ok(None) => {
+                        if !concluded {
+                            concluded = true;
+                            state.concluded_kinds.fetch_add(1, Ordering::SeqCst);
+                        }
+                        // The CRD is not installed (yet): look again later; the shim works without it.
+                        tokio::time::sleep(Duration::from_secs(20)).await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(kind, error = %e, "discovery failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
                 }
-                // The CRD is not installed (yet): look again later; the shim works without it.
-                tokio::time::sleep(Duration::from_secs(20)).await;
             };
             tracing::info!(kind, version = %resource.version, "serving annotated sources of this kind");
             let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
@@ -133,6 +151,12 @@ pub fn spawn_kind_watchers(
                 .default_backoff()
                 .reflect(writer)
                 .for_each(|event| {
+                    if let Ok(watcher::Event::InitDone) = &event
+                        && !concluded
+                    {
+                        concluded = true;
+                        state.concluded_kinds.fetch_add(1, Ordering::SeqCst);
+                    }
                     if let Ok(event) = event {
                         let objects: Vec<&DynamicObject> = match &event {
                             watcher::Event::Apply(o)
@@ -153,21 +177,55 @@ pub fn spawn_kind_watchers(
     }
 }
 
+/// The served version of a Flux kind; `Ok(None)` when the API server does not serve it.
 async fn served(
     client: &Client,
     group: &str,
     kind: &str,
     plural: &str,
     versions: &[&str],
-) -> Option<ApiResource> {
-    let discovery = Discovery::new(client.clone()).filter(&[group]).run().await.ok()?;
-    let g = discovery.get(group)?;
-    versions.iter().find_map(|v| {
+) -> Result<Option<ApiResource>, kube::Error> {
+    let discovery = Discovery::new(client.clone()).filter(&[group]).run().await?;
+    let Some(g) = discovery.get(group) else {
+        return Ok(None);
+    };
+    Ok(versions.iter().find_map(|v| {
         g.versioned_resources(v)
             .into_iter()
             .find(|(ar, _)| ar.kind == kind && ar.plural == plural)
             .map(|(ar, _)| ar)
-    })
+    }))
+}
+
+/// Whether the shim sees everything its decisions depend on: every Flux kind discovered (and
+/// listed when served), the policies listed, and every GitLabConnection checked once. Before
+/// that, a source would look absent or refused and its token would be deleted — which is what
+/// every restart or leader failover did, re-minting every token.
+async fn view_complete(sc: &ShimContext) -> Result<bool, ShimError> {
+    if sc.state.complete.load(Ordering::SeqCst) {
+        return Ok(true);
+    }
+    if sc.state.concluded_kinds.load(Ordering::SeqCst) < FLUX_KINDS.len() {
+        return Ok(false);
+    }
+    let policies_listed = tokio::time::timeout(Duration::from_millis(50), sc.ctx.policies.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if !policies_listed {
+        return Ok(false);
+    }
+    let connections = Api::<GitLabConnection>::all(sc.ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?;
+    if !connections
+        .items
+        .iter()
+        .all(|c| sc.ctx.connections.checked(&c.name_any()))
+    {
+        return Ok(false);
+    }
+    sc.state.complete.store(true, Ordering::SeqCst);
+    Ok(true)
 }
 
 /// One annotated source as the shim sees it.
@@ -184,6 +242,9 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     let namespace = ns.name_any();
     if !ctx.config.serves_namespace(&namespace) || ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
+    }
+    if !view_complete(&sc).await? {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     let sources = annotated_sources(&sc.state, &namespace);
     let tokens: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);

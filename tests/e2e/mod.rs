@@ -49,6 +49,38 @@ pub struct Env {
     /// The kubeconfig the operator uses (the chart's ServiceAccount, unless overridden).
     pub operator_kubeconfig: PathBuf,
     dir: tempfile::TempDir,
+    /// Replicas started with leader election ([`Options::leader_election`]); empty otherwise.
+    pub replicas: Vec<Replica>,
+}
+
+/// How [`Env::start_with`] runs the operator.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `None`: one operator without election, as [`Env::start`]. `Some`: replicas that elect a leader.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Several operator processes electing a leader over one Lease.
+#[derive(Debug, Clone)]
+pub struct LeaderElection {
+    /// How many processes.
+    pub replicas: usize,
+    /// `--lease-duration`, e.g. `3s`.
+    pub lease_duration: String,
+}
+
+/// Name of the Lease the replicas elect over.
+pub const LEASE_NAME: &str = "gitlab-token-operator";
+
+/// One operator process of a leader-elected set.
+pub struct Replica {
+    /// Its `--instance` (and Lease holder identity), `operator-<i>`.
+    pub instance: String,
+    /// Its /metrics address.
+    pub metrics_addr: String,
+    /// Its own log file.
+    pub log_path: PathBuf,
+    child: Option<Child>,
 }
 
 /// Polls `check` every 100 ms until it returns `Some`, failing the test after [`WAIT`].
@@ -80,6 +112,11 @@ fn free_port() -> u16 {
 impl Env {
     /// A world with the default setup and a running operator whose connection is Ready.
     pub async fn start() -> Env {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Like [`Env::start`], running the operator as `options` says.
+    pub async fn start_with(options: Options) -> Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("warn")
             .with_test_writer()
@@ -107,6 +144,7 @@ impl Env {
             client,
             operator: None,
             dir,
+            replicas: Vec::new(),
         };
         env.namespace(OPERATOR_NS).await;
         env.namespace("team-a").await;
@@ -129,9 +167,146 @@ impl Env {
                      "maxAccessLevel": "developer"}}),
         )
         .await;
-        env.start_operator().await;
+        match &options.leader_election {
+            None => env.start_operator().await,
+            Some(election) => {
+                for i in 0..election.replicas {
+                    env.start_replica(i, &election.lease_duration).await;
+                }
+            }
+        }
         env.wait_connection_ready().await;
         env
+    }
+
+    /// Starts replica `i` (`operator-<i>`) with `--leader-elect`; waits for its /readyz.
+    pub async fn start_replica(&mut self, i: usize, lease_duration: &str) {
+        let replica = Replica {
+            instance: format!("operator-{i}"),
+            metrics_addr: format!("127.0.0.1:{}", free_port()),
+            log_path: self.dir.path().join(format!("operator-{i}.log")),
+            child: None,
+        };
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&replica.log_path)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_gitlab-token-operator"))
+            .args([
+                "run",
+                "--namespace",
+                OPERATOR_NS,
+                "--cluster-name",
+                "e2e",
+                "--log-format",
+                "json",
+                "--leader-elect",
+                "--lease-name",
+                LEASE_NAME,
+            ])
+            .arg("--lease-duration")
+            .arg(lease_duration)
+            .arg("--instance")
+            .arg(&replica.instance)
+            .arg("--metrics-addr")
+            .arg(&replica.metrics_addr)
+            .arg("--clock-offset-file")
+            .arg(self.world.clock_offset_path())
+            .env("KUBECONFIG", self.world.kubeconfig_path())
+            .env("RUST_LOG", "info,gitlab_token_operator=debug")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("operator binary runs");
+        let url = format!("http://{}/readyz", replica.metrics_addr);
+        let replica = Replica {
+            child: Some(child),
+            ..replica
+        };
+        match self.replicas.get_mut(i) {
+            Some(slot) => *slot = replica,
+            None => self.replicas.push(replica),
+        }
+        eventually(&format!("operator-{i} to report ready"), || {
+            let url = url.clone();
+            async move {
+                reqwest::get(&url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// SIGKILLs replica `i` (a crash: the Lease is not released).
+    pub async fn kill_replica(&mut self, i: usize) {
+        if let Some(mut child) = self.replicas[i].child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Sends SIGTERM to replica `i` and waits for it to exit; returns whether it exited cleanly.
+    pub async fn terminate_replica(&mut self, i: usize) -> bool {
+        let Some(mut child) = self.replicas[i].child.take() else {
+            return false;
+        };
+        let pid = child.id().expect("running").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM to {pid}");
+        match tokio::time::timeout(WAIT, child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => {
+                let _ = child.kill().await;
+                false
+            }
+        }
+    }
+
+    /// Waits (up to [`WAIT`]) for replica `i` to exit on its own; returns its exit code.
+    pub async fn wait_replica_exit(&mut self, i: usize) -> Option<i32> {
+        let mut child = self.replicas[i].child.take()?;
+        match tokio::time::timeout(WAIT, child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => {
+                let _ = child.kill().await;
+                None
+            }
+        }
+    }
+
+    /// The Lease's current holder identity, if any.
+    pub async fn lease_holder(&self) -> Option<String> {
+        let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), OPERATOR_NS);
+        api.get_opt(LEASE_NAME)
+            .await
+            .ok()
+            .flatten()?
+            .spec?
+            .holder_identity
+            .filter(|h| !h.is_empty())
+    }
+
+    /// Replica `i`'s `gitlab_token_operator_leader` gauge (None when it does not answer).
+    pub async fn replica_leader_metric(&self, i: usize) -> Option<i64> {
+        let url = format!("http://{}/metrics", self.replicas[i].metrics_addr);
+        let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("gitlab_token_operator_leader "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// Everything replica `i` logged so far.
+    pub fn replica_logs(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.replicas[i].log_path).unwrap_or_default()
     }
 
     /// Starts (or restarts) the operator binary.
@@ -357,6 +532,9 @@ impl Env {
     /// Stops the operator and the world.
     pub async fn stop(mut self) {
         self.kill_operator().await;
+        for i in 0..self.replicas.len() {
+            self.kill_replica(i).await;
+        }
         self.world.stop().await;
         drop(self.dir);
     }
