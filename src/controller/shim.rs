@@ -350,7 +350,23 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             clear_report(&sc.state, &s.uid);
         }
     }
-    for stale in existing.items.iter().filter(|t| !wanted.contains(&t.name_any())) {
+    // A source refused for a passing reason (connection down, GitLab unreachable) keeps the
+    // token it has: an outage must never revoke working credentials.
+    let passing: Vec<&str> = refusals
+        .iter()
+        .filter(|(_, r)| is_passing(r.reason))
+        .map(|(s, _)| s.uid.as_str())
+        .collect();
+    let kept = |t: &GitLabToken| {
+        t.owner_references()
+            .iter()
+            .any(|o| passing.contains(&o.uid.as_str()))
+    };
+    for stale in existing
+        .items
+        .iter()
+        .filter(|t| !wanted.contains(&t.name_any()) && !kept(t))
+    {
         tracing::info!(namespace = %namespace, token = %stale.name_any(), "no annotated source needs this token any more; deleting it");
         tokens
             .delete(&stale.name_any(), &DeleteParams::background())
@@ -360,6 +376,18 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
         report(ctx, &sc.state, &namespace, source, &refusal).await;
     }
     Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// Refusals that say nothing about the request itself, only about the moment.
+fn is_passing(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::ConnectionNotReady
+            | Reason::ConnectionNotFound
+            | Reason::AmbiguousConnection
+            | Reason::GitLabUnavailable
+            | Reason::RateLimited
+    )
 }
 
 fn annotated_sources(state: &ShimState, namespace: &str) -> Vec<Source> {
