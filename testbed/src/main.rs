@@ -94,12 +94,23 @@ fn main() -> ExitCode {
                 wait: std::time::Duration::from_secs(wait_secs.max(1)),
                 ..defaults
             };
-            match runtime.block_on(testbed::sandbox::run(options)) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
+            // On SIGINT/SIGTERM the run is dropped, which kills the operator child and stops the world.
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    r = testbed::sandbox::run(options) => Some(r),
+                    _ = wait_for_signal() => None,
+                }
+            });
+            match outcome {
+                Some(Ok(true)) => ExitCode::SUCCESS,
+                Some(Ok(false)) => ExitCode::FAILURE,
+                Some(Err(e)) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
+                }
+                None => {
+                    eprintln!("testbed sandbox: interrupted");
+                    ExitCode::from(130)
                 }
             }
         }
