@@ -68,17 +68,18 @@ impl Scenario<'_> {
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|d| d.with_timezone(&Utc));
         let Some(renewal) = renewal else {
-            self.ledger.record(
+            self.note(
                 &label,
                 "a renewal time",
                 Err("the token has no status.renewalTime".into()),
-            );
+            )
+            .await;
             return;
         };
         let old_secret = self.secret(&case.secret).await;
         let by = clock_move(self.world.gitlab.clock().now(), renewal, PAST_RENEWAL);
         if let Err(e) = self.world.advance_clock(by) {
-            self.ledger.record(&label, "the clock moves", Err(e.to_string()));
+            self.note(&label, "the clock moves", Err(e.to_string())).await;
             return;
         }
         self.view.info(&format!(
@@ -113,16 +114,17 @@ impl Scenario<'_> {
             .wait_gitlab_state(old, "revoked")
             .await
             .map(|()| format!("GitLab: #{old} revoked"));
-        self.ledger.record(
+        self.note(
             &format!("{label}: old token revoked"),
             "old token revoked",
             revoked,
-        );
+        )
+        .await;
         if let (Proof::Git(url), Some(s)) = (&case.proof, &old_secret) {
             let (user, pass) = (secret_value(s, "username"), secret_value(s, "password"));
             let refused = old_refused(url, &user, &pass).await;
-            self.ledger
-                .record(&format!("{label}: old token refused"), "git refuses it", refused);
+            self.note(&format!("{label}: old token refused"), "git refuses it", refused)
+                .await;
         }
 
         let secret = eventually(self.wait, || async {
@@ -140,13 +142,13 @@ impl Scenario<'_> {
             Some(new) => {
                 self.values.push(secret_value(&new, "password"));
                 let works = self.prove(case, &new).await;
-                self.ledger
-                    .record(&format!("{label}: new Secret works"), "accepted", works);
+                self.note(&format!("{label}: new Secret works"), "accepted", works)
+                    .await;
             }
             None => {
                 let why = format!("the Secret still carries #{old} after {:?}", self.wait);
-                self.ledger
-                    .record(&format!("{label}: new Secret works"), "accepted", Err(why));
+                self.note(&format!("{label}: new Secret works"), "accepted", Err(why))
+                    .await;
             }
         }
         self.others_untouched(others).await;
@@ -169,8 +171,8 @@ impl Scenario<'_> {
         } else {
             Err(moved.join("; "))
         };
-        self.ledger
-            .record("renewal: other tokens untouched", "no other rotation", outcome);
+        self.note("renewal: other tokens untouched", "no other rotation", outcome)
+            .await;
     }
 
     /// Deletes `gone`'s source and follows the revocation of its token.
@@ -180,8 +182,8 @@ impl Scenario<'_> {
         let api: kube::Api<kube::api::DynamicObject> =
             kube::Api::namespaced_with(self.client.clone(), super::sources::TENANT_NS, &case.resource);
         if let Err(e) = api.delete(case.name, &DeleteParams::default()).await {
-            self.ledger
-                .record(&label, "the source is deleted", Err(e.to_string()));
+            self.note(&label, "the source is deleted", Err(e.to_string()))
+                .await;
             return;
         }
         self.view.info(&format!(
@@ -203,26 +205,19 @@ impl Scenario<'_> {
                 case.secret, self.wait
             )),
         };
-        self.ledger
-            .record(&format!("{label}: GitLabToken removed"), "removed", outcome);
-        let id = self
-            .tokens()
-            .get_opt(&case.secret)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|t| token_id(&t.data))
-            .unwrap_or(gone.token_id);
+        self.note(&format!("{label}: GitLabToken removed"), "removed", outcome)
+            .await;
+        let id = gone.token_id;
         let revoked = self
             .wait_gitlab_state(id, "revoked")
             .await
             .map(|()| format!("GitLab: #{id} revoked"));
-        self.ledger
-            .record(&format!("{label}: token revoked"), "revoked in GitLab", revoked);
+        self.note(&format!("{label}: token revoked"), "revoked in GitLab", revoked)
+            .await;
     }
 
     /// No token value written to a Secret appears in the operator's log.
-    pub fn no_leaks(&self, log: &str) {
+    pub async fn no_leaks(&self, log: &str) {
         let values: Vec<&String> = self.values.iter().filter(|v| v.len() >= 8).collect();
         let leaked = values.iter().filter(|v| log.contains(v.as_str())).count();
         let outcome = if values.is_empty() {
@@ -236,7 +231,7 @@ impl Scenario<'_> {
         } else {
             Err(format!("{leaked} token values appear in the operator's log"))
         };
-        self.ledger.record("operator log", "no token value", outcome);
+        self.note("operator log", "no token value", outcome).await;
     }
 }
 

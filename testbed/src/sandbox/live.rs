@@ -10,7 +10,10 @@ use kube::{
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, oneshot, watch},
+    task::JoinHandle,
+};
 
 use super::{
     setup::{condition, token_resource},
@@ -22,6 +25,21 @@ use crate::gitlab::GitLabState;
 pub struct LiveView {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    sync: mpsc::UnboundedSender<oneshot::Sender<()>>,
+}
+
+/// A handle that waits until the live view has taken a fresh look.
+#[derive(Clone)]
+pub struct LiveSync(mpsc::UnboundedSender<oneshot::Sender<()>>);
+
+impl LiveSync {
+    /// Returns once a poll that started after this call has printed its transitions (at most 5 s).
+    pub async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(tx).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        }
+    }
 }
 
 #[derive(Default)]
@@ -43,19 +61,30 @@ impl LiveView {
         marker: String,
     ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
+        let (sync, mut requests) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
         let task = tokio::spawn(async move {
             let mut seen = Seen::default();
+            let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
             loop {
                 poll(&client, &gitlab, &view, &sources, &marker, &mut seen).await;
+                for w in waiting.drain(..) {
+                    let _ = w.send(());
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    Some(w) = requests.recv() => waiting.push(w),
                     _ = stopped.changed() => break,
                 }
             }
             // One last look so that what happened just before the stop is shown.
             poll(&client, &gitlab, &view, &sources, &marker, &mut seen).await;
         });
-        Self { stop, task }
+        Self { stop, task, sync }
+    }
+
+    /// A handle to bring the view up to date on demand.
+    pub fn syncer(&self) -> LiveSync {
+        LiveSync(self.sync.clone())
     }
 
     /// Takes a last look and stops.

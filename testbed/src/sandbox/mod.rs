@@ -178,9 +178,10 @@ async fn play(
             scratch: state_dir.to_path_buf(),
             wait: options.wait,
             values: Vec::new(),
+            live: Some(live.syncer()),
         };
         tenant(&mut scenario).await;
-        scenario.no_leaks(&op.log_text());
+        scenario.no_leaks(&op.log_text()).await;
         let running = op.running();
         ledger.record(
             "operator process",

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{
     checks::Ledger,
+    live::LiveSync,
     proofs,
     setup::{apply, condition, is_ready, token_resource},
     sources::{Proof, SourceCase, TENANT_NS},
@@ -36,6 +37,8 @@ pub struct Scenario<'a> {
     pub wait: Duration,
     /// Every token value seen in a Secret (for the leak check; never printed).
     pub values: Vec<String>,
+    /// The live view, brought up to date before each verdict is printed.
+    pub live: Option<LiveSync>,
 }
 
 /// The issued token of a source, as recorded after its checks.
@@ -81,6 +84,14 @@ pub fn secret_value(secret: &Secret, key: &str) -> String {
 }
 
 impl Scenario<'_> {
+    /// Lets the live view show what led to a verdict, then records the verdict.
+    pub async fn note(&self, step: &str, expected: &str, outcome: Result<String, String>) -> bool {
+        if let Some(live) = &self.live {
+            live.sync().await;
+        }
+        self.ledger.record(step, expected, outcome)
+    }
+
     /// The GitLabToken API of the tenant namespace.
     pub fn tokens(&self) -> Api<DynamicObject> {
         Api::namespaced_with(self.client.clone(), TENANT_NS, &token_resource())
@@ -134,11 +145,12 @@ impl Scenario<'_> {
                 }
             }
         }
-        self.ledger.record(
+        self.note(
             "apply the annotated sources",
             "all accepted",
             Ok(format!("{} sources applied", applied.len())),
         )
+        .await
     }
 
     /// Token issued, Secret shape, real-client proof, Flux Ready: four steps for one source.
@@ -158,8 +170,8 @@ impl Scenario<'_> {
                     self.wait,
                     describe_ready(last.as_ref())
                 );
-                self.ledger
-                    .record(&format!("{label}: token issued"), &expected, Err(why));
+                self.note(&format!("{label}: token issued"), &expected, Err(why))
+                    .await;
                 return None;
             }
         };
@@ -174,26 +186,28 @@ impl Scenario<'_> {
         } else {
             Err(format!("#{id} is for project {path}, not {}", case.project))
         };
-        self.ledger
-            .record(&format!("{label}: token issued"), &expected, issued);
+        self.note(&format!("{label}: token issued"), &expected, issued)
+            .await;
 
         let bot = str_at(&token, "/status/current/botUser").to_string();
         let Some(secret) = self.secret(&case.secret).await else {
             let why = format!("Secret {} does not exist though the token is Ready", case.secret);
-            self.ledger
-                .record(&format!("{label}: Secret written"), case.secret_type, Err(why));
+            self.note(&format!("{label}: Secret written"), case.secret_type, Err(why))
+                .await;
             return None;
         };
         let shape = self.check_shape(case, &secret, &bot);
-        let shape_ok = self.ledger.record(
-            &format!("{label}: Secret written"),
-            &format!("{} [{}]", case.secret_type, case.keys.join(", ")),
-            shape,
-        );
+        let shape_ok = self
+            .note(
+                &format!("{label}: Secret written"),
+                &format!("{} [{}]", case.secret_type, case.keys.join(", ")),
+                shape,
+            )
+            .await;
         if shape_ok {
             let proof = self.prove(case, &secret).await;
-            self.ledger
-                .record(&format!("{label}: works with a real client"), "accepted", proof);
+            self.note(&format!("{label}: works with a real client"), "accepted", proof)
+                .await;
         }
         if case.flux_ready {
             self.flux_ready(&case.resource, case.name, label).await;
@@ -282,8 +296,8 @@ impl Scenario<'_> {
                 describe_ready(last.as_ref())
             )),
         };
-        self.ledger
-            .record(&format!("{label}: Flux stand-in Ready"), "Ready=True", outcome)
+        self.note(&format!("{label}: Flux stand-in Ready"), "Ready=True", outcome)
+            .await
     }
 
     /// The denied source: refused with `PolicyDenied`, no Secret, no token in GitLab.
@@ -301,11 +315,12 @@ impl Scenario<'_> {
                 describe_ready(last.as_ref())
             )),
         };
-        self.ledger.record(
+        self.note(
             "denied source: refused by policy",
             "Ready=False PolicyDenied",
             outcome,
-        );
+        )
+        .await;
         let minted: Vec<u64> = self
             .world
             .gitlab
@@ -321,7 +336,7 @@ impl Scenario<'_> {
                 "tokens on {project}: {minted:?}; Secret written: {written}"
             )),
         };
-        self.ledger
-            .record("denied source: nothing minted", "no token, no Secret", nothing);
+        self.note("denied source: nothing minted", "no token, no Secret", nothing)
+            .await;
     }
 }
