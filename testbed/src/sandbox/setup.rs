@@ -69,6 +69,17 @@ pub async fn install_all_crds(
     flux_dir: &Path,
     scratch: &Path,
 ) -> Result<(usize, usize), WorldError> {
+    for (dir, hint) in [
+        (crds_dir, "pass --crds-dir or run from the workspace"),
+        (flux_dir, "set GTO_FIXTURES_DIR to the shared fixtures folder"),
+    ] {
+        if !dir.is_dir() {
+            return Err(WorldError::Start(format!(
+                "no CRD folder at {}: {hint}",
+                dir.display()
+            )));
+        }
+    }
     let ours = install_crds(client, crds_dir).await?;
     let extra = scratch.join("provider-crd");
     std::fs::create_dir_all(&extra)?;

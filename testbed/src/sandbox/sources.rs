@@ -52,40 +52,54 @@ pub fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiReso
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
 }
 
+fn git() -> ApiResource {
+    resource(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "GitRepository",
+        "gitrepositories",
+    )
+}
+
+fn helm() -> ApiResource {
+    resource(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "HelmRepository",
+        "helmrepositories",
+    )
+}
+
+fn oci() -> ApiResource {
+    resource(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "OCIRepository",
+        "ocirepositories",
+    )
+}
+
+fn image() -> ApiResource {
+    resource(
+        "image.toolkit.fluxcd.io",
+        "v1",
+        "ImageRepository",
+        "imagerepositories",
+    )
+}
+
+fn provider() -> ApiResource {
+    resource(
+        "notification.toolkit.fluxcd.io",
+        "v1beta3",
+        "Provider",
+        "providers",
+    )
+}
+
 /// The Flux kinds the sandbox follows in its live view.
 pub fn flux_resources() -> Vec<ApiResource> {
-    vec![
-        resource(
-            "source.toolkit.fluxcd.io",
-            "v1",
-            "GitRepository",
-            "gitrepositories",
-        ),
-        resource(
-            "source.toolkit.fluxcd.io",
-            "v1",
-            "HelmRepository",
-            "helmrepositories",
-        ),
-        resource(
-            "source.toolkit.fluxcd.io",
-            "v1",
-            "OCIRepository",
-            "ocirepositories",
-        ),
-        resource(
-            "image.toolkit.fluxcd.io",
-            "v1",
-            "ImageRepository",
-            "imagerepositories",
-        ),
-        resource(
-            "notification.toolkit.fluxcd.io",
-            "v1beta3",
-            "Provider",
-            "providers",
-        ),
-    ]
+    vec![git(), helm(), oci(), image(), provider()]
 }
 
 fn manifest(resource: &ApiResource, name: &str, extra_annotations: &[(&str, &str)], spec: Value) -> Value {
@@ -102,10 +116,7 @@ fn manifest(resource: &ApiResource, name: &str, extra_annotations: &[(&str, &str
 /// The sources the policy allows: one of every kind. `charts_id` is the id of
 /// `acme/platform/charts` (the Helm HTTP URL names projects by id).
 pub fn allowed(gitlab: &str, registry: &str, charts_id: u64) -> Vec<SourceCase> {
-    let [git, helm, oci, image, provider]: [ApiResource; 5] = match flux_resources().try_into() {
-        Ok(all) => all,
-        Err(_) => unreachable!("flux_resources lists five kinds"),
-    };
+    let (git, helm, oci, image, provider) = (git(), helm(), oci(), image(), provider());
     let helm_url = format!("{gitlab}/api/v4/projects/{charts_id}/packages/helm/stable");
     let git_url = format!("{gitlab}/acme/team-a/app.git");
     let basic: &[&str] = &["password", "username"];
@@ -222,12 +233,7 @@ pub fn allowed(gitlab: &str, registry: &str, charts_id: u64) -> Vec<SourceCase> 
 
 /// The source the policy denies: a GitRepository of a project outside the policy's globs.
 pub fn denied(gitlab: &str) -> (ApiResource, Value, &'static str, &'static str) {
-    let git = resource(
-        "source.toolkit.fluxcd.io",
-        "v1",
-        "GitRepository",
-        "gitrepositories",
-    );
+    let git = git();
     let m = manifest(
         &git,
         "secret-project",
