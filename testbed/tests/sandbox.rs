@@ -60,6 +60,7 @@ fn the_sandbox_shows_every_step_and_passes() {
         "✓ renewal of app-gitlab-token: old token refused",
         "✓ delete HelmRepository (HTTP) platform-charts: token revoked",
         "✓ operator log: none of",
+        "✓ kubectl get gitlabtokens: 6 tokens listed",
         "· token   team-a/app-gitlab-token rotated #",
         "· secret  team-a/app-gitlab-token written: type Opaque, keys [password, username]",
         "· gitlab  token #",

@@ -216,6 +216,21 @@ impl Scenario<'_> {
             .await;
     }
 
+    /// Shows `kubectl get gitlabtokens -o wide`, which must list exactly `names` with their
+    /// project and readiness columns.
+    pub async fn kubectl_view(&self, names: &[String]) {
+        let kubeconfig = self.world.kubeconfig_path();
+        let table = proofs::kubectl_get_tokens(&kubeconfig, super::sources::TENANT_NS).await;
+        let outcome = table.and_then(|table| {
+            for line in table.lines() {
+                self.view.info(line);
+            }
+            check_token_table(&table, names)
+        });
+        self.note("kubectl get gitlabtokens", "every token, its project", outcome)
+            .await;
+    }
+
     /// No token value written to a Secret appears in the operator's log.
     pub async fn no_leaks(&self, log: &str) {
         let values: Vec<&String> = self.values.iter().filter(|v| v.len() >= 8).collect();
@@ -232,6 +247,30 @@ impl Scenario<'_> {
             Err(format!("{leaked} token values appear in the operator's log"))
         };
         self.note("operator log", "no token value", outcome).await;
+    }
+}
+
+/// Checks that a `kubectl get gitlabtokens -o wide` table has the printer columns and exactly the
+/// rows `names`.
+pub fn check_token_table(table: &str, names: &[String]) -> Result<String, String> {
+    let mut lines = table.lines();
+    let header = lines.next().unwrap_or_default();
+    for column in ["NAME", "READY", "PROJECT", "EXPIRES", "RENEWAL", "REASON"] {
+        if !header.split_whitespace().any(|c| c == column) {
+            return Err(format!("column {column} missing from {header:?}"));
+        }
+    }
+    let mut rows: Vec<&str> = lines.filter_map(|l| l.split_whitespace().next()).collect();
+    rows.sort_unstable();
+    let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+    want.sort_unstable();
+    if rows == want {
+        Ok(format!(
+            "{} tokens listed with Ready, Reason, Project, Expires, Renewal",
+            rows.len()
+        ))
+    } else {
+        Err(format!("listed {rows:?}, expected {want:?}"))
     }
 }
 
@@ -285,6 +324,28 @@ mod tests {
         ] {
             assert_eq!(refused(err), want, "{err}");
         }
+    }
+
+    #[test]
+    fn the_token_table_needs_its_columns_and_exactly_the_expected_rows() {
+        let header = "NAME   READY   REASON   PROJECT   EXPIRES   RENEWAL   AGE";
+        let table = format!(
+            "{header}\nb   True   Issued   acme/x   2026-12-01   3d   5s\na   False   PolicyDenied   o/p   <none>   <none>   5s\n"
+        );
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_token_table(&table, &names(&["a", "b"])).is_ok());
+        assert!(
+            check_token_table(&table, &names(&["a"]))
+                .unwrap_err()
+                .contains("listed")
+        );
+        assert!(check_token_table(&table, &names(&["a", "b", "c"])).is_err());
+        let no_project = "NAME READY REASON EXPIRES RENEWAL\na True Issued x y\n";
+        assert!(
+            check_token_table(no_project, &names(&["a"]))
+                .unwrap_err()
+                .contains("PROJECT")
+        );
     }
 
     #[test]

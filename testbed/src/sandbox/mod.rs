@@ -314,4 +314,14 @@ async fn tenant(scenario: &mut Scenario<'_>) {
             );
         }
     }
+    scenario
+        .view
+        .heading("What an admin sees: kubectl get gitlabtokens.gitlabtokens.io -n team-a -o wide");
+    let mut names: Vec<String> = cases
+        .iter()
+        .filter(|c| c.label != "HelmRepository (HTTP)")
+        .map(|c| c.secret.clone())
+        .collect();
+    names.push(denied_secret.to_string());
+    scenario.kubectl_view(&names).await;
 }

@@ -164,6 +164,22 @@ pub async fn gitlab_project(gitlab_url: &str, project: &str, token: &str) -> Res
     }
 }
 
+/// `kubectl get gitlabtokens.gitlabtokens.io -o wide` in `namespace` (the plain plural is also the
+/// CRDs' category name, which kubectl expands to all three kinds); returns the table.
+pub async fn kubectl_get_tokens(kubeconfig: &Path, namespace: &str) -> Result<String, String> {
+    let mut cmd = Command::new("kubectl");
+    cmd.args([
+        "get",
+        "gitlabtokens.gitlabtokens.io",
+        "-o",
+        "wide",
+        "-n",
+        namespace,
+    ])
+    .env("KUBECONFIG", kubeconfig);
+    run(cmd, "kubectl get gitlabtokens", "").await
+}
+
 /// The value of a `.dockerconfigjson` entry for `host`: its username (never the password).
 pub fn docker_config_user(content: &[u8], host: &str) -> Result<String, String> {
     let config: serde_json::Value =
