@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn the_ledger_passes_only_when_every_step_passed() {
-        let ledger = Ledger::new(Arc::new(View::new(false)));
+        let ledger = Ledger::new(Arc::new(View::silent()));
         assert!(!ledger.all_passed(), "no steps is not a pass");
         assert!(ledger.record("a", "x", Ok("x".into())));
         assert!(ledger.all_passed());

@@ -24,6 +24,7 @@ pub struct StepResult {
 pub struct View {
     start: Instant,
     color: bool,
+    quiet: bool,
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -43,6 +44,16 @@ impl View {
         Self {
             start: Instant::now(),
             color,
+            quiet: false,
+        }
+    }
+
+    /// A view that prints nothing (unit tests).
+    #[cfg(test)]
+    pub(crate) fn silent() -> Self {
+        Self {
+            quiet: true,
+            ..Self::new(false)
         }
     }
 
@@ -60,6 +71,9 @@ impl View {
     }
 
     fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
         let _ = out.flush();
