@@ -89,6 +89,24 @@ fn the_sandbox_shows_every_step_and_passes() {
 }
 
 #[test]
+fn a_used_state_dir_is_refused_with_the_way_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("world")).expect("world dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
+        .arg("sandbox")
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--operator-bin")
+        .arg(operator_bin())
+        .output()
+        .expect("testbed runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+    assert!(stderr.contains("already holds a sandbox run"), "stderr: {stderr}");
+    assert!(stderr.contains("--state-dir"), "stderr: {stderr}");
+}
+
+#[test]
 fn a_missing_operator_binary_is_explained() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = Command::new(env!("CARGO_BIN_EXE_testbed"))

@@ -77,6 +77,9 @@ pub enum SandboxError {
     /// Files or directories could not be prepared.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The given state directory already holds a run.
+    #[error("{0} already holds a sandbox run (world/ exists): remove it or pass another --state-dir")]
+    StateDirUsed(String),
 }
 
 /// Runs the whole demo; `Ok(true)` when every step passed.
@@ -84,6 +87,9 @@ pub async fn run(options: SandboxOptions) -> Result<bool, SandboxError> {
     let view = Arc::new(View::new(options.color));
     let bin = operator::locate(options.operator_bin.clone())?;
     let (temp, state_dir) = match &options.state_dir {
+        Some(dir) if dir.join("world").exists() => {
+            return Err(SandboxError::StateDirUsed(dir.display().to_string()));
+        }
         Some(dir) => (None, dir.clone()),
         None => {
             let t = tempfile::Builder::new().prefix("testbed-sandbox-").tempdir()?;
