@@ -180,15 +180,28 @@ pub async fn kubectl_get_tokens(kubeconfig: &Path, namespace: &str) -> Result<St
     run(cmd, "kubectl get gitlabtokens", "").await
 }
 
-/// The value of a `.dockerconfigjson` entry for `host`: its username (never the password).
-pub fn docker_config_user(content: &[u8], host: &str) -> Result<String, String> {
+/// The `.dockerconfigjson` entry for `host` as (username, password), checking that its `auth`
+/// is base64 of `username:password` as Docker and Flux expect.
+pub fn docker_config_entry(content: &[u8], host: &str) -> Result<(String, String), String> {
     let config: serde_json::Value =
         serde_json::from_slice(content).map_err(|e| format!(".dockerconfigjson does not parse: {e}"))?;
-    config
-        .pointer(&format!("/auths/{}", host.replace('~', "~0").replace('/', "~1")))
-        .and_then(|a| a["username"].as_str())
-        .map(str::to_string)
-        .ok_or_else(|| format!(".dockerconfigjson has no entry for {host}"))
+    let entry = config["auths"]
+        .get(host)
+        .ok_or_else(|| format!(".dockerconfigjson has no entry for {host}"))?;
+    let field = |k: &str| entry[k].as_str().unwrap_or_default().to_string();
+    let (user, pass, auth) = (field("username"), field("password"), field("auth"));
+    if user.is_empty() || pass.is_empty() {
+        return Err(format!(
+            ".dockerconfigjson entry for {host} lacks username or password"
+        ));
+    }
+    let want = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    if auth != want {
+        return Err(format!(
+            ".dockerconfigjson entry for {host}: auth is not base64(username:password)"
+        ));
+    }
+    Ok((user, pass))
 }
 
 #[cfg(test)]
@@ -207,18 +220,29 @@ mod tests {
     }
 
     #[test]
-    fn docker_config_user_reads_the_entry_of_the_host() {
-        let cfg = br#"{"auths":{"127.0.0.1:5000":{"username":"bot","password":"p","auth":"x"}}}"#;
-        assert_eq!(docker_config_user(cfg, "127.0.0.1:5000").unwrap(), "bot");
-        assert!(
-            docker_config_user(cfg, "other:1")
-                .unwrap_err()
-                .contains("no entry")
+    fn docker_config_entries_are_read_and_their_auth_checked() {
+        let auth = base64::engine::general_purpose::STANDARD.encode("bot:p");
+        let good = format!(
+            r#"{{"auths":{{"127.0.0.1:5000":{{"username":"bot","password":"p","auth":"{auth}"}}}}}}"#
         );
-        assert!(
-            docker_config_user(b"{", "h")
-                .unwrap_err()
-                .contains("does not parse")
-        );
+        let bad_auth = r#"{"auths":{"127.0.0.1:5000":{"username":"bot","password":"p","auth":"eA=="}}}"#;
+        let no_pass = r#"{"auths":{"127.0.0.1:5000":{"username":"bot","auth":"eA=="}}}"#;
+        for (content, host, want) in [
+            (
+                good.as_str(),
+                "127.0.0.1:5000",
+                Ok(("bot".to_string(), "p".to_string())),
+            ),
+            (good.as_str(), "other:1", Err("no entry")),
+            (bad_auth, "127.0.0.1:5000", Err("auth is not")),
+            (no_pass, "127.0.0.1:5000", Err("lacks username or password")),
+            ("{", "h", Err("does not parse")),
+        ] {
+            match (docker_config_entry(content.as_bytes(), host), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{e} lacks {w}"),
+                (got, want) => panic!("{content}: got {got:?}, want {want:?}"),
+            }
+        }
     }
 }

@@ -196,7 +196,7 @@ impl Scenario<'_> {
                 .await;
             return None;
         };
-        let shape = self.check_shape(case, &secret, &bot);
+        let shape = self.check_shape(case, &secret, &bot, id);
         let shape_ok = self
             .note(
                 &format!("{label}: Secret written"),
@@ -218,7 +218,13 @@ impl Scenario<'_> {
         })
     }
 
-    fn check_shape(&mut self, case: &SourceCase, secret: &Secret, bot: &str) -> Result<String, String> {
+    fn check_shape(
+        &mut self,
+        case: &SourceCase,
+        secret: &Secret,
+        bot: &str,
+        id: u64,
+    ) -> Result<String, String> {
         let type_ = secret.type_.as_deref().unwrap_or("Opaque");
         let mut keys: Vec<&str> = secret.data.iter().flatten().map(|(k, _)| k.as_str()).collect();
         keys.sort_unstable();
@@ -231,6 +237,18 @@ impl Scenario<'_> {
         {
             return Err(format!("labels {labels:?} lack the operator's ownership"));
         }
+        let annotations = secret.annotations();
+        let noted = annotations.get("gitlabtokens.io/token-id").map(String::as_str);
+        if noted != Some(id.to_string().as_str()) {
+            return Err(format!(
+                "annotation gitlabtokens.io/token-id is {noted:?}, not {id}"
+            ));
+        }
+        for key in ["gitlabtokens.io/expires-at", "gitlabtokens.io/renewal-time"] {
+            if !annotations.contains_key(key) {
+                return Err(format!("annotation {key} missing"));
+            }
+        }
         let user = match case.keys {
             ["password", "username"] => {
                 self.values.push(secret_value(secret, "password"));
@@ -238,15 +256,10 @@ impl Scenario<'_> {
             }
             [".dockerconfigjson"] => {
                 let raw = secret_value(secret, ".dockerconfigjson");
-                let host = self.world.registry_host();
-                if let Some(p) = serde_json::from_str::<Value>(&raw).ok().and_then(|c| {
-                    c.pointer(&format!("/auths/{host}/password"))?
-                        .as_str()
-                        .map(str::to_string)
-                }) {
-                    self.values.push(p);
-                }
-                proofs::docker_config_user(raw.as_bytes(), &host)?
+                let (user, password) =
+                    proofs::docker_config_entry(raw.as_bytes(), &self.world.registry_host())?;
+                self.values.push(password);
+                user
             }
             _ => {
                 self.values.push(secret_value(secret, "token"));
@@ -256,7 +269,10 @@ impl Scenario<'_> {
         if user != bot {
             return Err(format!("username {user:?} is not the token's bot user {bot:?}"));
         }
-        Ok(format!("{type_} [{}], user {bot}", keys.join(", ")))
+        Ok(format!(
+            "{type_} [{}], user {bot}, annotated #{id}",
+            keys.join(", ")
+        ))
     }
 
     /// Proves `secret` works for `case` with the real client.
