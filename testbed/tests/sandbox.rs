@@ -61,6 +61,8 @@ fn the_sandbox_shows_every_step_and_passes() {
         "✓ delete HelmRepository (HTTP) platform-charts: token revoked",
         "✓ operator log: none of",
         "✓ kubectl get gitlabtokens: 6 tokens listed",
+        "✓ Kubernetes events: 5 expected",
+        "· event   Normal Rotated on team-a/app-gitlab-token",
         "· token   team-a/app-gitlab-token rotated #",
         "· secret  team-a/app-gitlab-token written: type Opaque, keys [password, username]",
         "· gitlab  token #",

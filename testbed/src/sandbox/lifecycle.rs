@@ -3,6 +3,7 @@
 //! its token revoked; and no token value ever reached the operator's log.
 
 use chrono::{DateTime, Utc};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::DeleteParams;
 use serde_json::Value;
 
@@ -231,6 +232,49 @@ impl Scenario<'_> {
             .await;
     }
 
+    /// Waits until the tenant namespace holds an Event with each (GitLabToken name, reason) of `want`.
+    pub async fn events_recorded(&self, want: &[(&str, &str)]) {
+        let api: kube::Api<Event> = kube::Api::namespaced(self.client.clone(), super::sources::TENANT_NS);
+        let missing: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let found = eventually(self.wait, || {
+            let api = api.clone();
+            let out = &missing;
+            async move {
+                let list = api.list(&Default::default()).await.ok()?;
+                let seen: Vec<(String, String)> = list
+                    .items
+                    .iter()
+                    .filter_map(|e| {
+                        let r = e
+                            .regarding
+                            .as_ref()
+                            .filter(|r| r.kind.as_deref() == Some("GitLabToken"))?;
+                        Some((r.name.clone()?, e.reason.clone()?))
+                    })
+                    .collect();
+                let absent = missing_events(&seen, want);
+                let done = absent.is_empty();
+                if let Ok(mut m) = out.lock() {
+                    *m = absent;
+                }
+                done.then_some(seen.len())
+            }
+        })
+        .await;
+        let outcome = match found {
+            Some(n) => Ok(format!(
+                "{} expected among {n} events on GitLabTokens",
+                want.len()
+            )),
+            None => {
+                let absent = missing.lock().map(|m| m.join(", ")).unwrap_or_default();
+                Err(format!("missing after {:?}: {absent}", self.wait))
+            }
+        };
+        let expected = "Issued, Rotated, Revoked, PolicyDenied";
+        self.note("Kubernetes events", expected, outcome).await;
+    }
+
     /// No token value written to a Secret appears in the operator's log.
     pub async fn no_leaks(&self, log: &str) {
         let values: Vec<&String> = self.values.iter().filter(|v| v.len() >= 8).collect();
@@ -248,6 +292,14 @@ impl Scenario<'_> {
         };
         self.note("operator log", "no token value", outcome).await;
     }
+}
+
+/// The (name, reason) pairs of `want` that `seen` lacks, as `name: reason`.
+pub fn missing_events(seen: &[(String, String)], want: &[(&str, &str)]) -> Vec<String> {
+    want.iter()
+        .filter(|(name, reason)| !seen.iter().any(|(n, r)| n == name && r == reason))
+        .map(|(name, reason)| format!("{name}: {reason}"))
+        .collect()
 }
 
 /// Checks that a `kubectl get gitlabtokens -o wide` table has the printer columns and exactly the
@@ -345,6 +397,19 @@ mod tests {
             check_token_table(no_project, &names(&["a"]))
                 .unwrap_err()
                 .contains("PROJECT")
+        );
+    }
+
+    #[test]
+    fn missing_events_lists_each_absent_pair() {
+        let seen = vec![
+            ("a".to_string(), "Issued".to_string()),
+            ("b".to_string(), "Revoked".to_string()),
+        ];
+        assert!(missing_events(&seen, &[("a", "Issued"), ("b", "Revoked")]).is_empty());
+        assert_eq!(
+            missing_events(&seen, &[("a", "Revoked"), ("b", "Revoked"), ("c", "Issued")]),
+            vec!["a: Revoked", "c: Issued"]
         );
     }
 

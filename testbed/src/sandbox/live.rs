@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
 use kube::{
     Api, Client, ResourceExt,
     api::{ApiResource, DynamicObject, ListParams},
@@ -48,6 +48,7 @@ struct Seen {
     secrets: BTreeMap<String, String>,
     sources: BTreeMap<String, (String, Option<String>)>,
     gitlab: BTreeMap<u64, String>,
+    events: std::collections::BTreeSet<String>,
 }
 
 impl LiveView {
@@ -105,6 +106,7 @@ async fn poll(
     poll_gitlab(gitlab, view, marker, seen);
     poll_tokens(client, view, seen).await;
     poll_secrets(client, view, seen).await;
+    poll_events(client, view, seen).await;
     for resource in sources {
         poll_sources(client, resource, view, seen).await;
     }
@@ -204,6 +206,38 @@ async fn poll_tokens(client: &Client, view: &View, seen: &mut Seen) {
     for key in gone {
         seen.tokens.remove(&key);
         view.event("token", &format!("{key} deleted"));
+    }
+}
+
+async fn poll_events(client: &Client, view: &View, seen: &mut Seen) {
+    let api: Api<Event> = Api::all(client.clone());
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    for e in list.items {
+        let Some(regarding) = e
+            .regarding
+            .as_ref()
+            .filter(|r| r.kind.as_deref() == Some("GitLabToken"))
+        else {
+            continue;
+        };
+        let count = e.series.as_ref().map(|s| s.count).unwrap_or(1);
+        let key = format!("{}#{count}", e.metadata.uid.as_deref().unwrap_or_default());
+        if !seen.events.insert(key) {
+            continue;
+        }
+        view.event(
+            "event",
+            &format!(
+                "{} {} on {}/{}: {}",
+                e.type_.as_deref().unwrap_or(""),
+                e.reason.as_deref().unwrap_or(""),
+                regarding.namespace.as_deref().unwrap_or(""),
+                regarding.name.as_deref().unwrap_or(""),
+                clip(e.note.as_deref().unwrap_or(""), 120)
+            ),
+        );
     }
 }
 

@@ -330,4 +330,13 @@ async fn tenant(scenario: &mut Scenario<'_>) {
         .collect();
     names.push(denied_secret.to_string());
     scenario.kubectl_view(&names).await;
+    scenario
+        .events_recorded(&[
+            ("app-gitlab-token", "Issued"),
+            ("app-gitlab-token", "Rotated"),
+            ("app-gitlab-token", "Revoked"),
+            ("platform-charts-gitlab-token", "Revoked"),
+            (denied_secret, "PolicyDenied"),
+        ])
+        .await;
 }
