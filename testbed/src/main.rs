@@ -3,7 +3,10 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use testbed::world::{World, WorldConfig};
+use testbed::{
+    sandbox::SandboxOptions,
+    world::{World, WorldConfig},
+};
 
 /// The test world: a Kubernetes API server emulator, a GitLab emulator with git, registry and
 /// Helm endpoints, and a Flux source-controller stand-in.
@@ -33,6 +36,27 @@ enum Command {
         #[arg(long)]
         no_flux: bool,
     },
+    /// The guided demo: the test world plus the real operator binary, every kind of annotated
+    /// Flux source (one denied by policy), a live view of tokens, Secrets, renewal and
+    /// revocation, and a summary. Exits 0 only if every step it showed happened.
+    ///
+    /// Example: `cargo build --bins && cargo run -p testbed -- sandbox`
+    Sandbox {
+        /// Directory for state files, data and the operator's log (default: a temporary one,
+        /// kept only when a step fails).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// The operator binary (default: $GTO_OPERATOR_BIN, else `gitlab-token-operator` next to
+        /// this executable).
+        #[arg(long)]
+        operator_bin: Option<PathBuf>,
+        /// Directory with the operator's CRDs.
+        #[arg(long)]
+        crds_dir: Option<PathBuf>,
+        /// Deadline in seconds of every single wait.
+        #[arg(long, default_value_t = 30)]
+        wait_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +80,40 @@ fn main() -> ExitCode {
             no_seed,
             no_flux,
         } => runtime.block_on(up(state_dir, !no_seed, !no_flux)),
+        Command::Sandbox {
+            state_dir,
+            operator_bin,
+            crds_dir,
+            wait_secs,
+        } => {
+            let defaults = SandboxOptions::default();
+            let options = SandboxOptions {
+                state_dir,
+                operator_bin,
+                crds_dir: crds_dir.unwrap_or(defaults.crds_dir.clone()),
+                wait: std::time::Duration::from_secs(wait_secs.max(1)),
+                ..defaults
+            };
+            // On SIGINT/SIGTERM the run is dropped, which kills the operator child and stops the world.
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    r = testbed::sandbox::run(options) => Some(r),
+                    _ = wait_for_signal() => None,
+                }
+            });
+            match outcome {
+                Some(Ok(true)) => ExitCode::SUCCESS,
+                Some(Ok(false)) => ExitCode::FAILURE,
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+                None => {
+                    eprintln!("testbed sandbox: interrupted");
+                    ExitCode::from(130)
+                }
+            }
+        }
     }
 }
 
