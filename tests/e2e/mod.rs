@@ -73,6 +73,12 @@ fn free_port() -> u16 {
 impl Env {
     /// A world with the default setup and a running operator whose connection is Ready.
     pub async fn start() -> Env {
+        Env::start_with(Vec::new()).await
+    }
+
+    /// Like [`Env::start`], but applies `extra` objects (e.g. CRDs, which it waits to be served)
+    /// before the operator starts, so the operator sees them from its first moment.
+    pub async fn start_with(extra: Vec<Value>) -> Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("warn")
             .with_test_writer()
@@ -119,9 +125,49 @@ impl Env {
                      "maxAccessLevel": "developer"}}),
         )
         .await;
+        for object in extra {
+            env.apply(object.clone()).await;
+            if object["kind"] == "CustomResourceDefinition" {
+                env.wait_crd_served(&object).await;
+            }
+        }
         env.start_operator().await;
         env.wait_connection_ready().await;
         env
+    }
+
+    /// Waits until every version a CRD object serves is discoverable.
+    pub async fn wait_crd_served(&self, crd: &Value) {
+        let group = crd
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = crd
+            .pointer("/spec/names/kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let versions: Vec<String> = crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(|v| v["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for version in versions {
+            let gvk = GroupVersionKind::gvk(group, &version, kind);
+            eventually(&format!("{kind} {group}/{version} to be served"), || {
+                let gvk = gvk.clone();
+                async move {
+                    kube::discovery::pinned_kind(&self.client, &gvk)
+                        .await
+                        .ok()
+                        .map(|_| ())
+                }
+            })
+            .await;
+        }
     }
 
     /// Starts (or restarts) the operator binary.
@@ -325,3 +371,104 @@ impl Env {
 
 /// Discovery is used by kube's `pinned_kind`; kept referenced for clarity.
 pub type DiscoveryUsed = Discovery;
+
+/// A minimal CRD for notification.toolkit.fluxcd.io `Provider` (served `v1beta3`, any fields):
+/// there is no Flux fixture for it, and the shim serves Providers of type `gitlab`.
+pub fn provider_crd() -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "providers.notification.toolkit.fluxcd.io"},
+        "spec": {"group": "notification.toolkit.fluxcd.io", "scope": "Namespaced",
+            "names": {"kind": "Provider", "listKind": "ProviderList", "plural": "providers", "singular": "provider"},
+            "versions": [{"name": "v1beta3", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})
+}
+
+impl Env {
+    /// Every core/v1 Event in `ns` about the object named `name`: (type, reason, message).
+    pub async fn events_about(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), ns);
+        let list = api
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        list.into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for a Warning Event with `reason` about `name` in `ns`, returning its message.
+    pub async fn wait_warning(&self, ns: &str, name: &str, reason: &str) -> String {
+        eventually(
+            &format!("a Warning {reason} event on {ns}/{name}"),
+            || async move {
+                self.events_about(ns, name)
+                    .await
+                    .into_iter()
+                    .find(|(t, r, _)| t == "Warning" && r == reason)
+                    .map(|(_, _, m)| m)
+            },
+        )
+        .await
+    }
+
+    /// The operator's /metrics exposition.
+    pub async fn metrics_text(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Sum of a metric's samples whose label set contains every `label="value"` in `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
+    /// Every GitLab token (any state) the operator created (name prefix `gto-e2e-`).
+    pub fn all_operator_tokens(&self) -> Vec<testbed::gitlab::TokenRecord> {
+        self.world
+            .gitlab
+            .tokens()
+            .into_iter()
+            .filter(|t| t.name.starts_with("gto-e2e-"))
+            .collect()
+    }
+
+    /// Waits until the Flux stand-in reports `Ready=True` on a source.
+    pub async fn wait_flux_ready(&self, ns: &str, group_version: &str, kind: &str, name: &str) {
+        let api = self.flux_api(ns, group_version, kind).await;
+        eventually(&format!("{kind} {ns}/{name} to be Ready in Flux"), || {
+            let api = api.clone();
+            async move {
+                let o = api.get(name).await.ok()?;
+                let ready = o
+                    .data
+                    .pointer("/status/conditions")?
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                ready.then_some(())
+            }
+        })
+        .await;
+    }
+}
