@@ -239,7 +239,14 @@ async fn git_repository_gets_basic_auth_that_clones_and_nothing_else() {
     git_clone(&env, "acme/team-a/app", &user, &pass)
         .await
         .expect("git clone with the Secret");
-    // Not given read_registry, read_api or api: the registry and the API refuse it.
+    // Not given write_repository, read_registry, read_api or api: push, the registry and the
+    // API refuse it.
+    let push = env.git_push("acme/team-a/app", &user, &pass, "e2e-push").await;
+    assert!(
+        push.as_ref()
+            .is_err_and(|e| e.contains("not allowed to upload code") || e.contains("403")),
+        "a read_repository token pushed: {push:?}"
+    );
     let refused = skopeo_inspect(&env, "acme/team-a/app:1.0.0", SkopeoAuth::Creds(&user, &pass)).await;
     assert!(refused.is_err(), "a read_repository token pulled an image");
     let (status, _) = api_project(&env, "acme/team-a/app", &pass).await;

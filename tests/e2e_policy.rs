@@ -124,6 +124,16 @@ async fn the_most_the_policy_allows_is_issued() {
     assert_eq!(record.access_level, Some(30), "developer");
     assert_eq!(record.state, "active");
     assert_eq!(env.metric(DENIALS, &[]).await, 0.0, "nothing was denied");
+    // write: "true" means the Secret pushes.
+    let secret = env.wait_secret(NS, "pusher-gitlab-token").await;
+    env.git_push(
+        "acme/team-a/app",
+        &Env::secret_value(&secret, "username"),
+        &Env::secret_value(&secret, "password"),
+        "e2e-automation",
+    )
+    .await
+    .expect("the write Secret pushes");
     env.stop().await;
 }
 

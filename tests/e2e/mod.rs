@@ -472,3 +472,62 @@ impl Env {
         .await;
     }
 }
+
+impl Env {
+    /// Clones `project` with basic credentials, commits, and pushes a new branch `branch`:
+    /// `Ok` when the push was accepted, `Err(stderr)` when git refused (clone or push).
+    pub async fn git_push(&self, project: &str, user: &str, pass: &str, branch: &str) -> Result<(), String> {
+        let url = format!("{}/{project}.git", self.world.gitlab_url());
+        let authed = url.replacen("http://", &format!("http://{user}:{pass}@"), 1);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let git = |args: Vec<String>, cwd: PathBuf| async move {
+            let out = Command::new("git")
+                .args([
+                    "-c",
+                    "credential.helper=",
+                    "-c",
+                    "user.name=e2e",
+                    "-c",
+                    "user.email=e2e@example.com",
+                ])
+                .args(&args)
+                .current_dir(cwd)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        };
+        let repo = dir.path().join("repo");
+        git(
+            vec!["clone".into(), "-q".into(), authed, "repo".into()],
+            dir.path().to_path_buf(),
+        )
+        .await?;
+        git(
+            vec![
+                "commit".into(),
+                "-q".into(),
+                "--allow-empty".into(),
+                "-m".into(),
+                "e2e".into(),
+            ],
+            repo.clone(),
+        )
+        .await?;
+        git(
+            vec![
+                "push".into(),
+                "-q".into(),
+                "origin".into(),
+                format!("HEAD:refs/heads/{branch}"),
+            ],
+            repo,
+        )
+        .await
+    }
+}
