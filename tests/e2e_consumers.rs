@@ -23,6 +23,9 @@ async fn issued(env: &Env, secret: &str) -> (GitLabToken, Secret) {
     let token = env
         .wait_token_condition(NS, secret, "Ready", "True", Some("Issued"))
         .await;
+    // Ready means the write-ahead record is gone from the stored status, not just in memory.
+    let status = token.status.as_ref().expect("status");
+    assert!(status.pending.is_none(), "pending left in status: {status:?}");
     (token, env.wait_secret(NS, secret).await)
 }
 

@@ -61,7 +61,11 @@ async fn token_refused(env: &Env, ns: &str, name: &str, reason: &str, says: &str
         "Ready message {:?} should say {says:?}",
         ready.message
     );
-    assert!(t.status.as_ref().unwrap().current.is_none(), "no current token");
+    assert!(
+        t.status.as_ref().unwrap().current.is_none(),
+        "no current token: {:?}",
+        t.status
+    );
     t
 }
 
@@ -201,6 +205,19 @@ async fn a_namespace_no_policy_selects_is_denied_not_pending() {
     .await;
     source_refused(&env, "staging", "app", "NoPolicy", "no usable GitLabTokenPolicy").await;
     assert_nothing_minted(&env);
+    // Once an admin's policy selects the namespace, the same request is served.
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy",
+        "metadata": {"name": "staging"},
+        "spec": {"namespaceSelector": {"matchNames": ["staging"]}, "projects": ["acme/team-a/*"],
+                 "scopes": ["read_repository"]}}),
+    )
+    .await;
+    let t = env
+        .wait_token_condition("staging", "app-gitlab-token", "Ready", "True", Some("Issued"))
+        .await;
+    assert_eq!(t.status.unwrap().policy.as_deref(), Some("staging"));
+    assert_eq!(env.all_operator_tokens().len(), 1);
     env.stop().await;
 }
 
@@ -244,6 +261,12 @@ async fn an_invalid_annotation_is_refused_naming_it() {
     env.apply(git_source(NS, "typo", &url, &[("access-level", "superuser")]))
         .await;
     shim_refused(&env, "typo", "InvalidAnnotation", "gitlabtokens.io/access-level").await;
+    // Fixing the annotation serves the source.
+    env.apply(git_source(NS, "typo", &url, &[("access-level", "developer")]))
+        .await;
+    env.wait_token_condition(NS, "typo-gitlab-token", "Ready", "True", Some("Issued"))
+        .await;
+    assert_eq!(env.all_operator_tokens().len(), 1);
     env.stop().await;
 }
 
@@ -302,6 +325,59 @@ async fn a_project_gitlab_does_not_know_is_refused() {
     .await;
     source_refused(&env, NS, "missing", "ProjectNotFound", "acme/team-a/missing").await;
     assert_nothing_minted(&env);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_path_below_no_project_is_refused() {
+    let env = Env::start().await;
+    let image = format!("{}/acme/nowhere/img", env.world.registry_host());
+    env.apply(
+        json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
+        "metadata": {"name": "nowhere", "namespace": NS, "annotations": {"gitlabtokens.io/inject": "true"}},
+        "spec": {"interval": "1m", "image": image, "insecure": true}}),
+    )
+    .await;
+    shim_refused(&env, "nowhere", "ProjectNotFound", "acme/nowhere/img").await;
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn narrowing_the_policy_revokes_a_token_it_no_longer_allows() {
+    let env = Env::start().await;
+    let url = repo_url(&env, "acme/team-a/app");
+    env.apply(git_source(NS, "app", &url, &[])).await;
+    let t = env
+        .wait_token_condition(NS, "app-gitlab-token", "Ready", "True", Some("Issued"))
+        .await;
+    let id = t.status.unwrap().current.unwrap().token_id;
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy",
+        "metadata": {"name": "teams"},
+        "spec": {"namespaceSelector": {"matchNames": ["team-*"]}, "projects": ["acme/platform/**"],
+                 "scopes": ["read_repository", "read_registry", "read_api", "api", "write_repository"],
+                 "maxAccessLevel": "developer"}}),
+    )
+    .await;
+    token_refused(
+        &env,
+        NS,
+        "app-gitlab-token",
+        "PolicyDenied",
+        "project: acme/team-a/app matches none of policy teams's projects",
+    )
+    .await;
+    source_refused(&env, NS, "app", "PolicyDenied", "acme/team-a/app").await;
+    let record = env
+        .all_operator_tokens()
+        .into_iter()
+        .find(|r| r.id == id)
+        .expect("GitLab still lists the token");
+    assert_eq!(
+        record.state, "revoked",
+        "a token the policy no longer allows stays live"
+    );
+    assert!(env.active_operator_tokens().is_empty());
     env.stop().await;
 }
 
