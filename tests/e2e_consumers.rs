@@ -529,5 +529,34 @@ async fn two_sources_with_equal_needs_share_one_gitlab_token() {
     )
     .await
     .expect("the shared Secret clones");
+
+    // Deleting one source keeps the shared token as it is; deleting the last one revokes it.
+    let git = env
+        .flux_api(NS, "source.toolkit.fluxcd.io/v1", "GitRepository")
+        .await;
+    env.delete(&git, "app-main").await;
+    eventually("the GitLabToken to serve app-release only", || {
+        let api = api.clone();
+        async move {
+            let t = api.get_opt("app-git").await.ok().flatten()?;
+            let owners: Vec<String> = t.owner_references().iter().map(|o| o.name.clone()).collect();
+            (owners == ["app-release"] && t.spec.consumers.len() == 1).then_some(())
+        }
+    })
+    .await;
+    let live: Vec<u64> = env.active_operator_tokens().iter().map(|t| t.id).collect();
+    assert_eq!(live, [minted[0].id], "the same token keeps serving");
+    env.delete(&git, "app-release").await;
+    eventually("the GitLabToken to be deleted", || {
+        let api = api.clone();
+        async move { api.get_opt("app-git").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    let revoked = env
+        .all_operator_tokens()
+        .into_iter()
+        .find(|t| t.id == minted[0].id)
+        .expect("GitLab lists the token");
+    assert_eq!(revoked.state, "revoked", "the last source went away");
     env.stop().await;
 }

@@ -414,5 +414,40 @@ async fn a_second_source_with_other_needs_for_the_same_secret_is_refused() {
         Some(20),
         "reporter, not the second's developer"
     );
+
+    // Once the first source is gone, the second is served with what it asked for.
+    let git = env
+        .flux_api(NS, "source.toolkit.fluxcd.io/v1", "GitRepository")
+        .await;
+    env.delete(&git, "first").await;
+    let old_id = minted[0].id;
+    let t = e2e::eventually("the GitLabToken to serve the second source", || {
+        let tokens = tokens.clone();
+        async move {
+            let t = tokens.get_opt("app-git").await.ok().flatten()?;
+            let ready = t
+                .status
+                .as_ref()?
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True");
+            let id = t.status.as_ref()?.current.as_ref()?.token_id;
+            (ready && id != old_id).then_some(t)
+        }
+    })
+    .await;
+    let owners: Vec<String> = t.owner_references().iter().map(|o| o.name.clone()).collect();
+    assert_eq!(owners, ["second"]);
+    let new_id = t.status.unwrap().current.unwrap().token_id;
+    let tokens_now = env.all_operator_tokens();
+    let new = tokens_now.iter().find(|r| r.id == new_id).expect("new token");
+    assert_eq!((new.state.as_str(), new.access_level), ("active", Some(30)));
+    e2e::eventually("the first source's token to be revoked", || async {
+        env.all_operator_tokens()
+            .iter()
+            .any(|r| r.id == old_id && r.state == "revoked")
+            .then_some(())
+    })
+    .await;
     env.stop().await;
 }
