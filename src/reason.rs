@@ -75,7 +75,7 @@ reasons! {
         "Fix the annotation named in the message; the accepted values are listed there.";
     /// The source URL is malformed, carries credentials, `..`, encoded slashes, a query, or is not a GitLab URL shape.
     InvalidUrl = "InvalidURL", Warning,
-        "Use a plain https://<gitlab host>/<group>/<project>.git style URL without credentials (see DESIGN §4).";
+        "Use a plain https://<gitlab host>/<group>/<project>.git style URL without credentials (see the URL rules in docs/tenant-guide.md).";
     /// The URL points at a host (or path root) other than the connection's GitLab or registry host.
     ForeignHost = "ForeignHost", Warning,
         "Point the source at the connection's GitLab/registry host, or pick the right connection with gitlabtokens.io/connection.";

@@ -25,8 +25,9 @@ use crate::{
     controller::{
         connection,
         context::{Context, OperatorConfig},
+        policy as policy_controller,
         shim::{self, ShimContext, ShimState},
-        token,
+        sweep, token,
     },
     crd::{GitLabConnection, GitLabToken, GitLabTokenPolicy},
     http::{self, HealthState},
@@ -161,7 +162,9 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         )
         .boxed(),
         shim_controller(ctx.clone(), stopped()).boxed(),
+        policy_status_controller(ctx.clone(), stopped()).boxed(),
     ];
+    tokio::spawn(sweep::run(ctx.clone(), args.sweep_interval));
     let readiness = health.clone();
     tokio::spawn(async move {
         // Ready once the caches the decisions depend on have synced.
@@ -320,6 +323,24 @@ async fn token_controller(
         .run(token::reconcile, token::error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+async fn policy_status_controller(
+    ctx: Arc<Context>,
+    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    Controller::new(
+        Api::<GitLabTokenPolicy>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(stopped)
+    .run(
+        policy_controller::reconcile,
+        |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(30)),
+        ctx,
+    )
+    .for_each(|_| async {})
+    .await;
 }
 
 async fn shim_controller(

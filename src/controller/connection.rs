@@ -63,33 +63,63 @@ impl LiveConnection {
     }
 }
 
-/// The live connections by name.
+/// The live connections by name, and why the others are not usable.
 #[derive(Default)]
-pub struct Connections(RwLock<BTreeMap<String, Arc<LiveConnection>>>);
+pub struct Connections {
+    live: RwLock<BTreeMap<String, Arc<LiveConnection>>>,
+    not_ready: RwLock<BTreeMap<String, String>>,
+}
 
 impl Connections {
-    /// The connection named `name`.
+    /// The usable connection named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LiveConnection>> {
-        self.0.read().ok()?.get(name).cloned()
+        self.live.read().ok()?.get(name).cloned()
     }
 
-    /// Every connection.
+    /// Every usable connection.
     pub fn all(&self) -> Vec<Arc<LiveConnection>> {
-        self.0
+        self.live
             .read()
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default()
     }
 
+    /// Why a known connection is not usable (None when it is, or is unknown).
+    pub fn not_ready_reason(&self, name: &str) -> Option<String> {
+        self.not_ready.read().ok()?.get(name).cloned()
+    }
+
+    /// How many connections exist, usable or not.
+    pub fn known(&self) -> usize {
+        let live = self.live.read().map(|m| m.len()).unwrap_or(0);
+        live + self.not_ready.read().map(|m| m.len()).unwrap_or(0)
+    }
+
     fn put(&self, conn: Arc<LiveConnection>) {
-        if let Ok(mut m) = self.0.write() {
+        if let Ok(mut m) = self.not_ready.write() {
+            m.remove(&conn.name);
+        }
+        if let Ok(mut m) = self.live.write() {
             m.insert(conn.name.clone(), conn);
+        }
+    }
+
+    /// Marks a connection unusable, with the message users will see.
+    pub fn mark_not_ready(&self, name: &str, message: String) {
+        if let Ok(mut m) = self.live.write() {
+            m.remove(name);
+        }
+        if let Ok(mut m) = self.not_ready.write() {
+            m.insert(name.to_string(), message);
         }
     }
 
     /// Forgets a deleted connection.
     pub fn remove(&self, name: &str) {
-        if let Ok(mut m) = self.0.write() {
+        if let Ok(mut m) = self.live.write() {
+            m.remove(name);
+        }
+        if let Ok(mut m) = self.not_ready.write() {
             m.remove(name);
         }
     }
@@ -150,7 +180,11 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
     let outcome = check(&conn, &ctx, &mut status).await;
     let (ready, reason, message) = match &outcome {
         Ok(msg) => (true, "Connected", msg.clone()),
-        Err(e) => (false, e.reason, e.message.clone()),
+        Err(e) => {
+            ctx.connections
+                .mark_not_ready(&name, format!("{}: {}", e.reason, e.message));
+            (false, e.reason, e.message.clone())
+        }
     };
     set_condition(
         &mut status.conditions,
@@ -237,7 +271,7 @@ async fn check(
     };
 
     let in_flight = secret.annotations().contains_key(SELF_ROTATION_ANNOTATION);
-    let version = live.api.version().await.map_err(|e| gitlab_not_ready(&e))?;
+    let version = live.api.version().await.map_err(|e| lost_or(&e, in_flight))?;
     let user = live
         .api
         .current_user()

@@ -4,5 +4,7 @@ pub mod conditions;
 pub mod connection;
 pub mod consumers;
 pub mod context;
+pub mod policy;
 pub mod shim;
+pub mod sweep;
 pub mod token;

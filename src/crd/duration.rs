@@ -87,7 +87,7 @@ impl JsonSchema for Days {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^[1-9][0-9]{0,2}d$",
+            "pattern": "^([1-9][0-9]?|[1-3][0-9]{2}|400)d$",
             "description": "Whole days, e.g. \"30d\"."
         })
     }
@@ -224,6 +224,17 @@ mod tests {
                 assert_eq!(p.to_string(), *shown);
             }
         }
+    }
+
+    #[test]
+    fn days_schema_pattern_accepts_exactly_what_parses() {
+        let schema = serde_json::to_value(schemars::schema_for!(Days)).unwrap();
+        let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+        for n in 0..=1000u32 {
+            let text = format!("{n}d");
+            assert_eq!(pattern.is_match(&text), text.parse::<Days>().is_ok(), "{text}");
+        }
+        assert!(!pattern.is_match("007d"));
     }
 
     #[test]

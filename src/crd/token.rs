@@ -33,7 +33,7 @@ use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
     ),
     printcolumn(name = "Project", type_ = "string", json_path = ".status.project.path"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.current.expiresAt"),
-    printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),
+    printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[serde(rename_all = "camelCase")]

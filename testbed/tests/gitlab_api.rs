@@ -329,6 +329,23 @@ async fn registry_repositories_carry_locations() {
         )
         .await;
     assert_eq!(none.body, json!([]));
+    // A registry on its own port.
+    w.gl.set_registry_host("registry.test:5050");
+    let moved = w
+        .get(
+            "/api/v4/projects/acme%2Fteam-a%2Fapp/registry/repositories",
+            w.op(),
+        )
+        .await;
+    assert_eq!(
+        moved.body[0]["location"],
+        json!("registry.test:5050/acme/team-a/app")
+    );
+    let project = w.get("/api/v4/projects/acme%2Fteam-a%2Fapp", w.op()).await;
+    assert_eq!(
+        project.str("container_registry_image_prefix"),
+        "registry.test:5050/acme/team-a/app"
+    );
 }
 
 #[tokio::test]

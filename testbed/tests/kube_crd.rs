@@ -524,3 +524,72 @@ async fn status_apply_records_its_manager_and_removes_what_it_stops_applying() {
     assert_eq!(b["status"]["conditions"][0]["status"], "True");
     assert_eq!(b["spec"]["size"], 1, "spec untouched");
 }
+
+#[tokio::test]
+async fn scale_subresource_maps_replicas_paths() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let mut crd = common::widget_crd("Namespaced");
+    crd["spec"]["versions"][0]["subresources"]["scale"] = json!({"specReplicasPath":".spec.size","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"});
+    let status =
+        &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    status["replicas"] = json!({"type":"integer"});
+    status["selector"] = json!({"type":"string"});
+    let (code, b) = raw
+        .post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        .await;
+    assert_eq!(code, 201, "{b}");
+    eventually(5, "served", || async {
+        (raw.get(W).await.0 == 200).then_some(())
+    })
+    .await;
+    let (_, disc) = raw.get("/apis/example.com/v1").await;
+    let scale = disc["resources"]
+        .as_array()
+        .expect("res")
+        .iter()
+        .find(|r| r["name"] == "widgets/scale")
+        .cloned()
+        .expect("scale");
+    assert_eq!(
+        (scale["group"].as_str(), scale["kind"].as_str()),
+        (Some("autoscaling"), Some("Scale"))
+    );
+    assert_eq!(raw.post(W, widget("w1", json!({"size":2}))).await.0, 201);
+    let (code, s) = raw
+        .patch(
+            &format!("{W}/w1/status"),
+            "application/merge-patch+json",
+            json!({"status":{"replicas":2,"selector":"app=w"}}),
+        )
+        .await;
+    assert_eq!(code, 200, "{s}");
+    let (code, s) = raw.get(&format!("{W}/w1/scale")).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (
+            s["kind"].as_str(),
+            s["spec"]["replicas"].as_i64(),
+            s["status"]["selector"].as_str()
+        ),
+        (Some("Scale"), Some(2), Some("app=w"))
+    );
+    let (code, s) = raw
+        .patch(
+            &format!("{W}/w1/scale"),
+            "application/merge-patch+json",
+            json!({"spec":{"replicas":5}}),
+        )
+        .await;
+    assert_eq!((code, s["spec"]["replicas"].as_i64()), (200, Some(5)), "{s}");
+    let (_, w) = raw.get(&format!("{W}/w1")).await;
+    assert_eq!(w["spec"]["size"], 5);
+    let (code, _) = raw
+        .patch(
+            &format!("{W}/w1/scale"),
+            "application/merge-patch+json",
+            json!({"spec":{"replicas":-1}}),
+        )
+        .await;
+    assert_eq!(code, 422);
+}

@@ -201,6 +201,13 @@ async fn namespace_deletion_cascades() {
     assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(ns["status"]["phase"], "Active");
     assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
+    assert_eq!(
+        raw.get("/api/v1/namespaces/team-a/serviceaccounts/default")
+            .await
+            .0,
+        200,
+        "default SA created"
+    );
     for i in 0..3 {
         let (c, _) = raw
             .post(
@@ -312,4 +319,103 @@ async fn namespace_finalize_endpoint_releases_custom_spec_finalizers() {
     let (code, b) = raw.put("/api/v1/namespaces/held/finalize", fin).await;
     assert_eq!(code, 200, "{b}");
     assert_eq!(raw.get("/api/v1/namespaces/held").await.0, 404);
+}
+
+#[tokio::test]
+async fn owners_in_another_namespace_count_as_absent() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    assert_eq!(
+        raw.post("/api/v1/namespaces", json!({"metadata":{"name":"other"}}))
+            .await
+            .0,
+        201
+    );
+    let (_, owner) = raw.post(CMS, json!({"metadata":{"name":"owner"}})).await;
+    let (code, _) = raw
+        .post(
+            "/api/v1/namespaces/other/configmaps",
+            json!({"metadata":{"name":"dep","ownerReferences":[{"apiVersion":"v1","kind":"ConfigMap","name":"owner","uid":owner["metadata"]["uid"]}]}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    eventually(10, "cross-namespace dependent collected", || async {
+        (raw.get("/api/v1/namespaces/other/configmaps/dep").await.0 == 404).then_some(())
+    })
+    .await;
+    let (_, events) = raw
+        .get("/api/v1/namespaces/other/events?fieldSelector=reason%3DOwnerRefInvalidNamespace")
+        .await;
+    let ev = &events["items"][0];
+    assert_eq!(
+        (ev["type"].as_str(), ev["involvedObject"]["name"].as_str()),
+        (Some("Warning"), Some("dep")),
+        "{events}"
+    );
+    assert_eq!(
+        raw.get(&format!("{CMS}/owner")).await.0,
+        200,
+        "the owner is untouched"
+    );
+    // A pending delete with orphanDependents=false answers 202 Accepted.
+    let (code, _) = raw
+        .post(
+            CMS,
+            json!({"metadata":{"name":"held","finalizers":["example.com/x"]}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let (code, obj) = raw
+        .delete(&format!("{CMS}/held"), json!({"orphanDependents":false}))
+        .await;
+    assert_eq!((code, obj["kind"].as_str()), (202, Some("ConfigMap")));
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("never")]
+struct Never;
+
+#[tokio::test]
+async fn kube_rs_finalizer_helper_round_trip() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{Event as Fin, finalizer};
+    use std::sync::Arc;
+    let h = start().await;
+    let client = h.admin_client().await.expect("client");
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata":{"name":"f"}})).expect("cm");
+    api.create(&Default::default(), &cm).await.expect("create");
+    let run = |obj: ConfigMap| {
+        let api = api.clone();
+        async move {
+            let mut seen = None;
+            finalizer(&api, "example.com/cleanup", Arc::new(obj), |ev| {
+                seen = Some(match ev {
+                    Fin::Apply(_) => "apply",
+                    Fin::Cleanup(_) => "cleanup",
+                });
+                async { Ok::<_, Never>(Action::await_change()) }
+            })
+            .await
+            .expect("finalizer");
+            seen
+        }
+    };
+    // First pass adds the finalizer (JSON patch `test` null + add), second pass applies.
+    assert_eq!(run(api.get("f").await.expect("get")).await, None);
+    let got = api.get("f").await.expect("get");
+    assert_eq!(
+        got.metadata.finalizers.as_deref(),
+        Some(&["example.com/cleanup".to_string()][..])
+    );
+    assert_eq!(run(got).await, Some("apply"));
+    api.delete("f", &Default::default()).await.expect("delete");
+    let deleting = api.get("f").await.expect("still there");
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    assert_eq!(run(deleting).await, Some("cleanup"));
+    assert!(
+        api.get_opt("f").await.expect("get_opt").is_none(),
+        "gone after the finalizer is removed"
+    );
 }

@@ -105,7 +105,7 @@ async fn rbac_allows_and_denies_from_stored_objects() {
         .post(
             &format!("{rbac}/clusterroles"),
             json!({"metadata":{"name":"one-cm"},
-        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get"],"resourceNames":["c"]}]}),
+        "rules":[{"apiGroups":[""],"resources":["configmaps"],"verbs":["get","list"],"resourceNames":["c"]}]}),
         )
         .await;
     assert_eq!(c, 201);
@@ -123,6 +123,14 @@ async fn rbac_allows_and_denies_from_stored_objects() {
         alice.get("/api/v1/namespaces/team-b/configmaps").await.0,
         403,
         "resourceNames never allow list"
+    );
+    assert_eq!(
+        alice
+            .get("/api/v1/namespaces/team-b/configmaps?fieldSelector=metadata.name%3Dc")
+            .await
+            .0,
+        200,
+        "a list pinned to the allowed name is allowed"
     );
     // roleRef is immutable.
     let (c, e) = admin
@@ -157,13 +165,13 @@ async fn rbac_allows_and_denies_from_stored_objects() {
     // Unknown tokens are 401; anonymous requests are subject to RBAC.
     let (c, e) = Raw::new(&h, "nope").get("/api/v1/namespaces").await;
     assert_eq!((c, e["reason"].as_str()), (401, Some("Unauthorized")));
-    let anon = reqwest::Client::new()
+    let anon = common::http_client()
         .get(format!("{}/api/v1/namespaces", h.url()))
         .send()
         .await
         .expect("anon");
     assert_eq!(anon.status().as_u16(), 403);
-    let anon = reqwest::Client::new()
+    let anon = common::http_client()
         .get(format!("{}/version", h.url()))
         .send()
         .await
@@ -283,4 +291,123 @@ async fn aggregated_cluster_roles_collect_matching_rules() {
     .await;
     let (_, agg) = admin.get(&format!("{rbac}/clusterroles/agg")).await;
     assert_eq!(agg["rules"][0]["resources"], json!(["configmaps"]));
+}
+
+#[tokio::test]
+async fn impersonation_needs_the_impersonate_verb() {
+    let h = start().await;
+    h.add_user_token("gina-token", "gina", &[]);
+    let get_as = |token: &str, user: &str| {
+        let req = common::http_client()
+            .get(format!("{}/api/v1/namespaces/default/configmaps", h.url()))
+            .bearer_auth(token)
+            .header("Impersonate-User", user)
+            .header("Impersonate-Group", "system:masters");
+        async move {
+            let r = req.send().await.expect("send");
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.expect("json"),
+            )
+        }
+    };
+    let (code, e) = get_as("gina-token", "root").await;
+    assert_eq!(code, 403);
+    assert_eq!(
+        e["message"],
+        "users \"root\" is forbidden: User \"gina\" cannot impersonate resource \"users\" in API group \"\" at the cluster scope"
+    );
+    let (code, list) = get_as(h.admin_token(), "root").await;
+    assert_eq!(
+        (code, list["kind"].as_str()),
+        (200, Some("ConfigMapList")),
+        "admin may impersonate"
+    );
+}
+
+#[tokio::test]
+async fn default_edit_and_view_roles_aggregate_crd_roles() {
+    let h = start().await;
+    common::install_crd(&h, "Namespaced").await;
+    h.add_user_token("ed-token", "ed", &[]);
+    h.add_user_token("vi-token", "vi", &[]);
+    let admin = Raw::new(&h, h.admin_token());
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    for (name, role, user) in [("ed-edit", "edit", "ed"), ("vi-view", "view", "vi")] {
+        let (c, b) = admin
+            .post(
+                &format!("{rbac}/namespaces/default/rolebindings"),
+                json!({"metadata":{"name":name},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":role},
+                "subjects":[{"kind":"User","name":user,"apiGroup":"rbac.authorization.k8s.io"}]}),
+            )
+            .await;
+        assert_eq!(c, 201, "{b}");
+    }
+    let (ed, vi) = (Raw::new(&h, "ed-token"), Raw::new(&h, "vi-token"));
+    let secrets = "/api/v1/namespaces/default/secrets";
+    assert_eq!(
+        ed.post(secrets, json!({"metadata":{"name":"s"},"stringData":{"a":"b"}}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(ed.get(secrets).await.0, 200);
+    assert_eq!(vi.get(secrets).await.0, 403, "view never reads secrets");
+    assert_eq!(vi.get("/api/v1/namespaces/default/configmaps").await.0, 200);
+    let widgets = "/apis/example.com/v1/namespaces/default/widgets";
+    assert_eq!(vi.get(widgets).await.0, 403);
+    let (c, _) = admin
+        .post(
+            &format!("{rbac}/clusterroles"),
+            json!({"metadata":{"name":"widgets-view","labels":{"rbac.authorization.k8s.io/aggregate-to-view":"true"}},
+            "rules":[{"apiGroups":["example.com"],"resources":["widgets"],"verbs":["get","list","watch"]}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    common::eventually(10, "view (and edit) aggregate the CRD role", || async {
+        (vi.get(widgets).await.0 == 200 && ed.get(widgets).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn service_account_token_requests_authenticate_as_the_account() {
+    let h = start().await;
+    let admin = Raw::new(&h, h.admin_token());
+    let sa = "/api/v1/namespaces/default/serviceaccounts";
+    let (c, e) = admin
+        .post(
+            &format!("{sa}/bot/token"),
+            json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}),
+        )
+        .await;
+    assert_eq!((c, e["reason"].as_str()), (404, Some("NotFound")));
+    assert_eq!(admin.post(sa, json!({"metadata":{"name":"bot"}})).await.0, 201);
+    let (c, tr) = admin.post(&format!("{sa}/bot/token"), json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":3600}})).await;
+    assert_eq!(c, 201, "{tr}");
+    let token = tr["status"]["token"].as_str().expect("token").to_string();
+    let bot = Raw::new(&h, &token);
+    let (c, e) = bot.get("/api/v1/namespaces/default/configmaps").await;
+    assert_eq!(c, 403);
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("User \"system:serviceaccount:default:bot\""),
+        "{e}"
+    );
+    let (c, _) = admin
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            json!({"metadata":{"name":"bot-view"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},
+        "subjects":[{"kind":"Group","name":"system:serviceaccounts:default"}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    assert_eq!(
+        bot.get("/api/v1/namespaces/default/configmaps").await.0,
+        200,
+        "SA groups apply"
+    );
 }

@@ -156,7 +156,7 @@ async fn bookmarks_streaming_lists_timeouts_and_selector_transitions() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The watch starts from `rv`, so the changes below reach it whenever it connects.
     let (code, _) = raw
         .patch(
             &format!("{CMS}/a"),
@@ -211,10 +211,10 @@ async fn kube_rs_watcher_survives_dropped_watches() {
         .expect("item")
         .expect("ok");
     assert_eq!(next.metadata.name.as_deref(), Some("two"));
-    assert!(
-        h.controls().count("watch", "configmaps", "*") > watches_before,
-        "the watcher re-watched"
-    );
+    eventually(10, "the watcher re-watched", || async {
+        (h.controls().count("watch", "configmaps", "*") > watches_before).then_some(())
+    })
+    .await;
 }
 
 /// A namespaced test CRD, matching `common::widget_crd("Namespaced")`.
@@ -328,4 +328,38 @@ async fn kube_rs_controller_reconciles_and_owns_children() {
     controller.abort();
     let lp = ListParams::default();
     assert!(widgets.list(&lp).await.expect("list").items.is_empty());
+}
+
+#[tokio::test]
+async fn kube_rs_streaming_list_watcher_and_metadata_watcher() {
+    let h = start().await;
+    let client = h.admin_client().await.expect("client");
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm = serde_json::from_value::<ConfigMap>(json!({"metadata":{"name":"pre","labels":{"k":"v"}}}))
+        .expect("cm");
+    api.create(&PostParams::default(), &cm).await.expect("create");
+    let mut stream = watcher(api.clone(), watcher::Config::default().streaming_lists())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("event")
+        .expect("item")
+        .expect("ok");
+    assert_eq!(first.metadata.name.as_deref(), Some("pre"));
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::namespaced(h.admin_client().await.expect("client"), "default");
+    let mut meta = watcher(meta_api, watcher::Config::default().labels("k=v"))
+        .applied_objects()
+        .boxed();
+    let m = tokio::time::timeout(Duration::from_secs(10), meta.next())
+        .await
+        .expect("event")
+        .expect("item")
+        .expect("ok");
+    assert_eq!(m.metadata.name.as_deref(), Some("pre"));
+    assert_eq!(
+        m.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
 }

@@ -3,11 +3,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use kube::{Resource, ResourceExt, runtime::controller::Action};
+use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
 
 use super::{
     TokenError,
-    decide::{IssueReason, Observed, SecretState, Step, next_step},
+    decide::{Observed, SecretState, Step, next_step},
     observe::{self, Refusal},
     status::{self as st, set_denied, set_issuing, set_ready},
 };
@@ -17,7 +17,7 @@ use crate::{
     gitlab::GitLabError,
     metrics::TokenLabels,
     reason::Reason,
-    schedule::{next_verification_time, seed_from},
+    schedule::{next_verification_time, renewal_time, seed_from},
 };
 
 /// Annotation a user sets (to any new value) to renew a token now.
@@ -38,7 +38,18 @@ pub(super) fn may_have_happened(e: &GitLabError) -> bool {
 }
 
 /// The Apply half of the finalizer.
-pub async fn apply(token: Arc<GitLabToken>, ctx: &Context) -> Result<Action, TokenError> {
+pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, TokenError> {
+    let namespace = cached.namespace().unwrap_or_default();
+    if !ctx.config.serves_namespace(&namespace) {
+        return Ok(Action::await_change());
+    }
+    // Decisions rest on status (pending intent above all), so read it fresh: the watch cache may
+    // not have seen our last write yet.
+    let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
+    let Some(token) = api.get_opt(&cached.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let token = Arc::new(token);
     let generation = token.metadata.generation;
     let mut status = token.status.clone().unwrap_or_default();
     let resolved = match observe::resolve(&token, ctx).await? {
@@ -50,19 +61,28 @@ pub async fn apply(token: Arc<GitLabToken>, ctx: &Context) -> Result<Action, Tok
     status.policy = Some(resolved.allowance.policy.clone());
     set_denied(&mut status, false, "", "", generation, ctx.now());
 
-    let namespace = token.namespace().unwrap_or_default();
     let seed = seed_from(&token.uid().unwrap_or_default());
+    // A changed renewBefore (spec or policy) moves the current token's renewal too.
+    if let Some(c) = &status.current {
+        status.renewal_time = Some(renewal_time(
+            c.created_at,
+            c.expires_at,
+            resolved.allowance.renew_before,
+            seed,
+        ));
+    }
     let renew_request = token.annotations().get(RENEW_ANNOTATION).cloned();
-    let mut secret = observe::secret_state(ctx, &token).await?;
+    let mut secret = observe::secret_state(ctx, &token, resolved.registry_host.as_deref()).await?;
     let mut liveness = None;
     for _ in 0..MAX_STEPS {
         let now = ctx.now();
-        let consumers_caught_up = match status.previous.as_ref().and_then(|p| p.nudged_at) {
+        let report = match status.previous.as_ref().and_then(|p| p.nudged_at) {
             Some(at) if !token.spec.consumers.is_empty() => {
-                Some(consumers::all_caught_up(&ctx.client, &namespace, &token.spec.consumers, at).await?)
+                Some(consumers::report(&ctx.client, &namespace, &token.spec.consumers, at).await?)
             }
             _ => None,
         };
+        let consumers_caught_up = report.map(|r| r.caught_up);
         let next_verification = status
             .current
             .as_ref()
@@ -74,6 +94,7 @@ pub async fn apply(token: Arc<GitLabToken>, ctx: &Context) -> Result<Action, Tok
             secret: secret.clone(),
             liveness,
             consumers_caught_up,
+            consumer_auth_failed: report.is_some_and(|r| r.auth_failed),
             renew_requested: renew_request.is_some() && renew_request != status.last_handled_renew_request,
             next_verification,
         };
@@ -112,9 +133,8 @@ pub async fn apply(token: Arc<GitLabToken>, ctx: &Context) -> Result<Action, Tok
             }
             Step::Issue(reason) => {
                 super::issue::issue(&token, ctx, &resolved, &mut status, reason).await?;
-                if reason == IssueReason::Renewal {
-                    status.last_handled_renew_request = renew_request.clone();
-                }
+                // Any issue satisfies a pending renew request (a new token is what it asks for).
+                status.last_handled_renew_request = renew_request.clone();
                 let id = status.current.as_ref().map(|c| c.token_id);
                 secret = SecretState::Ours {
                     token_id: id,

@@ -64,6 +64,8 @@ pub struct Observed<'a> {
     pub liveness: Option<Liveness>,
     /// Whether every consumer reported Ready after the last nudge (None: no consumers to wait for).
     pub consumers_caught_up: Option<bool>,
+    /// A consumer was refused by GitLab after the last nudge: check the token now.
+    pub consumer_auth_failed: bool,
     /// A manual renewal request not yet handled.
     pub renew_requested: bool,
     /// When GitLab liveness should next be checked.
@@ -138,6 +140,9 @@ pub fn next_step(o: &Observed<'_>) -> Step {
     if o.liveness == Some(Liveness::Dead) {
         return Step::Issue(IssueReason::RevokedExternally);
     }
+    if o.consumer_auth_failed && o.liveness.is_none() {
+        return Step::Verify;
+    }
     let project_changed = s.project.as_ref().is_some_and(|p| p.id != o.desired.project_id);
     let mut granted = current.scopes.clone();
     granted.sort();
@@ -154,7 +159,9 @@ pub fn next_step(o: &Observed<'_>) -> Step {
         _ => {}
     }
     if let Some(prev) = &s.previous {
-        let caught_up = o.consumers_caught_up.unwrap_or(true);
+        // With no consumers to ask, nobody can confirm the switch (pods may mount the Secret):
+        // the old token lives until the grace ends.
+        let caught_up = o.consumers_caught_up.unwrap_or(false);
         if caught_up || o.now >= prev.revoke_after {
             return Step::RevokePrevious;
         }
@@ -238,6 +245,7 @@ mod tests {
             secret: ours(),
             liveness: None,
             consumers_caught_up: None,
+            consumer_auth_failed: false,
             renew_requested: false,
             next_verification: Some(t(4)),
         }
@@ -399,10 +407,17 @@ mod tests {
                 Step::RevokePrevious,
             ),
             (
-                "overlap: no consumers",
+                "overlap: no consumers waits for the grace",
                 &overlapping,
                 &d,
                 |_| {},
+                Step::Wait(OVERLAP_POLL),
+            ),
+            (
+                "overlap: no consumers, grace over",
+                &overlapping,
+                &d,
+                |o| o.now = t(3),
                 Step::RevokePrevious,
             ),
             (

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
-    api::{DeleteParams, Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams, PostParams},
 };
 use secrecy::SecretString;
 
@@ -29,7 +29,7 @@ use crate::{
     metrics::StrategyLabels,
     reason::Reason,
     schedule::{expires_at_for, renewal_time, seed_from},
-    secret::{Owner, SecretParams, build_secret, secret_digest},
+    secret::{Owner, SecretParams, build_secret, secret_digest, secret_is_owned_by},
 };
 
 /// Creates a new token, writes the Secret, retires the old token (DESIGN §6.1, §6.3 Overlap).
@@ -271,12 +271,7 @@ pub fn build(
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     let uid = token.uid().unwrap_or_default();
-    let registry_host = token
-        .spec
-        .secret
-        .registry_host
-        .clone()
-        .or_else(|| resolved.connection.spec.registry_host.clone());
+    let registry_host = resolved.registry_host.clone();
     let params = SecretParams {
         owner: Owner {
             name: &name,
@@ -306,14 +301,34 @@ pub async fn write_secret(
     let namespace = token.namespace().unwrap_or_default();
     let name = token.spec.secret.name.clone();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let mut params = PatchParams::apply(&format!("{FIELD_MANAGER}/secret")).force();
+    let manager = format!("{FIELD_MANAGER}/secret");
+    let mut params = PatchParams::apply(&manager).force();
     params.dry_run = dry_run;
+    let create = PostParams {
+        dry_run,
+        field_manager: Some(manager.clone()),
+    };
     let mut last = String::new();
     for attempt in 0..5u32 {
-        match api.patch(&name, &params, &Patch::Apply(secret)).await {
-            Ok(_) => return Ok(()),
+        // Create first: if anyone created the Secret since we looked, the API server refuses with
+        // 409 and we never overwrite it. Only a Secret carrying our ownership label is applied to.
+        let result = match api.get_opt(&name).await {
+            Ok(None) => api.create(&create, secret).await.map(|_| ()),
+            Ok(Some(existing)) if secret_is_owned_by(&existing.metadata, &token.name_any()) => {
+                api.patch(&name, &params, &Patch::Apply(secret)).await.map(|_| ())
+            }
+            Ok(Some(_)) => {
+                return Err(TokenError::SecretWrite(
+                    name,
+                    "the Secret exists and was not created by the operator for this GitLabToken".into(),
+                ));
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(()),
             Err(kube::Error::Api(s)) if s.code == 422 && !dry_run => {
-                // Most likely the type changed with the format: replace the Secret.
+                // Most likely the type changed with the format (Secret type is immutable): replace it.
                 last = s.message.clone();
                 let _ = api.delete(&name, &DeleteParams::default()).await;
             }

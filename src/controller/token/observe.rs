@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     controller::{connection::LiveConnection, context::Context},
-    crd::{GitLabToken, ResolvedProject},
+    crd::{GitLabToken, ResolvedProject, SecretFormat},
     gitlab::{GitLabApi, GitLabError},
     policy::{Allowance, NamespaceInfo, PolicyDecision, PolicySet, TokenRequest},
     reason::Reason,
@@ -56,6 +56,8 @@ pub struct Resolved {
     pub desired: Desired,
     /// The token name in GitLab: `<prefix>-<cluster>-<uid>`.
     pub token_name: String,
+    /// For `docker-config` Secrets: the registry host key (checked against the connection's).
+    pub registry_host: Option<String>,
 }
 
 /// Resolves connection, project and policy. `Ok(Err(_))` is a refusal to report, `Err` a
@@ -106,6 +108,15 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         Err(e) => return Err(e.into()),
     };
 
+    let registry_host = match registry_host_for(token, &connection) {
+        Ok(h) => h,
+        Err(r) => {
+            return Ok(Err(Refusal {
+                connection: Some(connection.name.clone()),
+                ..r
+            }));
+        }
+    };
     let request = match TokenRequest::from_spec(&token.spec, &connection.name, &project.path) {
         Ok(r) => r,
         Err(e) => return Ok(Err(refuse(Reason::UnsupportedKind, e))),
@@ -137,9 +148,8 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         .clone()
         .unwrap_or_else(|| ctx.config.cluster_name.clone());
     let token_name = format!(
-        "{}-{}-{}",
-        connection.spec.token_name_prefix,
-        cluster,
+        "{}{}",
+        token_name_marker(&connection.spec.token_name_prefix, &cluster),
         token.uid().unwrap_or_default()
     );
     Ok(Ok(Resolved {
@@ -148,7 +158,46 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         allowance,
         desired,
         token_name,
+        registry_host,
     }))
+}
+
+/// The start of every token name this operator gives on a connection: `<prefix>-<cluster>-`,
+/// followed by the GitLabToken's uid. The orphan sweep recognises its own tokens by it.
+pub fn token_name_marker(prefix: &str, cluster: &str) -> String {
+    format!("{prefix}-{cluster}-")
+}
+
+/// The registry host a `docker-config` Secret is keyed by: the token's, else the connection's. It
+/// must be the connection's registry (credentials are never written for another host).
+fn registry_host_for(token: &GitLabToken, connection: &LiveConnection) -> Result<Option<String>, Refusal> {
+    if token.spec.secret.format != SecretFormat::DockerConfig {
+        return Ok(None);
+    }
+    let own = connection
+        .spec
+        .registry_host
+        .as_deref()
+        .map(str::to_ascii_lowercase);
+    match (token.spec.secret.registry_host.as_deref(), own) {
+        (None, None) => Err(refuse(
+            Reason::MissingRegistryHost,
+            format!(
+                "secret format docker-config needs a registry host and GitLabConnection {} names none; an admin must set spec.registryHost",
+                connection.name
+            ),
+        )),
+        (None, Some(own)) => Ok(Some(own)),
+        (Some(asked), Some(own)) if asked.eq_ignore_ascii_case(&own) => Ok(Some(asked.to_string())),
+        (Some(asked), own) => Err(refuse(
+            Reason::ForeignHost,
+            format!(
+                "registry host {asked:?} is not the registry of GitLabConnection {} ({}); credentials are only written for it",
+                connection.name,
+                own.as_deref().unwrap_or("none")
+            ),
+        )),
+    }
 }
 
 pub async fn namespace_info(ctx: &Context, namespace: &str) -> Result<NamespaceInfo, kube::Error> {
@@ -162,44 +211,65 @@ pub async fn namespace_info(ctx: &Context, namespace: &str) -> Result<NamespaceI
 }
 
 /// The explicit connection; else the only one; else the one the namespace's policies name.
+/// A connection that exists but failed its check is reported as not Ready, with its reason.
 pub fn choose_connection(
     explicit: Option<&str>,
     ctx: &Context,
     policies: &PolicySet,
     namespace: &NamespaceInfo,
 ) -> Result<Arc<LiveConnection>, (Reason, String)> {
+    let unusable = |name: &str| {
+        ctx.connections.not_ready_reason(name).map(|why| {
+            (
+                Reason::ConnectionNotReady,
+                format!("GitLabConnection {name} is not Ready ({why}); see its status"),
+            )
+        })
+    };
     if let Some(name) = explicit {
         return ctx.connections.get(name).ok_or_else(|| {
-            (
-                Reason::ConnectionNotFound,
-                format!("GitLabConnection {name} does not exist (or is not checked yet)"),
-            )
+            unusable(name).unwrap_or_else(|| {
+                (
+                    Reason::ConnectionNotFound,
+                    format!("GitLabConnection {name} does not exist (or is not checked yet)"),
+                )
+            })
         });
     }
     let all = ctx.connections.all();
-    if let [only] = all.as_slice() {
-        return Ok(only.clone());
-    }
-    if all.is_empty() {
-        return Err((
-            Reason::ConnectionNotFound,
-            "no GitLabConnection exists; an admin must create one".into(),
-        ));
+    match (all.as_slice(), ctx.connections.known()) {
+        ([only], 1) => return Ok(only.clone()),
+        ([], 0) => {
+            return Err((
+                Reason::ConnectionNotFound,
+                "no GitLabConnection exists; an admin must create one".into(),
+            ));
+        }
+        ([], 1) => {
+            return Err((
+                Reason::ConnectionNotReady,
+                "the only GitLabConnection is not Ready; see its status".into(),
+            ));
+        }
+        _ => {}
     }
     let candidates = policies.candidate_connections(namespace);
-    let named: Vec<_> = candidates
-        .named
-        .iter()
-        .filter_map(|n| ctx.connections.get(n))
-        .collect();
+    let named: Vec<_> = candidates.named.iter().collect();
     match named.as_slice() {
-        [one] if !candidates.any => Ok(one.clone()),
+        [one] if !candidates.any => ctx.connections.get(one).ok_or_else(|| {
+            unusable(one).unwrap_or_else(|| {
+                (
+                    Reason::ConnectionNotFound,
+                    format!("GitLabConnection {one} does not exist"),
+                )
+            })
+        }),
         _ => Err((
             Reason::AmbiguousConnection,
             format!(
                 "{} connections exist and the policies for namespace {} do not single one out; set spec.connectionRef \
                  (or the gitlabtokens.io/connection annotation)",
-                all.len(),
+                ctx.connections.known(),
                 namespace.name
             ),
         )),
@@ -218,17 +288,25 @@ async fn project_of(
 }
 
 /// Classifies the target Secret.
-pub async fn secret_state(ctx: &Context, token: &GitLabToken) -> Result<SecretState, kube::Error> {
+pub async fn secret_state(
+    ctx: &Context,
+    token: &GitLabToken,
+    registry_host: Option<&str>,
+) -> Result<SecretState, kube::Error> {
     let namespace = token.namespace().unwrap_or_default();
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(&token.spec.secret.name)
         .await?;
-    Ok(classify_secret(secret.as_ref(), token))
+    Ok(classify_secret(secret.as_ref(), token, registry_host))
 }
 
 /// Missing, foreign (no ownership label for this token), or ours with whether it still holds
 /// exactly what was written.
-pub fn classify_secret(secret: Option<&Secret>, token: &GitLabToken) -> SecretState {
+pub fn classify_secret(
+    secret: Option<&Secret>,
+    token: &GitLabToken,
+    registry_host: Option<&str>,
+) -> SecretState {
     let Some(secret) = secret else {
         return SecretState::Missing;
     };
@@ -245,6 +323,28 @@ pub fn classify_secret(secret: Option<&Secret>, token: &GitLabToken) -> SecretSt
         .and_then(|s| s.current.as_ref())
         .and_then(|c| c.secret_digest.clone());
     let uid = token.uid().unwrap_or_default();
-    let matches = recorded.is_some_and(|d| d == secret_digest(secret, &uid));
+    let matches =
+        recorded.is_some_and(|d| d == secret_digest(secret, &uid)) && has_shape(secret, token, registry_host);
     SecretState::Ours { token_id, matches }
+}
+
+/// Whether the Secret has the type, keys and registry key the spec asks for now (a changed
+/// format or registry host needs a new Secret, hence a new token: the old value is not kept).
+fn has_shape(secret: &Secret, token: &GitLabToken, registry_host: Option<&str>) -> bool {
+    let keys: Vec<&str> = secret.data.iter().flatten().map(|(k, _)| k.as_str()).collect();
+    let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+    match token.spec.secret.format {
+        SecretFormat::BasicAuth => {
+            type_ == "Opaque" && keys.contains(&"username") && keys.contains(&"password")
+        }
+        SecretFormat::Token => type_ == "Opaque" && keys.contains(&"token"),
+        SecretFormat::DockerConfig => {
+            let config = secret.data.as_ref().and_then(|d| d.get(".dockerconfigjson"));
+            let auths = config
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b.0).ok())
+                .and_then(|v| v.get("auths").cloned());
+            type_ == "kubernetes.io/dockerconfigjson"
+                && registry_host.is_some_and(|h| auths.as_ref().is_some_and(|a| a.get(h).is_some()))
+        }
+    }
 }

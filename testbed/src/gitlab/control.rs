@@ -163,6 +163,8 @@ struct SettingsChange {
     max_token_lifetime_days: Option<u32>,
     #[serde(default)]
     latency_ms: Option<u64>,
+    #[serde(default)]
+    registry_host: Option<String>,
     /// `{"rate_limit": null}` disables; absent leaves unchanged.
     #[serde(default, deserialize_with = "some")]
     rate_limit: Option<Option<RateLimitConfig>>,
@@ -176,6 +178,9 @@ async fn change_settings(State(s): State<S>, Json(c): Json<SettingsChange>) -> R
     s.update_settings(|set| {
         if let Some(days) = c.max_token_lifetime_days {
             set.max_token_lifetime_days = days;
+        }
+        if let Some(host) = c.registry_host.clone() {
+            set.registry_host = host;
         }
         if let Some(ms) = c.latency_ms {
             set.latency = (ms > 0).then(|| Duration::from_millis(ms));
@@ -192,6 +197,7 @@ async fn change_settings(State(s): State<S>, Json(c): Json<SettingsChange>) -> R
         "max_token_lifetime_days": set.max_token_lifetime_days,
         "latency_ms": set.latency.map(|l| l.as_millis() as u64),
         "rate_limit": set.rate_limit,
+        "registry_host": set.registry_host,
     }))
     .into_response()
 }

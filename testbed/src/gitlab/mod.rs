@@ -60,7 +60,7 @@
 //! | `GET /-/testbed/tokens` | `tokens()` | every token with its state, never its value |
 //! | `GET`/`POST`/`DELETE /-/testbed/faults` (`FaultRule` JSON) | `add_fault`, `clear_faults` | latency, status, 429, hang, hang_after |
 //! | `DELETE /-/testbed/rate_limit/windows` | `reset_rate_limits()` | restart throttle windows |
-//! | `POST /-/testbed/settings` `{"max_token_lifetime_days"?, "latency_ms"?, "rate_limit"?: {"limit","period_secs"}\|null}` | `set_max_token_lifetime_days`, `set_latency`, `set_rate_limit` | runtime settings |
+//! | `POST /-/testbed/settings` `{"max_token_lifetime_days"?, "latency_ms"?, "registry_host"?, "rate_limit"?: {"limit","period_secs"}\|null}` | `set_max_token_lifetime_days`, `set_latency`, `set_registry_host`, `set_rate_limit` | runtime settings |
 //!
 //! Seed-only helper: `seed().resource_token(path, name, scopes, level, expires_at)` mints a project
 //! or group access token without a caller (for front tests).

@@ -250,8 +250,10 @@ impl Seeder {
         if self.state.store().find_project(&path).is_some() {
             return Err(SeedError::Duplicate(path));
         }
-        let ns_id = match self.state.store().find_group(ns) {
-            Some(g) => g.id,
+        // Bind first: a lock guard in a match scrutinee would live through `self.group` (deadlock).
+        let existing = self.state.store().find_group(ns).map(|g| g.id);
+        let ns_id = match existing {
+            Some(id) => id,
             None => self.group(GroupSeed {
                 full_path: ns.into(),
                 ..GroupSeed::default()
@@ -532,4 +534,86 @@ pub fn seed_default(seeder: &Seeder) -> Result<DefaultSeed, SeedError> {
         stranger_token: pat("stranger", "stranger-cli")?,
         projects: seeder.projects(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{sync::mpsc, time::Duration};
+
+    use super::*;
+    use crate::gitlab::{clock::Clock, state::Settings};
+
+    fn seeder() -> Seeder {
+        let settings = Settings {
+            max_token_lifetime_days: 365,
+            rate_limit: None,
+            latency: None,
+            base_url: "http://127.0.0.1:1".into(),
+            registry_host: "127.0.0.1:1".into(),
+            version: "17.11.0".into(),
+        };
+        Seeder::new(Arc::new(GitLabState::new(settings, Clock::new())))
+    }
+
+    #[test]
+    fn projects_create_missing_groups_without_deadlocking() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let s = seeder();
+            let made = s.project(ProjectSeed {
+                full_path: "fresh/sub/svc".into(),
+                ..ProjectSeed::default()
+            });
+            let _ = tx.send((
+                made.is_ok(),
+                s.projects(),
+                s.group(GroupSeed {
+                    full_path: "fresh/sub".into(),
+                    ..GroupSeed::default()
+                }),
+            ));
+        });
+        let (ok, projects, dup) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("seeding hung"));
+        assert!(ok);
+        assert_eq!(
+            projects.iter().map(|p| p.path.as_str()).collect::<Vec<_>>(),
+            vec!["fresh/sub/svc"]
+        );
+        assert_eq!(dup, Err(SeedError::Duplicate("fresh/sub".into())));
+    }
+
+    #[test]
+    fn seed_input_is_validated() {
+        let s = seeder();
+        let cases = [
+            s.project(ProjectSeed {
+                full_path: "lonely".into(),
+                ..ProjectSeed::default()
+            })
+            .map(|_| ()),
+            s.group(GroupSeed {
+                full_path: "a//b".into(),
+                ..GroupSeed::default()
+            })
+            .map(|_| ()),
+            s.group(GroupSeed {
+                full_path: "g".into(),
+                visibility: Some("secret".into()),
+                ..GroupSeed::default()
+            })
+            .map(|_| ()),
+            s.member(MemberSeed {
+                username: "ghost".into(),
+                path: "g".into(),
+                access_level: 30,
+            }),
+            s.user(UserSeed::default()).map(|_| ()),
+        ];
+        for result in cases {
+            assert!(result.is_err(), "{result:?}");
+        }
+        assert!(s.resource_token("nowhere", "t", &["api"], 40, None).is_err());
+    }
 }

@@ -219,6 +219,11 @@ impl GitLabHandle {
         self.state.update_settings(|s| s.latency = latency);
     }
 
+    /// Sets the registry host (`host:port`) shown in image locations, for a registry on its own port.
+    pub fn set_registry_host(&self, host: &str) {
+        self.state.update_settings(|s| s.registry_host = host.to_string());
+    }
+
     /// Sets the maximum token lifetime in days.
     pub fn set_max_token_lifetime_days(&self, days: u32) {
         self.state.update_settings(|s| s.max_token_lifetime_days = days);

@@ -23,6 +23,8 @@ pub struct DeleteOpts {
     pub rv: Option<String>,
     /// Dry run.
     pub dry_run: bool,
+    /// `orphanDependents: false` was given (a pending delete then answers 202).
+    pub orphan_false: bool,
 }
 
 /// Result of a delete.

@@ -80,6 +80,18 @@ fn resource_entries(d: &ResourceDef) -> Vec<Value> {
             "kind": d.kind, "verbs":["get","patch","update"]}),
         );
     }
+    if d.crd.as_ref().is_some_and(|c| c.scale.is_some()) {
+        out.push(
+            json!({"name": format!("{}/scale", d.plural), "singularName": "", "namespaced": d.namespaced,
+            "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs":["get","patch","update"]}),
+        );
+    }
+    if d.kind == "ServiceAccount" && d.group.is_empty() {
+        out.push(
+            json!({"name":"serviceaccounts/token","singularName":"","namespaced":true,
+            "group":"authentication.k8s.io","version":"v1","kind":"TokenRequest","verbs":["create"]}),
+        );
+    }
     if d.kind == "Namespace" {
         out.push(json!({"name":"namespaces/finalize","singularName":"","namespaced":false,"kind":"Namespace","verbs":["update"]}));
     }
@@ -104,6 +116,10 @@ pub fn resource_list(st: &State, group: &str, version: &str) -> Option<Value> {
         resources.push(
             json!({"name":"selfsubjectaccessreviews","singularName":"","namespaced":false,
             "kind":"SelfSubjectAccessReview","verbs":["create"]}),
+        );
+        resources.push(
+            json!({"name":"selfsubjectrulesreviews","singularName":"","namespaced":false,
+            "kind":"SelfSubjectRulesReview","verbs":["create"]}),
         );
     }
     if resources.is_empty() {

@@ -138,6 +138,32 @@ fn name_crds(st: &State) -> bool {
     changed
 }
 
+/// The Warning event the garbage collector records when a namespaced dependent names an owner
+/// that lives in another namespace (the owner counts as absent).
+fn owner_ref_invalid_namespace_event(st: &State, dependent: &Value, r: &Value) {
+    let Some(def) = st.registry.find("", "v1", "events") else {
+        return;
+    };
+    let ns = str_at(dependent, "/metadata/namespace");
+    let name = str_at(dependent, "/metadata/name");
+    let now = now_str();
+    let ev = json!({"apiVersion":"v1","kind":"Event",
+        "metadata":{"generateName": format!("{name}.")},
+        "involvedObject":{"apiVersion":dependent["apiVersion"],"kind":dependent["kind"],"name":name,"namespace":ns,
+            "uid":dependent["metadata"]["uid"]},
+        "reason":"OwnerRefInvalidNamespace","type":"Warning","source":{"component":"garbage-collector-controller"},
+        "reportingComponent":"garbage-collector-controller",
+        "message": format!("ownerRef [{}/{}, namespace: {ns}, name: {}, uid: {}] does not exist in namespace \"{ns}\"",
+            r["apiVersion"].as_str().unwrap_or_default(), r["kind"].as_str().unwrap_or_default(),
+            r["name"].as_str().unwrap_or_default(), r["uid"].as_str().unwrap_or_default()),
+        "firstTimestamp":now,"lastTimestamp":now,"count":1});
+    let o = super::objects::WriteOpts {
+        manager: "garbage-collector-controller".into(),
+        ..Default::default()
+    };
+    let _ = super::objects::create(st, &def, ns, ev, &o);
+}
+
 /// One sweep; returns whether anything changed.
 pub fn pass(st: &State) -> bool {
     let mut changed = aggregate_cluster_roles(st);
@@ -163,6 +189,7 @@ pub fn pass(st: &State) -> bool {
         let mut live = 0;
         let mut orphaning = Vec::new();
         let mut foreground = false;
+        let mut invalid_ns: Vec<Value> = Vec::new();
         for r in refs {
             let uid = r["uid"].as_str().unwrap_or_default();
             dependents
@@ -180,7 +207,13 @@ pub fn pass(st: &State) -> bool {
                         }
                     }
                 }
-                _ => {}
+                Some(_) => invalid_ns.push(r.clone()),
+                None => {}
+            }
+        }
+        if live == 0 && !ns.is_empty() && o.pointer("/metadata/deletionTimestamp").is_none() {
+            for r in &invalid_ns {
+                owner_ref_invalid_namespace_event(st, o, r);
             }
         }
         if !orphaning.is_empty() {

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, header};
 use serde_json::{Value, json};
 
+use super::auth;
 use super::deletion::{self, DeleteOpts, Deleted};
 use super::discovery;
 use super::listing;
@@ -38,19 +39,6 @@ fn text(code: u16, body: &'static str) -> Response {
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .body(Body::from(body))
         .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-fn authenticate(st: &State, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    match headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()) {
-        None => Ok(UserInfo::anonymous()),
-        Some(v) => {
-            let token = v
-                .strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .ok_or_else(ApiError::unauthorized)?;
-            st.user_for(token.trim()).ok_or_else(ApiError::unauthorized)
-        }
-    }
 }
 
 /// A parsed resource path.
@@ -105,6 +93,7 @@ fn verb_of(method: &Method, t: &Target, q: &Query) -> Result<&'static str, ApiEr
         ("GET", true) => "get",
         ("GET", false) => "list",
         ("POST", false) => "create",
+        ("POST", true) if t.sub.as_deref() == Some("token") && t.plural == "serviceaccounts" => "create",
         ("PUT", true) => "update",
         ("PATCH", true) => "patch",
         ("DELETE", true) => "delete",
@@ -123,7 +112,9 @@ pub async fn handle(st: Arc<State>, addr: String, req: Request) -> Response {
                 .into_response();
         }
     };
-    let user = match authenticate(&st, &parts.headers) {
+    let user = match auth::authenticate(&st, &parts.headers)
+        .and_then(|u| auth::impersonate(&st, u, &parts.headers))
+    {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
@@ -133,51 +124,6 @@ pub async fn handle(st: Arc<State>, addr: String, req: Request) -> Response {
         Ok(r) => r,
         Err(e) => e.into_response(),
     }
-}
-
-async fn gate(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'_>) -> Result<(), ApiError> {
-    let res_key = if attrs.resource.is_empty() {
-        attrs.path.clone()
-    } else if attrs.subresource.is_empty() {
-        attrs.resource.clone()
-    } else {
-        format!("{}/{}", attrs.resource, attrs.subresource)
-    };
-    let (latency, code) = st.controls.on_request(&attrs.verb, &res_key, &user.name);
-    if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(code) = code {
-        let (reason, msg) = match code {
-            429 => ("TooManyRequests", "Too many requests: injected by test controls"),
-            503 => ("ServiceUnavailable", "injected by test controls"),
-            504 => ("Timeout", "Timeout: injected by test controls"),
-            409 => ("Conflict", "injected conflict"),
-            _ => (
-                "InternalError",
-                "Internal error occurred: injected by test controls",
-            ),
-        };
-        let mut e = ApiError::new(code, reason, msg);
-        if code == 429 {
-            e.retry_after = Some(1);
-            e.details = Some(json!({"retryAfterSeconds": 1}));
-        }
-        return Err(e);
-    }
-    if !rbac::authorize(st, user, attrs) {
-        if attrs.resource.is_empty() {
-            return Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!("forbidden: {}", rbac::denial(user, attrs)),
-            )
-            .with_causes(Value::Null)
-            .strip_details());
-        }
-        return Err(ApiError::forbidden(&subject, &rbac::denial(user, attrs)));
-    }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -204,16 +150,16 @@ async fn route(
         _ => None,
     };
     if let Some(doc) = static_doc {
-        gate(st, user, &nonres(trimmed), Subject::default()).await?;
+        auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
         return Ok(json_response(200, &doc));
     }
     match trimmed {
         "/healthz" | "/livez" | "/readyz" => {
-            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
             return Ok(text(200, "ok"));
         }
         "/openapi/v2" => {
-            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
             return Ok(Response::builder()
                 .status(200)
                 .header(
@@ -230,7 +176,7 @@ async fn route(
         ["api", v] => Some(("", *v)),
         ["apis", g, v] => Some((*g, *v)),
         ["apis", g] => {
-            gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
             let groups = discovery::api_groups(st);
             let found = groups["groups"]
                 .as_array()
@@ -250,20 +196,21 @@ async fn route(
         _ => None,
     };
     if let Some((g, v)) = gv {
-        gate(st, user, &nonres(trimmed), Subject::default()).await?;
+        auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
         return discovery::resource_list(st, g, v)
             .map(|d| json_response(200, &d))
             .ok_or_else(ApiError::no_route);
     }
     let t = parse_resource_path(path).ok_or_else(ApiError::no_route)?;
-    if t.group == "authorization.k8s.io" && t.plural == "selfsubjectaccessreviews" && method == Method::POST {
+    let reviews = ["selfsubjectaccessreviews", "selfsubjectrulesreviews"];
+    if t.group == "authorization.k8s.io" && reviews.contains(&t.plural.as_str()) && method == Method::POST {
         let attrs = Attrs {
             verb: "create".into(),
             group: t.group.clone(),
             resource: t.plural.clone(),
             ..Default::default()
         };
-        gate(
+        auth::gate(
             st,
             user,
             &attrs,
@@ -274,6 +221,9 @@ async fn route(
             },
         )
         .await?;
+        if t.plural == "selfsubjectrulesreviews" {
+            return rbac::rules_review(st, user, headers, body);
+        }
         return rbac::self_review(st, user, headers, body);
     }
     let def = st
@@ -288,23 +238,36 @@ async fn route(
         return Err(ApiError::no_route());
     }
     if let Some(s) = &t.sub {
+        let has_scale = def.crd.as_ref().is_some_and(|c| c.scale.is_some());
+        let token = s == "token" && def.kind == "ServiceAccount" && def.group.is_empty() && verb == "create";
         let ok = (s == "status" && def.status_subresource)
+            || (s == "scale" && has_scale)
             || (s == "finalize" && def.kind == "Namespace" && def.group.is_empty());
-        if !ok || matches!(verb, "list" | "watch" | "create" | "delete" | "deletecollection") {
+        if !token && (!ok || matches!(verb, "list" | "watch" | "create" | "delete" | "deletecollection")) {
             return Err(ApiError::no_route());
         }
     }
     let name = t.name.clone().unwrap_or_default();
+    // list/watch pinned to one name by `fieldSelector=metadata.name=x` authorize as that name
+    // (so `resourceNames` rules can allow them), as the real RBAC authorizer does.
+    let pinned = match (verb, name.is_empty()) {
+        ("list" | "watch", true) => q
+            .get("fieldSelector")
+            .and_then(|f| FieldSelector::parse(f, &def.field_selector_list()).ok())
+            .and_then(|f| f.name().map(String::from))
+            .unwrap_or_default(),
+        _ => name.clone(),
+    };
     let attrs = Attrs {
         verb: verb.into(),
         group: def.group.clone(),
         resource: def.plural.clone(),
         subresource: t.sub.clone().unwrap_or_default(),
         namespace: t.ns.clone().unwrap_or_default(),
-        name: name.clone(),
+        name: pinned,
         path: String::new(),
     };
-    gate(st, user, &attrs, subj(&def, &name)).await?;
+    auth::gate(st, user, &attrs, subj(&def, &name)).await?;
     let ns = t.ns.clone().unwrap_or_default();
     let accept = headers.get(header::ACCEPT).and_then(|h| h.to_str().ok());
     let shape = negotiate(accept, q.get("includeObject"))?;
@@ -334,6 +297,14 @@ async fn route(
     };
     let sub = t.sub.as_deref();
     let mut resp = match verb {
+        "get" | "update" | "patch" if sub == Some("scale") => {
+            let ct = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            let res = super::scale::handle(st, &def, &ns, &name, verb, ct, body, &wo)?;
+            Ok(json_response(200, &res))
+        }
         "get" => {
             let obj = st
                 .store
@@ -343,6 +314,11 @@ async fn route(
         }
         "list" => listing::list(st, &def, t.ns.as_deref(), q, shape),
         "watch" => listing::start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
+        "create" if sub == Some("token") => {
+            let req = parse_body(headers, body)?;
+            let res = super::tokens::token_request(st, &ns, &name, req)?;
+            Ok(json_response(201, &res))
+        }
         "create" => {
             let obj = parse_body(headers, body)?;
             rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;
@@ -378,7 +354,7 @@ async fn route(
                     verb: "create".into(),
                     ..attrs.clone()
                 };
-                gate(st, user, &c, subj(&def, &name)).await?;
+                auth::gate(st, user, &c, subj(&def, &name)).await?;
             }
             if def.group == "rbac.authorization.k8s.io" {
                 let dry = WriteOpts {
@@ -408,6 +384,9 @@ async fn route(
                         200,
                         &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","details":details}),
                     ))
+                }
+                Deleted::Pending(obj) if d.orphan_false => {
+                    Ok(json_response(202, &render_one(&def, &obj, shape)))
                 }
                 Deleted::Gone(obj) | Deleted::Pending(obj) => {
                     Ok(json_response(200, &render_one(&def, &obj, shape)))
@@ -536,6 +515,7 @@ fn delete_opts(body: &[u8], q: &Query) -> Result<DeleteOpts, ApiError> {
         .is_some_and(|a| a.iter().any(|x| x == "All"))
         || q.get("dryRun") == Some("All");
     Ok(DeleteOpts {
+        orphan_false: b["orphanDependents"].as_bool() == Some(false),
         policy,
         uid: b
             .pointer("/preconditions/uid")

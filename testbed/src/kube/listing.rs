@@ -17,12 +17,14 @@ use super::status::{ApiError, options_invalid};
 use super::watch::{WatchReq, watch};
 
 #[derive(serde::Serialize, serde::Deserialize)]
+/// The continue token, shaped as the real server's (base64url JSON).
 struct ContinueToken {
     v: String,
     rv: u64,
     start: String,
 }
 
+/// Answers a list request (selectors, paging, resourceVersion rules).
 pub fn list(
     st: &State,
     def: &ResourceDef,
@@ -40,6 +42,7 @@ pub fn list(
         ));
     }
     let rv_param = q.get("resourceVersion");
+    let mut exact: Option<u64> = None;
     match (q.get("resourceVersionMatch"), rv_param) {
         (Some(_), None) => {
             return Err(options_invalid(
@@ -63,11 +66,22 @@ pub fn list(
             let n: u64 = rv
                 .parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-            if !st.store.retained(n) || n != st.store.rv() {
+            if n > st.store.rv() {
+                return Err(ApiError::new(
+                    504,
+                    "Timeout",
+                    format!(
+                        "Timeout: Too large resource version: {n}, current: {}",
+                        st.store.rv()
+                    ),
+                ));
+            }
+            if !st.store.retained(n) {
                 return Err(ApiError::expired(
                     "The resourceVersion for the provided list is too old.",
                 ));
             }
+            exact = Some(n);
         }
         (Some(m), _) if m != "NotOlderThan" && m != "Exact" => {
             return Err(options_invalid(
@@ -114,7 +128,14 @@ pub fn list(
             (Some(t.rv), Some(key))
         }
     };
-    let snap = st.store.list(&def.storage, ns, after.as_ref());
+    // Later pages (and Exact lists) are served from the snapshot at their revision.
+    let snap = match first_rv.or(exact) {
+        Some(at) => st
+            .store
+            .list_at(&def.storage, ns, after.as_ref(), at)
+            .ok_or_else(|| ApiError::expired("The resourceVersion for the provided list is too old."))?,
+        None => st.store.list(&def.storage, ns, after.as_ref()),
+    };
     let mut items: Vec<&Value> = Vec::new();
     let mut more = false;
     for o in &snap.items {
@@ -158,6 +179,7 @@ pub fn list(
     Ok(json_response(200, &render_list(def, &items, shape, rv, cont)))
 }
 
+/// Validates watch parameters and starts the stream (a URL naming an object pins its name).
 pub fn start_watch(
     st: &Arc<State>,
     def: Arc<ResourceDef>,

@@ -438,6 +438,9 @@ pub fn create(
         finish(def, None, obj, o, None, Record::Update(&o.manager), &now)
     })?;
     st.after_write(&def.storage, &res);
+    if def.kind == "Namespace" && def.group.is_empty() && !o.dry_run {
+        super::bootstrap::default_service_account(st, &name);
+    }
     Ok(res)
 }
 
@@ -468,7 +471,11 @@ pub(crate) fn merge_for_write(
         }
         _ => {
             let mut n = incoming.clone();
-            if def.status_subresource && def.kind != "Namespace" {
+            if def.kind == "Namespace" && def.group.is_empty() {
+                // Namespace spec changes only through /finalize (the strategy keeps the old spec).
+                n["spec"] = existing["spec"].clone();
+            }
+            if def.status_subresource {
                 match existing.get("status") {
                     Some(s) => n["status"] = s.clone(),
                     None => {

@@ -394,6 +394,65 @@ pub fn self_review(
     Ok(super::http::json_response(201, &review))
 }
 
+/// Answers a SelfSubjectRulesReview (`kubectl auth can-i --list`): every rule bound to the
+/// user cluster-wide or in `spec.namespace`, plus the bootstrap discovery rules.
+pub fn rules_review(
+    st: &State,
+    user: &UserInfo,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let mut review = super::http::parse_body(headers, body)?;
+    let ns = review
+        .pointer("/spec/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let mut rules: Vec<Value> = Vec::new();
+    if user.groups.iter().any(|g| g == "system:masters") {
+        rules.push(json!({"apiGroups":["*"],"resources":["*"],"verbs":["*"]}));
+        rules.push(json!({"nonResourceURLs":["*"],"verbs":["*"]}));
+    }
+    if user.groups.iter().any(|g| g == "system:authenticated") {
+        rules.push(json!({"apiGroups":["authorization.k8s.io"],"resources":["selfsubjectaccessreviews","selfsubjectrulesreviews"],"verbs":["create"]}));
+        rules.push(json!({"nonResourceURLs": DISCOVERY, "verbs":["get"]}));
+    }
+    rules.push(json!({"nonResourceURLs": PUBLIC, "verbs":["get"]}));
+    for crb in st.store.list("clusterrolebindings", None, None).items {
+        if crb["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| subject_matches(s, user, ""))
+        {
+            rules.extend(role_rules(st, &crb["roleRef"], ""));
+        }
+    }
+    if !ns.is_empty() {
+        for rb in st.store.list("rolebindings", Some(&ns), None).items {
+            if rb["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| subject_matches(s, user, &ns))
+            {
+                rules.extend(role_rules(st, &rb["roleRef"], &ns));
+            }
+        }
+    }
+    let (resource, non_resource): (Vec<Value>, Vec<Value>) = rules
+        .into_iter()
+        .partition(|r| r.get("nonResourceURLs").is_none());
+    review["status"] =
+        json!({"resourceRules": resource, "nonResourceRules": non_resource, "incomplete": false});
+    review["apiVersion"] = json!("authorization.k8s.io/v1");
+    review["kind"] = json!("SelfSubjectRulesReview");
+    if review.get("metadata").is_none() {
+        review["metadata"] = json!({});
+    }
+    Ok(super::http::json_response(201, &review))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

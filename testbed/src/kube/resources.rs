@@ -48,6 +48,8 @@ pub struct CrdVersion {
     pub printer_columns: Vec<Value>,
     /// Name of the CRD object.
     pub crd_name: String,
+    /// `subresources.scale` (specReplicasPath, statusReplicasPath, labelSelectorPath), if any.
+    pub scale: Option<Value>,
 }
 
 impl ResourceDef {
@@ -290,6 +292,7 @@ pub fn defs_from_crd(crd: &Value) -> Vec<ResourceDef> {
             status_subresource: v.pointer("/subresources/status").is_some(),
             storage: format!("{group}/{plural}"),
             crd: Some(CrdVersion {
+                scale: v.pointer("/subresources/scale").cloned(),
                 schema: v
                     .pointer("/schema/openAPIV3Schema")
                     .cloned()

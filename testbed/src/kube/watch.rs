@@ -160,6 +160,7 @@ pub fn watch(st: Arc<State>, w: WatchReq) -> Response {
         let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_every, bookmark_every);
         loop {
             tokio::select! {
+                biased;
                 _ = &mut deadline => {
                     if w.bookmarks { yield Ok(w.bookmark(last, false)); }
                     break;

@@ -45,6 +45,12 @@ pub fn fixtures_dir() -> PathBuf {
     }
 }
 
+/// A reqwest client (installs the ring crypto provider first; reqwest is built without one).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 /// Raw HTTP helper with a bearer token.
 pub struct Raw {
     pub base: String,

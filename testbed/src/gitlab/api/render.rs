@@ -53,6 +53,13 @@ pub fn group(store: &Store, g: &Group, s: &Settings) -> Value {
     })
 }
 
+/// The host part of the base URL (for `ssh_url_to_repo`; no SSH server is emulated).
+fn ssh_host(base_url: &str) -> &str {
+    let rest = base_url.split_once("://").map_or(base_url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+}
+
 /// `Project` (with `permissions` when a caller is given).
 pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) -> Value {
     let path = store.project_path(p);
@@ -67,7 +74,7 @@ pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) ->
         "path_with_namespace": path, "created_at": fmt_time(p.created_at),
         "default_branch": if p.has_repository { json!(p.default_branch) } else { Value::Null },
         "tag_list": [], "topics": [],
-        "ssh_url_to_repo": format!("git@{}:{}.git", s.registry_host, path),
+        "ssh_url_to_repo": format!("git@{}:{}.git", ssh_host(&s.base_url), path),
         "http_url_to_repo": format!("{}/{}.git", s.base_url, path),
         "web_url": format!("{}/{}", s.base_url, path),
         "readme_url": null, "avatar_url": null, "forks_count": 0, "star_count": 0,
@@ -141,4 +148,17 @@ pub fn member(u: &User, level: u32, s: &Settings, created_at: chrono::DateTime<c
         "access_level": level, "created_at": fmt_time(created_at), "expires_at": null,
         "bot": u.user_type == UserType::ProjectBot, "membership_state": "active",
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ssh_host_table() {
+        for (url, host) in [
+            ("http://127.0.0.1:8080", "127.0.0.1"),
+            ("https://gitlab.example.com/", "gitlab.example.com"),
+        ] {
+            assert_eq!(super::ssh_host(url), host);
+        }
+    }
 }
