@@ -20,6 +20,7 @@ async fn two_replicas() -> Env {
             replicas: 2,
             lease_duration: format!("{}s", LEASE.as_secs()),
         }),
+        ..Default::default()
     })
     .await
 }

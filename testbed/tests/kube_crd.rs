@@ -478,6 +478,54 @@ async fn schema_defaults_added_later_apply_on_read() {
 }
 
 #[tokio::test]
+async fn status_apply_records_its_manager_and_removes_what_it_stops_applying() {
+    let h = start().await;
+    install_crd(&h, "Namespaced").await;
+    let raw = Raw::new(&h, h.admin_token());
+    let (code, b) = raw
+        .patch(
+            &format!("{W}/w1?fieldManager=alice"),
+            APPLY,
+            widget("w1", json!({"size":1})),
+        )
+        .await;
+    assert_eq!(code, 201, "{b}");
+    let status = |s: serde_json::Value| json!({"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1"},"status":s});
+    let url = format!("{W}/w1/status?fieldManager=ctrl&force=true");
+    let (code, b) = raw
+        .patch(
+            &url,
+            APPLY,
+            status(json!({"phase":"Issuing","conditions":[{"type":"Ready","status":"False"}]})),
+        )
+        .await;
+    assert_eq!(code, 200, "{b}");
+    let mf = b["metadata"]["managedFields"].as_array().expect("mf");
+    assert!(
+        mf.iter().any(|e| e["manager"] == "ctrl"
+            && e["operation"] == "Apply"
+            && e["subresource"] == "status"
+            && e["fieldsV1"]["f:status"].get("f:phase").is_some()),
+        "the status apply is recorded: {b}"
+    );
+    // Omitting a field this manager applied before removes it (it owns it alone).
+    let (code, b) = raw
+        .patch(
+            &url,
+            APPLY,
+            status(json!({"conditions":[{"type":"Ready","status":"True"}]})),
+        )
+        .await;
+    assert_eq!(code, 200, "{b}");
+    assert!(
+        b["status"].get("phase").is_none(),
+        "phase stays after ctrl stopped applying it: {b}"
+    );
+    assert_eq!(b["status"]["conditions"][0]["status"], "True");
+    assert_eq!(b["spec"]["size"], 1, "spec untouched");
+}
+
+#[tokio::test]
 async fn scale_subresource_maps_replicas_paths() {
     let h = start().await;
     let raw = Raw::new(&h, h.admin_token());

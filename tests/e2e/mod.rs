@@ -58,6 +58,9 @@ pub struct Env {
 pub struct Options {
     /// `None`: one operator without election, as [`Env::start`]. `Some`: replicas that elect a leader.
     pub leader_election: Option<LeaderElection>,
+    /// Objects applied before the operator starts (CRDs are waited for until served), so the
+    /// operator sees them from its first moment.
+    pub extra: Vec<Value>,
 }
 
 /// Several operator processes electing a leader over one Lease.
@@ -115,7 +118,7 @@ impl Env {
         Self::start_with(Options::default()).await
     }
 
-    /// Like [`Env::start`], running the operator as `options` says.
+    /// Like [`Env::start`], with extra objects and the operator run as `options` says.
     pub async fn start_with(options: Options) -> Env {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("warn")
@@ -167,6 +170,12 @@ impl Env {
                      "maxAccessLevel": "developer"}}),
         )
         .await;
+        for object in &options.extra {
+            env.apply(object.clone()).await;
+            if object["kind"] == "CustomResourceDefinition" {
+                env.wait_crd_served(object).await;
+            }
+        }
         match &options.leader_election {
             None => env.start_operator().await,
             Some(election) => {
@@ -307,6 +316,40 @@ impl Env {
     /// Everything replica `i` logged so far.
     pub fn replica_logs(&self, i: usize) -> String {
         std::fs::read_to_string(&self.replicas[i].log_path).unwrap_or_default()
+    }
+
+    /// Waits until every version a CRD object serves is discoverable.
+    pub async fn wait_crd_served(&self, crd: &Value) {
+        let group = crd
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = crd
+            .pointer("/spec/names/kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let versions: Vec<String> = crd
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(|v| v["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for version in versions {
+            let gvk = GroupVersionKind::gvk(group, &version, kind);
+            eventually(&format!("{kind} {group}/{version} to be served"), || {
+                let gvk = gvk.clone();
+                async move {
+                    kube::discovery::pinned_kind(&self.client, &gvk)
+                        .await
+                        .ok()
+                        .map(|_| ())
+                }
+            })
+            .await;
+        }
     }
 
     /// Starts (or restarts) the operator binary.
@@ -601,3 +644,163 @@ pub fn chart_rbac() -> Vec<Value> {
 
 /// Discovery is used by kube's `pinned_kind`; kept referenced for clarity.
 pub type DiscoveryUsed = Discovery;
+
+/// A minimal CRD for notification.toolkit.fluxcd.io `Provider` (served `v1beta3`, any fields):
+/// there is no Flux fixture for it, and the shim serves Providers of type `gitlab`.
+pub fn provider_crd() -> Value {
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "providers.notification.toolkit.fluxcd.io"},
+        "spec": {"group": "notification.toolkit.fluxcd.io", "scope": "Namespaced",
+            "names": {"kind": "Provider", "listKind": "ProviderList", "plural": "providers", "singular": "provider"},
+            "versions": [{"name": "v1beta3", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})
+}
+
+impl Env {
+    /// Every core/v1 Event in `ns` about the object named `name`: (type, reason, message).
+    pub async fn events_about(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
+        let api: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(self.client.clone(), ns);
+        let list = api
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        list.into_iter()
+            .filter(|e| e.involved_object.name.as_deref() == Some(name))
+            .map(|e| {
+                (
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.message.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits for a Warning Event with `reason` about `name` in `ns`, returning its message.
+    pub async fn wait_warning(&self, ns: &str, name: &str, reason: &str) -> String {
+        eventually(
+            &format!("a Warning {reason} event on {ns}/{name}"),
+            || async move {
+                self.events_about(ns, name)
+                    .await
+                    .into_iter()
+                    .find(|(t, r, _)| t == "Warning" && r == reason)
+                    .map(|(_, _, m)| m)
+            },
+        )
+        .await
+    }
+
+    /// The operator's /metrics exposition.
+    pub async fn metrics_text(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Sum of a metric's samples whose label set contains every `label="value"` in `labels`.
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                (metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+                    .then(|| value.parse::<f64>().ok())
+                    .flatten()
+            })
+            .sum()
+    }
+
+    /// Every GitLab token (any state) the operator created (name prefix `gto-e2e-`).
+    pub fn all_operator_tokens(&self) -> Vec<testbed::gitlab::TokenRecord> {
+        self.world
+            .gitlab
+            .tokens()
+            .into_iter()
+            .filter(|t| t.name.starts_with("gto-e2e-"))
+            .collect()
+    }
+
+    /// Waits until the Flux stand-in reports `Ready=True` on a source.
+    pub async fn wait_flux_ready(&self, ns: &str, group_version: &str, kind: &str, name: &str) {
+        let api = self.flux_api(ns, group_version, kind).await;
+        eventually(&format!("{kind} {ns}/{name} to be Ready in Flux"), || {
+            let api = api.clone();
+            async move {
+                let o = api.get(name).await.ok()?;
+                let ready = o
+                    .data
+                    .pointer("/status/conditions")?
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True");
+                ready.then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+impl Env {
+    /// Clones `project` with basic credentials, commits, and pushes a new branch `branch`:
+    /// `Ok` when the push was accepted, `Err(stderr)` when git refused (clone or push).
+    pub async fn git_push(&self, project: &str, user: &str, pass: &str, branch: &str) -> Result<(), String> {
+        let url = format!("{}/{project}.git", self.world.gitlab_url());
+        let authed = url.replacen("http://", &format!("http://{user}:{pass}@"), 1);
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let git = |args: Vec<String>, cwd: PathBuf| async move {
+            let out = Command::new("git")
+                .args([
+                    "-c",
+                    "credential.helper=",
+                    "-c",
+                    "user.name=e2e",
+                    "-c",
+                    "user.email=e2e@example.com",
+                ])
+                .args(&args)
+                .current_dir(cwd)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .output()
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        };
+        let repo = dir.path().join("repo");
+        git(
+            vec!["clone".into(), "-q".into(), authed, "repo".into()],
+            dir.path().to_path_buf(),
+        )
+        .await?;
+        git(
+            vec![
+                "commit".into(),
+                "-q".into(),
+                "--allow-empty".into(),
+                "-m".into(),
+                "e2e".into(),
+            ],
+            repo.clone(),
+        )
+        .await?;
+        git(
+            vec![
+                "push".into(),
+                "-q".into(),
+                "origin".into(),
+                format!("HEAD:refs/heads/{branch}"),
+            ],
+            repo,
+        )
+        .await
+    }
+}

@@ -432,3 +432,22 @@ fn entry_times_move_only_when_the_write_changed_something() {
     .unwrap();
     assert_eq!(again, shared, "a no-op apply keeps the entry time");
 }
+
+#[test]
+fn a_struct_emptied_by_removal_becomes_null_as_in_structured_merge_diff() {
+    let cr = |status: Value| json!({"apiVersion": "example.com/v1", "kind": "Token", "metadata": {"name": "t"}, "status": status});
+    let first = cr(json!({"phase": "Issuing", "pending": {"name": "n", "since": "t"}}));
+    let live = apply_ok(None, &first, "op", false);
+    let obj = apply_ok(Some(&live), &cr(json!({"phase": "Ready"})), "op", false);
+    assert_eq!(obj["status"], json!({"phase": "Ready", "pending": null}));
+    // A map that keeps a member another manager owns is not emptied.
+    let mut shared = apply_ok(None, &first, "op", false);
+    shared = apply_ok(
+        Some(&shared),
+        &cr(json!({"pending": {"since": "t"}})),
+        "other",
+        false,
+    );
+    let obj = apply_ok(Some(&shared), &cr(json!({"phase": "Ready"})), "op", false);
+    assert_eq!(obj["status"]["pending"], json!({"since": "t"}));
+}

@@ -319,6 +319,33 @@ pub(super) fn remove_path(object: &mut Value, path: &[String], keys_of: &dyn Fn(
     }
 }
 
+/// After removing `path`: like structured-merge-diff's `RemoveItems`, a map or list that the
+/// removal left empty becomes `null` (a CRD field that may be cleared this way must be
+/// `nullable`). Metadata is left alone: the API server decodes it as ObjectMeta, where an empty
+/// or null map is the same as none.
+pub(super) fn null_if_emptied(
+    object: &mut Value,
+    path: &[String],
+    keys_of: &dyn Fn(&[String]) -> Vec<String>,
+) {
+    let Some((_, parent_path)) = path.split_last() else {
+        return;
+    };
+    if parent_path.is_empty() || parent_path[0] == "f:metadata" {
+        return;
+    }
+    if let Some(parent) = locate(object, parent_path, keys_of) {
+        let empty = match parent {
+            Value::Object(m) => m.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        };
+        if empty {
+            *parent = Value::Null;
+        }
+    }
+}
+
 fn locate<'v>(
     object: &'v mut Value,
     path: &[String],
