@@ -17,7 +17,7 @@ use super::{Condition, Days};
     kind = "GitLabConnection",
     status = "GitLabConnectionStatus",
     shortname = "glconn",
-    category = "gitlabtokens",
+    category = "gitlab",
     doc = "A GitLab instance and the operator's own GitLab credential for it.",
     printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
     printcolumn(

@@ -18,7 +18,7 @@ use super::{AccessLevel, Condition, ConsumerKind, Days, Scope, ShortDuration};
     kind = "GitLabTokenPolicy",
     status = "GitLabTokenPolicyStatus",
     shortname = "gltp",
-    category = "gitlabtokens",
+    category = "gitlab",
     doc = "Which namespaces may get which GitLab tokens, with bounds on scopes, role and lifetime.",
     printcolumn(name = "Connection", type_ = "string", json_path = ".spec.connectionRef.name"),
     printcolumn(name = "Max Level", type_ = "string", json_path = ".spec.maxAccessLevel"),

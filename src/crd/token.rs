@@ -18,7 +18,7 @@ use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
     namespaced,
     status = "GitLabTokenStatus",
     shortname = "gltoken",
-    category = "gitlabtokens",
+    category = "gitlab",
     doc = "A GitLab project access token kept alive in a Secret: issued, renewed and revoked by the operator.",
     printcolumn(
         name = "Ready",
