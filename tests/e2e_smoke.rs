@@ -65,5 +65,21 @@ async fn annotated_git_repository_gets_a_secret_that_clones_and_is_refused_push(
         "the token value leaked into the operator's logs"
     );
     assert_eq!(env.active_operator_tokens().len(), 1);
+    // The operator did all this as the chart's ServiceAccount, under the chart's RBAC.
+    if std::env::var("GTO_E2E_OPERATOR_IDENTITY").as_deref() != Ok("admin") {
+        let sa = format!(
+            "system:serviceaccount:{}:gto-gitlab-token-operator",
+            e2e::OPERATOR_NS
+        );
+        let controls = env.world.kube.controls();
+        assert!(
+            controls.count("create", "secrets", &sa) >= 1,
+            "the Secret was not created as {sa}"
+        );
+        assert!(
+            controls.count("patch", "gitlabtokens/status", &sa) >= 1,
+            "status was not written as {sa}"
+        );
+    }
     env.stop().await;
 }

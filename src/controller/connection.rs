@@ -271,7 +271,7 @@ async fn check(
     };
 
     let in_flight = secret.annotations().contains_key(SELF_ROTATION_ANNOTATION);
-    let version = live.api.version().await.map_err(|e| gitlab_not_ready(&e))?;
+    let version = live.api.version().await.map_err(|e| lost_or(&e, in_flight))?;
     let user = live
         .api
         .current_user()

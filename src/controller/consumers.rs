@@ -75,26 +75,54 @@ pub fn caught_up(status: &Value, nudged_at: DateTime<Utc>) -> bool {
     ready && handled.is_some_and(|h| h >= nudged_at)
 }
 
-/// Whether every existing consumer caught up after `nudged_at` (missing consumers do not block).
-pub async fn all_caught_up(
+/// Whether a consumer's status shows an authentication failure handled at or after `since`.
+pub fn auth_failed_since(status: &Value, since: DateTime<Utc>) -> bool {
+    let handled = status
+        .get("lastHandledReconcileAt")
+        .and_then(Value::as_str)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .is_some_and(|t| t.with_timezone(&Utc) >= since);
+    let refused = status
+        .get("conditions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "False" && c["reason"] == "AuthenticationFailed");
+    handled && refused
+}
+
+/// What the consumers report after a nudge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerReport {
+    /// Every existing consumer is Ready after the nudge.
+    pub caught_up: bool,
+    /// Some consumer was refused by GitLab after the nudge (the new token may be dead).
+    pub auth_failed: bool,
+}
+
+/// Reads every existing consumer after a nudge at `nudged_at` (missing consumers do not block).
+pub async fn report(
     client: &Client,
     namespace: &str,
     consumers: &[ConsumerRef],
     nudged_at: DateTime<Utc>,
-) -> kube::Result<bool> {
+) -> kube::Result<ConsumerReport> {
+    let mut out = ConsumerReport {
+        caught_up: true,
+        auth_failed: false,
+    };
     for consumer in consumers {
         let Some(ar) = consumer_resource(consumer) else {
             continue;
         };
         let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar);
-        match api.get_opt(&consumer.name).await? {
-            Some(obj) if !caught_up(obj.data.get("status").unwrap_or(&Value::Null), nudged_at) => {
-                return Ok(false);
-            }
-            _ => {}
+        if let Some(obj) = api.get_opt(&consumer.name).await? {
+            let status = obj.data.get("status").unwrap_or(&Value::Null);
+            out.caught_up &= caught_up(status, nudged_at);
+            out.auth_failed |= auth_failed_since(status, nudged_at);
         }
     }
-    Ok(true)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -116,6 +144,16 @@ mod tests {
         ));
         let failing = json!({"lastHandledReconcileAt": nudge_value(at), "conditions": [{"type": "Ready", "status": "False"}]});
         assert!(!caught_up(&failing, at));
+    }
+
+    #[test]
+    fn auth_failures_count_only_after_the_nudge() {
+        let at = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let refused = |handled: &str| json!({"lastHandledReconcileAt": handled, "conditions": [{"type": "Ready", "status": "False", "reason": "AuthenticationFailed"}]});
+        assert!(auth_failed_since(&refused(&nudge_value(at)), at));
+        assert!(!auth_failed_since(&refused("2026-01-01T11:00:00Z"), at));
+        let other = json!({"lastHandledReconcileAt": nudge_value(at), "conditions": [{"type": "Ready", "status": "False", "reason": "GitOperationFailed"}]});
+        assert!(!auth_failed_since(&other, at));
     }
 
     #[test]

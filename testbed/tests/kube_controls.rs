@@ -21,6 +21,18 @@ async fn latency_errors_and_counters() {
     assert_eq!(raw.get("/api/v1/namespaces/default/configmaps").await.0, 200);
     assert!(t0.elapsed() >= Duration::from_millis(150));
     h.controls().set_latency(Duration::ZERO);
+    h.controls()
+        .set_latency_for("get", "secrets", Duration::from_millis(150));
+    let t0 = Instant::now();
+    assert_eq!(raw.get("/api/v1/namespaces/default/configmaps").await.0, 200);
+    assert!(
+        t0.elapsed() < Duration::from_millis(150),
+        "other resources are not slowed"
+    );
+    let t0 = Instant::now();
+    assert_eq!(raw.get("/api/v1/namespaces/default/secrets/none").await.0, 404);
+    assert!(t0.elapsed() >= Duration::from_millis(150));
+    h.controls().set_latency_for("get", "secrets", Duration::ZERO);
     h.controls().inject_errors("create", "configmaps", 1.0, 503);
     let (c, e) = raw
         .post(
@@ -49,8 +61,8 @@ async fn latency_errors_and_counters() {
         201
     );
     assert_eq!(h.controls().count("create", "configmaps", "carol"), 2);
-    assert_eq!(h.controls().count("list", "configmaps", "carol"), 2);
-    assert_eq!(h.controls().count("*", "secrets", "*"), 1);
+    assert_eq!(h.controls().count("list", "configmaps", "carol"), 3);
+    assert_eq!(h.controls().count("*", "secrets", "*"), 2);
     assert_eq!(h.controls().count("create", "configmaps", "someone-else"), 0);
 }
 

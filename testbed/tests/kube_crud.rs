@@ -555,3 +555,74 @@ async fn malformed_requests_get_status_answers_not_panics() {
     }
     assert_eq!(raw.get("/livez").await.0, 200, "server still up");
 }
+
+#[tokio::test]
+async fn paged_lists_and_exact_reads_are_consistent_snapshots() {
+    let h = start().await;
+    let raw = Raw::new(&h, h.admin_token());
+    let cms = "/api/v1/namespaces/default/configmaps";
+    for n in ["a", "b", "c"] {
+        assert_eq!(
+            raw.post(cms, json!({"metadata":{"name":n},"data":{"v":"1"}}))
+                .await
+                .0,
+            201
+        );
+    }
+    let (_, first) = raw.get(&format!("{cms}?limit=1")).await;
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("rv")
+        .to_string();
+    let tok = first["metadata"]["continue"]
+        .as_str()
+        .expect("continue")
+        .to_string();
+    // Changes after the first page do not leak into later pages.
+    assert_eq!(raw.delete(&format!("{cms}/b"), json!({})).await.0, 200);
+    assert_eq!(
+        raw.patch(
+            &format!("{cms}/c"),
+            "application/merge-patch+json",
+            json!({"data":{"v":"2"}})
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(raw.post(cms, json!({"metadata":{"name":"bb"}})).await.0, 201);
+    let (_, rest) = raw.get(&format!("{cms}?limit=10&continue={tok}")).await;
+    let names: Vec<&str> = rest["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["b", "c"]);
+    assert_eq!(rest["items"][1]["data"]["v"], "1");
+    assert_eq!(rest["metadata"]["resourceVersion"], rv.as_str());
+    // Exact reads the same past state; NotOlderThan reads the present.
+    let (code, exact) = raw
+        .get(&format!("{cms}?resourceVersion={rv}&resourceVersionMatch=Exact"))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(exact["items"].as_array().map(Vec::len), Some(3));
+    let (_, now) = raw
+        .get(&format!(
+            "{cms}?resourceVersion={rv}&resourceVersionMatch=NotOlderThan"
+        ))
+        .await;
+    let names: Vec<&str> = now["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a", "bb", "c"]);
+    let (code, _) = raw
+        .get(&format!(
+            "{cms}?resourceVersion=999999&resourceVersionMatch=Exact"
+        ))
+        .await;
+    assert_eq!(code, 504);
+}

@@ -91,6 +91,8 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         assert!(out.contains("gitrepositories.source.toolkit.fluxcd.io created"), "{out}");
         let crds = kc.run(&["get", "crds"]);
         assert!(crds.contains("ocirepositories.source.toolkit.fluxcd.io"), "{crds}");
+        let resources = kc.run(&["api-resources"]);
+        assert!(resources.lines().any(|l| l.starts_with("gitrepositories") && l.contains("source.toolkit.fluxcd.io/v1")), "{resources}");
         assert!(crds.contains("CREATED AT"), "{crds}");
         kc.run(&["wait", "--for=condition=Established", "crd/gitrepositories.source.toolkit.fluxcd.io", "--timeout=20s"]);
 
@@ -168,6 +170,32 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         assert!(list.lines().any(|l| l.starts_with("configmaps ") && l.contains("[get list]")), "{list}");
         let rb = kc.run(&["get", "rolebinding", "rb", "-n", "apps", "-o", "jsonpath={.roleRef.name}/{.subjects[0].name}"]);
         assert_eq!(rb, "cm-reader/alice");
+
+        // patch (merge, json, strategic), label, diff (server-side dry run), wait.
+        kc.run(&["patch", "gitrepository", "dev-team", "-n", "apps", "--type", "merge", "-p", r#"{"spec":{"interval":"7m"}}"#]);
+        kc.run(&["patch", "configmap", "cm1", "-n", "apps", "--type", "json", "-p", r#"[{"op":"add","path":"/data/c","value":"d"}]"#]);
+        kc.run(&["patch", "configmap", "cm1", "-n", "apps", "-p", r#"{"data":{"e":"f"}}"#]);
+        kc.run(&["label", "configmap", "cm1", "-n", "apps", "team=a"]);
+        let cm = kc.run(&["get", "configmap", "cm1", "-n", "apps", "-o", "jsonpath={.data.c}{.data.e}{.metadata.labels.team}"]);
+        assert_eq!(cm, "dfa");
+        let interval = kc.run(&["get", "gitrepository", "dev-team", "-n", "apps", "-o", "jsonpath={.spec.interval}"]);
+        assert_eq!(interval, "7m");
+        let mut changed: serde_json::Value = serde_json::from_str(&kc.run(&["get", "configmap", "cm1", "-n", "apps", "-o", "json"])).expect("json");
+        changed["data"]["a"] = serde_json::json!("changed");
+        let f = dir.join("cm1.json");
+        std::fs::write(&f, changed.to_string()).expect("write");
+        let out = kc.cmd(&["diff", "-f", f.to_str().expect("p")]).output().expect("diff");
+        let diff = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "diff exits 1 when there are differences: {diff} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(diff.contains("+  a: changed"), "{diff}");
+        let still = kc.run(&["get", "configmap", "cm1", "-n", "apps", "-o", "jsonpath={.data.a}"]);
+        assert_eq!(still, "b", "diff is a dry run");
+        kc.run(&["wait", "--for=jsonpath={.data.a}=b", "configmap/cm1", "-n", "apps", "--timeout=10s"]);
+
+        // Service accounts and TokenRequest (kubectl create token).
+        kc.run(&["create", "serviceaccount", "bot", "-n", "apps"]);
+        let token = kc.run(&["create", "token", "bot", "-n", "apps"]);
+        assert!(token.trim().starts_with("sa-"), "{token}");
 
         // Secrets via kubectl create.
         kc.run(&["create", "secret", "generic", "s1", "--from-literal=password=hunter2", "-n", "apps"]);

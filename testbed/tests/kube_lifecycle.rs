@@ -201,6 +201,13 @@ async fn namespace_deletion_cascades() {
     assert_eq!(ns["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(ns["status"]["phase"], "Active");
     assert_eq!(ns["metadata"]["labels"]["kubernetes.io/metadata.name"], "team-a");
+    assert_eq!(
+        raw.get("/api/v1/namespaces/team-a/serviceaccounts/default")
+            .await
+            .0,
+        200,
+        "default SA created"
+    );
     for i in 0..3 {
         let (c, _) = raw
             .post(

@@ -324,3 +324,90 @@ async fn impersonation_needs_the_impersonate_verb() {
         "admin may impersonate"
     );
 }
+
+#[tokio::test]
+async fn default_edit_and_view_roles_aggregate_crd_roles() {
+    let h = start().await;
+    common::install_crd(&h, "Namespaced").await;
+    h.add_user_token("ed-token", "ed", &[]);
+    h.add_user_token("vi-token", "vi", &[]);
+    let admin = Raw::new(&h, h.admin_token());
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    for (name, role, user) in [("ed-edit", "edit", "ed"), ("vi-view", "view", "vi")] {
+        let (c, b) = admin
+            .post(
+                &format!("{rbac}/namespaces/default/rolebindings"),
+                json!({"metadata":{"name":name},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":role},
+                "subjects":[{"kind":"User","name":user,"apiGroup":"rbac.authorization.k8s.io"}]}),
+            )
+            .await;
+        assert_eq!(c, 201, "{b}");
+    }
+    let (ed, vi) = (Raw::new(&h, "ed-token"), Raw::new(&h, "vi-token"));
+    let secrets = "/api/v1/namespaces/default/secrets";
+    assert_eq!(
+        ed.post(secrets, json!({"metadata":{"name":"s"},"stringData":{"a":"b"}}))
+            .await
+            .0,
+        201
+    );
+    assert_eq!(ed.get(secrets).await.0, 200);
+    assert_eq!(vi.get(secrets).await.0, 403, "view never reads secrets");
+    assert_eq!(vi.get("/api/v1/namespaces/default/configmaps").await.0, 200);
+    let widgets = "/apis/example.com/v1/namespaces/default/widgets";
+    assert_eq!(vi.get(widgets).await.0, 403);
+    let (c, _) = admin
+        .post(
+            &format!("{rbac}/clusterroles"),
+            json!({"metadata":{"name":"widgets-view","labels":{"rbac.authorization.k8s.io/aggregate-to-view":"true"}},
+            "rules":[{"apiGroups":["example.com"],"resources":["widgets"],"verbs":["get","list","watch"]}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    common::eventually(10, "view (and edit) aggregate the CRD role", || async {
+        (vi.get(widgets).await.0 == 200 && ed.get(widgets).await.0 == 200).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn service_account_token_requests_authenticate_as_the_account() {
+    let h = start().await;
+    let admin = Raw::new(&h, h.admin_token());
+    let sa = "/api/v1/namespaces/default/serviceaccounts";
+    let (c, e) = admin
+        .post(
+            &format!("{sa}/bot/token"),
+            json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{}}),
+        )
+        .await;
+    assert_eq!((c, e["reason"].as_str()), (404, Some("NotFound")));
+    assert_eq!(admin.post(sa, json!({"metadata":{"name":"bot"}})).await.0, 201);
+    let (c, tr) = admin.post(&format!("{sa}/bot/token"), json!({"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":3600}})).await;
+    assert_eq!(c, 201, "{tr}");
+    let token = tr["status"]["token"].as_str().expect("token").to_string();
+    let bot = Raw::new(&h, &token);
+    let (c, e) = bot.get("/api/v1/namespaces/default/configmaps").await;
+    assert_eq!(c, 403);
+    assert!(
+        e["message"]
+            .as_str()
+            .expect("m")
+            .contains("User \"system:serviceaccount:default:bot\""),
+        "{e}"
+    );
+    let (c, _) = admin
+        .post(
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/default/rolebindings",
+            json!({"metadata":{"name":"bot-view"},
+        "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},
+        "subjects":[{"kind":"Group","name":"system:serviceaccounts:default"}]}),
+        )
+        .await;
+    assert_eq!(c, 201);
+    assert_eq!(
+        bot.get("/api/v1/namespaces/default/configmaps").await.0,
+        200,
+        "SA groups apply"
+    );
+}

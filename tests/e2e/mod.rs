@@ -5,6 +5,11 @@
 //! policy (`team-*` namespaces, `acme/**` projects, read scopes plus `api`), a `team-a` namespace,
 //! and runs the operator binary with its logs in a file. Everything waits on conditions with a
 //! deadline; nothing sleeps to synchronise.
+//!
+//! Least privilege is proven by every test: the operator authenticates as the Helm chart's
+//! ServiceAccount, with exactly the RBAC objects `helm template` renders loaded into the
+//! RBAC-enforcing API server emulator (`GTO_E2E_OPERATOR_IDENTITY=admin` runs it as admin instead,
+//! for debugging only).
 
 #![allow(dead_code)]
 
@@ -41,6 +46,8 @@ pub struct Env {
     pub log_path: PathBuf,
     /// The operator's /metrics address.
     pub metrics_addr: String,
+    /// The kubeconfig the operator uses (the chart's ServiceAccount, unless overridden).
+    pub operator_kubeconfig: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -91,7 +98,9 @@ impl Env {
         install_crds(&client, &fixtures_dir().join("flux-crds"))
             .await
             .expect("Flux CRDs");
+        let operator_kubeconfig = dir.path().join("operator-kubeconfig");
         let mut env = Env {
+            operator_kubeconfig,
             log_path: dir.path().join("operator.log"),
             metrics_addr: format!("127.0.0.1:{}", free_port()),
             world,
@@ -101,6 +110,7 @@ impl Env {
         };
         env.namespace(OPERATOR_NS).await;
         env.namespace("team-a").await;
+        env.install_operator_identity().await;
         let token = env.world.operator_token().expect("seeded").to_string();
         env.apply(json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "gitlab-operator-token", "namespace": OPERATOR_NS},
@@ -145,7 +155,7 @@ impl Env {
             .arg(&self.metrics_addr)
             .arg("--clock-offset-file")
             .arg(self.world.clock_offset_path())
-            .env("KUBECONFIG", self.world.kubeconfig_path())
+            .env("KUBECONFIG", &self.operator_kubeconfig)
             .env("RUST_LOG", "info,gitlab_token_operator=debug")
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
@@ -165,6 +175,45 @@ impl Env {
             }
         })
         .await;
+    }
+
+    /// Loads the chart's ServiceAccount and RBAC into the emulator and writes a kubeconfig for that
+    /// ServiceAccount (or the admin one when `GTO_E2E_OPERATOR_IDENTITY=admin`).
+    async fn install_operator_identity(&self) {
+        if std::env::var("GTO_E2E_OPERATOR_IDENTITY").as_deref() == Ok("admin") {
+            let admin = self.world.kube.admin_token().to_string();
+            self.world
+                .kube
+                .write_kubeconfig(&self.operator_kubeconfig, &admin)
+                .expect("kubeconfig");
+            return;
+        }
+        let mut service_account = None;
+        for object in chart_rbac() {
+            let mut object = object;
+            if object["kind"] == "ServiceAccount" {
+                service_account = object
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+            }
+            if matches!(
+                object["kind"].as_str(),
+                Some("ServiceAccount" | "Role" | "RoleBinding")
+            ) {
+                object["metadata"]["namespace"] = json!(OPERATOR_NS);
+            }
+            self.apply(object).await;
+        }
+        let service_account = service_account.expect("the chart renders a ServiceAccount");
+        let token = format!("sa-{}", uuid_like());
+        self.world
+            .kube
+            .add_service_account_token(&token, OPERATOR_NS, &service_account);
+        self.world
+            .kube
+            .write_kubeconfig(&self.operator_kubeconfig, &token)
+            .expect("kubeconfig");
     }
 
     /// Stops the operator (SIGKILL: a crash, not a graceful stop).
@@ -321,6 +370,55 @@ impl Env {
     pub fn names(list: &[DynamicObject]) -> Vec<String> {
         list.iter().map(|o| o.name_any()).collect()
     }
+}
+
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+/// helm: `$HELM`, else `<repo>/.tools/node_modules/.bin/helm` (`make deps`), else `PATH`.
+pub fn helm() -> PathBuf {
+    if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/.bin/helm");
+    if tools.is_file() {
+        return tools;
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("helm")).find(|p| p.is_file()))
+        .expect("helm not found (set HELM, or run `make deps`): the e2e suite runs the operator with the chart's RBAC")
+}
+
+/// The ServiceAccount and RBAC objects the chart renders for release `gto` in the operator namespace.
+pub fn chart_rbac() -> Vec<Value> {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/gitlab-token-operator");
+    let out = std::process::Command::new(helm())
+        .args(["template", "gto"])
+        .arg(&chart)
+        .args(["--namespace", OPERATOR_NS])
+        .env("HELM_CACHE_HOME", std::env::temp_dir().join("gto-e2e-helm-cache"))
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .filter_map(|doc| <Value as serde::Deserialize>::deserialize(doc).ok())
+        .filter(|v| {
+            matches!(
+                v["kind"].as_str(),
+                Some("ServiceAccount" | "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding")
+            )
+        })
+        .collect()
 }
 
 /// Discovery is used by kube's `pinned_kind`; kept referenced for clarity.

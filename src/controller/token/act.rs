@@ -76,12 +76,13 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
     let mut liveness = None;
     for _ in 0..MAX_STEPS {
         let now = ctx.now();
-        let consumers_caught_up = match status.previous.as_ref().and_then(|p| p.nudged_at) {
+        let report = match status.previous.as_ref().and_then(|p| p.nudged_at) {
             Some(at) if !token.spec.consumers.is_empty() => {
-                Some(consumers::all_caught_up(&ctx.client, &namespace, &token.spec.consumers, at).await?)
+                Some(consumers::report(&ctx.client, &namespace, &token.spec.consumers, at).await?)
             }
             _ => None,
         };
+        let consumers_caught_up = report.map(|r| r.caught_up);
         let next_verification = status
             .current
             .as_ref()
@@ -93,6 +94,7 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
             secret: secret.clone(),
             liveness,
             consumers_caught_up,
+            consumer_auth_failed: report.is_some_and(|r| r.auth_failed),
             renew_requested: renew_request.is_some() && renew_request != status.last_handled_renew_request,
             next_verification,
         };

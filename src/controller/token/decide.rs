@@ -64,6 +64,8 @@ pub struct Observed<'a> {
     pub liveness: Option<Liveness>,
     /// Whether every consumer reported Ready after the last nudge (None: no consumers to wait for).
     pub consumers_caught_up: Option<bool>,
+    /// A consumer was refused by GitLab after the last nudge: check the token now.
+    pub consumer_auth_failed: bool,
     /// A manual renewal request not yet handled.
     pub renew_requested: bool,
     /// When GitLab liveness should next be checked.
@@ -137,6 +139,9 @@ pub fn next_step(o: &Observed<'_>) -> Step {
     };
     if o.liveness == Some(Liveness::Dead) {
         return Step::Issue(IssueReason::RevokedExternally);
+    }
+    if o.consumer_auth_failed && o.liveness.is_none() {
+        return Step::Verify;
     }
     let project_changed = s.project.as_ref().is_some_and(|p| p.id != o.desired.project_id);
     let mut granted = current.scopes.clone();
@@ -240,6 +245,7 @@ mod tests {
             secret: ours(),
             liveness: None,
             consumers_caught_up: None,
+            consumer_auth_failed: false,
             renew_requested: false,
             next_verification: Some(t(4)),
         }

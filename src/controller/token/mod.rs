@@ -23,6 +23,7 @@ use kube::{
         finalizer::{Error as FinalizerError, Event, finalizer},
     },
 };
+use tracing::Instrument;
 
 use super::context::Context;
 use crate::{
@@ -69,14 +70,13 @@ pub async fn reconcile(token: Arc<GitLabToken>, ctx: Arc<Context>) -> Result<Act
     let namespace = token.namespace().unwrap_or_default();
     let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
     let span = tracing::info_span!("reconcile", namespace = %namespace, name = %token.name_any());
-    let _enter = span.enter();
-    drop(_enter);
     let result = finalizer(&api, FINALIZER, token, |event| async {
         match event {
             Event::Apply(t) => act::apply(t, &ctx).await,
             Event::Cleanup(t) => revoke::cleanup(t, &ctx).await,
         }
     })
+    .instrument(span)
     .await
     .map_err(|e| match e {
         FinalizerError::ApplyFailed(inner) | FinalizerError::CleanupFailed(inner) => inner,

@@ -446,20 +446,24 @@ fn registry_base(spec: &Value, host: &str) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn fetch_oci(
-    ctx: &KindContext,
-    spec: &Value,
-    secret: Option<&NamedSecret>,
-) -> Result<String, FetchError> {
+/// `spec.url` of an OCI source (`oci://<host>/<path>`) as host and repository path.
+fn oci_reference(spec: &Value) -> Result<(String, String), FetchError> {
     let url = spec["url"].as_str().unwrap_or_default();
-    let (host, repo) = url
-        .strip_prefix("oci://")
+    url.strip_prefix("oci://")
         .and_then(split_registry)
         .ok_or_else(|| {
             FetchError::Other(format!(
                 "URL must be in format 'oci://<domain>/<path>', got '{url}'"
             ))
-        })?;
+        })
+}
+
+async fn fetch_oci(
+    ctx: &KindContext,
+    spec: &Value,
+    secret: Option<&NamedSecret>,
+) -> Result<String, FetchError> {
+    let (host, repo) = oci_reference(spec)?;
     let creds = secret
         .map(|(_, s)| credentials::registry_credentials(s, &host, &repo))
         .unwrap_or(Credentials::Anonymous);
@@ -508,11 +512,7 @@ async fn fetch_helm_oci(
     spec: &Value,
     secret: Option<&NamedSecret>,
 ) -> Result<String, FetchError> {
-    let url = spec["url"].as_str().unwrap_or_default();
-    let (host, repo) = url
-        .strip_prefix("oci://")
-        .and_then(split_registry)
-        .ok_or_else(|| FetchError::Other(format!("invalid OCI URL '{url}'")))?;
+    let (host, repo) = oci_reference(spec)?;
     let creds = match secret {
         Some((name, s)) => credentials::helm_oci_credentials(s, name, &host).map_err(FetchError::Auth)?,
         None => Credentials::Anonymous,

@@ -33,6 +33,7 @@ pub struct CounterKey {
 #[derive(Default)]
 struct Inner {
     latency: Duration,
+    latency_rules: Vec<(String, String, Duration)>,
     errors: Vec<ErrorRule>,
     counters: HashMap<CounterKey, u64>,
 }
@@ -62,6 +63,16 @@ impl Controls {
     /// Adds this latency before every request is answered.
     pub fn set_latency(&self, d: Duration) {
         self.lock().latency = d;
+    }
+
+    /// Adds this latency to requests matching `verb` and `resource` (`*` = any), on top of the
+    /// global [`Controls::set_latency`] (the larger applies).
+    pub fn set_latency_for(&self, verb: &str, resource: &str, d: Duration) {
+        let mut inner = self.lock();
+        inner
+            .latency_rules
+            .retain(|(v, r, _)| !(v == verb && r == resource));
+        inner.latency_rules.push((verb.into(), resource.into(), d));
     }
 
     /// Fails a fraction (`rate` in 0..=1) of requests matching `verb` and `resource` (`*` = any)
@@ -135,6 +146,12 @@ impl Controls {
                     && rand::rng().random_bool(r.rate.clamp(0.0, 1.0))
             })
             .map(|r| r.code);
-        (inner.latency, code)
+        let latency = inner
+            .latency_rules
+            .iter()
+            .filter(|(v, r, _)| m(v, verb) && (m(r, resource) || m(r, base)))
+            .map(|(_, _, d)| *d)
+            .fold(inner.latency, Duration::max);
+        (latency, code)
     }
 }

@@ -86,6 +86,12 @@ fn resource_entries(d: &ResourceDef) -> Vec<Value> {
             "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs":["get","patch","update"]}),
         );
     }
+    if d.kind == "ServiceAccount" && d.group.is_empty() {
+        out.push(
+            json!({"name":"serviceaccounts/token","singularName":"","namespaced":true,
+            "group":"authentication.k8s.io","version":"v1","kind":"TokenRequest","verbs":["create"]}),
+        );
+    }
     if d.kind == "Namespace" {
         out.push(json!({"name":"namespaces/finalize","singularName":"","namespaced":false,"kind":"Namespace","verbs":["update"]}));
     }

@@ -93,6 +93,7 @@ fn verb_of(method: &Method, t: &Target, q: &Query) -> Result<&'static str, ApiEr
         ("GET", true) => "get",
         ("GET", false) => "list",
         ("POST", false) => "create",
+        ("POST", true) if t.sub.as_deref() == Some("token") && t.plural == "serviceaccounts" => "create",
         ("PUT", true) => "update",
         ("PATCH", true) => "patch",
         ("DELETE", true) => "delete",
@@ -238,10 +239,11 @@ async fn route(
     }
     if let Some(s) = &t.sub {
         let has_scale = def.crd.as_ref().is_some_and(|c| c.scale.is_some());
+        let token = s == "token" && def.kind == "ServiceAccount" && def.group.is_empty() && verb == "create";
         let ok = (s == "status" && def.status_subresource)
             || (s == "scale" && has_scale)
             || (s == "finalize" && def.kind == "Namespace" && def.group.is_empty());
-        if !ok || matches!(verb, "list" | "watch" | "create" | "delete" | "deletecollection") {
+        if !token && (!ok || matches!(verb, "list" | "watch" | "create" | "delete" | "deletecollection")) {
             return Err(ApiError::no_route());
         }
     }
@@ -312,6 +314,11 @@ async fn route(
         }
         "list" => listing::list(st, &def, t.ns.as_deref(), q, shape),
         "watch" => listing::start_watch(st, def.clone(), t.ns.clone(), t.name.as_deref(), q, shape),
+        "create" if sub == Some("token") => {
+            let req = parse_body(headers, body)?;
+            let res = super::tokens::token_request(st, &ns, &name, req)?;
+            Ok(json_response(201, &res))
+        }
         "create" => {
             let obj = parse_body(headers, body)?;
             rbac::check_escalation(st, user, &def.kind, &ns, &obj)?;

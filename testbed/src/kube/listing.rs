@@ -42,6 +42,7 @@ pub fn list(
         ));
     }
     let rv_param = q.get("resourceVersion");
+    let mut exact: Option<u64> = None;
     match (q.get("resourceVersionMatch"), rv_param) {
         (Some(_), None) => {
             return Err(options_invalid(
@@ -65,11 +66,22 @@ pub fn list(
             let n: u64 = rv
                 .parse()
                 .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))?;
-            if !st.store.retained(n) || n != st.store.rv() {
+            if n > st.store.rv() {
+                return Err(ApiError::new(
+                    504,
+                    "Timeout",
+                    format!(
+                        "Timeout: Too large resource version: {n}, current: {}",
+                        st.store.rv()
+                    ),
+                ));
+            }
+            if !st.store.retained(n) {
                 return Err(ApiError::expired(
                     "The resourceVersion for the provided list is too old.",
                 ));
             }
+            exact = Some(n);
         }
         (Some(m), _) if m != "NotOlderThan" && m != "Exact" => {
             return Err(options_invalid(
@@ -116,7 +128,14 @@ pub fn list(
             (Some(t.rv), Some(key))
         }
     };
-    let snap = st.store.list(&def.storage, ns, after.as_ref());
+    // Later pages (and Exact lists) are served from the snapshot at their revision.
+    let snap = match first_rv.or(exact) {
+        Some(at) => st
+            .store
+            .list_at(&def.storage, ns, after.as_ref(), at)
+            .ok_or_else(|| ApiError::expired("The resourceVersion for the provided list is too old."))?,
+        None => st.store.list(&def.storage, ns, after.as_ref()),
+    };
     let mut items: Vec<&Value> = Vec::new();
     let mut more = false;
     for o in &snap.items {

@@ -438,6 +438,9 @@ pub fn create(
         finish(def, None, obj, o, None, Record::Update(&o.manager), &now)
     })?;
     st.after_write(&def.storage, &res);
+    if def.kind == "Namespace" && def.group.is_empty() && !o.dry_run {
+        super::bootstrap::default_service_account(st, &name);
+    }
     Ok(res)
 }
 

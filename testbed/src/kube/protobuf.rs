@@ -245,6 +245,17 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
                 let names = [(1, "apiGroup"), (2, "kind"), (3, "name")];
                 drop(obj.insert("roleRef".into(), string_fields(x, &names)?))
             }
+            ("TokenRequest", 2, Field::Bytes(x)) => {
+                let mut spec = Map::new();
+                for (n, f) in fields(x)? {
+                    match (n, f) {
+                        (1, Field::Bytes(a)) => push(&mut spec, "audiences", json!(string(a)?)),
+                        (4, Field::Varint(v)) => drop(spec.insert("expirationSeconds".into(), json!(v))),
+                        _ => {}
+                    }
+                }
+                drop(obj.insert("spec".into(), Value::Object(spec)))
+            }
             ("SelfSubjectRulesReview", 2, Field::Bytes(x)) => {
                 drop(obj.insert("spec".into(), string_fields(x, &[(1, "namespace")])?))
             }
@@ -262,6 +273,7 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
         "ServiceAccount",
         "SelfSubjectAccessReview",
         "SelfSubjectRulesReview",
+        "TokenRequest",
         "Role",
         "ClusterRole",
         "RoleBinding",

@@ -4,13 +4,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::controls::Controls;
-use super::objects::now_str;
 use super::resources::{Registry, defs_from_crd};
-use super::store::{Mutation, Store};
+use super::store::Store;
 
 /// An authenticated identity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,32 +106,7 @@ impl State {
             gc_wake: Notify::new(),
             config,
         });
-        let now = now_str();
-        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            let obj = json!({"apiVersion":"v1","kind":"Namespace","metadata":{"name":ns,"uid":uuid::Uuid::new_v4().to_string(),
-                "creationTimestamp":now,"labels":{"kubernetes.io/metadata.name":ns}},
-                "spec":{"finalizers":["kubernetes"]},"status":{"phase":"Active"}});
-            let _ = st
-                .store
-                .mutate("namespaces", "", ns, |_, _| Ok(Mutation::Put(obj)));
-        }
-        let meta = |name: &str| {
-            json!({"name":name,"uid":uuid::Uuid::new_v4().to_string(),"creationTimestamp":now,
-            "labels":{"kubernetes.io/bootstrapping":"rbac-defaults"}})
-        };
-        let admin = json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole","metadata":meta("cluster-admin"),
-            "rules":[{"apiGroups":["*"],"resources":["*"],"verbs":["*"]},{"nonResourceURLs":["*"],"verbs":["*"]}]});
-        let _ = st.store.mutate("clusterroles", "", "cluster-admin", |_, _| {
-            Ok(Mutation::Put(admin))
-        });
-        let binding = json!({"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRoleBinding","metadata":meta("cluster-admin"),
-            "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"cluster-admin"},
-            "subjects":[{"apiGroup":"rbac.authorization.k8s.io","kind":"Group","name":"system:masters"}]});
-        let _ = st
-            .store
-            .mutate("clusterrolebindings", "", "cluster-admin", |_, _| {
-                Ok(Mutation::Put(binding))
-            });
+        super::bootstrap::seed(&st);
         st
     }
 
