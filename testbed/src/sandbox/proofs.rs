@@ -164,8 +164,8 @@ pub async fn gitlab_project(gitlab_url: &str, project: &str, token: &str) -> Res
     }
 }
 
-/// `kubectl get gitlabtokens.gitlabtokens.io -o wide` in `namespace` (the plain plural is also the
-/// CRDs' category name, which kubectl expands to all three kinds); returns the table.
+/// `kubectl get gitlabtokens.gitlabtokens.io -o wide` in `namespace` (fully qualified, so no other
+/// installed kind can shadow the name); returns the table.
 pub async fn kubectl_get_tokens(kubeconfig: &Path, namespace: &str) -> Result<String, String> {
     let mut cmd = Command::new("kubectl");
     cmd.args([
