@@ -99,16 +99,8 @@ async fn a_lost_self_rotation_is_reported_and_never_retried_with_the_old_token()
     let env = Env::start().await;
     let old = stored_token(&env).await;
     // As if the operator had marked the Secret, called rotate, and crashed before storing the
-    // answer: the mark is there and GitLab has revoked the stored token.
-    let mark = json!({"metadata": {"annotations": {"gitlabtokens.io/self-rotation-started-at": "2026-01-01T00:00:00Z"}}});
-    Api::<Secret>::namespaced(env.client.clone(), OPERATOR_NS)
-        .patch(
-            "gitlab-operator-token",
-            &PatchParams::default(),
-            &Patch::Merge(&mark),
-        )
-        .await
-        .unwrap();
+    // answer: GitLab has revoked the stored token and the mark is there. (Revoke first: a check between
+    // the two steps would see a working token and rightly clear a stale mark.)
     let revoke = reqwest::Client::new()
         .delete(format!(
             "{}/api/v4/personal_access_tokens/self",
@@ -119,6 +111,15 @@ async fn a_lost_self_rotation_is_reported_and_never_retried_with_the_old_token()
         .await
         .unwrap();
     assert_eq!(revoke.status(), 204);
+    let mark = json!({"metadata": {"annotations": {"gitlabtokens.io/self-rotation-started-at": "2026-01-01T00:00:00Z"}}});
+    Api::<Secret>::namespaced(env.client.clone(), OPERATOR_NS)
+        .patch(
+            "gitlab-operator-token",
+            &PatchParams::default(),
+            &Patch::Merge(&mark),
+        )
+        .await
+        .unwrap();
     let patch = json!({"spec": {"credentials": {"selfRotation": {"enabled": true, "lifetime": "30d", "renewBefore": "10d"}}}});
     Api::<GitLabConnection>::all(env.client.clone())
         .patch(CONNECTION, &PatchParams::apply("e2e"), &Patch::Merge(&patch))
