@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use super::FieldCause;
 use super::fieldset::{FieldSet, render_path};
-use super::managed_walk::{Walker, remove_path};
+use super::managed_walk::{Walker, prune_empty_ancestors, remove_path};
 
 pub use super::list_types::{BuiltinListTypes, SchemaListTypes, builtin_is_map};
 
@@ -311,6 +311,7 @@ pub fn apply(
     for path in last_set.members() {
         if !owned.touches(&path) {
             remove_path(&mut merged, &path, &|p| walker.map_keys(p));
+            prune_empty_ancestors(&mut merged, &path, &|p| owned.touches(p), &|p| walker.map_keys(p));
         }
     }
 

@@ -432,3 +432,24 @@ fn entry_times_move_only_when_the_write_changed_something() {
     .unwrap();
     assert_eq!(again, shared, "a no-op apply keeps the entry time");
 }
+
+#[test]
+fn a_struct_the_manager_stops_applying_goes_away_whole_unless_someone_else_owns_part_of_it() {
+    let w = |spec: serde_json::Value| json!({"apiVersion": "example.com/v1", "kind": "W", "metadata": {"name": "a"}, "spec": spec});
+    let live = apply_ok(
+        None,
+        &w(json!({"keep": 1, "pending": {"a": 1, "b": 2}})),
+        "m",
+        false,
+    );
+    let obj = apply_ok(Some(&live), &w(json!({"keep": 1})), "m", false);
+    assert_eq!(
+        obj["spec"],
+        json!({"keep": 1}),
+        "no empty `pending: {{}}` left behind"
+    );
+
+    let shared = apply_ok(Some(&live), &w(json!({"pending": {"a": 1}})), "other", false);
+    let obj = apply_ok(Some(&shared), &w(json!({"keep": 1})), "m", false);
+    assert_eq!(obj["spec"], json!({"keep": 1, "pending": {"a": 1}}));
+}

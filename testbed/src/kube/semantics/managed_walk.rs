@@ -319,6 +319,29 @@ pub(super) fn remove_path(object: &mut Value, path: &[String], keys_of: &dyn Fn(
     }
 }
 
+/// After `path` was removed, removes its named-field ancestors that are now empty objects and
+/// that `owned` does not touch: server-side apply treats named fields as members of the set
+/// it prunes, so a struct nobody owns any more goes away whole instead of lingering as `{}`.
+pub(super) fn prune_empty_ancestors(
+    object: &mut Value,
+    path: &[String],
+    owned: &dyn Fn(&[String]) -> bool,
+    keys_of: &dyn Fn(&[String]) -> Vec<String>,
+) {
+    for len in (1..path.len()).rev() {
+        let ancestor = &path[..len];
+        if !ancestor[len - 1].starts_with("f:") || owned(ancestor) {
+            return;
+        }
+        let empty =
+            locate(object, ancestor, keys_of).is_some_and(|v| v.as_object().is_some_and(|m| m.is_empty()));
+        if !empty {
+            return;
+        }
+        remove_path(object, ancestor, keys_of);
+    }
+}
+
 fn locate<'v>(
     object: &'v mut Value,
     path: &[String],
