@@ -85,6 +85,21 @@ pub struct ShimState {
     kinds: RwLock<Vec<(ApiResource, Store<DynamicObject>)>>,
     projects: Mutex<HashMap<(String, String), String>>,
     reported: Mutex<HashMap<String, String>>,
+    /// Kinds whose initial list arrived (or that were not served at the first look).
+    settled: Mutex<std::collections::HashSet<&'static str>>,
+}
+
+impl ShimState {
+    fn settle(&self, kind: &'static str) {
+        if let Ok(mut s) = self.settled.lock() {
+            s.insert(kind);
+        }
+    }
+
+    /// Whether every Flux kind's sources are known, so a missing source really is gone.
+    fn all_kinds_settled(&self) -> bool {
+        self.settled.lock().is_ok_and(|s| s.len() >= FLUX_KINDS.len())
+    }
 }
 
 /// Why a shim reconcile failed (retried).
@@ -119,6 +134,7 @@ pub fn spawn_kind_watchers(
                 if let Some(ar) = served(&client, group, kind, plural, versions).await {
                     break ar;
                 }
+                state.settle(kind);
                 // The CRD is not installed (yet): look again later; the shim works without it.
                 tokio::time::sleep(Duration::from_secs(20)).await;
             };
@@ -133,6 +149,9 @@ pub fn spawn_kind_watchers(
                 .default_backoff()
                 .reflect(writer)
                 .for_each(|event| {
+                    if let Ok(watcher::Event::InitDone) = &event {
+                        state.settle(kind);
+                    }
                     if let Ok(event) = event {
                         let objects: Vec<&DynamicObject> = match &event {
                             watcher::Event::Apply(o)
@@ -204,13 +223,19 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     );
     let mut groups: BTreeMap<String, Vec<(SourceNeed, &Source)>> = BTreeMap::new();
     let mut refusals: Vec<(&Source, Refusal)> = Vec::new();
+    // Sources whose need is unknown right now (e.g. no connection checked yet after a restart):
+    // the tokens they own are kept, never deleted (and so revoked) for a transient refusal.
+    let mut undecided: Vec<&str> = Vec::new();
     for source in &sources {
         match need_of(source, &sc, &policies, &ns_info).await? {
             Ok(need) => groups
                 .entry(need.request.secret_name.clone())
                 .or_default()
                 .push((need, source)),
-            Err(r) => refusals.push((source, r)),
+            Err(r) => {
+                undecided.push(&source.uid);
+                refusals.push((source, r));
+            }
         }
     }
 
@@ -289,7 +314,17 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             clear_report(&sc.state, &s.uid);
         }
     }
-    for stale in existing.items.iter().filter(|t| !wanted.contains(&t.name_any())) {
+    let settled = sc.state.all_kinds_settled();
+    let owned_by_undecided = |t: &GitLabToken| {
+        t.owner_references()
+            .iter()
+            .any(|o| undecided.contains(&o.uid.as_str()))
+    };
+    let stale = existing
+        .items
+        .iter()
+        .filter(|t| !wanted.contains(&t.name_any()) && !owned_by_undecided(t));
+    for stale in stale.filter(|_| settled) {
         tracing::info!(namespace = %namespace, token = %stale.name_any(), "no annotated source needs this token any more; deleting it");
         tokens
             .delete(&stale.name_any(), &DeleteParams::background())
@@ -298,7 +333,9 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     for (source, refusal) in refusals {
         report(ctx, &sc.state, &namespace, source, &refusal).await;
     }
-    Ok(Action::requeue(Duration::from_secs(600)))
+    // Until every kind's sources are listed, look again soon to finish the stale-token sweep.
+    let after = if settled { 600 } else { 2 };
+    Ok(Action::requeue(Duration::from_secs(after)))
 }
 
 fn annotated_sources(state: &ShimState, namespace: &str) -> Vec<Source> {
