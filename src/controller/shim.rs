@@ -204,6 +204,9 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     if !ctx.config.serves_namespace(&namespace) || ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // Read before the sources: a kind that settles in between must not make a source that was
+    // not listed yet look gone.
+    let settled = sc.state.all_kinds_settled();
     let sources = annotated_sources(&sc.state, &namespace);
     let tokens: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
     let existing = tokens
@@ -314,7 +317,6 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             clear_report(&sc.state, &s.uid);
         }
     }
-    let settled = sc.state.all_kinds_settled();
     let owned_by_undecided = |t: &GitLabToken| {
         t.owner_references()
             .iter()
