@@ -223,10 +223,12 @@ async fn restarting_the_operator_mints_nothing() {
     let t2 = env
         .wait_token_condition("team-a", TOKEN, "Ready", "True", None)
         .await;
+    let events = env.token_event_reasons("team-a", TOKEN).await;
     assert_eq!(
         ready_since(&t2),
         ready_before,
-        "the token left Ready across the restart"
+        "the token left Ready across the restart: {:?}, events {events:?}",
+        t2.status.as_ref().map(|s| &s.conditions)
     );
     assert_eq!(
         t2.status.and_then(|s| s.current).expect("current").token_id,
