@@ -168,6 +168,18 @@ async fn deleting_the_source_or_its_namespace_leaves_no_active_token() {
         .filter(|c| c.method == "DELETE" && c.path.contains("/access_tokens/") && c.status == 204)
         .collect();
     assert_eq!(revocations.len(), 2, "{revocations:?}");
+    let operator_user = env
+        .world
+        .gitlab
+        .calls()
+        .into_iter()
+        .find(|c| c.method == "POST" && c.path.ends_with("/access_tokens"))
+        .and_then(|c| c.user);
+    assert!(operator_user.is_some());
+    assert!(
+        revocations.iter().all(|c| c.user == operator_user),
+        "revoked with other credentials than the connection's: {revocations:?}"
+    );
     assert!(
         env.namespaces()
             .get_opt(OPERATOR_NS)
