@@ -233,6 +233,52 @@ where
     }
 }
 
+/// Longest wait at start for the existing connections' first check.
+const FIRST_CHECK_WAIT: Duration = Duration::from_secs(30);
+
+/// Waits until the policy cache has synced and every existing `GitLabConnection` has had its
+/// first check, passed or failed (bounded by [`FIRST_CHECK_WAIT`]). Without this a
+/// restarted operator judged working tokens against empty caches: `ConnectionNotFound` flipped
+/// them (and their sources) to not Ready, and an empty policy cache (`NoPolicy`) revoked them.
+async fn inputs_ready(ctx: &Context) {
+    synced(&ctx.policies).await;
+    let api = Api::<GitLabConnection>::all(ctx.client.clone());
+    let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let checked = match api.list(&Default::default()).await {
+            Ok(list) => list.items.iter().all(|c| ctx.connections.checked(&c.name_any())),
+            Err(_) => false,
+        };
+        if checked {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("not every GitLabConnection was checked in time; serving tokens anyway");
+}
+
+/// A reconciler that first waits (once per process) for [`inputs_ready`]. The wait happens inside
+/// the reconcile so the controller keeps polling the streams that fill those caches.
+fn gated<K, E, F, Fut>(
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, E>>
+where
+    K: Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Action, E>> + Send + 'static,
+{
+    let gate = Arc::new(tokio::sync::OnceCell::<()>::new());
+    let reconcile = Arc::new(reconcile);
+    move |obj, ctx| {
+        let (gate, reconcile) = (gate.clone(), reconcile.clone());
+        async move {
+            gate.get_or_init(|| inputs_ready(&ctx)).await;
+            reconcile(obj, ctx).await
+        }
+        .boxed()
+    }
+}
+
 /// The clock, and (test clock only) a receiver that changes whenever time moves.
 fn clock_from(args: &RunArgs) -> (Arc<dyn Clock>, Option<watch::Receiver<u64>>) {
     match &args.clock_offset_file {
@@ -355,7 +401,7 @@ async fn token_controller(
         )
         .reconcile_all_on(on_clock_moves(clock_moves))
         .graceful_shutdown_on(stopped)
-        .run(token::reconcile, token::error_policy, ctx)
+        .run(gated(token::reconcile), token::error_policy, ctx)
         .for_each(|_| async {})
         .await;
 }

@@ -462,6 +462,11 @@ pub(crate) fn merge_for_write(
                     }
                 }
             }
+            // A status apply records its manager's field set like any apply; without it, fields
+            // the manager stops applying would never be removed.
+            if let Some(mf) = incoming.pointer("/metadata/managedFields") {
+                n["metadata"]["managedFields"] = mf.clone();
+            }
             n
         }
         Some("finalize") => {

@@ -38,6 +38,20 @@ fn status_subresource_merge_rules() {
 }
 
 #[test]
+fn status_write_keeps_the_managed_fields_the_apply_computed() {
+    // Without the status manager's entry, a later status apply could never remove a field it
+    // stopped applying (e.g. a cleared write-ahead record).
+    let def = widget_def();
+    let live =
+        json!({"metadata":{"name":"w","uid":"u","managedFields":[{"manager":"shim"}]},"status":{"p":"old"}});
+    let body = json!({"metadata":{"name":"w","managedFields":[{"manager":"shim"},{"manager":"ctl","subresource":"status"}]},
+        "status":{"p":"new"}});
+    let status = merge_for_write(&def, &live, body, Some("status"));
+    assert_eq!(status["metadata"]["managedFields"][1]["manager"], "ctl");
+    assert_eq!(status["status"]["p"], "new");
+}
+
+#[test]
 fn finish_bumps_generation_detects_noops_and_completes_deletion() {
     let def = widget_def();
     let now = "2025-01-01T00:00:00Z";

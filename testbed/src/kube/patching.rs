@@ -144,19 +144,8 @@ pub fn patch(
         if rv_of(&result) != rv_of(ex) && result.pointer("/metadata/resourceVersion").is_some() {
             return Err(ApiError::stale(&subj(def, name)));
         }
-        // An apply to a subresource records its manager too: merging keeps only the subresource's
-        // part of the result, so carry the applied managedFields over (the API server does).
-        let applied_fields = match (mode, sub) {
-            (PatchMode::Apply, Some(_)) => result.pointer("/metadata/managedFields").cloned(),
-            _ => None,
-        };
-        let mut new = merge_for_write(def, ex, result, sub);
-        if let (Some(fields), Some(meta)) = (
-            applied_fields,
-            new.get_mut("metadata").and_then(Value::as_object_mut),
-        ) {
-            meta.insert("managedFields".into(), fields);
-        }
+        // merge_for_write carries a subresource write's managedFields over (the API server does).
+        let new = merge_for_write(def, ex, result, sub);
         let record = if mode == PatchMode::Apply {
             Record::Skip
         } else {
