@@ -144,6 +144,14 @@ async fn kubectl_applies_gets_watches_and_deletes_flux_objects() {
         std::fs::write(&bad, "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: bad\n  namespace: default\nspec:\n  interval: 1m\n").expect("w");
         let err = kc.fails(&["apply", "-f", bad.to_str().expect("p")]);
         assert!(err.contains("spec.url") && err.contains("Required value"), "{err}");
+        // kubectl asks for strict field validation: unknown fields are refused by the server.
+        std::fs::write(&bad, "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: typo\n  namespace: default\nspec:\n  interval: 1m\n  url: https://example.com/x.git\n  urll: oops\n").expect("w");
+        let err = kc.fails(&["apply", "-f", bad.to_str().expect("p")]);
+        assert!(err.contains("unknown field \"spec.urll\""), "{err}");
+        let out = kc.run(&["apply", "--validate=false", "-f", bad.to_str().expect("p")]);
+        assert!(out.contains("created"), "{out}");
+        let spec = kc.run(&["get", "gitrepository", "typo", "-o", "jsonpath={.spec}"]);
+        assert!(!spec.contains("urll"), "pruned: {spec}");
 
         // Built-in printers, auth can-i (SelfSubjectAccessReview), events.
         let ns = kc.run(&["get", "namespaces"]);
