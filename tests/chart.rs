@@ -4,6 +4,10 @@
 //! helm is found via `$HELM`, then `<repo>/.tools/node_modules/.bin/helm` (`make deps` installs it there), then
 //! `PATH`. A missing helm is a failure, not a skip.
 
+#[path = "common/helm.rs"]
+mod common_helm;
+use common_helm::helm;
+
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
@@ -28,24 +32,6 @@ fn chart_dir() -> PathBuf {
 
 fn all_features() -> PathBuf {
     chart_dir().join("ci/all-features-values.yaml")
-}
-
-fn helm() -> PathBuf {
-    if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h);
-    }
-    let tools = repo().join(".tools/node_modules/.bin/helm");
-    if tools.is_file() {
-        return tools;
-    }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("helm"))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!("helm not found (set HELM, or run `make deps` to install it into .tools/); the chart cannot be checked")
-    })
 }
 
 /// Runs helm; returns (success, stdout, stderr).

@@ -13,7 +13,10 @@
 
 #![allow(dead_code)]
 
+#[path = "../common/helm.rs"]
+mod common_helm;
 pub mod lifecycle;
+pub use common_helm::helm;
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -601,20 +604,6 @@ fn uuid_like() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or(0);
     format!("{nanos:x}{:x}", std::process::id())
-}
-
-/// helm: `$HELM`, else `<repo>/.tools/node_modules/.bin/helm` (`make deps`), else `PATH`.
-pub fn helm() -> PathBuf {
-    if let Some(h) = std::env::var_os("HELM").filter(|h| !h.is_empty()) {
-        return PathBuf::from(h);
-    }
-    let tools = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/.bin/helm");
-    if tools.is_file() {
-        return tools;
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("helm")).find(|p| p.is_file()))
-        .expect("helm not found (set HELM, or run `make deps`): the e2e suite runs the operator with the chart's RBAC")
 }
 
 /// The ServiceAccount and RBAC objects the chart renders for release `gto` in the operator namespace.
