@@ -18,7 +18,7 @@ use serde_json::json;
 use testbed::gitlab::TokenRecord;
 use tokio::task::JoinHandle;
 
-use super::{Env, eventually, git_ls_remote};
+use super::*;
 use gitlab_token_operator::secret::TOKEN_ID_ANNOTATION;
 
 /// Creates an annotated GitRepository for `project` (e.g. `acme/team-a/app`); returns its URL.
@@ -184,5 +184,210 @@ impl ConsumerLoop {
     pub async fn finish(self) -> LoopReport {
         self.stop.store(true, Ordering::SeqCst);
         self.task.await.expect("consumer loop")
+    }
+}
+
+// ---- Secret values, leak scans and lifecycle waits ----
+
+/// Label every operator-written Secret carries.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// Every token value seen in an operator-written Secret, collected by polling every 50 ms.
+pub struct SeenValues {
+    values: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SeenValues {
+    /// The values seen so far.
+    pub fn values(&self) -> Vec<String> {
+        self.values
+            .lock()
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Adds a value read elsewhere (e.g. the operator's own PAT).
+    pub fn add(&self, value: &str) {
+        if let Ok(mut v) = self.values.lock() {
+            v.insert(value.to_string());
+        }
+    }
+}
+
+impl Drop for SeenValues {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The secret values in a Secret written by the operator (password, token, registry passwords).
+pub fn token_values_of(secret: &Secret) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in secret.data.iter().flatten() {
+        let text = String::from_utf8_lossy(&value.0).into_owned();
+        match key.as_str() {
+            "password" | "token" => out.push(text),
+            ".dockerconfigjson" => {
+                if let Ok(v) = serde_json::from_str::<Value>(&text) {
+                    for auth in v["auths"].as_object().into_iter().flat_map(|a| a.values()) {
+                        if let Some(p) = auth["password"].as_str() {
+                            out.push(p.to_string());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out.retain(|v| !v.is_empty());
+    out
+}
+
+/// Runs `git ls-remote` against `url` with basic credentials; `Err` carries git's stderr.
+pub async fn git_ls_remote(url: &str, user: &str, pass: &str) -> Result<(), String> {
+    let authed = url.replacen("http://", &format!("http://{user}:{pass}@"), 1);
+    let out = Command::new("git")
+        .args(["-c", "credential.helper=", "ls-remote", "-q", &authed])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        // Never echo the URL with the credentials back.
+        Err(String::from_utf8_lossy(&out.stderr).replace(pass, "<token>"))
+    }
+}
+
+impl Env {
+    /// Starts collecting every value written into operator-managed Secrets, in any namespace.
+    pub fn watch_secret_values(&self) -> SeenValues {
+        let values = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let api: Api<Secret> = Api::all(self.client.clone());
+        let sink = values.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(list) = api.list(&Default::default()).await {
+                    for s in list.items {
+                        let ours =
+                            s.labels().get(MANAGED_BY).map(String::as_str) == Some("gitlab-token-operator");
+                        if ours && let Ok(mut v) = sink.lock() {
+                            v.extend(token_values_of(&s));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        SeenValues { values, task }
+    }
+
+    /// GitLab's (moved) clock.
+    pub fn gitlab_now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.world.gitlab.state().now()
+    }
+
+    /// Successful reconciles of `controller` this operator process counted.
+    pub async fn reconciles(&self, controller: &str) -> f64 {
+        let text = self.metrics_text().await;
+        let needle = format!(
+            "gitlab_token_operator_reconciles_total{{controller=\"{controller}\",result=\"success\"}}"
+        );
+        text.lines()
+            .filter_map(|l| l.strip_prefix(&needle))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Every Event in the cluster (core/v1 and events.k8s.io/v1), serialized.
+    pub async fn all_events(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        let core: Api<k8s_openapi::api::core::v1::Event> = Api::all(self.client.clone());
+        if let Ok(list) = core.list(&Default::default()).await {
+            out.extend(list.items.iter().filter_map(|e| serde_json::to_value(e).ok()));
+        }
+        let new: Api<k8s_openapi::api::events::v1::Event> = Api::all(self.client.clone());
+        if let Ok(list) = new.list(&Default::default()).await {
+            out.extend(list.items.iter().filter_map(|e| serde_json::to_value(e).ok()));
+        }
+        out
+    }
+
+    /// Reasons of the events about one GitLabToken, oldest first (as listed).
+    pub async fn token_event_reasons(&self, ns: &str, name: &str) -> Vec<String> {
+        self.all_events()
+            .await
+            .into_iter()
+            .filter(|e| {
+                let about = e.get("regarding").or_else(|| e.get("involvedObject"));
+                about.is_some_and(|o| o["kind"] == "GitLabToken" && o["name"] == name && o["namespace"] == ns)
+            })
+            .filter_map(|e| e["reason"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    /// Waits until the GitLabToken has emitted an event with `reason`.
+    pub async fn wait_token_event(&self, ns: &str, name: &str, reason: &str) {
+        eventually(
+            &format!("event {reason} on GitLabToken {ns}/{name}"),
+            || async move {
+                self.token_event_reasons(ns, name)
+                    .await
+                    .iter()
+                    .any(|r| r == reason)
+                    .then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Waits until the GitLabToken satisfies `check`.
+    pub async fn wait_token<F>(&self, ns: &str, name: &str, what: &str, check: F) -> GitLabToken
+    where
+        F: Fn(&GitLabToken) -> bool,
+    {
+        let api: Api<GitLabToken> = Api::namespaced(self.client.clone(), ns);
+        let check = &check;
+        eventually(&format!("GitLabToken {ns}/{name}: {what}"), || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.ok().flatten().filter(|t| check(t)) }
+        })
+        .await
+    }
+
+    /// Asserts that none of `values` appears in the operator's logs, any Event, any GitLabToken
+    /// (status included) or the metrics text. Returns how many bytes were scanned.
+    pub async fn assert_no_leaks(&self, values: &[String]) -> usize {
+        assert!(!values.is_empty(), "the leak scan needs token values to look for");
+        let logs = self.operator_logs();
+        let events = serde_json::to_string(&self.all_events().await).unwrap_or_default();
+        let tokens: Api<GitLabToken> = Api::all(self.client.clone());
+        let tokens =
+            serde_json::to_string(&tokens.list(&Default::default()).await.expect("list tokens").items)
+                .unwrap_or_default();
+        let metrics = self.metrics_text().await;
+        assert!(
+            !logs.is_empty(),
+            "the operator logged nothing: the scan would be vacuous"
+        );
+        assert!(events.len() > 2, "no events listed: the scan would be vacuous");
+        assert!(!metrics.is_empty(), "no metrics read: the scan would be vacuous");
+        for v in values {
+            assert!(v.len() >= 8, "implausibly short token value");
+            for (place, text) in [
+                ("operator logs", &logs),
+                ("events", &events),
+                ("GitLabToken objects", &tokens),
+                ("metrics", &metrics),
+            ] {
+                assert!(
+                    !text.contains(v.as_str()),
+                    "a token value leaked into the {place}"
+                );
+            }
+        }
+        logs.len() + events.len() + tokens.len() + metrics.len()
     }
 }
