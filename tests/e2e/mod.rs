@@ -66,6 +66,8 @@ pub struct Env {
     dir: tempfile::TempDir,
     /// Replicas started with leader election ([`Options::leader_election`]); empty otherwise.
     pub replicas: Vec<Replica>,
+    /// Extra environment for every operator process ([`Options::operator_env`]).
+    operator_env: Vec<(String, String)>,
 }
 
 /// How [`Env::start_with`] runs the operator.
@@ -76,6 +78,8 @@ pub struct Options {
     /// Objects applied before the operator starts (CRDs are waited for until served), so the
     /// operator sees them from its first moment.
     pub extra: Vec<Value>,
+    /// Extra environment for the operator process (its flags all have `GTO_*` variables).
+    pub operator_env: Vec<(String, String)>,
 }
 
 /// Several operator processes electing a leader over one Lease.
@@ -163,6 +167,7 @@ impl Env {
             operator: None,
             dir,
             replicas: Vec::new(),
+            operator_env: options.operator_env.clone(),
         };
         env.namespace(OPERATOR_NS).await;
         env.namespace("team-a").await;
@@ -260,6 +265,7 @@ impl Env {
             .arg(self.world.clock_offset_path())
             .env("KUBECONFIG", &self.operator_kubeconfig)
             .env("RUST_LOG", "info,gitlab_token_operator=debug")
+            .envs(self.operator_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)

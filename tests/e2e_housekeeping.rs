@@ -1,0 +1,131 @@
+//! Housekeeping the real binary does on its own: the orphan sweep (DESIGN §6.7), and serving a
+//! source stored under an older API version the Flux CRDs still serve (`v1beta2`).
+
+mod e2e;
+
+use e2e::{Env, Options, eventually};
+use gitlab_token_operator::crd::GitLabToken;
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1beta2_oci_repository_is_served_like_v1() {
+    let env = Env::start().await;
+    let registry = env.world.registry_host();
+    env.apply(json!({"apiVersion": "source.toolkit.fluxcd.io/v1beta2", "kind": "OCIRepository",
+        "metadata": {"name": "legacy", "namespace": "team-a", "annotations": {"gitlabtokens.io/inject": "true"}},
+        "spec": {"interval": "1m", "url": format!("oci://{registry}/acme/team-a/app"), "ref": {"tag": "1.0.0"}, "insecure": true}}))
+        .await;
+    env.wait_token_condition("team-a", "legacy-gitlab-token", "Ready", "True", None)
+        .await;
+    let secret = env.wait_secret("team-a", "legacy-gitlab-token").await;
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    let config = Env::secret_value(&secret, ".dockerconfigjson");
+    assert!(
+        config.contains(&format!("\"{registry}\"")),
+        "keyed by the bare registry host: {config}"
+    );
+    env.stop().await;
+}
+
+async fn mint(env: &Env, project_id: u64, name: &str) -> u64 {
+    let expires = (env.gitlab_now() + chrono::Duration::days(30))
+        .date_naive()
+        .to_string();
+    let body =
+        json!({"name": name, "scopes": ["read_repository"], "access_level": 20, "expires_at": expires});
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v4/projects/{project_id}/access_tokens",
+            env.world.gitlab_url()
+        ))
+        .header("PRIVATE-TOKEN", env.world.operator_token().unwrap())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    resp.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_u64()
+        .unwrap()
+}
+
+fn state_of(env: &Env, id: u64) -> String {
+    env.world
+        .gitlab
+        .tokens()
+        .into_iter()
+        .find(|t| t.id == id && t.kind == "project")
+        .map(|t| t.state)
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orphan_sweep_revokes_only_old_unaccounted_tokens_of_live_gitlabtokens() {
+    let env = Env::start_with(Options {
+        operator_env: vec![("GTO_SWEEP_INTERVAL".into(), "1s".into())],
+        ..Default::default()
+    })
+    .await;
+    let url = format!("{}/acme/team-a/app.git", env.world.gitlab_url());
+    env.apply(
+        json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+        "metadata": {"name": "app", "namespace": "team-a", "annotations": {"gitlabtokens.io/inject": "true"}},
+        "spec": {"interval": "1m", "url": url, "ref": {"branch": "main"}}}),
+    )
+    .await;
+    let token = env
+        .wait_token_condition("team-a", "app-gitlab-token", "Ready", "True", None)
+        .await;
+    let status = token.status.clone().unwrap();
+    let (project, current) = (status.project.unwrap().id, status.current.unwrap().token_id);
+    let uid = token.uid().unwrap();
+
+    // As if a crash lost a token issued for this GitLabToken, next to look-alikes to be spared.
+    let lost = mint(&env, project, &format!("gto-e2e-{uid}")).await;
+    let gone_owner = mint(&env, project, "gto-e2e-00000000-0000-0000-0000-000000000000").await;
+    let hand_made = mint(&env, project, "hand-made").await;
+
+    // Young tokens may be an issue in flight: several sweeps pass and nothing is revoked.
+    let sweeps_before = env.operator_logs().matches("orphan sweep done").count();
+    eventually("two more sweeps", || async {
+        (env.operator_logs().matches("orphan sweep done").count() >= sweeps_before + 2).then_some(())
+    })
+    .await;
+    assert_eq!(state_of(&env, lost), "active", "a young token was swept");
+
+    // An hour later the lost token is an orphan; nothing else is touched.
+    env.world.advance_clock(chrono::Duration::hours(1)).unwrap();
+    eventually("the orphan to be revoked", || async {
+        (state_of(&env, lost) == "revoked").then_some(())
+    })
+    .await;
+    for (id, what) in [
+        (current, "the live token"),
+        (gone_owner, "a token of a deleted GitLabToken"),
+        (hand_made, "a hand-made token"),
+    ] {
+        assert_eq!(state_of(&env, id), "active", "{what} was revoked");
+    }
+    assert!(
+        env.metric(
+            "gitlab_token_operator_tokens_revoked_total",
+            &[("reason", "Orphaned")]
+        )
+        .await
+            >= 1.0
+    );
+    let api: Api<GitLabToken> = Api::namespaced(env.client.clone(), "team-a");
+    assert_eq!(
+        api.get("app-gitlab-token")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .current
+            .unwrap()
+            .token_id,
+        current
+    );
+    env.stop().await;
+}
