@@ -305,12 +305,7 @@ async fn follow(
                 Ok(false) => changed = manager.changed().boxed(),
                 Err(e) => {
                     tracing::warn!(error = %e, "leader election: cannot contend for the Lease; retrying");
-                    let poll = config.poll();
-                    changed = async move {
-                        tokio::time::sleep(poll).await;
-                        manager.changed().await
-                    }
-                    .boxed();
+                    changed = changed_after(manager, config.poll());
                 }
             },
             _ = tick.tick() => {
@@ -320,6 +315,15 @@ async fn follow(
             }
         }
     }
+}
+
+/// `manager.changed()` after a pause, to retry a failed contention or renewal without spinning.
+fn changed_after(manager: &LeaseManager, pause: Duration) -> BoxFuture<'_, Result<bool, LeaseManagerError>> {
+    async move {
+        tokio::time::sleep(pause).await;
+        manager.changed().await
+    }
+    .boxed()
 }
 
 /// Renews the Lease while leading; returns when shutdown asks for it or leadership is in doubt.
@@ -350,12 +354,7 @@ async fn lead(
                 Err(e) => {
                     // The watchdog below decides whether the Lease is still ours.
                     tracing::warn!(error = %e, "renewing the leader Lease failed; retrying");
-                    let poll = config.poll();
-                    changed = async move {
-                        tokio::time::sleep(poll).await;
-                        manager.changed().await
-                    }
-                    .boxed();
+                    changed = changed_after(manager, config.poll());
                 }
             },
             _ = tick.tick() => {

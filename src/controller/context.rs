@@ -13,7 +13,7 @@ use kube::{
 };
 
 use super::connection::Connections;
-use crate::{clock::Clock, crd::GitLabTokenPolicy, metrics::Metrics};
+use crate::{clock::Clock, crd::GitLabTokenPolicy, metrics::Metrics, policy::PolicySet};
 
 /// Operator-wide settings from the command line.
 #[derive(Clone, Debug)]
@@ -82,6 +82,13 @@ impl Context {
             connections: Arc::new(Connections::default()),
             policies,
         }
+    }
+
+    /// Every policy as of the cache, compiled for evaluation.
+    pub fn policy_set(&self) -> PolicySet {
+        let policies: Vec<GitLabTokenPolicy> =
+            self.policies.state().iter().map(|p| p.as_ref().clone()).collect();
+        PolicySet::compile(&policies)
     }
 
     /// Now, per the injected clock.

@@ -256,13 +256,7 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     }
 
     let ns_info = namespace_info(ctx, &namespace).await?;
-    let policies = PolicySet::compile(
-        &ctx.policies
-            .state()
-            .iter()
-            .map(|p| p.as_ref().clone())
-            .collect::<Vec<_>>(),
-    );
+    let policies = ctx.policy_set();
     let mut groups: BTreeMap<String, Vec<(SourceNeed, &Source)>> = BTreeMap::new();
     let mut refusals: Vec<(&Source, Refusal)> = Vec::new();
     for source in &sources {

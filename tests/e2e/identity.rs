@@ -77,6 +77,3 @@ pub fn chart_rbac() -> Vec<Value> {
         })
         .collect()
 }
-
-/// Discovery is used by kube's `pinned_kind`; kept referenced for clarity.
-pub type DiscoveryUsed = Discovery;

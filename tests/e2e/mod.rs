@@ -32,7 +32,7 @@ use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
-    Api, Client, Discovery, ResourceExt,
+    Api, Client, ResourceExt,
     api::{DynamicObject, Patch, PatchParams},
     core::GroupVersionKind,
 };

@@ -15,7 +15,6 @@ use crate::{
     controller::{consumers, context::Context},
     crd::{GitLabToken, GitLabTokenStatus},
     gitlab::GitLabError,
-    metrics::TokenLabels,
     reason::Reason,
     schedule::{next_verification_time_every, renewal_time, seed_from},
 };
@@ -276,18 +275,6 @@ pub(super) async fn publish_on_consumers(
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
             tracing::debug!(error = %e, "could not publish event on consumer");
         }
-    }
-}
-
-pub(super) fn token_labels(token: &GitLabToken, status: &GitLabTokenStatus) -> TokenLabels {
-    TokenLabels {
-        namespace: token.namespace().unwrap_or_default(),
-        name: token.name_any(),
-        project: status
-            .project
-            .as_ref()
-            .map(|p| p.path.clone())
-            .unwrap_or_default(),
     }
 }
 

@@ -87,20 +87,7 @@ pub async fn issue(
     let current = match store_new_token(token, ctx, resolved, &new, None).await {
         Ok(c) => c,
         Err(e) => {
-            // The value exists nowhere else: revoke it rather than leak it.
-            let _ = api.revoke_project_access_token(&project_key, new.info.id).await;
-            ctx.metrics.revoked("SecretWriteFailed");
-            status.pending = None;
-            set_issuing(status, false, "", generation, now);
-            set_ready(
-                status,
-                false,
-                Reason::SecretWriteFailed.as_str(),
-                &e.to_string(),
-                generation,
-                now,
-            );
-            st::write(ctx, token, status).await?;
+            abandon_unstored(token, ctx, api.as_ref(), &project_key, new.info.id, status, &e).await?;
             return Err(e);
         }
     };
@@ -160,6 +147,34 @@ pub async fn issue(
     ctx.event(token, false, reason_text.as_str(), "Issue", note.clone())
         .await;
     publish_on_consumers(ctx, token, false, reason_text.as_str(), "Issue", &note).await;
+    Ok(())
+}
+
+/// A minted token whose value could not be stored exists nowhere else: revoke it rather than
+/// leak it, drop the intent, and report `SecretWriteFailed`.
+pub async fn abandon_unstored(
+    token: &GitLabToken,
+    ctx: &Context,
+    api: &dyn GitLabApi,
+    project_key: &str,
+    new_id: u64,
+    status: &mut GitLabTokenStatus,
+    error: &TokenError,
+) -> Result<(), TokenError> {
+    let (now, generation) = (ctx.now(), token.metadata.generation);
+    let _ = api.revoke_project_access_token(project_key, new_id).await;
+    ctx.metrics.revoked("SecretWriteFailed");
+    status.pending = None;
+    set_issuing(status, false, "", generation, now);
+    set_ready(
+        status,
+        false,
+        Reason::SecretWriteFailed.as_str(),
+        &error.to_string(),
+        generation,
+        now,
+    );
+    st::write(ctx, token, status).await?;
     Ok(())
 }
 

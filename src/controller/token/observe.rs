@@ -65,13 +65,7 @@ pub struct Resolved {
 pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolved, Refusal>, TokenError> {
     let namespace = token.namespace().unwrap_or_default();
     let ns_info = namespace_info(ctx, &namespace).await?;
-    let policies = PolicySet::compile(
-        &ctx.policies
-            .state()
-            .iter()
-            .map(|p| p.as_ref().clone())
-            .collect::<Vec<_>>(),
-    );
+    let policies = ctx.policy_set();
 
     let explicit = token.spec.connection_ref.as_ref().map(|c| c.name.as_str());
     let connection = match choose_connection(explicit, ctx, &policies, &ns_info) {

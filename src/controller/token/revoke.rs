@@ -7,10 +7,9 @@ use kube::{Api, ResourceExt, runtime::controller::Action};
 
 use super::{
     TokenError,
-    act::token_labels,
     decide::Liveness,
     observe::Resolved,
-    status::{self as st, end_history},
+    status::{self as st, end_history, token_labels},
 };
 use crate::{
     controller::context::Context,

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use super::{
     TokenError,
     act::{may_have_happened, ready_message},
-    issue::{build, nudge_all, store_new_token, write_secret},
+    issue::{abandon_unstored, build, nudge_all, store_new_token, write_secret},
     observe::Resolved,
     revoke::revoke_token,
     status::{self as st, end_history, push_history, set_issuing, set_ready},
@@ -118,20 +118,9 @@ pub async fn rotate_in_place(
             Ok(())
         }
         Err(e) => {
-            // The old token died with the rotation and the new value could not be stored.
-            let _ = api.revoke_project_access_token(&project_key, new.info.id).await;
+            // The old token died with the rotation; the next step issues a fresh one.
             status.current = None;
-            status.pending = None;
-            set_issuing(status, false, "", generation, now);
-            set_ready(
-                status,
-                false,
-                Reason::SecretWriteFailed.as_str(),
-                &e.to_string(),
-                generation,
-                now,
-            );
-            st::write(ctx, token, status).await?;
+            abandon_unstored(token, ctx, api.as_ref(), &project_key, new.info.id, status, &e).await?;
             Err(e)
         }
     }

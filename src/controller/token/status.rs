@@ -102,9 +102,9 @@ pub fn end_history(status: &mut GitLabTokenStatus, token_id: u64, at: DateTime<U
     }
 }
 
-/// Mirrors status into the per-token metrics.
-pub fn observe_metrics(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatus) {
-    let labels = TokenLabels {
+/// The per-token metric labels (namespace, name, canonical project).
+pub fn token_labels(token: &GitLabToken, status: &GitLabTokenStatus) -> TokenLabels {
+    TokenLabels {
         namespace: token.namespace().unwrap_or_default(),
         name: token.name_any(),
         project: status
@@ -112,7 +112,12 @@ pub fn observe_metrics(ctx: &Context, token: &GitLabToken, status: &GitLabTokenS
             .as_ref()
             .map(|p| p.path.clone())
             .unwrap_or_default(),
-    };
+    }
+}
+
+/// Mirrors status into the per-token metrics.
+pub fn observe_metrics(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatus) {
+    let labels = token_labels(token, status);
     let expires = status
         .current
         .as_ref()
