@@ -19,8 +19,8 @@ build:
 
 ## test: every test in the workspace, against the built-in test world.
 test: deps
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) build --workspace --bins --features gitlab-token-operator/failpoints
+	$(CARGO) test --workspace --no-fail-fast --features gitlab-token-operator/failpoints
 
 ## lint: formatting and clippy, warnings are errors.
 lint:
