@@ -139,7 +139,16 @@ reasons! {
         "Do not edit operator-managed Secrets; use gitlabtokens.io/ annotations instead.";
     /// Writing the Secret failed; the new token is kept in flight and retried.
     SecretWriteFailed = "SecretWriteFailed", Warning,
-        "Check the operator's RBAC on Secrets in this namespace.";
+        "Check the operator's RBAC on Secrets in this namespace, and quotas or admission webhooks that refuse Secrets.";
+    /// The GitLabConnection is being deleted: every token minted through it is revoked.
+    ConnectionDeleted = "ConnectionDeleted", Warning,
+        "Point the request at another connection (spec.connectionRef or gitlabtokens.io/connection), or recreate it.";
+    /// A renewal or revocation is due and GitLab failed; the Secret in place still works.
+    RenewalFailing = "RenewalFailing", Warning,
+        "Nothing while the current token is valid; the operator retries with backoff. Check GitLab's health if it persists.";
+    /// The token's connection is gone, so it cannot be revoked; it dies at its GitLab expiry.
+    RevocationImpossible = "RevocationImpossible", Warning,
+        "Revoke the token in GitLab by hand (its id is in the GitLabToken's history), or recreate the connection first.";
 }
 
 impl fmt::Display for Reason {

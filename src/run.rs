@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::{
     clock::{Clock, OffsetClock, SystemClock},
     controller::{
-        connection,
+        connection_cleanup,
         context::{Context, OperatorConfig},
         policy as policy_controller,
         shim::{self, ShimContext, ShimState},
@@ -110,6 +110,7 @@ pub enum RunError {
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init(args.log_format);
+    let _crash_points = crate::failpoints::setup();
     let client = Client::try_default().await.map_err(|e| match e {
         kube::Error::InferConfig(c) => RunError::Config(c),
         other => RunError::Kube(other),
@@ -152,13 +153,24 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     )
     .default_backoff()
     .reflect(policy_writer)
-    .applied_objects();
+    // Deletions too: a deleted policy withdraws the tokens it allowed.
+    .touched_objects();
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_events = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(namespace_writer)
+    .touched_objects()
+    .predicate_filter(predicates::labels, Default::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         config,
         clock,
         metrics,
         policies.clone(),
+        namespaces,
     ));
     let http_task = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped()));
     let lease = crate::leader::LeaderConfig {
@@ -188,6 +200,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         token_controller(
             ctx.clone(),
             policy_events.boxed(),
+            namespace_events.boxed(),
             clock_moves.clone(),
             tokens_ready_tx,
             stopped(),
@@ -242,6 +255,7 @@ const FIRST_CHECK_WAIT: Duration = Duration::from_secs(30);
 /// them (and their sources) to not Ready, and an empty policy cache (`NoPolicy`) revoked them.
 async fn inputs_ready(ctx: &Context) {
     synced(&ctx.policies).await;
+    synced(&ctx.namespaces).await;
     let api = Api::<GitLabConnection>::all(ctx.client.clone());
     let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
     while tokio::time::Instant::now() < deadline {
@@ -334,8 +348,8 @@ async fn connection_controller(
         .reconcile_all_on(on_clock_moves(clock_moves))
         .graceful_shutdown_on(stopped)
         .run(
-            connection::reconcile,
-            |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(15)),
+            connection_cleanup::reconcile,
+            connection_cleanup::error_policy,
             ctx,
         )
         .for_each(|_| async {})
@@ -345,6 +359,10 @@ async fn connection_controller(
 async fn token_controller(
     ctx: Arc<Context>,
     policy_events: futures::stream::BoxStream<'static, Result<GitLabTokenPolicy, watcher::Error>>,
+    namespace_events: futures::stream::BoxStream<
+        'static,
+        Result<PartialObjectMeta<Namespace>, watcher::Error>,
+    >,
     clock_moves: Option<watch::Receiver<u64>>,
     ready: tokio::sync::oneshot::Sender<Store<GitLabToken>>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -366,6 +384,7 @@ async fn token_controller(
     let _ = ready.send(reader.clone());
     let all_tokens = reader.clone();
     let by_connection = reader.clone();
+    let by_namespace = reader.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=gitlab-token-operator"));
     Controller::for_stream(token_events, reader)
         .owns_stream(
@@ -378,6 +397,16 @@ async fn token_controller(
             all_tokens
                 .state()
                 .iter()
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(namespace_events, move |ns| {
+            // Relabelling a namespace can take it out of (or into) a policy's selector.
+            let name = ns.name_any();
+            by_namespace
+                .state()
+                .iter()
+                .filter(|t| t.namespace().as_deref() == Some(name.as_str()))
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })

@@ -260,6 +260,8 @@ mod tests {
             }),
             current: Some(CurrentToken {
                 token_id: 7,
+                connection: None,
+                project_id: None,
                 name: "gto-x".into(),
                 bot_user: "bot".into(),
                 bot_user_id: None,

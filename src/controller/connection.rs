@@ -68,6 +68,7 @@ impl LiveConnection {
 pub struct Connections {
     live: RwLock<BTreeMap<String, Arc<LiveConnection>>>,
     not_ready: RwLock<BTreeMap<String, String>>,
+    deleting: RwLock<std::collections::BTreeSet<String>>,
 }
 
 impl Connections {
@@ -117,6 +118,22 @@ impl Connections {
         }
         if let Ok(mut m) = self.not_ready.write() {
             m.insert(name.to_string(), message);
+        }
+    }
+
+    /// Whether the connection is being deleted (its tokens are being revoked through it).
+    pub fn is_deleting(&self, name: &str) -> bool {
+        self.deleting.read().is_ok_and(|d| d.contains(name))
+    }
+
+    /// Marks a connection as being deleted (true) or gone/alive again (false).
+    pub fn set_deleting(&self, name: &str, deleting: bool) {
+        if let Ok(mut d) = self.deleting.write() {
+            if deleting {
+                d.insert(name.to_string());
+            } else {
+                d.remove(name);
+            }
         }
     }
 

@@ -60,6 +60,10 @@ pub struct GitLabTokenPolicySpec {
     /// How long an `Overlap` rotation keeps the old token when consumers do not report Ready.
     #[serde(default = "default_overlap_grace")]
     pub overlap_grace: ShortDuration,
+    /// Whether tokens this policy allows may set `deletionPolicy: Retain` (default false: deletion
+    /// always revokes, so a tenant cannot keep a live token once its request is gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_retain: bool,
 }
 
 fn default_max_access_level() -> AccessLevel {

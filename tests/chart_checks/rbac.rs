@@ -87,7 +87,11 @@ pub fn effective_grants(r: &Rendered, sa: &str, sa_namespace: &str) -> BTreeSet<
 
 /// What the operator's code does with the API (see the comments in templates/rbac.yaml): group, resource, verbs.
 const CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
-    ("gitlabtokens.io", "gitlabconnections", &["get", "list", "watch"]),
+    (
+        "gitlabtokens.io",
+        "gitlabconnections",
+        &["get", "list", "watch", "patch"],
+    ),
     (
         "gitlabtokens.io",
         "gitlabtokenpolicies",
