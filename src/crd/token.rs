@@ -185,7 +185,7 @@ pub struct CurrentToken {
     pub project_id: Option<u64>,
     /// Token name in GitLab (`<prefix>-<cluster>-<uid>`).
     pub name: String,
-    /// Username of the token's bot user.
+    /// Username written to the Secret (`project_<id>_bot`; GitLab ignores it for access tokens).
     pub bot_user: String,
     /// Bot user id (kept across in-place rotations).
     #[serde(default, skip_serializing_if = "Option::is_none")]

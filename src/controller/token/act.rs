@@ -43,15 +43,22 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
     if !ctx.config.serves_namespace(&namespace) {
         return Ok(Action::await_change());
     }
-    // Decisions rest on status (the ledger above all), so read it fresh: the watch cache may not
-    // have seen our last write yet. Every status write below is conditional on this read.
-    let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(token) = api.get_opt(&cached.name_any()).await? else {
-        return Ok(Action::await_change());
+    // Decisions rest on status (the ledger above all). The watch cache is used unless it has not
+    // seen our own last write yet (then the object is read fresh). Every status write below is
+    // conditional on the version decided on, so a cache that is stale for any other reason makes
+    // the first write fail (409) and the reconcile start over.
+    let uid = cached.uid().unwrap_or_default();
+    let token = match ctx.fence(&uid) {
+        Some(written) if Some(&written) != cached.metadata.resource_version.as_ref() => {
+            let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
+            let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
+                return Ok(Action::await_change());
+            };
+            Arc::new(fresh)
+        }
+        _ => cached,
     };
-    let uid = token.uid().unwrap_or_default();
     ctx.set_fence(&uid, token.resource_version());
-    let token = Arc::new(token);
     let mut status = token.status.clone().unwrap_or_default();
     ledger::backfill_locations(&mut status);
     let resolved = match observe::resolve(&token, ctx).await? {

@@ -276,8 +276,14 @@ pub async fn nudge_all(
     Ok(())
 }
 
-/// Looks up the bot user's name, builds the Secret and writes it (with retries). The returned
-/// record carries the digest of what was written.
+/// The username written beside an access token: GitLab ignores it for access-token
+/// authentication on git, the registry and the package registry, so no API call is spent on the
+/// bot user's real name; this names the project's bot family for people reading the Secret.
+pub fn access_token_username(project_id: u64) -> String {
+    format!("project_{project_id}_bot")
+}
+
+/// Builds the Secret and writes it. The returned record carries the digest of what was written.
 pub async fn store_new_token(
     token: &GitLabToken,
     ctx: &Context,
@@ -286,22 +292,7 @@ pub async fn store_new_token(
     known_username: Option<&str>,
 ) -> Result<CurrentToken, TokenError> {
     let now = ctx.now();
-    let project_key = resolved.project.id.to_string();
-    let username = match known_username {
-        Some(u) => u.to_string(),
-        None => match resolved
-            .connection
-            .api
-            .project_member_all(&project_key, new.info.user_id)
-            .await
-        {
-            Ok(m) => m.username,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look up the bot user's name; using a generic one");
-                format!("project_{}_bot", resolved.project.id)
-            }
-        },
-    };
+    let username = known_username.map_or_else(|| access_token_username(resolved.project.id), str::to_string);
     let created_at = new.info.created_at.unwrap_or(now);
     let expires_at = new
         .info

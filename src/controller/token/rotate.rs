@@ -187,7 +187,7 @@ pub async fn recover_pending(
                 .and_then(|d| d.get("username"))
                 .and_then(|u| String::from_utf8(u.0.clone()).ok())
                 .or_else(|| status.current.as_ref().map(|c| c.bot_user.clone()))
-                .unwrap_or_else(|| format!("project_{project_id}_bot"));
+                .unwrap_or_else(|| super::issue::access_token_username(project_id));
             let adopted = CurrentToken {
                 token_id: t.id,
                 connection: Some(connection_name.clone()),
