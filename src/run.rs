@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// How long the Lease stays valid without renewal: how soon a replica takes over after a crash.
     #[arg(long, env = "GTO_LEASE_DURATION", value_parser = crate::leader::parse_lease_duration, default_value = "15s")]
     pub lease_duration: Duration,
+    /// Most `GitLabToken` reconciles in flight at once (bounds GitLab calls, API connections and
+    /// memory; due work is not starved behind a burst because each reconcile is short).
+    #[arg(long, env = "GTO_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
     /// Test world only: follow a clock offset (seconds) written to this file.
     #[arg(long, env = "GTO_CLOCK_OFFSET_FILE", hide = true)]
     pub clock_offset_file: Option<PathBuf>,
@@ -201,6 +205,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             ctx.clone(),
             policy_events.boxed(),
             namespace_events.boxed(),
+            args.concurrency,
             clock_moves.clone(),
             tokens_ready_tx,
             stopped(),
@@ -363,6 +368,7 @@ async fn token_controller(
         'static,
         Result<PartialObjectMeta<Namespace>, watcher::Error>,
     >,
+    concurrency: u16,
     clock_moves: Option<watch::Receiver<u64>>,
     ready: tokio::sync::oneshot::Sender<Store<GitLabToken>>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -428,6 +434,7 @@ async fn token_controller(
                     .collect::<Vec<_>>()
             },
         )
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(on_clock_moves(clock_moves))
         .graceful_shutdown_on(stopped)
         .run(gated(token::reconcile), token::error_policy, ctx)

@@ -80,7 +80,12 @@ pub struct Context {
     unstored: Mutex<HashMap<String, NewToken>>,
     /// Consecutive failed reconciles per `GitLabToken` uid, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The last compiled policy set and the policy versions it was compiled from.
+    compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
+
+/// Policies by name and resourceVersion: what a compiled policy set was compiled from.
+type PolicyVersions = Vec<(String, String)>;
 
 impl Context {
     /// Builds the context.
@@ -111,6 +116,7 @@ impl Context {
             fences: Mutex::default(),
             unstored: Mutex::default(),
             failures: Mutex::default(),
+            compiled_policies: Mutex::default(),
         }
     }
 
@@ -186,11 +192,28 @@ impl Context {
         })
     }
 
-    /// Every policy as of the cache, compiled for evaluation.
-    pub fn policy_set(&self) -> PolicySet {
-        let policies: Vec<GitLabTokenPolicy> =
-            self.policies.state().iter().map(|p| p.as_ref().clone()).collect();
-        PolicySet::compile(&policies)
+    /// Every policy as of the cache, compiled for evaluation: compiled once per change of the
+    /// policies (by name and resourceVersion) and shared by every reconcile.
+    pub fn policy_set(&self) -> Arc<PolicySet> {
+        use kube::ResourceExt;
+        let state = self.policies.state();
+        let mut key: Vec<(String, String)> = state
+            .iter()
+            .map(|p| (p.name_any(), p.resource_version().unwrap_or_default()))
+            .collect();
+        key.sort();
+        if let Ok(cache) = self.compiled_policies.lock()
+            && let Some((k, set)) = cache.as_ref()
+            && *k == key
+        {
+            return set.clone();
+        }
+        let policies: Vec<GitLabTokenPolicy> = state.iter().map(|p| p.as_ref().clone()).collect();
+        let set = Arc::new(PolicySet::compile(&policies));
+        if let Ok(mut cache) = self.compiled_policies.lock() {
+            *cache = Some((key, set.clone()));
+        }
+        set
     }
 
     /// Now, per the injected clock.
