@@ -80,6 +80,8 @@ pub struct Context {
     unstored: Mutex<HashMap<String, NewToken>>,
     /// Consecutive failed reconciles per `GitLabToken` uid, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Per-project listings of active tokens, shared by every token's liveness check.
+    pub liveness: super::token::liveness::LivenessCache,
     /// The last compiled policy set and the policy versions it was compiled from.
     compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
@@ -116,6 +118,7 @@ impl Context {
             fences: Mutex::default(),
             unstored: Mutex::default(),
             failures: Mutex::default(),
+            liveness: Default::default(),
             compiled_policies: Mutex::default(),
         }
     }

@@ -195,7 +195,10 @@ async fn run_steps(
                 st::write(ctx, token, status).await?;
             }
             Step::Nudge => super::issue::nudge_recorded(token, ctx, status, now).await?,
-            Step::Verify => liveness = Some(super::revoke::verify(token, ctx, resolved, status).await?),
+            Step::Verify => {
+                let now_please = report.is_some_and(|r| r.auth_failed);
+                liveness = Some(super::revoke::verify(token, ctx, resolved, status, now_please).await?)
+            }
         }
     }
     st::write(ctx, token, status).await?;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use crate::crd::{CurrentToken, GitLabTokenStatus, PreviousToken, RevokingToken};
 
 /// Where a token lives in GitLab.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
     /// The connection that minted it.
     pub connection: String,

@@ -10,6 +10,7 @@ pub mod act;
 pub mod decide;
 pub mod issue;
 pub mod ledger;
+pub mod liveness;
 pub mod observe;
 pub mod revoke;
 pub mod rotate;

@@ -78,24 +78,41 @@ pub async fn revoke_entry(
     }
 }
 
-/// Asks GitLab whether the current token is still active (on its own project).
+/// Asks GitLab whether the current token is still active (on its own project), through the
+/// per-project listing shared by every token there; `now_please` (a consumer was refused) skips
+/// the shared listing and asks afresh.
 pub async fn verify(
     token: &GitLabToken,
     ctx: &Context,
     resolved: &Resolved,
     status: &mut GitLabTokenStatus,
+    now_please: bool,
 ) -> Result<Liveness, TokenError> {
     let Some(current) = status.current.as_mut() else {
         return Ok(Liveness::Dead);
     };
-    let project_key = current.project_id.unwrap_or(resolved.project.id).to_string();
-    let alive = match resolved
-        .connection
-        .api
-        .get_project_access_token(&project_key, current.token_id)
+    let at = ledger::current_location(current).unwrap_or(ledger::Location {
+        connection: resolved.connection.name.clone(),
+        project_id: resolved.project.id,
+    });
+    let max_age = if now_please {
+        chrono::TimeDelta::zero()
+    } else {
+        chrono::TimeDelta::from_std(ctx.config.verify_interval).unwrap_or(crate::schedule::VERIFY_INTERVAL)
+    };
+    let alive = match ctx
+        .liveness
+        .is_active(
+            resolved.connection.api.as_ref(),
+            &at,
+            current.token_id,
+            current.created_at,
+            ctx.now(),
+            max_age,
+        )
         .await
     {
-        Ok(t) => t.active && !t.revoked,
+        Ok(alive) => alive,
         Err(GitLabError::NotFound { .. }) => false,
         Err(e) => return Err(e.into()),
     };
