@@ -89,3 +89,5 @@ pub use traffic::{CallRecord, FaultAction, FaultRule, RateLimitConfig};
 
 // The shared contract (and the fronts' module, added by their branch) stay last for easy merges.
 pub mod access;
+pub mod access_ssh;
+pub mod ssh_keys;
