@@ -245,6 +245,22 @@ async fn group_deploy_token_covers_subgroup_projects_and_nothing_outside() {
         .await;
     let token = t["token"].as_str().expect("token");
     assert_eq!(t["username"], json!("acme-pull"));
+    let resp = e
+        .http
+        .post(format!(
+            "{}/api/v4/groups/acme/deploy_tokens",
+            e.world.gitlab_url()
+        ))
+        .header("PRIVATE-TOKEN", e.world.operator_token().expect("seeded"))
+        .json(&json!({"name": "bad", "username": "bad name!", "scopes": ["read_registry"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json"),
+        json!({"message": "Username can contain only letters, digits, '_', '-', '+', and '.'"})
+    );
     for project in ["acme/team-a/app", "acme/team-b/api", "acme/platform/infra"] {
         let out = e.git_ls_remote("acme-pull", token, project);
         assert!(out.status.success(), "{project}: {}", stderr(&out));

@@ -18,7 +18,7 @@ fn key(kind: &str) -> (String, String, String) {
     let bits = if kind == "dsa" { "1024" } else { "256" };
     let args = ["-q", "-t", kind, "-b", bits, "-N", "", "-C", "test", "-f"];
     let out = std::process::Command::new("ssh-keygen")
-        .args(&args)
+        .args(args)
         .arg(&path)
         .output()
         .expect("ssh-keygen");
