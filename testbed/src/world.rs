@@ -143,6 +143,8 @@ impl World {
         let mut routes = fronts.router();
         if let Ok(front) = &ssh {
             routes = routes.merge(front.router());
+            let address = front.address();
+            bound.state().update_settings(|s| s.ssh_host = Some(address));
         }
         let gitlab = bound.serve(Some(routes));
         let fronts = Arc::new(fronts);

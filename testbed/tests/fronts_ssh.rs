@@ -184,6 +184,11 @@ async fn deploy_key_clones_its_project_and_pushes_only_with_can_push() {
     let out = e.clone(&key, "acme/team-a/app", "app");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(head_of(&e.path("app")), e.http_head("acme/team-a/app"));
+    // GitLab's `ssh_url_to_repo` off port 22 is the URL that was just cloned.
+    let (_, project) = e
+        .api(reqwest::Method::GET, "/projects/acme%2Fteam-a%2Fapp", None)
+        .await;
+    assert_eq!(project["ssh_url_to_repo"], json!(e.url("acme/team-a/app")));
 
     // Another private project: the key is known but not enabled there.
     let out = e.clone(&key, "acme/team-b/api", "api");
