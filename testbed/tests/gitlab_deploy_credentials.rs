@@ -152,6 +152,24 @@ impl Env {
             .expect("skopeo")
     }
 
+    /// `skopeo copy` of the seeded image of `project` to tag `tag` of the same repository.
+    fn skopeo_push(&self, authfile: &Path, project: &str, tag: &str) -> Output {
+        let repo = format!("docker://{}/{project}", self.world.registry_host());
+        std::process::Command::new("skopeo")
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg("--authfile")
+            .arg(authfile)
+            .arg(format!("{repo}:{SEED_IMAGE_TAG}"))
+            .arg(format!("{repo}:{tag}"))
+            .output()
+            .expect("skopeo")
+    }
+
     /// `curl` of the Helm index of `project` with Basic credentials; returns (status, body).
     fn helm_index(&self, user: &str, token: &str, project: &str) -> (String, String) {
         let url = format!(
@@ -218,6 +236,27 @@ async fn project_deploy_token_reaches_its_project_only_with_its_username() {
     // The wrong username is refused by /jwt/auth too.
     let wrong = e.authfile("wrong-user", "someone-else", token);
     assert!(!e.skopeo(&wrong, "acme/team-a/app").status.success());
+    // Without write_registry the push is denied; with read_registry + write_registry it lands.
+    let out = e.skopeo_push(&auth, "acme/team-a/app", "pushed");
+    assert!(!out.status.success());
+    let writer = e
+        .post(
+            "/projects/acme%2Fteam-a%2Fapp/deploy_tokens",
+            json!({"name": "ci-push", "scopes": ["read_registry", "write_registry"]}),
+        )
+        .await;
+    let writer_auth = e.authfile(
+        "writer",
+        writer["username"].as_str().expect("u"),
+        writer["token"].as_str().expect("t"),
+    );
+    let out = e.skopeo_push(&writer_auth, "acme/team-a/app", "pushed");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !e.skopeo_push(&writer_auth, "acme/team-b/api", "pushed")
+            .status
+            .success()
+    );
     // No read_package_registry: the Helm endpoint answers 403.
     let (code, _) = e.helm_index(user, token, "acme/platform/charts");
     assert_eq!(code, "403");
