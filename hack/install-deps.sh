@@ -10,11 +10,21 @@ command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Git over SSH in the test world: Debian's sshd (the client comes with it).
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: installing ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# The SSH front logs everyone in as `git` (as GitLab does); sshd refuses locked accounts ('!'), so
+# the password field is '*' (no password login either). Its shell runs the forced command.
+if ! getent passwd git >/dev/null 2>&1; then
+  echo "install-deps: creating the system user 'git' for the test world's SSH front"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO useradd --system --no-create-home --home-dir / --shell /bin/sh --password '*' --user-group git
 fi
 # skopeo copy needs a signature policy; Debian ships one with containers-common, but not always.
 if [ ! -f /etc/containers/policy.json ]; then

@@ -19,7 +19,10 @@ use crate::{
     flux::{FluxConfig, FluxStandIn},
     gitlab::{
         DefaultSeed, GitLabConfig, GitLabHandle, GitLabServer,
-        fronts::{Fronts, FrontsConfig},
+        fronts::{
+            Fronts, FrontsConfig,
+            ssh::{SshConfig, SshFront},
+        },
         seed_default,
     },
     kube::{KubeHandle, KubeServer, KubeServerConfig},
@@ -79,6 +82,8 @@ pub struct World {
     pub gitlab: GitLabHandle,
     /// Git, registry and Helm fronts (for seeding more content).
     pub fronts: Arc<Fronts>,
+    /// Git over SSH (sshd); Err with the reason when openssh-server, root or the `git` user is missing.
+    pub ssh: Result<SshFront, String>,
     /// The Flux stand-in, when running.
     pub flux: Option<FluxStandIn>,
     /// What the default seed created (tokens of the seeded users, projects).
@@ -120,7 +125,28 @@ impl World {
         bound
             .state()
             .update_settings(|s| s.registry_host = registry_host.clone());
-        let gitlab = bound.serve(Some(fronts.router()));
+        let ssh = match crate::gitlab::fronts::ssh::availability() {
+            Ok(()) => {
+                let config = SshConfig {
+                    gitlab_url: bound.url(),
+                    repos_dir: fronts.repos_dir(),
+                };
+                Ok(SshFront::start(config, bound.state())
+                    .await
+                    .map_err(|e| start_err("ssh front")(e.to_string()))?)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "Git over SSH is not available in this world");
+                Err(reason.to_string())
+            }
+        };
+        let mut routes = fronts.router();
+        if let Ok(front) = &ssh {
+            routes = routes.merge(front.router());
+            let address = front.address();
+            bound.state().update_settings(|s| s.ssh_host = Some(address));
+        }
+        let gitlab = bound.serve(Some(routes));
         let fronts = Arc::new(fronts);
 
         let seed = if config.seed {
@@ -145,6 +171,7 @@ impl World {
             kube,
             gitlab,
             fronts,
+            ssh,
             flux,
             seed,
             state_dir,
@@ -174,6 +201,13 @@ impl World {
         self.fronts.registry_host()
     }
 
+    /// The SSH front, or an error naming what is missing (openssh-server, root, the `git` user).
+    pub fn ssh(&self) -> Result<&SshFront, WorldError> {
+        self.ssh
+            .as_ref()
+            .map_err(|reason| WorldError::Start(format!("Git over SSH unavailable: {reason}")))
+    }
+
     /// GitLab's base URL.
     pub fn gitlab_url(&self) -> String {
         self.gitlab.url()
@@ -196,6 +230,10 @@ impl World {
         if let Some(token) = self.operator_token() {
             lines.push(format!("GITLAB_TOKEN={token}"));
         }
+        if let Ok(ssh) = &self.ssh {
+            lines.push(format!("GITLAB_SSH_HOST={}", ssh.address()));
+            lines.push(format!("GITLAB_SSH_KNOWN_HOSTS='{}'", ssh.known_hosts().trim()));
+        }
         lines.iter().map(|l| format!("export {l}\n")).collect()
     }
 
@@ -216,6 +254,9 @@ impl World {
             flux.stop().await;
         }
         self.gitlab.shutdown().await;
+        if let Ok(ssh) = self.ssh {
+            ssh.stop().await;
+        }
         if let Ok(fronts) = Arc::try_unwrap(self.fronts) {
             fronts.shutdown().await;
         }

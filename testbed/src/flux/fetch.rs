@@ -80,7 +80,8 @@ pub async fn git_ls_remote(url: &str, creds: &Credentials, timeout: Duration) ->
         .ok_or_else(|| FetchError::Other(format!("'{url}' has no HEAD")))
 }
 
-fn parse_ls_remote(stdout: &str) -> Option<String> {
+/// Flux's revision `<branch>@sha1:<sha>` from `git ls-remote --symref <url> HEAD` output.
+pub(crate) fn parse_ls_remote(stdout: &str) -> Option<String> {
     let mut branch = None;
     let mut sha = None;
     for line in stdout.lines() {

@@ -7,11 +7,13 @@
 //! Known simplifications: the stand-in lists refs (`git ls-remote`) instead of cloning, reads a
 //! manifest or tag list instead of pulling layers, and reports every refusal by the remote (401,
 //! 403, `denied`) with reason `AuthenticationFailed` (real source-controller words git refusals
-//! as `GitOperationFailed: authentication required`). It does not implement SSH, TLS client
+//! as `GitOperationFailed: authentication required`). `ssh://` GitRepositories read `identity`
+//! and `known_hosts` and list refs over real OpenSSH ([`ssh`]). It does not implement TLS client
 //! certificates, proxies, cloud providers or verification.
 
 pub mod credentials;
 pub mod fetch;
+pub mod ssh;
 pub mod status;
 
 use std::{
@@ -401,6 +403,11 @@ async fn fetch_git(
     secret: Option<&NamedSecret>,
 ) -> Result<String, FetchError> {
     let url = spec["url"].as_str().unwrap_or_default();
+    if url.starts_with("ssh://") {
+        let auth = ssh::ssh_auth(secret.map(|(_, s)| s))
+            .map_err(|e| FetchError::Auth(format!("failed to configure authentication options: {e}")))?;
+        return ssh::ls_remote(url, &auth, ctx.config.fetch_timeout).await;
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(FetchError::Other(format!(
             "the stand-in only fetches http(s) URLs, not '{url}'"

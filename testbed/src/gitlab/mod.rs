@@ -25,6 +25,7 @@
 //! `groups/:id/projects`; `{projects,groups}/:id/members[/all][/:user_id]`;
 //! `{projects,groups}/:id/access_tokens` (list with filters, get, create, `:token_id/rotate`,
 //! `self/rotate`, revoke); `{projects,groups}/:id/deploy_tokens` (list, get, create, delete);
+//! `projects/:id/deploy_keys` (list, get, create-or-attach, update, `:key_id/enable`, delete);
 //! `personal_access_tokens` (list own, `:id`, `:id/rotate`, delete) and `personal_access_tokens/self`
 //! (get, `rotate`, revoke). Rules, error shapes and headers follow gitlab-api.md and GitLab's own
 //! code (`lib/api/resource_access_tokens.rb`, `lib/api/api_guard.rb`, `auth_finders.rb`).
@@ -89,3 +90,5 @@ pub use traffic::{CallRecord, FaultAction, FaultRule, RateLimitConfig};
 
 // The shared contract (and the fronts' module, added by their branch) stay last for easy merges.
 pub mod access;
+pub mod access_ssh;
+pub mod ssh_keys;

@@ -550,6 +550,7 @@ mod tests {
             latency: None,
             base_url: "http://127.0.0.1:1".into(),
             registry_host: "127.0.0.1:1".into(),
+            ssh_host: None,
             version: "17.11.0".into(),
         };
         Seeder::new(Arc::new(GitLabState::new(settings, Clock::new())))

@@ -31,6 +31,8 @@ pub struct Settings {
     pub base_url: String,
     /// Registry host used in image locations (`127.0.0.1:PORT` unless set).
     pub registry_host: String,
+    /// `host:port` of Git over SSH when an SSH front runs (`ssh_url_to_repo` follows it).
+    pub ssh_host: Option<String>,
     /// Version reported by `/version`.
     pub version: String,
 }

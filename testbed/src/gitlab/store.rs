@@ -31,6 +31,8 @@ pub struct Store {
     pub deploy_tokens: BTreeMap<u64, DeployToken>,
     /// Token digest index.
     pub digests: HashMap<[u8; 32], Credential>,
+    /// SSH keys (users' and deploy keys) and deploy key links.
+    pub ssh: super::ssh_keys::SshKeys,
     /// Lower-cased full path → group id.
     group_paths: HashMap<String, u64>,
     /// Lower-cased `path_with_namespace` → project id.
@@ -52,6 +54,7 @@ impl Default for Store {
             tokens: BTreeMap::new(),
             deploy_tokens: BTreeMap::new(),
             digests: HashMap::new(),
+            ssh: super::ssh_keys::SshKeys::default(),
             group_paths: HashMap::new(),
             project_paths: HashMap::new(),
             // Distinct ranges so that mixing up a group id and a project id fails loudly.

@@ -56,6 +56,20 @@ fn find(store: &Store, source: Source, token_id: &str) -> Result<DeployToken, Ap
         .ok_or_else(|| ApiError::not_found("Deploy Token"))
 }
 
+/// `DeployToken` validation of a custom username (`/\A[a-zA-Z0-9\.\+_-]+\z/`, at most 255).
+fn invalid_username(username: &str) -> Option<&'static str> {
+    if username.chars().count() > 255 {
+        Some("Username is too long (maximum is 255 characters)")
+    } else if !username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '_' | '-'))
+    {
+        Some("Username can contain only letters, digits, '_', '-', '+', and '.'")
+    } else {
+        None
+    }
+}
+
 /// `GET /:kind/:id/deploy_tokens` (`active` filter), paginated.
 pub async fn list<const GROUP: bool>(
     State(state): State<Arc<GitLabState>>,
@@ -125,6 +139,14 @@ pub async fn create<const GROUP: bool>(
         return Err(ApiError::Param(errors.join(", ")));
     }
     let username = params.str("username").filter(|u| !u.is_empty());
+    if let Some(message) = username.as_deref().and_then(invalid_username) {
+        // The create service answers `render_api_error!(full_messages.to_sentence, 400)`.
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "message": message })),
+        )
+            .into_response());
+    }
     let now = state.now();
     let mut store = state.store();
     let source = authorized(&store, &caller, GROUP, &id, true)?;

@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod deploy;
+mod deploy_keys;
 mod params;
 mod personal;
 mod projects;
@@ -150,5 +151,6 @@ pub fn router() -> Router<S> {
     let router = members_routes(router, "projects");
     let router = members_routes(router, "groups");
     let router = token_routes::<false>(router, "projects");
+    let router = deploy_keys::routes(router);
     token_routes::<true>(router, "groups")
 }

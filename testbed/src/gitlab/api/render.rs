@@ -60,6 +60,20 @@ fn ssh_host(base_url: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(host, _)| host)
 }
 
+/// GitLab's `ssh_url_to_repo`: the scp form on port 22 (or with no SSH front: the web host),
+/// `ssh://git@host:port/…` on any other port (`gitlab-access-and-ssh.md` §2.4).
+fn ssh_url_to_repo(s: &Settings, path: &str) -> String {
+    match s
+        .ssh_host
+        .as_deref()
+        .map(|h| h.rsplit_once(':').unwrap_or((h, "22")))
+    {
+        Some((host, "22")) => format!("git@{host}:{path}.git"),
+        Some((host, port)) => format!("ssh://git@{host}:{port}/{path}.git"),
+        None => format!("git@{}:{path}.git", ssh_host(&s.base_url)),
+    }
+}
+
 /// `Project` (with `permissions` when a caller is given).
 pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) -> Value {
     let path = store.project_path(p);
@@ -74,7 +88,7 @@ pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) ->
         "path_with_namespace": path, "created_at": fmt_time(p.created_at),
         "default_branch": if p.has_repository { json!(p.default_branch) } else { Value::Null },
         "tag_list": [], "topics": [],
-        "ssh_url_to_repo": format!("git@{}:{}.git", ssh_host(&s.base_url), path),
+        "ssh_url_to_repo": ssh_url_to_repo(s, &path),
         "http_url_to_repo": format!("{}/{}.git", s.base_url, path),
         "web_url": format!("{}/{}", s.base_url, path),
         "readme_url": null, "avatar_url": null, "forks_count": 0, "star_count": 0,
@@ -159,6 +173,31 @@ mod tests {
             ("https://gitlab.example.com/", "gitlab.example.com"),
         ] {
             assert_eq!(super::ssh_host(url), host);
+        }
+    }
+
+    #[test]
+    fn ssh_url_to_repo_is_scp_on_port_22_and_ssh_otherwise() {
+        let mut s = crate::gitlab::state::Settings {
+            max_token_lifetime_days: 365,
+            rate_limit: None,
+            latency: None,
+            base_url: "http://127.0.0.1:8080".into(),
+            registry_host: "127.0.0.1:5000".into(),
+            ssh_host: None,
+            version: "17.11.0".into(),
+        };
+        let cases = [
+            (None, "git@127.0.0.1:acme/app.git"),
+            (
+                Some("gitlab.example.com:22"),
+                "git@gitlab.example.com:acme/app.git",
+            ),
+            (Some("127.0.0.1:2222"), "ssh://git@127.0.0.1:2222/acme/app.git"),
+        ];
+        for (host, want) in cases {
+            s.ssh_host = host.map(str::to_string);
+            assert_eq!(super::ssh_url_to_repo(&s, "acme/app"), want, "{host:?}");
         }
     }
 }

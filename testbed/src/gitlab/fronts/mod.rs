@@ -12,6 +12,8 @@ mod keys;
 mod oci_push;
 mod registry;
 mod seed_git;
+pub mod ssh;
+mod ssh_shell;
 mod tarball;
 
 use std::path::{Path, PathBuf};
@@ -238,6 +240,11 @@ impl Fronts {
             .helm
             .add(project_id, channel, helm::ChartPackage::new(meta, tgz));
         Ok(())
+    }
+
+    /// The bare repositories' directory (`<full_path>.git`), shared with the SSH front.
+    pub fn repos_dir(&self) -> PathBuf {
+        self.state.repos_dir.clone()
     }
 
     /// Stops the registry child (it is also killed when `Fronts` is dropped).
