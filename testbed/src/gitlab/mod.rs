@@ -70,6 +70,7 @@ mod clock;
 pub mod control;
 pub mod error;
 pub mod fronts;
+pub mod groups;
 pub mod middleware;
 pub mod model;
 pub mod oracle;

@@ -80,8 +80,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl GitLabState {
     /// A fresh, empty state.
     pub fn new(settings: Settings, clock: Clock) -> Self {
+        let mut store = Store::default();
+        store.use_clock(clock.clone());
         Self {
-            store: Mutex::new(Store::default()),
+            store: Mutex::new(store),
             clock,
             settings: Mutex::new(settings),
             calls: Mutex::new(Vec::new()),

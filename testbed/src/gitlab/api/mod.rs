@@ -4,12 +4,15 @@
 
 pub mod auth;
 mod deploy;
+mod groups;
+mod members;
 mod params;
 mod personal;
 mod projects;
 mod render;
 mod resolve;
 mod resource_tokens;
+mod sharing;
 
 use std::sync::Arc;
 
@@ -18,7 +21,7 @@ use axum::{
     extract::{Path, State},
     http::Uri,
     response::IntoResponse,
-    routing::{MethodRouter, any, get, post},
+    routing::{MethodRouter, any, delete, get, post},
 };
 
 pub use params::{PageSpec, Params};
@@ -51,6 +54,11 @@ fn members_routes(router: Router<S>, kind: &'static str) -> Router<S> {
                 move |State(s): State<S>, c: Caller, Path(id): Path<String>, uri: Uri, p: Params| async move {
                     projects::members(&s, &c, kind, &id, (&uri, &p), Scope::Direct)
                 },
+            )
+            .post(
+                move |State(s): State<S>, c: Caller, Path(id): Path<String>, p: Params| async move {
+                    members::add(&s, &c, kind, &id, &p)
+                },
             )),
         )
         .route(
@@ -66,6 +74,16 @@ fn members_routes(router: Router<S>, kind: &'static str) -> Router<S> {
             route(get(
                 move |State(s): State<S>, c: Caller, Path((id, u)): Path<(String, String)>| async move {
                     projects::member(&s, &c, kind, &id, &u, Scope::Direct)
+                },
+            )
+            .put(
+                move |State(s): State<S>, c: Caller, Path((id, u)): Path<(String, String)>, p: Params| async move {
+                    members::edit(&s, &c, kind, &id, &u, &p)
+                },
+            )
+            .delete(
+                move |State(s): State<S>, c: Caller, Path((id, u)): Path<(String, String)>| async move {
+                    members::remove(&s, &c, kind, &id, &u)
                 },
             )),
         )
@@ -124,6 +142,22 @@ pub fn router() -> Router<S> {
         .route(
             "/api/v4/groups/{id}/projects",
             route(get(projects::group_projects)),
+        )
+        .route("/api/v4/groups", route(get(groups::list_groups)))
+        .route("/api/v4/groups/{id}/subgroups", route(get(groups::subgroups)))
+        .route(
+            "/api/v4/groups/{id}/descendant_groups",
+            route(get(groups::descendant_groups)),
+        )
+        .route("/api/v4/projects/{id}/share", route(post(sharing::share_project)))
+        .route(
+            "/api/v4/projects/{id}/share/{group_id}",
+            route(delete(sharing::unshare_project)),
+        )
+        .route("/api/v4/groups/{id}/share", route(post(sharing::share_group)))
+        .route(
+            "/api/v4/groups/{id}/share/{group_id}",
+            route(delete(sharing::unshare_group)),
         )
         .route("/api/v4/personal_access_tokens", route(get(personal::list)))
         .route(
