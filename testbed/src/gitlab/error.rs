@@ -35,9 +35,9 @@ pub enum ApiError {
     /// 400 model validation `{"message":{"<field>":["<error>"]}}`.
     #[error("400 validation error on {0}")]
     Validation(String, String),
-    /// 409 `{"message":"<text>"}` (`conflict!` and `render_api_error!(…, 409)`).
-    #[error("409 {0}")]
-    Conflict(String),
+    /// `{"message":"<text>"}` with any status (`render_api_error!(text, status)`, `conflict!`).
+    #[error("{0} {1}")]
+    Api(u16, String),
     /// 405 `{"message":"405 Method Not Allowed"}`.
     #[error("405 Method Not Allowed")]
     MethodNotAllowed,
@@ -84,7 +84,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Api(status, _) => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 }
@@ -124,7 +124,7 @@ impl IntoResponse for ApiError {
                 (status, Json(json!({"message": "405 Method Not Allowed"}))).into_response()
             }
             ApiError::Param(text) => (status, Json(json!({"error": text}))).into_response(),
-            ApiError::Conflict(text) => (status, Json(json!({"message": text}))).into_response(),
+            ApiError::Api(_, text) => (status, Json(json!({"message": text}))).into_response(),
             ApiError::InvalidToken(failure) => {
                 let description = match failure {
                     TokenFailure::Expired => EXPIRED,

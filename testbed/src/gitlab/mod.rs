@@ -53,7 +53,7 @@
 //! |---|---|---|
 //! | `GET /-/testbed/clock` | `clock().now()` | `{"now","today","frozen"}` |
 //! | `POST /-/testbed/clock` `{"advance_secs"?, "set"?: RFC 3339, "freeze"?: bool}` | `clock().advance/set/freeze/unfreeze` | time travel |
-//! | `POST /-/testbed/seed` `{"users","groups","projects","project_updates","members","personal_tokens"}` | `seed().user/group/project/update_project/member/personal_token` | 201 with ids and PAT strings; a member with `access_level` 0 is removed (withdrawn access) |
+//! | `POST /-/testbed/seed` `{"users","groups","projects","project_updates","members","shares","personal_tokens"}` | `seed().user/group/project/update_project/member/share/personal_token` | 201 with ids and PAT strings; a member with `access_level` 0 is removed (withdrawn access); members take `expires_at`; a share `{"path","group","group_access","expires_at"?}` with `group_access` 0 is removed |
 //! | `POST /-/testbed/seed/default` | `seed_default(&seed())` | the default world (`DefaultSeed`) |
 //! | `GET /-/testbed/projects` | `seed().projects()` | projects with `has_repository/has_image/has_chart` |
 //! | `GET`/`DELETE /-/testbed/calls` | `calls()` | call log (method, path with redacted query, status, user, at) |
@@ -74,6 +74,7 @@ pub mod groups;
 pub mod middleware;
 pub mod model;
 pub mod oracle;
+pub mod repos;
 pub mod seed;
 pub mod server;
 pub mod state;

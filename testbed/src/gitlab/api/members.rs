@@ -145,7 +145,7 @@ pub fn add(state: &GitLabState, caller: &Caller, kind: &str, id: &str, params: &
             if batch {
                 continue;
             }
-            return Err(ApiError::Conflict("Member already exists".into()));
+            return Err(ApiError::Api(409, "Member already exists".into()));
         }
         if !store.users.contains_key(&user_id) {
             return Err(ApiError::not_found("User"));

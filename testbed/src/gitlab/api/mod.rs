@@ -2,6 +2,7 @@
 //! decodes the parameter afterwards), so `projects/acme%2Fapp` resolves by full path while a literal
 //! `projects/acme/app` falls through to the `404 Not Found` catch-all, as on GitLab.
 
+mod associations;
 pub mod auth;
 mod deploy;
 mod groups;
@@ -10,6 +11,7 @@ mod params;
 mod personal;
 mod projects;
 mod render;
+mod repository_files;
 mod resolve;
 mod resource_tokens;
 mod sharing;
@@ -144,6 +146,31 @@ pub fn router() -> Router<S> {
             route(get(projects::group_projects)),
         )
         .route("/api/v4/groups", route(get(groups::list_groups)))
+        .route(
+            "/api/v4/personal_access_tokens/self/associations",
+            route(get(associations::associations)),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/files/{file_path}",
+            route(
+                get(repository_files::get_file)
+                    .post(repository_files::create_file)
+                    .put(repository_files::update_file)
+                    .delete(repository_files::delete_file),
+            ),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/files/{file_path}/raw",
+            route(get(repository_files::get_raw)),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/commits/{sha}",
+            route(get(repository_files::get_commit)),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/branches/{branch}",
+            route(get(repository_files::get_branch)),
+        )
         .route("/api/v4/groups/{id}/subgroups", route(get(groups::subgroups)))
         .route(
             "/api/v4/groups/{id}/descendant_groups",

@@ -114,7 +114,7 @@ pub async fn share_project(
         .share(Source::Project(p.id), group.id, access, expires_at, now)
         .map_err(|e| match e {
             ShareError::Duplicate | ShareError::SelfShare => {
-                ApiError::Conflict("Group already shared with this group".into())
+                ApiError::Api(409, "Group already shared with this group".into())
             }
         })?;
     let body = json!({
@@ -169,10 +169,11 @@ pub async fn share_group(
         .sharing
         .share(Source::Group(shared.id), invited.id, access, expires_at, now)
         .map_err(|e| match e {
-            ShareError::Duplicate => {
-                ApiError::Conflict("Shared group The group has already been shared with this group".into())
-            }
-            ShareError::SelfShare => ApiError::Conflict("Shared group cannot be shared with itself".into()),
+            ShareError::Duplicate => ApiError::Api(
+                409,
+                "Shared group The group has already been shared with this group".into(),
+            ),
+            ShareError::SelfShare => ApiError::Api(409, "Shared group cannot be shared with itself".into()),
         })?;
     Ok((
         StatusCode::CREATED,
