@@ -397,23 +397,15 @@ impl Repositories {
                     .executable
                     .unwrap_or_else(|| existing.as_ref().is_some_and(|b| b.executable));
                 let mode = if executable { "100755" } else { "100644" };
-                let info = format!("{mode},{blob},{}", change.file_path);
-                self.git_ok(
-                    repo,
-                    &["update-index", "--add", "--cacheinfo", &info],
-                    &index,
-                    b"",
-                )
-                .await?;
+                let line = format!("{mode} {blob}\t{}\n", change.file_path);
+                self.git_ok(repo, &["update-index", "--index-info"], &index, line.as_bytes())
+                    .await?;
             }
             FileAction::Delete => {
-                self.git_ok(
-                    repo,
-                    &["update-index", "--force-remove", "--", &change.file_path],
-                    &index,
-                    b"",
-                )
-                .await?;
+                // Mode 0 removes the path (`--force-remove` would want a work tree).
+                let line = format!("0 {ZERO_OID}\t{}\n", change.file_path);
+                self.git_ok(repo, &["update-index", "--index-info"], &index, line.as_bytes())
+                    .await?;
             }
         }
         let tree = self.git_ok(repo, &["write-tree"], &index, b"").await?;

@@ -41,7 +41,7 @@ const FILE_READ: &[&str] = &["api", "read_api", "read_repository"];
 
 fn git_failed(e: GitError) -> ApiError {
     tracing::warn!(error = %e, "repository operation failed");
-    ApiError::BadRequest(format!("git failed: {}", e.command))
+    ApiError::Api(500, "500 Internal Server Error".into())
 }
 
 /// The caller's level on a project (admins count as Owner).
