@@ -526,3 +526,78 @@ async fn git_access_follows_shares_and_member_changes_at_once() {
         "unsharing withdraws at once: {stderr}"
     );
 }
+
+/// Installs python-gitlab into `.tools/venv` (when missing) and returns the venv's python.
+async fn python() -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../hack/python-gitlab.sh");
+    let out = tokio::process::Command::new("bash")
+        .arg(script)
+        .output()
+        .await
+        .expect("run hack/python-gitlab.sh");
+    assert!(
+        out.status.success(),
+        "hack/python-gitlab.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_gitlab_drives_files_members_and_shares() {
+    let w = FilesWorld::start().await;
+    let seed = w.gl.seed();
+    let ops = seed
+        .group(GroupSeed {
+            full_path: "ops".into(),
+            name: None,
+            visibility: Some("internal".into()),
+        })
+        .expect("group");
+    let nina = seed
+        .user(UserSeed {
+            username: "nina".into(),
+            name: None,
+            admin: false,
+        })
+        .expect("user");
+    let python = python().await;
+    let out = tokio::process::Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/groups_files.py"))
+        .env("GITLAB_URL", w.gl.url())
+        .env("GITLAB_TOKEN", w.op())
+        .env("PROJECT", "acme/team-a/app")
+        .env("GROUP_ID", ops.to_string())
+        .env("USER_ID", nina.to_string())
+        .output()
+        .await
+        .expect("run the python-gitlab script");
+    assert!(
+        out.status.success(),
+        "python-gitlab script failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let facts: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let expected = json!({
+        "readme": "# acme/team-a/app\n\nSeeded by the testbed.\n",
+        "readme_commit_is_last": true,
+        "created": {"file_path": "policies/broker.yaml", "branch": "main"},
+        "raw_after_edit": "grants: [acme]\n",
+        "pinned_first": "grants: []\n",
+        "head_is_new": true,
+        "deleted": [404, "404 File Not Found"],
+        "bad_ref": [404, "404 Commit Not Found"],
+        "member_created": ["nina", 20, "2099-01-31"],
+        "member_duplicate": [409, "Member already exists"],
+        "member_all": [["dev", 30], ["nina", 30], ["operator", 50]],
+        "member_gone": [404, "404 Not found"],
+        "shared_with_groups": [{"group_id": ops, "group_name": "Ops", "group_full_path": "ops",
+                                "group_access_level": 20, "expires_at": null}],
+        "share_again": [409, "Group already shared with this group"],
+        "after_unshare": [],
+        "subgroups": ["acme/platform", "acme/team-a", "acme/team-b"],
+        "group_share": [[ops, 10]],
+        "group_after_unshare": [],
+    });
+    assert_eq!(facts, expected);
+}
