@@ -636,3 +636,55 @@ async fn associations_list_reach_with_gitlab_access_levels() {
         200
     );
 }
+
+#[tokio::test]
+async fn controls_seed_shares_and_expiring_members_over_http() {
+    let w = world().await;
+    let tomorrow = w.gl.clock().today().checked_add_days(Days::new(1)).expect("date");
+    let seeded = w
+        .send(
+            Method::POST,
+            "/-/testbed/seed",
+            None,
+            Some(json!({
+                "users": [{"username": "olga"}, {"username": "tmp"}],
+                "groups": [{"full_path": "ops/core"}],
+                "members": [{"username": "olga", "path": "ops", "access_level": 40},
+                            {"username": "tmp", "path": "acme/team-a/app", "access_level": 30,
+                             "expires_at": tomorrow.format("%Y-%m-%d").to_string()}],
+                "shares": [{"path": "acme/team-a/app", "group": "ops", "group_access": 20}],
+            })),
+        )
+        .await;
+    assert_eq!(seeded.status, 201, "{}", seeded.text);
+    assert_eq!(
+        all_levels(&w, "projects", APP).await,
+        pairs(&[("dev", 30), ("olga", 20), ("operator", 50), ("tmp", 30)])
+    );
+    w.gl.clock().advance(chrono::Duration::days(1));
+    let unshare = w
+        .send(
+            Method::POST,
+            "/-/testbed/seed",
+            None,
+            Some(json!({"shares": [{"path": "acme/team-a/app", "group": "ops", "group_access": 0}]})),
+        )
+        .await;
+    assert_eq!(unshare.status, 201);
+    assert_eq!(
+        all_levels(&w, "projects", APP).await,
+        pairs(&[("dev", 30), ("operator", 50)])
+    );
+    let bad = w
+        .send(
+            Method::POST,
+            "/-/testbed/seed",
+            None,
+            Some(json!({"shares": [{"path": "acme/team-a/app", "group": "nope", "group_access": 20}]})),
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.body),
+        (400, json!({"error": "unknown group \"nope\""}))
+    );
+}
