@@ -320,7 +320,7 @@ async fn file_errors_and_write_rules_match_gitlab() {
             json!({"message": "404 Branch Not Found"}),
         ),
         (
-            format!("/api/v4/projects/acme%2Fplatform%2Finfra/repository/files/README.md?ref=main"),
+            "/api/v4/projects/acme%2Fplatform%2Finfra/repository/files/README.md?ref=main".to_string(),
             404,
             json!({"message": "404 Commit Not Found"}),
         ),

@@ -44,9 +44,12 @@ fn member(w: &World, username: &str, path: &str, level: u32) {
         .expect("member");
 }
 
+/// A user's id and PAT.
+type Account = (u64, String);
+
 /// The internal group `ops` (visible to every signed-in user) with Owner `olga`, Reporter `rex`
 /// and `sam`, Maintainer of the subgroup `ops/core` only. Returns (ops id, olga, rex, sam).
-fn ops(w: &World) -> (u64, (u64, String), (u64, String), (u64, String)) {
+fn ops(w: &World) -> (u64, Account, Account, Account) {
     let seed = w.gl.seed();
     let id = seed
         .group(GroupSeed {
