@@ -178,6 +178,33 @@ async fn files_are_read_at_refs_and_changed_by_commits_that_git_clone_sees() {
         (seeded.clone(), seeded.clone(), "main".into())
     );
     assert_eq!(file.header("x-gitlab-blob-id"), file.str("blob_id"));
+    // HEAD answers the same headers without a body, and the same 404s.
+    let head = w
+        .send(
+            Method::HEAD,
+            &format!("/api/v4/projects/{APP}/repository/files/README.md?ref=main"),
+            Some(w.op()),
+            None,
+        )
+        .await;
+    assert_eq!((head.status, head.text.as_str()), (200, ""));
+    assert_eq!(
+        (
+            head.header("x-gitlab-commit-id"),
+            head.header("x-gitlab-size"),
+            head.header("x-gitlab-file-path")
+        ),
+        (seeded.clone(), readme.len().to_string(), "README.md".to_string())
+    );
+    let head_missing = w
+        .send(
+            Method::HEAD,
+            &format!("/api/v4/projects/{APP}/repository/files/nope?ref=main"),
+            Some(w.op()),
+            None,
+        )
+        .await;
+    assert_eq!(head_missing.status, 404);
 
     // A policy file committed through the API (slashes URL-encoded in the path).
     let policy = "apiVersion: v1\ngrants: []\n";

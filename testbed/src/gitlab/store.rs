@@ -214,18 +214,25 @@ impl Store {
     /// A direct membership still in force (not past its expiry date).
     pub fn direct_member(&self, user_id: u64, source: Source) -> Option<&Membership> {
         let today = self.today();
-        self.members.get(&(user_id, source)).filter(|_| {
-            self.sharing
-                .member_expiry(user_id, source)
-                .is_none_or(|d| today < d)
-        })
+        self.members
+            .get(&(user_id, source))
+            .filter(|m| self.in_force(m, today))
     }
 
-    /// A user's direct memberships.
+    /// Whether a membership has not reached its expiry date (`expires_at` ≤ today ends it).
+    fn in_force(&self, m: &Membership, today: NaiveDate) -> bool {
+        self.sharing
+            .member_expiry(m.user_id, m.source)
+            .is_none_or(|d| today < d)
+    }
+
+    /// A user's direct memberships still in force.
     pub fn memberships_of(&self, user_id: u64) -> impl Iterator<Item = &Membership> {
+        let today = self.today();
         self.members
             .range((user_id, Source::Project(0))..=(user_id, Source::Group(u64::MAX)))
             .map(|(_, m)| m)
+            .filter(move |m| self.in_force(m, today))
     }
 
     /// Direct membership level of a user on a source (0 when none or expired).
