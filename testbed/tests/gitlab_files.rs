@@ -628,3 +628,28 @@ async fn python_gitlab_drives_files_members_and_shares() {
     });
     assert_eq!(facts, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_world_serves_repository_files_from_its_seeded_repositories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = testbed::world::WorldConfig::new(dir.path());
+    config.flux = false;
+    let world = testbed::world::World::start(config).await.expect("world");
+    let token = world.operator_token().expect("seeded").to_string();
+    let resp = http()
+        .get(format!(
+            "{}/api/v4/projects/{APP}/repository/files/README.md?ref=main",
+            world.gitlab_url()
+        ))
+        .header("PRIVATE-TOKEN", token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(
+        body["content"],
+        json!(b64("# acme/team-a/app\n\nSeeded by the testbed.\n"))
+    );
+    world.stop().await;
+}
