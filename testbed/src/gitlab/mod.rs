@@ -86,6 +86,7 @@ pub mod model;
 pub mod oracle;
 pub mod repos;
 pub mod seed;
+pub mod seed_groups;
 pub mod server;
 pub mod state;
 pub mod store;
