@@ -121,6 +121,7 @@ impl World {
         let fronts = Fronts::start(fronts_config, bound.oracle())
             .await
             .map_err(|e| start_err("gitlab fronts")(e.to_string()))?;
+        bound.state().attach_repositories(fronts.repositories());
         let registry_host = fronts.registry_host();
         bound
             .state()

@@ -96,6 +96,7 @@ pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) ->
         "container_registry_image_prefix": format!("{}/{}", s.registry_host, path).to_lowercase(),
         "visibility": p.visibility, "archived": p.archived, "empty_repo": !p.has_repository,
         "container_registry_enabled": true, "packages_enabled": true,
+        "shared_with_groups": super::sharing::shared_with_groups(store, Source::Project(p.id)),
     });
     if let (Some(uid), Some(map)) = (caller, v.as_object_mut()) {
         let project_level = store.direct_level(uid, Source::Project(p.id));
@@ -154,12 +155,19 @@ pub fn deploy_token(d: &DeployToken, now: chrono::DateTime<chrono::Utc>) -> Valu
     })
 }
 
-/// Member entity.
-pub fn member(u: &User, level: u32, s: &Settings, created_at: chrono::DateTime<chrono::Utc>) -> Value {
+/// Member entity (`expires_at` is a date).
+pub fn member(
+    u: &User,
+    level: u32,
+    s: &Settings,
+    created_at: chrono::DateTime<chrono::Utc>,
+    expires_at: Option<NaiveDate>,
+) -> Value {
     json!({
         "id": u.id, "username": u.username, "name": u.name, "state": "active", "locked": false,
         "avatar_url": null, "web_url": format!("{}/{}", s.base_url, u.username),
-        "access_level": level, "created_at": fmt_time(created_at), "expires_at": null,
+        "access_level": level, "created_at": fmt_time(created_at),
+        "expires_at": expires_at.map(fmt_date),
         "bot": u.user_type == UserType::ProjectBot, "membership_state": "active",
     })
 }

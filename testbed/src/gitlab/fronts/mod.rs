@@ -11,7 +11,7 @@ mod jwt_auth;
 mod keys;
 mod oci_push;
 mod registry;
-mod seed_git;
+pub(crate) mod seed_git;
 pub mod ssh;
 mod ssh_shell;
 mod tarball;
@@ -183,6 +183,12 @@ impl Fronts {
             )
             .fallback(git_http::fallback)
             .with_state(self.state.clone())
+    }
+
+    /// The bare repositories, for the REST API's repository endpoints
+    /// (`GitLabState::attach_repositories`).
+    pub fn repositories(&self) -> crate::gitlab::repos::Repositories {
+        crate::gitlab::repos::Repositories::new(&self.state.git_bin, &self.state.repos_dir)
     }
 
     /// `127.0.0.1:PORT` of the registry.
