@@ -169,3 +169,86 @@ async fn kubectl_sorts_lists_and_describes_events_of_both_apis() {
     .await
     .expect("kubectl steps");
 }
+
+/// The operator's own CRDs from `crds/`, applied with kubectl.
+fn operator_crds() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explain_reads_the_crd_schemas_from_openapi_v3() {
+    let h = start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kc = Kubectl {
+        kubeconfig: dir.path().join("kubeconfig"),
+        cache: dir.path().join("cache"),
+    };
+    h.write_kubeconfig(&kc.kubeconfig, h.admin_token())
+        .expect("kubeconfig");
+    h.allow_anonymous_admin();
+    let crds = operator_crds();
+    let schema: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(crds.join("gitlabtokens.gitlabtokens.io.yaml")).expect("crd"),
+    )
+    .expect("yaml");
+    let spec = &schema["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let spec_doc = spec["description"]
+        .as_str()
+        .expect("spec description")
+        .to_string();
+    let format_doc = spec["properties"]["secret"]["properties"]["format"]["description"]
+        .as_str()
+        .expect("format description")
+        .to_string();
+    let fields: Vec<String> = spec["properties"]
+        .as_object()
+        .expect("spec properties")
+        .keys()
+        .cloned()
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        // Before any CRD: nothing to explain.
+        let missing = kc.fails(&["explain", "gitlabtokens.spec"]);
+        assert!(missing.contains("gitlabtokens"), "{missing}");
+
+        kc.run(&["apply", "-f", crds.to_str().expect("path")]);
+        kc.run(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/gitlabtokens.gitlabtokens.io",
+            "--timeout=20s",
+        ]);
+
+        let spec_out = kc.run(&["explain", "gitlabtokens.spec"]);
+        assert!(spec_out.contains("GROUP:      gitlabtokens.io"), "{spec_out}");
+        assert!(spec_out.contains("KIND:       GitLabToken"), "{spec_out}");
+        assert!(spec_out.contains("FIELD: spec <Object>"), "{spec_out}");
+        assert!(spec_out.contains(&spec_doc), "{spec_out}");
+        for f in &fields {
+            assert!(
+                spec_out.contains(&format!("  {f}\t")),
+                "field {f} missing:\n{spec_out}"
+            );
+        }
+
+        let format_out = kc.run(&["explain", "gitlabtokens.spec.secret.format"]);
+        assert!(format_out.contains("FIELD: format <string>"), "{format_out}");
+        assert!(format_out.contains(&format_doc), "{format_out}");
+        assert!(
+            format_out.contains("ENUM:") && format_out.contains("docker-config"),
+            "{format_out}"
+        );
+
+        // The whole object: metadata resolves through the ObjectMeta reference.
+        let top = kc.run(&["explain", "gitlabtokens"]);
+        assert!(top.contains("metadata\t<ObjectMeta>"), "{top}");
+        let recursive = kc.run(&["explain", "gitlabtokens.spec", "--recursive"]);
+        assert!(recursive.contains("format\t<string>"), "{recursive}");
+
+        // A field that does not exist is refused as kubectl refuses it on a real cluster.
+        let bad = kc.fails(&["explain", "gitlabtokens.spec.nosuchfield"]);
+        assert!(bad.contains("nosuchfield"), "{bad}");
+    })
+    .await
+    .expect("kubectl steps");
+}
