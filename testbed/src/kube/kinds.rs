@@ -434,6 +434,9 @@ pub fn event_from_core(core: &Value) -> Value {
     ev
 }
 
+/// A field name and the value an unset one shows.
+type ZeroField = (&'static str, fn() -> Value);
+
 /// The fields an Event of each API always shows, with the value Go's JSON encoding gives an
 /// unset one: struct fields without `omitempty` effect (`metav1.Time` → `null`, an empty
 /// `EventSource`/`ObjectReference` → `{}`) and strings without `omitempty` (`reportingComponent`).
@@ -442,7 +445,7 @@ pub fn event_from_core(core: &Value) -> Value {
 /// Event created with only `eventTime` shows `lastTimestamp: null` in the core view — present,
 /// which is what lets `kubectl get events --sort-by=.lastTimestamp` sort instead of failing with
 /// "couldn't find any field with path".
-fn event_zero_fields(group: &str) -> &'static [(&'static str, fn() -> Value)] {
+fn event_zero_fields(group: &str) -> &'static [ZeroField] {
     if group == "events.k8s.io" {
         &[
             ("eventTime", || Value::Null),
