@@ -12,7 +12,7 @@ use axum::{
 
 use super::{
     auth::{Caller, READ, WRITE},
-    params::{PageSpec, Params, paginate},
+    params::{Failures, PageSpec, Params, paginate},
     render, resolve,
 };
 use crate::gitlab::{
@@ -116,28 +116,13 @@ pub async fn create<const GROUP: bool>(
     params: Params,
 ) -> Api {
     caller.require_scopes(WRITE)?;
-    let mut errors = Vec::new();
-    let name = params.str("name").filter(|n| !n.trim().is_empty());
-    if name.is_none() {
-        errors.push("name is missing".to_string());
-    }
-    let scopes = params.list("scopes").unwrap_or_default();
-    if scopes.is_empty() {
-        errors.push("scopes is missing".into());
-    } else if scopes.iter().any(|s| !DEPLOY_TOKEN_SCOPES.contains(&s.as_str())) {
-        errors.push("scopes does not have a valid value".into());
-    }
-    let expires_at = match params.datetime("expires_at") {
-        Ok(t) => t,
-        Err(ApiError::Param(e)) => {
-            errors.push(e);
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Param(errors.join(", ")));
-    }
+    let mut failures = Failures::default();
+    let name = failures.check(params.required("name"))?;
+    let scopes = failures
+        .check(params.required_values("scopes", DEPLOY_TOKEN_SCOPES))?
+        .unwrap_or_default();
+    let expires_at = failures.check(params.datetime("expires_at"))?.flatten();
+    failures.finish()?;
     let username = params.str("username").filter(|u| !u.is_empty());
     if let Some(message) = username.as_deref().and_then(invalid_username) {
         // The create service answers `render_api_error!(full_messages.to_sentence, 400)`.
