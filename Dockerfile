@@ -22,7 +22,9 @@ ARG BUILDARCH
 RUN set -eux; \
     case "$TARGETARCH" in amd64) arch=x86_64 ;; arm64) arch=aarch64 ;; *) echo "unsupported $TARGETARCH"; exit 1 ;; esac; \
     pkgs="musl-tools binutils"; \
-    if [ "$TARGETARCH" != "$BUILDARCH" ]; then pkgs="$pkgs gcc-$(echo $arch | tr _ -)-linux-gnu"; fi; \
+    if [ "$TARGETARCH" != "$BUILDARCH" ]; then \
+      pkgs="$pkgs gcc-$(echo $arch | tr _ -)-linux-gnu libc6-dev-$TARGETARCH-cross"; \
+    fi; \
     apt-get update; \
     apt-get install -y --no-install-recommends $pkgs; \
     rm -rf /var/lib/apt/lists/*; \

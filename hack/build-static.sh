@@ -6,7 +6,8 @@
 #   hack/build-static.sh [--arch amd64|arm64] [--profile release|dev]
 #
 # --arch defaults to this machine's; another arch is cross-compiled with the Debian cross gcc
-# (gcc-aarch64-linux-gnu / gcc-x86-64-linux-gnu) as C compiler and linker: Rust's musl targets link
+# (gcc-aarch64-linux-gnu / gcc-x86-64-linux-gnu, with the C headers of libc6-dev-arm64-cross /
+# libc6-dev-amd64-cross for ring's C code) as C compiler and linker: Rust's musl targets link
 # their own self-contained C runtime, so a glibc cross toolchain is enough. --profile dev gives an
 # unoptimised binary (what the image test uses, to share the debug build's cost).
 set -euo pipefail
