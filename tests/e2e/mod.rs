@@ -80,6 +80,9 @@ pub struct Options {
     pub extra: Vec<Value>,
     /// Extra environment for the operator process (its flags all have `GTO_*` variables).
     pub operator_env: Vec<(String, String)>,
+    /// The test starts the operator itself (e.g. from the container image): `start_with` starts
+    /// none and returns without waiting for the connection to be Ready.
+    pub external_operator: bool,
 }
 
 /// Several operator processes electing a leader over one Lease.
@@ -195,6 +198,9 @@ impl Env {
             if object["kind"] == "CustomResourceDefinition" {
                 env.wait_crd_served(object).await;
             }
+        }
+        if options.external_operator {
+            return env;
         }
         match &options.leader_election {
             None => env.start_operator().await,
