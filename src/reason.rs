@@ -97,6 +97,12 @@ reasons! {
     /// Two sources name the same Secret but need different tokens.
     ConflictingRequest = "ConflictingRequest", Warning,
         "Give this source its own gitlabtokens.io/secret-name, or make its needs match the source already served.";
+    /// A `gitlabtokens.io/` annotation is ignored: an `inject` value other than "true"/"false", or a key the operator does not know.
+    IgnoredAnnotation = "IgnoredAnnotation", Warning,
+        "Fix or remove the annotation named in the message (it suggests the one you probably meant).";
+    /// The API server refused the `GitLabToken` the shim built for the source (e.g. 422).
+    GitLabTokenRejected = "GitLabTokenRejected", Warning,
+        "Read the API server's message in the event; shorten or correct the annotation or URL it names.";
     /// The target Secret exists and was not created by the operator.
     SecretNotOwned = "SecretNotOwned", Warning,
         "Delete or rename the existing Secret, or point the request at another Secret name.";

@@ -63,8 +63,18 @@ pub struct RunArgs {
     /// This replica's name in events and leases (defaults to the host name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
-    /// Run the controllers only while holding the leader Lease (for several replicas).
-    #[arg(long, env = "GTO_LEADER_ELECT", value_parser = clap::builder::BoolishValueParser::new())]
+    /// Run the controllers only while holding the leader Lease (on by default: one writer). Switch it
+    /// off only for development, explicitly: `--leader-elect=false`.
+    #[arg(
+        long,
+        env = "GTO_LEADER_ELECT",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true"
+    )]
     pub leader_elect: bool,
     /// Name of the leader Lease in the operator's namespace.
     #[arg(long, env = "GTO_LEASE_NAME", default_value = "gitlab-token-operator")]
@@ -105,7 +115,17 @@ pub enum RunError {
     /// Leader election could not start.
     #[error(transparent)]
     Leader(#[from] crate::leader::LeaderError),
-    /// The health server could not bind.
+    /// The health and metrics address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on --metrics-addr {addr} for /livez, /readyz and /metrics: {source}; {hint}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The health server failed while serving.
     #[error("cannot serve metrics: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -115,6 +135,20 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init(args.log_format);
     let _crash_points = crate::failpoints::setup();
+    // Bind first: a second instance (or anything else on the port) stops here, at once, before it
+    // talks to the cluster.
+    let listener = http::bind(args.metrics_addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: args.metrics_addr,
+            hint: http::bind_hint(&source),
+            source,
+        })?;
+    if !args.leader_elect {
+        tracing::warn!(
+            "leader election is off (--leader-elect=false): run exactly one instance, or two would race on GitLab tokens"
+        );
+    }
     let client = Client::try_default().await.map_err(|e| match e {
         kube::Error::InferConfig(c) => RunError::Config(c),
         other => RunError::Kube(other),
@@ -176,7 +210,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         policies.clone(),
         namespaces,
     ));
-    let http_task = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped()));
+    let http_task = tokio::spawn(http::serve(listener, health.clone(), stopped()));
     let lease = crate::leader::LeaderConfig {
         lease_name: args.lease_name.clone(),
         namespace: args.namespace.clone(),
@@ -536,4 +570,34 @@ fn hostname() -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "gitlab-token-operator".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::RunArgs;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn leader_elect(args: &[&str]) -> Result<bool, clap::Error> {
+        let argv = std::iter::once("run").chain(args.iter().copied());
+        Cmd::try_parse_from(argv).map(|c| c.run.leader_elect)
+    }
+
+    #[test]
+    fn leader_election_is_on_unless_switched_off_explicitly() {
+        // SAFETY: no other test of this binary reads or writes GTO_LEADER_ELECT.
+        assert!(std::env::var_os("GTO_LEADER_ELECT").is_none());
+        assert!(leader_elect(&[]).unwrap(), "on by default: one writer");
+        assert!(leader_elect(&["--leader-elect"]).unwrap());
+        assert!(leader_elect(&["--leader-elect=true"]).unwrap());
+        assert!(!leader_elect(&["--leader-elect=false"]).unwrap());
+        assert!(!leader_elect(&["--leader-elect=0"]).unwrap());
+        assert!(leader_elect(&["--leader-elect=maybe"]).is_err());
+    }
 }

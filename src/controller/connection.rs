@@ -220,10 +220,18 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
         let body =
             json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabConnection", "status": status});
         api.patch_status(&name, &params, &Patch::Apply(&body)).await?;
-        let was_ready = conn
+        let was = conn
             .status
             .as_ref()
-            .is_some_and(|s| super::conditions::is_ready(&s.conditions));
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        let was_ready = was.is_some_and(|c| c.status == crate::crd::ConditionStatus::True);
+        log_state_change(
+            &name,
+            was.map(|c| (was_ready, c.reason.as_str())),
+            ready,
+            reason,
+            &message,
+        );
         if was_ready != ready || !ready {
             ctx.event(conn.as_ref(), !ready, reason, "Check", message).await;
         }
@@ -234,6 +242,29 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
         started.elapsed().as_secs_f64(),
     );
     Ok(Action::requeue(if ready { RECHECK } else { RETRY }))
+}
+
+/// Logs (info, or warn when it stops working) a connection whose Ready state or reason changed;
+/// a re-check with the same outcome is quiet.
+fn log_state_change(name: &str, was: Option<(bool, &str)>, ready: bool, reason: &str, message: &str) {
+    if was == Some((ready, reason)) {
+        return;
+    }
+    match (ready, was) {
+        (true, _) => tracing::info!(connection = name, "GitLabConnection is Ready: {message}"),
+        (false, Some((true, _))) => {
+            tracing::warn!(
+                connection = name,
+                reason,
+                "GitLabConnection stopped working: {message}"
+            )
+        }
+        (false, _) => tracing::info!(
+            connection = name,
+            reason,
+            "GitLabConnection is not Ready: {message}"
+        ),
+    }
 }
 
 async fn check(
@@ -294,17 +325,21 @@ async fn check(
     };
 
     let in_flight = secret.annotations().contains_key(SELF_ROTATION_ANNOTATION);
-    let version = live.api.version().await.map_err(|e| lost_or(&e, in_flight))?;
+    let version = live
+        .api
+        .version()
+        .await
+        .map_err(|e| lost_or(&e, in_flight, &spec.url))?;
     let user = live
         .api
         .current_user()
         .await
-        .map_err(|e| lost_or(&e, in_flight))?;
+        .map_err(|e| lost_or(&e, in_flight, &spec.url))?;
     let own = live
         .api
         .personal_access_token_self()
         .await
-        .map_err(|e| lost_or(&e, in_flight))?;
+        .map_err(|e| lost_or(&e, in_flight, &spec.url))?;
     live.report_rate_limit(&ctx.metrics);
     if in_flight {
         // The stored token works, so whatever happened before, the Secret is good.
@@ -396,7 +431,7 @@ pub fn self_rotation_due(today: NaiveDate, expires_at: NaiveDate, renew_before_d
         .is_none_or(|start| today >= start)
 }
 
-fn gitlab_not_ready(e: &GitLabError) -> NotReady {
+fn gitlab_not_ready(e: &GitLabError, url: &str) -> NotReady {
     let reason = match e {
         GitLabError::TokenExpired { .. } => "TokenExpired",
         GitLabError::TokenRevoked { .. } => "TokenRevoked",
@@ -406,10 +441,13 @@ fn gitlab_not_ready(e: &GitLabError) -> NotReady {
         GitLabError::RateLimited { .. } => "RateLimited",
         _ => "GitLabUnreachable",
     };
-    not_ready(reason, format!("GitLab check failed: {e}"))
+    match e.hint_for_url(url) {
+        Some(hint) => not_ready(reason, format!("GitLab check failed: {e}; {hint}")),
+        None => not_ready(reason, format!("GitLab check failed: {e}")),
+    }
 }
 
-fn lost_or(e: &GitLabError, in_flight: bool) -> NotReady {
+fn lost_or(e: &GitLabError, in_flight: bool, url: &str) -> NotReady {
     if in_flight && e.is_credential_failure() {
         return not_ready(
             "SelfRotationLost",
@@ -417,7 +455,7 @@ fn lost_or(e: &GitLabError, in_flight: bool) -> NotReady {
              into the credentials Secret (the operator will not present the old one to GitLab's rotate endpoint again)",
         );
     }
-    gitlab_not_ready(e)
+    gitlab_not_ready(e, url)
 }
 
 async fn clear_rotation_mark(secrets: &Api<Secret>, name: &str) -> kube::Result<()> {
@@ -454,7 +492,7 @@ async fn rotate_own_token(
         .api
         .rotate_personal_access_token_self(expires)
         .await
-        .map_err(|e| gitlab_not_ready(&e))?;
+        .map_err(|e| gitlab_not_ready(&e, &live.spec.url))?;
     let encoded = ByteString(new.token.expose_secret().as_bytes().to_vec());
     let mut data = BTreeMap::new();
     data.insert(key.to_string(), encoded);

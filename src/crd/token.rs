@@ -28,13 +28,17 @@ use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
     printcolumn(
         name = "Reason",
         type_ = "string",
-        priority = 1,
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Project", type_ = "string", json_path = ".status.project.path"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.current.expiresAt"),
     printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitLabTokenSpec {

@@ -61,6 +61,18 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
     ctx.set_fence(&uid, token.resource_version());
     let mut status = token.status.clone().unwrap_or_default();
     ledger::backfill_locations(&mut status);
+    if let Some((reason, message)) = crate::shim::shim_refusal(&token) {
+        // A request the shim refused is served nothing; whatever an earlier spec got is withdrawn.
+        ledger::retire_all(&mut status, "Refused", ctx.now());
+        let refusal = Refusal {
+            reason,
+            message,
+            policy: None,
+            connection: None,
+            project: None,
+        };
+        return refuse(&token, ctx, status, refusal).await;
+    }
     let resolved = match observe::resolve(&token, ctx).await? {
         Ok(r) => r,
         Err(refusal) => return refuse(&token, ctx, status, refusal).await,

@@ -181,11 +181,12 @@ fn registry_host_for(token: &GitLabToken, connection: &LiveConnection) -> Result
     if token.spec.secret.format != SecretFormat::DockerConfig {
         return Ok(None);
     }
+    // Registry hosts compare in their one normal form (`crate::shim::url`): `:443` is the default.
     let own = connection
         .spec
         .registry_host
         .as_deref()
-        .map(str::to_ascii_lowercase);
+        .map(|h| crate::shim::url::normalise_registry_host(h).unwrap_or_else(|_| h.to_ascii_lowercase()));
     match (token.spec.secret.registry_host.as_deref(), own) {
         (None, None) => Err(refuse(
             Reason::MissingRegistryHost,
@@ -195,7 +196,9 @@ fn registry_host_for(token: &GitLabToken, connection: &LiveConnection) -> Result
             ),
         )),
         (None, Some(own)) => Ok(Some(own)),
-        (Some(asked), Some(own)) if asked.eq_ignore_ascii_case(&own) => Ok(Some(asked.to_string())),
+        (Some(asked), Some(own)) if crate::shim::url::same_registry(asked, &own) => {
+            Ok(Some(asked.to_string()))
+        }
         (Some(asked), own) => Err(refuse(
             Reason::ForeignHost,
             format!(
