@@ -152,7 +152,8 @@ pub async fn git_resolve(
     if is_commit_sha(revision) {
         return Ok(revision.to_string());
     }
-    if !(repo.repo.starts_with("http://") || repo.repo.starts_with("https://")) {
+    let lower = repo.repo.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
         return Err(format!(
             "the Argo CD stand-in fetches only http(s) git URLs, not '{}'",
             repo.repo

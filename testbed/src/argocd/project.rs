@@ -239,24 +239,13 @@ mod tests {
             other_ns[0].message,
             "application 'app' in namespace 'tenant' is not permitted to use project 'p'"
         );
-        let url = "https://h/acme/app.git".to_string();
-        let denied = check_project(Some(&proj), &[], "app", "team-a", "p", "argocd", &[url.clone()]);
+        let urls = ["https://h/acme/app.git".to_string()];
+        let denied = check_project(Some(&proj), &[], "app", "team-a", "p", "argocd", &urls);
         assert_eq!(
             denied[0].message,
             "application repo https://h/acme/app.git is not permitted in project 'p'"
         );
         // A Secret scoped to the project grants its URL.
-        assert!(
-            check_project(
-                Some(&proj),
-                &[url.clone()],
-                "app",
-                "team-a",
-                "p",
-                "argocd",
-                &[url]
-            )
-            .is_empty()
-        );
+        assert!(check_project(Some(&proj), &urls, "app", "team-a", "p", "argocd", &urls).is_empty());
     }
 }

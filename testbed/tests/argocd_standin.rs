@@ -1,0 +1,542 @@
+//! The Argo CD stand-in against the whole test world, with Argo CD's real CRDs: it picks
+//! credentials from `repository` and `repo-creds` Secrets as Argo CD does (exact match before
+//! the longest template prefix, project scoping, URL normalisation, Secrets re-read on every
+//! refresh), resolves revisions with the real git and Helm protocols, and writes the
+//! Application's status and consumes the refresh annotation as the application-controller does.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use base64::Engine;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::{
+    Api, Client,
+    api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+use testbed::{
+    argocd::{ArgoCdConfig, status::Refresh},
+    world::{World, WorldConfig, fixtures_dir, install_crds},
+};
+
+const NS: &str = "argocd";
+
+struct Env {
+    world: World,
+    client: Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    async fn start(refresh: Duration) -> Env {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("testbed=warn")
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = WorldConfig::new(dir.path());
+        config.flux = false;
+        config.argocd = Some(ArgoCdConfig {
+            refresh_interval: refresh,
+            repo_error_grace_period: Duration::ZERO,
+            application_namespaces: vec!["tenant-*".into()],
+            ..ArgoCdConfig::default()
+        });
+        let world = World::start(config).await.expect("world starts");
+        let client = world.kube.admin_client().await.unwrap();
+        let installed = install_crds(&client, &fixtures_dir().join("argocd-crds"))
+            .await
+            .expect("Argo CD CRDs install");
+        assert!(
+            installed.contains(&"applications.argoproj.io".to_string()),
+            "{installed:?}"
+        );
+        for ns in [NS, "tenant-a"] {
+            let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+            Api::<Namespace>::all(client.clone())
+                .create(&PostParams::default(), &ns)
+                .await
+                .unwrap();
+        }
+        Env {
+            world,
+            client,
+            _dir: dir,
+        }
+    }
+
+    fn seed(&self) -> &testbed::gitlab::DefaultSeed {
+        self.world.seed.as_ref().expect("seeded")
+    }
+
+    fn git_url(&self, path: &str) -> String {
+        format!("{}/{path}.git", self.world.gitlab_url())
+    }
+
+    fn api(&self, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", kind),
+            plural,
+        );
+        Api::namespaced_with(self.client.clone(), ns, &ar)
+    }
+
+    fn apps(&self, ns: &str) -> Api<DynamicObject> {
+        self.api(ns, "Application", "applications")
+    }
+
+    async fn put_secret(&self, name: &str, secret_type: &str, pairs: &[(&str, &str)]) {
+        // `data`, not `stringData`: a key left out of the next apply is then removed.
+        let data: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), base64::engine::general_purpose::STANDARD.encode(v)))
+            .collect();
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "labels": {"argocd.argoproj.io/secret-type": secret_type}},
+            "data": data,
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(self.client.clone(), NS)
+            .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&secret))
+            .await
+            .unwrap();
+    }
+
+    async fn project(&self, name: &str, spec: Value) {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap();
+        self.api(NS, "AppProject", "appprojects")
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap();
+    }
+
+    async fn app(&self, ns: &str, name: &str, project: &str, source: Value) {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": name},
+            "spec": {"project": project, "source": source,
+                     "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"}},
+        }))
+        .unwrap();
+        self.apps(ns).create(&PostParams::default(), &obj).await.unwrap();
+    }
+
+    /// Waits until the Application's status satisfies `done`, and returns the object.
+    async fn wait(&self, ns: &str, name: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let obj = serde_json::to_value(self.apps(ns).get(name).await.unwrap()).unwrap();
+            if done(&obj) {
+                return obj;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{ns}/{name} never {what}: {}",
+                obj["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn synced(&self, ns: &str, name: &str) -> Value {
+        self.wait(ns, name, "Synced", |o| {
+            o.pointer("/status/sync/status") == Some(&json!("Synced"))
+        })
+        .await
+    }
+
+    /// Waits for a condition of `type_` and returns its message.
+    async fn condition(&self, ns: &str, name: &str, type_: &str) -> String {
+        let obj = self
+            .wait(ns, name, type_, |o| condition_message(o, type_).is_some())
+            .await;
+        condition_message(&obj, type_).unwrap()
+    }
+
+    fn refreshes_of(&self, name: &str) -> Vec<testbed::argocd::RefreshRecord> {
+        let standin = self.world.argocd.as_ref().expect("Argo CD stand-in");
+        standin
+            .refreshes()
+            .into_iter()
+            .filter(|r| r.name == name)
+            .collect()
+    }
+}
+
+fn condition_message(obj: &Value, type_: &str) -> Option<String> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .map(|c| c["message"].as_str().unwrap_or_default().to_string())
+}
+
+/// The commit `HEAD` points at, asked of the git front with the real git client.
+async fn head_sha(url: &str, user: &str, password: &str) -> String {
+    let header = format!(
+        "Authorization: Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    );
+    let out = tokio::process::Command::new("git")
+        .args(["-c", "credential.helper=", "ls-remote", url, "HEAD"])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+        .env("GIT_CONFIG_VALUE_0", header)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn auth_failure(source_index: usize, of: usize) -> String {
+    format!(
+        "Failed to load target state: failed to generate manifest for source {source_index} of {of}: rpc error: code = Unknown desc = failed to list refs: authentication required: HTTP Basic: Access denied\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correct_secret_syncs_wrong_password_fails_and_changed_secrets_are_reread() {
+    let env = Env::start(Duration::from_secs(2)).await;
+    let (dev, maint) = (env.seed().dev_token.clone(), env.seed().maint_token.clone());
+    let app_url = env.git_url("acme/team-a/app");
+    let api_url = env.git_url("acme/team-b/api");
+    env.put_secret(
+        "team-a-app",
+        "repository",
+        &[("url", &app_url), ("username", "dev"), ("password", &dev)],
+    )
+    .await;
+    env.put_secret(
+        "team-b-api",
+        "repository",
+        &[("url", &api_url), ("username", "maint"), ("password", "wrong")],
+    )
+    .await;
+    env.app(
+        NS,
+        "good",
+        "default",
+        json!({"repoURL": app_url, "targetRevision": "HEAD", "path": "."}),
+    )
+    .await;
+    env.app(
+        NS,
+        "bad",
+        "default",
+        json!({"repoURL": api_url, "targetRevision": "HEAD", "path": "."}),
+    )
+    .await;
+
+    let good = env.synced(NS, "good").await;
+    assert_eq!(
+        good["status"]["sync"]["revision"],
+        json!(head_sha(&app_url, "dev", &dev).await)
+    );
+    assert_eq!(good["status"]["sourceType"], "Directory");
+    assert_eq!(good["status"]["health"]["status"], "Healthy");
+    assert_eq!(good["status"]["controllerNamespace"], NS);
+    assert!(good["status"]["reconciledAt"].is_string());
+    // The `default` AppProject was created as argocd-server does.
+    let default = env
+        .api(NS, "AppProject", "appprojects")
+        .get("default")
+        .await
+        .unwrap();
+    assert_eq!(default.data["spec"]["sourceRepos"], json!(["*"]));
+
+    assert_eq!(
+        env.condition(NS, "bad", "ComparisonError").await,
+        auth_failure(1, 1)
+    );
+    let bad = serde_json::to_value(env.apps(NS).get("bad").await.unwrap()).unwrap();
+    assert_eq!(bad["status"]["sync"]["status"], "Unknown");
+    assert_eq!(bad["status"]["sync"]["revision"], "HEAD");
+    assert!(bad["status"].get("sourceType").is_none());
+
+    // Fixing the Secret is seen on the next periodic refresh; the condition goes away.
+    env.put_secret(
+        "team-b-api",
+        "repository",
+        &[("url", &api_url), ("username", "maint"), ("password", &maint)],
+    )
+    .await;
+    let bad = env.synced(NS, "bad").await;
+    assert!(condition_message(&bad, "ComparisonError").is_none());
+    assert_eq!(
+        bad["status"]["sync"]["revision"],
+        json!(head_sha(&api_url, "maint", &maint).await)
+    );
+
+    // Breaking a Secret: a periodic refresh withholds the first repository error (Argo CD's
+    // repo-error grace period drops the first occurrence), the next one writes it.
+    env.put_secret(
+        "team-a-app",
+        "repository",
+        &[("url", &app_url), ("username", "dev"), ("password", "revoked")],
+    )
+    .await;
+    assert_eq!(
+        env.condition(NS, "good", "ComparisonError").await,
+        auth_failure(1, 1)
+    );
+    let failures: Vec<_> = env
+        .refreshes_of("good")
+        .into_iter()
+        .filter(|r| r.outcome.is_err())
+        .collect();
+    assert!(failures.len() >= 2, "{failures:?}");
+    assert!(
+        !failures[0].written && failures[0].refresh == Refresh::Expired,
+        "{failures:?}"
+    );
+    assert!(failures[1].written, "{failures:?}");
+    env.world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn project_scoped_secret_serves_only_its_project() {
+    let env = Env::start(Duration::from_secs(30)).await;
+    let dev = env.seed().dev_token.clone();
+    let url = env.git_url("acme/team-a/app");
+    // Project A lists no sourceRepos: the Secret scoped to it grants the URL. B gets nothing.
+    env.project(
+        "team-a",
+        json!({"sourceRepos": [], "sourceNamespaces": ["tenant-a"],
+                                 "destinations": [{"server": "*", "namespace": "*"}]}),
+    )
+    .await;
+    env.project(
+        "team-b",
+        json!({"sourceRepos": ["*"], "destinations": [{"server": "*", "namespace": "*"}]}),
+    )
+    .await;
+    env.project(
+        "team-c",
+        json!({"sourceRepos": [], "destinations": [{"server": "*", "namespace": "*"}]}),
+    )
+    .await;
+    env.put_secret(
+        "scoped-a",
+        "repository",
+        &[
+            ("url", &url),
+            ("username", "dev"),
+            ("password", &dev),
+            ("project", "team-a"),
+        ],
+    )
+    .await;
+    let source = json!({"repoURL": url, "targetRevision": "main", "path": "."});
+    env.app(NS, "a", "team-a", source.clone()).await;
+    env.app(NS, "b", "team-b", source.clone()).await;
+    env.app(NS, "c", "team-c", source.clone()).await;
+    env.app("tenant-a", "a-elsewhere", "team-a", source.clone()).await;
+    env.app("tenant-a", "b-elsewhere", "team-b", source.clone()).await;
+
+    let a = env.synced(NS, "a").await;
+    assert_eq!(
+        a["status"]["sync"]["revision"],
+        json!(head_sha(&url, "dev", &dev).await)
+    );
+    // B's project allows the URL, but the scoped Secret is not B's: anonymous, refused.
+    assert_eq!(
+        env.condition(NS, "b", "ComparisonError").await,
+        auth_failure(1, 1)
+    );
+    // C's project neither lists the URL nor owns a Secret for it.
+    assert_eq!(
+        env.condition(NS, "c", "InvalidSpecError").await,
+        format!("application repo {url} is not permitted in project 'team-c'")
+    );
+    // Applications in another namespace: only where the project's sourceNamespaces allow it.
+    env.synced("tenant-a", "a-elsewhere").await;
+    assert_eq!(
+        env.condition("tenant-a", "b-elsewhere", "UnknownError").await,
+        "application 'b-elsewhere' in namespace 'tenant-a' is not permitted to use project 'team-b'"
+    );
+
+    // An unscoped Secret for the same URL: A keeps preferring its own project's Secret (the
+    // unscoped one is wrong), and B falls back to the unscoped one once it is right.
+    env.put_secret(
+        "unscoped",
+        "repository",
+        &[("url", &url), ("username", "dev"), ("password", "wrong")],
+    )
+    .await;
+    refresh(&env, NS, "a", "hard").await;
+    let a = env.synced(NS, "a").await;
+    assert!(condition_message(&a, "ComparisonError").is_none());
+    env.put_secret(
+        "unscoped",
+        "repository",
+        &[("url", &url), ("username", "dev"), ("password", &dev)],
+    )
+    .await;
+    refresh(&env, NS, "b", "hard").await;
+    let b = env.synced(NS, "b").await;
+    assert!(condition_message(&b, "ComparisonError").is_none());
+    env.world.stop().await;
+}
+
+async fn refresh(env: &Env, ns: &str, name: &str, kind: &str) {
+    let patch = json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": kind}}});
+    env.apps(ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    env.wait(ns, name, "consumed the refresh annotation", |o| {
+        o.pointer("/metadata/annotations/argocd.argoproj.io~1refresh")
+            .is_none()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repo_creds_template_serves_a_group_and_an_exact_secret_beats_it() {
+    let env = Env::start(Duration::from_secs(30)).await;
+    let operator = env.seed().operator_token.clone();
+    let gitlab = env.world.gitlab_url();
+    env.put_secret(
+        "acme",
+        "repo-creds",
+        &[
+            ("url", &format!("{gitlab}/acme/")),
+            ("username", "operator"),
+            ("password", &operator),
+        ],
+    )
+    .await;
+    let app_url = env.git_url("acme/team-a/app");
+    let api_url = env.git_url("acme/team-b/api");
+    env.app(NS, "app", "default", json!({"repoURL": app_url, "path": "."}))
+        .await;
+    env.app(NS, "api", "default", json!({"repoURL": api_url, "path": "."}))
+        .await;
+    // Outside the prefix: no credentials at all.
+    let other = env.git_url("other-org/secret-project");
+    env.app(NS, "other", "default", json!({"repoURL": other, "path": "."}))
+        .await;
+    let app = env.synced(NS, "app").await;
+    assert_eq!(
+        app["status"]["sync"]["revision"],
+        json!(head_sha(&app_url, "operator", &operator).await)
+    );
+    env.synced(NS, "api").await;
+    assert_eq!(
+        env.condition(NS, "other", "ComparisonError").await,
+        auth_failure(1, 1)
+    );
+
+    // An exact repository Secret (URL written without `.git`, upper-case host: normalised to the
+    // same repository) with a wrong password wins over the template.
+    let upper = api_url
+        .strip_suffix(".git")
+        .unwrap()
+        .replace("http://127.0.0.1", "HTTP://127.0.0.1");
+    env.put_secret(
+        "api-exact",
+        "repository",
+        &[("url", &upper), ("username", "maint"), ("password", "wrong")],
+    )
+    .await;
+    refresh(&env, NS, "api", "normal").await;
+    assert_eq!(
+        env.condition(NS, "api", "ComparisonError").await,
+        auth_failure(1, 1)
+    );
+    // A URL-only repository Secret has no credentials: the template fills them in.
+    env.put_secret("api-exact", "repository", &[("url", &upper)])
+        .await;
+    refresh(&env, NS, "api", "normal").await;
+    env.synced(NS, "api").await;
+
+    // A Helm chart source from the project's package registry (its own repository Secret) beside
+    // a ref source the template serves: one revision per source.
+    let project_id = env
+        .seed()
+        .projects
+        .iter()
+        .find(|p| p.path == "acme/team-b/api")
+        .expect("seeded project")
+        .id;
+    let helm_url = format!("{gitlab}/api/v4/projects/{project_id}/packages/helm/stable");
+    let maint = env.seed().maint_token.clone();
+    env.put_secret(
+        "helm",
+        "repository",
+        &[
+            ("url", &helm_url),
+            ("type", "helm"),
+            ("name", "api"),
+            ("username", "maint"),
+            ("password", &maint),
+        ],
+    )
+    .await;
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "multi"},
+        "spec": {"project": "default", "destination": {"server": "https://kubernetes.default.svc", "namespace": "default"},
+                 "sources": [{"repoURL": helm_url, "chart": "api", "targetRevision": "*"},
+                             {"repoURL": app_url, "targetRevision": "main", "ref": "values"}]},
+    }))
+    .unwrap();
+    env.apps(NS).create(&PostParams::default(), &obj).await.unwrap();
+    let multi = env.synced(NS, "multi").await;
+    assert_eq!(
+        multi["status"]["sync"]["revisions"],
+        json!([
+            testbed::world::SEED_CHART_VERSION,
+            head_sha(&app_url, "operator", &operator).await
+        ])
+    );
+    assert_eq!(multi["status"]["sourceTypes"][0], "Helm");
+    env.world.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_refresh_rereads_secrets_at_once_and_is_removed() {
+    // A long interval: nothing but the annotation can cause a second refresh.
+    let env = Env::start(Duration::from_secs(600)).await;
+    let dev = env.seed().dev_token.clone();
+    let url = env.git_url("acme/team-a/app");
+    env.put_secret(
+        "app",
+        "repository",
+        &[("url", &url), ("username", "dev"), ("password", &dev)],
+    )
+    .await;
+    env.app(NS, "app", "default", json!({"repoURL": url, "path": "."}))
+        .await;
+    let first = env.synced(NS, "app").await;
+    let before = env.refreshes_of("app").len();
+    assert_eq!(before, 1, "{:?}", env.refreshes_of("app"));
+
+    env.put_secret(
+        "app",
+        "repository",
+        &[("url", &url), ("username", "dev"), ("password", "revoked")],
+    )
+    .await;
+    refresh(&env, NS, "app", "hard").await;
+    let obj = serde_json::to_value(env.apps(NS).get("app").await.unwrap()).unwrap();
+    assert_eq!(
+        condition_message(&obj, "ComparisonError"),
+        Some(auth_failure(1, 1))
+    );
+    let after = env.refreshes_of("app");
+    assert_eq!(after.len(), before + 1, "{after:?}");
+    assert_eq!(after[before].refresh, Refresh::Requested { hard: true });
+    assert!(obj["status"]["reconciledAt"].as_str() >= first["status"]["reconciledAt"].as_str());
+    env.world.stop().await;
+}
