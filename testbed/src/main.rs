@@ -42,6 +42,10 @@ enum Command {
         /// Argo CD's namespace: repository Secrets and AppProjects are read there.
         #[arg(long, default_value = "argocd")]
         argocd_namespace: String,
+        /// Other namespaces whose Applications the Argo CD stand-in reconciles
+        /// (`application.namespaces`; comma-separated shell globs, e.g. `team-*`).
+        #[arg(long, value_delimiter = ',')]
+        argocd_application_namespaces: Vec<String>,
         /// Seconds between the Argo CD stand-in's periodic refreshes (`timeout.reconciliation`).
         #[arg(long, default_value_t = 120)]
         argocd_refresh_secs: u64,
@@ -91,10 +95,12 @@ fn main() -> ExitCode {
             no_flux,
             no_argocd,
             argocd_namespace,
+            argocd_application_namespaces,
             argocd_refresh_secs,
         } => {
             let argocd = (!no_argocd).then(|| ArgoCdConfig {
                 namespace: argocd_namespace,
+                application_namespaces: argocd_application_namespaces,
                 refresh_interval: std::time::Duration::from_secs(argocd_refresh_secs),
                 ..ArgoCdConfig::default()
             });

@@ -204,3 +204,75 @@ fn scoped_urls_are_listed_per_project_and_debug_hides_secrets() {
     let r = parse_secret(&repos[0], false).unwrap();
     assert!(!format!("{r:?}").contains("glpat-secret"));
 }
+
+/// The Secrets of Argo CD's own example manifests (fixtures), `stringData` scalars as strings.
+fn example_secrets(file: &str) -> Vec<Secret> {
+    let path = crate::world::fixtures_dir().join("argocd-examples").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| {
+            let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            if let Some(data) = v.get_mut("stringData").and_then(|d| d.as_object_mut()) {
+                for value in data.values_mut() {
+                    if !value.is_string() {
+                        *value = serde_json::Value::String(value.to_string());
+                    }
+                }
+            }
+            serde_json::from_value(v).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn argo_cd_example_manifests_resolve_as_documented() {
+    let repos = example_secrets("argo-cd__docs__operator-manual__argocd-repositories.yaml");
+    let templates = example_secrets("argo-cd__docs__operator-manual__argocd-repo-creds.yaml");
+    assert_eq!((repos.len(), templates.len()), (7, 5));
+    let example_apps = "https://github.com/argoproj/argocd-example-apps";
+    // The project-scoped Secret serves its project only; others fall to the template.
+    let r = get_repository(&repos, &templates, example_apps, "my-project").unwrap();
+    assert_eq!(
+        (
+            r.bearer_token.as_str(),
+            r.insecure,
+            r.force_http_basic_auth,
+            r.inherited_creds
+        ),
+        ("my-token", true, true, false)
+    );
+    let r = get_repository(&repos, &templates, example_apps, "other").unwrap();
+    assert_eq!(
+        (r.username.as_str(), r.inherited_creds, r.project.as_str()),
+        ("my-username", true, "")
+    );
+    // The URL-only Secret inherits the first of the equally long templates, and its `type: helm`
+    // (the caveat noted in the fixtures' ORIGIN.md).
+    let r = get_repository(
+        &repos,
+        &templates,
+        "https://github.com/argoproj/private-repo",
+        "any",
+    )
+    .unwrap();
+    assert_eq!(
+        (r.type_.as_str(), r.inherited_creds, r.password.as_str()),
+        ("helm", true, "my-password")
+    );
+    // The scp form of the SSH example's URL is the same repository.
+    let r = get_repository(
+        &repos,
+        &templates,
+        "git@github.com:argoproj/argocd-example-apps.git",
+        "x",
+    )
+    .unwrap();
+    assert!(r.ssh_private_key.contains("OPENSSH PRIVATE KEY"));
+    assert_eq!(r.repo, "ssh://git@github.com/argoproj/argocd-example-apps");
+    // repo-creds carry no project: the OCI template's `project:` is ignored.
+    let oci = templates
+        .iter()
+        .find(|t| t.metadata.name.as_deref() == Some("private-oci-repo"))
+        .unwrap();
+    assert_eq!(parse_secret(oci, true).unwrap().project, "");
+}
