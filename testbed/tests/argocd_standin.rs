@@ -538,5 +538,41 @@ async fn hard_refresh_rereads_secrets_at_once_and_is_removed() {
     assert_eq!(after.len(), before + 1, "{after:?}");
     assert_eq!(after[before].refresh, Refresh::Requested { hard: true });
     assert!(obj["status"]["reconciledAt"].as_str() >= first["status"]["reconciledAt"].as_str());
+
+    // A commit SHA is not listed (ls-remote returns it as is): the credentials meet the remote at
+    // the repo-server's `git fetch`, with its wording.
+    let operator = env.seed().operator_token.clone();
+    let infra = env.git_url("acme/platform/infra");
+    let sha = head_sha(&infra, "operator", &operator).await;
+    env.put_secret(
+        "infra",
+        "repository",
+        &[("url", &infra), ("username", "operator"), ("password", "revoked")],
+    )
+    .await;
+    env.app(
+        NS,
+        "pinned",
+        "default",
+        json!({"repoURL": infra, "targetRevision": sha, "path": "."}),
+    )
+    .await;
+    let message = env.condition(NS, "pinned", "ComparisonError").await;
+    let expected = "Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Internal desc = Failed to fetch default: `git fetch origin --tags --force --prune` failed exit status 128: ";
+    assert!(message.starts_with(expected), "{message}");
+    assert!(
+        message.contains("fatal: Authentication failed for '"),
+        "{message}"
+    );
+    assert!(!message.contains("revoked"), "{message}");
+    env.put_secret(
+        "infra",
+        "repository",
+        &[("url", &infra), ("username", "operator"), ("password", &operator)],
+    )
+    .await;
+    refresh(&env, NS, "pinned", "hard").await;
+    let pinned = env.synced(NS, "pinned").await;
+    assert_eq!(pinned["status"]["sync"]["revision"], json!(sha));
     env.world.stop().await;
 }

@@ -4,9 +4,7 @@
 //! `GetIndex`), and OCI registries through the Distribution token flow (shared with the Flux
 //! stand-in, [`crate::flux::fetch::registry_fetch`]).
 
-use base64::Engine;
-
-use super::repos::Repository;
+use super::repos::{Repository, basic_header};
 use crate::flux::{
     credentials::Credentials,
     fetch::{FetchError, RegistryProbe, registry_fetch},
@@ -32,28 +30,6 @@ pub struct SourceRequest {
     pub chart: Option<String>,
     /// The source type from explicit spec fields (`helm`, `kustomize`, `directory`, `plugin`).
     pub explicit_type: Option<String>,
-}
-
-fn basic(username: &str, password: &str) -> String {
-    let raw = format!("{username}:{password}");
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
-}
-
-/// The Authorization header go-git sends up front for HTTPS credentials (`newAuth`): a bearer
-/// token wins; else Basic with `x-access-token` for an empty username; none without a password.
-fn git_authorization(repo: &Repository) -> Option<String> {
-    if !repo.bearer_token.is_empty() {
-        return Some(format!("Bearer {}", repo.bearer_token));
-    }
-    if repo.password.is_empty() {
-        return None;
-    }
-    let user = if repo.username.is_empty() {
-        "x-access-token"
-    } else {
-        &repo.username
-    };
-    Some(basic(user, &repo.password))
 }
 
 /// One advertised ref.
@@ -164,7 +140,7 @@ pub async fn git_resolve(
         repo.repo.trim_end_matches('/')
     );
     let mut req = http.get(&url).header("User-Agent", "git/2.0 (go-git)");
-    if let Some(h) = git_authorization(repo) {
+    if let Some(h) = repo.git_authorization() {
         req = req.header("Authorization", h);
     }
     let resp = req
@@ -225,7 +201,7 @@ pub async fn helm_resolve(
     let url = format!("{}/index.yaml", repo.repo.trim_end_matches('/'));
     let mut req = http.get(&url);
     if !repo.username.is_empty() || !repo.password.is_empty() {
-        req = req.header("Authorization", basic(&repo.username, &repo.password));
+        req = req.header("Authorization", basic_header(&repo.username, &repo.password));
     }
     let resp = req.send().await.map_err(|e| {
         format!(
@@ -380,22 +356,6 @@ mod tests {
             resolve_revision(&refs, head.as_deref(), "nope").unwrap_err(),
             "unable to resolve 'nope' to a commit SHA"
         );
-    }
-
-    #[test]
-    fn go_git_auth_header_rules() {
-        let r = |u: &str, p: &str, b: &str| Repository {
-            username: u.into(),
-            password: p.into(),
-            bearer_token: b.into(),
-            ..Default::default()
-        };
-        assert_eq!(git_authorization(&r("bot", "", "")), None);
-        assert_eq!(
-            git_authorization(&r("", "t", "")),
-            Some(basic("x-access-token", "t"))
-        );
-        assert_eq!(git_authorization(&r("bot", "t", "b")), Some("Bearer b".into()));
     }
 
     #[test]

@@ -7,14 +7,19 @@
 //! credentials exactly as `db.GetRepository` does ([`repos`]); resolves each source's revision
 //! with the real protocols ([`fetch`]); and writes `status` as the controller does ([`status`]).
 //!
+//! Git sources are handled as the repo-server does: refs listed over smart HTTP as go-git does
+//! (every refresh), then the commit fetched with the real git client into a local clone kept per
+//! repository ([`checkout`]) when it is not there yet, and the source type discovered from the
+//! files at `path`.
+//!
 //! Known simplifications: no manifests are rendered and nothing is deployed (a resolved
-//! Application has no resources, so it is `Synced`/`Healthy`); no revision, manifest or Helm
-//! index caches (every refresh lists refs, as a hard refresh does); no destination or cluster
-//! checks, sync operations, hooks or finalizers; the source type is the explicit one or `Helm`
-//! for charts, else `Directory` (no repository content is inspected); git only over http(s)
-//! (no SSH), a commit-SHA `targetRevision` is taken as is without contacting the remote (as
-//! Argo CD's ls-remote does; Argo CD would then fail at `git fetch`).
+//! Application has no resources, so it is `Synced`/`Healthy`); no Redis revision, manifest or
+//! Helm index caches (every refresh lists refs, as a hard refresh does); no destination or
+//! cluster checks, sync operations, hooks, finalizers or Kubernetes Events; git only over
+//! http(s) (no SSH); Helm over OCI resolves only exact versions; refresh interval without jitter;
+//! AppProject changes are seen on the next refresh of each Application.
 
+pub mod checkout;
 pub mod fetch;
 pub mod project;
 pub mod repos;
@@ -101,6 +106,7 @@ struct Context {
     applications: ApiResource,
     projects: ApiResource,
     http: reqwest::Client,
+    checkouts: checkout::Checkouts,
     first_repo_error: Mutex<HashMap<String, Instant>>,
     log: Arc<Mutex<Vec<RefreshRecord>>>,
 }
@@ -176,8 +182,16 @@ async fn run(
             _ = shutdown.changed() => return,
         }
     };
+    let checkouts = match checkout::Checkouts::new(config.fetch_timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%e, "argocd stand-in cannot create its checkout directory");
+            return;
+        }
+    };
     let api = Api::<DynamicObject>::all_with(client.clone(), &applications);
     let ctx = Arc::new(Context {
+        checkouts,
         client,
         config,
         applications: applications.clone(),
@@ -386,7 +400,7 @@ async fn compare(
             Ok(r) => resolved.push(r),
             Err(e) => {
                 return Comparison::Failed(format!(
-                    "failed to generate manifest for source {} of {n}: rpc error: code = Unknown desc = {e}",
+                    "failed to generate manifest for source {} of {n}: {e}",
                     i + 1
                 ));
             }
@@ -407,30 +421,41 @@ fn explicit_type(source: &Value) -> Option<&'static str> {
     .map(|(_, t)| t)
 }
 
+/// The repo-server's `GenerateManifest` up to manifest rendering; errors in gRPC form.
 async fn resolve_source(
     ctx: &Context,
     source: &Value,
     repo: &repos::Repository,
 ) -> Result<(String, String), String> {
+    let unknown = |m: String| format!("rpc error: code = Unknown desc = {m}");
     let revision = source["targetRevision"].as_str().unwrap_or_default();
     let url = source["repoURL"].as_str().unwrap_or_default();
     if let Some(chart) = source["chart"].as_str().filter(|c| !c.is_empty()) {
         let oci = repo.enable_oci || url.starts_with("oci://") || !url.contains("://");
         let version = if oci {
-            fetch::helm_oci_resolve(&ctx.http, repo, chart, revision).await?
+            fetch::helm_oci_resolve(&ctx.http, repo, chart, revision).await
         } else {
-            fetch::helm_resolve(&ctx.http, repo, chart, revision).await?
+            fetch::helm_resolve(&ctx.http, repo, chart, revision).await
         };
-        return Ok((version, "Helm".into()));
+        return Ok((version.map_err(unknown)?, "Helm".into()));
     }
-    let kind = explicit_type(source).unwrap_or("Directory").to_string();
+    let explicit = explicit_type(source);
     if url.starts_with("oci://") || repo.type_ == "oci" {
-        return Ok((fetch::oci_resolve(&ctx.http, repo, revision).await?, kind));
+        let digest = fetch::oci_resolve(&ctx.http, repo, revision)
+            .await
+            .map_err(unknown)?;
+        return Ok((digest, explicit.unwrap_or("Directory").into()));
     }
-    let sha = fetch::git_resolve(&ctx.http, repo, revision).await?;
-    let ref_only = source.get("ref").is_some_and(|r| r.is_string())
-        && source["path"].as_str().unwrap_or_default().is_empty();
-    Ok((sha, if ref_only { String::new() } else { kind }))
+    let sha = fetch::git_resolve(&ctx.http, repo, revision)
+        .await
+        .map_err(unknown)?;
+    let path = source["path"].as_str().unwrap_or_default();
+    // A ref-only source of a multi-source Application generates nothing: no checkout.
+    if source.get("ref").is_some_and(|r| r.is_string()) && path.is_empty() {
+        return Ok((sha, String::new()));
+    }
+    let discovered = ctx.checkouts.checkout(repo, &sha, path).await?;
+    Ok((sha, explicit.map(str::to_string).unwrap_or(discovered)))
 }
 
 /// `persistReconciliationStatus`: one merge patch of status and annotations, the refresh

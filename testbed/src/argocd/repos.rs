@@ -79,6 +79,24 @@ impl Repository {
             && self.github_app_private_key.is_empty())
     }
 
+    /// The `Authorization` header for HTTPS git (`GetGitCreds` + go-git `newAuth`): a bearer
+    /// token wins; else Basic, with `x-access-token` for an empty username; none without a
+    /// password.
+    pub fn git_authorization(&self) -> Option<String> {
+        if !self.bearer_token.is_empty() {
+            return Some(format!("Bearer {}", self.bearer_token));
+        }
+        if self.password.is_empty() {
+            return None;
+        }
+        let user = if self.username.is_empty() {
+            "x-access-token"
+        } else {
+            &self.username
+        };
+        Some(basic_header(user, &self.password))
+    }
+
     /// `CopyCredentialsFrom(RepoCreds)`: fills empty credential fields, overwrites the OCI and
     /// basic-auth flags, copies the type when empty.
     fn copy_credentials_from(&mut self, t: &Repository) {
@@ -109,6 +127,13 @@ pub enum ParseError {
         /// The offending value.
         value: String,
     },
+}
+
+/// `Basic base64(user:password)`.
+pub fn basic_header(username: &str, password: &str) -> String {
+    use base64::Engine;
+    let raw = format!("{username}:{password}");
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
 }
 
 fn data(secret: &Secret) -> BTreeMap<String, String> {

@@ -276,3 +276,19 @@ fn argo_cd_example_manifests_resolve_as_documented() {
         .unwrap();
     assert_eq!(parse_secret(oci, true).unwrap().project, "");
 }
+
+#[test]
+fn go_git_auth_header_rules() {
+    let r = |u: &str, p: &str, b: &str| Repository {
+        username: u.into(),
+        password: p.into(),
+        bearer_token: b.into(),
+        ..Default::default()
+    };
+    assert_eq!(r("bot", "", "").git_authorization(), None);
+    assert_eq!(
+        r("", "t", "").git_authorization(),
+        Some(basic_header("x-access-token", "t"))
+    );
+    assert_eq!(r("bot", "t", "b").git_authorization(), Some("Bearer b".into()));
+}
