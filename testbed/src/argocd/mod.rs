@@ -173,14 +173,17 @@ async fn run(
     log: Arc<Mutex<Vec<RefreshRecord>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Most worlds never install Argo CD's CRDs: poll discovery with a backoff up to 4 s.
+    let mut pause = Duration::from_millis(250);
     let (applications, projects) = loop {
         if let Some(found) = served(&client).await {
             break found;
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => return,
         }
+        pause = (pause * 2).min(Duration::from_secs(4));
     };
     let checkouts = match checkout::Checkouts::new(config.fetch_timeout) {
         Ok(c) => c,
@@ -292,10 +295,6 @@ async fn reconcile(app: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
     let templates = list_secrets(&ctx, TYPE_REPO_CREDS).await?;
     let project = get_project(&ctx, &project_name).await?;
     let (sources, _) = status::sources(&spec);
-    let urls: Vec<String> = sources
-        .iter()
-        .map(|s| s["repoURL"].as_str().unwrap_or_default().to_string())
-        .collect();
     let problems = project::check_project(
         project.as_ref(),
         &repos::project_repository_urls(&repositories, &project_name),
@@ -303,7 +302,7 @@ async fn reconcile(app: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         &namespace,
         &project_name,
         &ctx.config.namespace,
-        &urls,
+        &spec,
     );
     let now = Utc::now();
     let (new_status, outcome, written) = if !problems.is_empty() {

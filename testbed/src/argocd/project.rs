@@ -138,8 +138,39 @@ pub struct SpecProblem {
     pub message: String,
 }
 
+/// `validateSourcePermissions`: a source needs a repoURL and a path or chart (or, among several
+/// sources, a ref), and a chart needs a targetRevision. The multi-source message prints the
+/// source as JSON where Argo CD prints the Go struct.
+fn validate_source(source: &Value, multi: bool) -> Option<SpecProblem> {
+    let s = |k: &str| source[k].as_str().unwrap_or_default();
+    let invalid = |message: String| {
+        Some(SpecProblem {
+            type_: "InvalidSpecError",
+            message,
+        })
+    };
+    if multi {
+        if s("repoURL").is_empty() || (s("path").is_empty() && s("chart").is_empty() && s("ref").is_empty()) {
+            return invalid(format!(
+                "spec.source.repoURL and either source.path, source.chart, or source.ref are required for source {source}"
+            ));
+        }
+    } else if s("repoURL").is_empty() || (s("path").is_empty() && s("chart").is_empty()) {
+        return invalid(
+            "spec.source.repoURL and either spec.source.path or spec.source.chart are required".into(),
+        );
+    }
+    if !s("chart").is_empty() && s("targetRevision").is_empty() {
+        return invalid(
+            "spec.source.targetRevision is required if the manifest source is a helm chart".into(),
+        );
+    }
+    None
+}
+
 /// The project-level checks of `refreshAppConditions`: the project exists, may be used from the
-/// Application's namespace, and permits every source's repoURL.
+/// Application's namespace, and (`ValidatePermissions`) every source is well-formed and its
+/// repoURL permitted.
 pub fn check_project(
     project: Option<&Value>,
     scoped_urls: &[String],
@@ -147,7 +178,7 @@ pub fn check_project(
     app_namespace: &str,
     project_name: &str,
     argocd_namespace: &str,
-    repo_urls: &[String],
+    spec: &Value,
 ) -> Vec<SpecProblem> {
     let Some(project) = project else {
         return vec![SpecProblem {
@@ -165,14 +196,22 @@ pub fn check_project(
     }
     let mut repos = source_repos(project);
     repos.extend(scoped_urls.iter().cloned());
-    repo_urls
-        .iter()
-        .filter(|url| !is_source_permitted(&repos, url))
-        .map(|url| SpecProblem {
-            type_: "InvalidSpecError",
-            message: format!("application repo {url} is not permitted in project '{project_name}'"),
-        })
-        .collect()
+    let (sources, multi) = super::status::sources(spec);
+    let mut problems = Vec::new();
+    for source in &sources {
+        if let Some(p) = validate_source(source, multi) {
+            problems.push(p);
+            return problems;
+        }
+        let url = source["repoURL"].as_str().unwrap_or_default();
+        if !is_source_permitted(&repos, url) {
+            problems.push(SpecProblem {
+                type_: "InvalidSpecError",
+                message: format!("application repo {url} is not permitted in project '{project_name}'"),
+            });
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -228,24 +267,48 @@ mod tests {
 
     #[test]
     fn project_problems_use_argo_cd_wording() {
-        let missing = check_project(None, &[], "app", "argocd", "p", "argocd", &[]);
+        let spec = serde_json::json!({"source": {"repoURL": "https://h/acme/app.git", "path": "."}});
+        let missing = check_project(None, &[], "app", "argocd", "p", "argocd", &spec);
         assert_eq!(
             missing[0].message,
             "Application referencing project p which does not exist"
         );
         let proj = serde_json::json!({"spec": {"sourceRepos": [], "sourceNamespaces": ["team-*"]}});
-        let other_ns = check_project(Some(&proj), &[], "app", "tenant", "p", "argocd", &[]);
+        let other_ns = check_project(Some(&proj), &[], "app", "tenant", "p", "argocd", &spec);
         assert_eq!(
             other_ns[0].message,
             "application 'app' in namespace 'tenant' is not permitted to use project 'p'"
         );
         let urls = ["https://h/acme/app.git".to_string()];
-        let denied = check_project(Some(&proj), &[], "app", "team-a", "p", "argocd", &urls);
+        let denied = check_project(Some(&proj), &[], "app", "team-a", "p", "argocd", &spec);
         assert_eq!(
             denied[0].message,
             "application repo https://h/acme/app.git is not permitted in project 'p'"
         );
         // A Secret scoped to the project grants its URL.
-        assert!(check_project(Some(&proj), &urls, "app", "team-a", "p", "argocd", &urls).is_empty());
+        assert!(check_project(Some(&proj), &urls, "app", "team-a", "p", "argocd", &spec).is_empty());
+    }
+
+    #[test]
+    fn malformed_sources_are_invalid_spec_before_permissions() {
+        let proj = serde_json::json!({"spec": {"sourceRepos": []}});
+        let check = |spec: serde_json::Value| {
+            check_project(Some(&proj), &[], "app", "argocd", "p", "argocd", &spec)
+                .into_iter()
+                .map(|p| p.message)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            check(serde_json::json!({"source": {"repoURL": "https://h/a.git"}})),
+            vec!["spec.source.repoURL and either spec.source.path or spec.source.chart are required"]
+        );
+        assert_eq!(
+            check(serde_json::json!({"source": {"repoURL": "https://h/c", "chart": "c"}})),
+            vec!["spec.source.targetRevision is required if the manifest source is a helm chart"]
+        );
+        // A ref-only source is fine among several; both repos are then refused by the project.
+        let two = check(serde_json::json!({"sources": [
+            {"repoURL": "https://h/a.git", "path": "."}, {"repoURL": "https://h/b.git", "ref": "v"}]}));
+        assert_eq!(two.len(), 2, "{two:?}");
     }
 }
