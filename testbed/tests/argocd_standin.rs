@@ -338,6 +338,13 @@ async fn project_scoped_secret_serves_only_its_project() {
     )
     .await;
     let source = json!({"repoURL": url, "targetRevision": "main", "path": "."});
+    // Created first: an Application outside the watched namespaces is never reconciled.
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "unwatched"}})).unwrap();
+    Api::<Namespace>::all(env.client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    env.app("unwatched", "ignored", "team-a", source.clone()).await;
     env.app(NS, "a", "team-a", source.clone()).await;
     env.app(NS, "b", "team-b", source.clone()).await;
     env.app(NS, "c", "team-c", source.clone()).await;
@@ -349,6 +356,9 @@ async fn project_scoped_secret_serves_only_its_project() {
         a["status"]["sync"]["revision"],
         json!(head_sha(&url, "dev", &dev).await)
     );
+    assert!(env.refreshes_of("ignored").is_empty());
+    let ignored = env.apps("unwatched").get("ignored").await.unwrap();
+    assert!(ignored.data.get("status").is_none(), "{:?}", ignored.data);
     // B's project allows the URL, but the scoped Secret is not B's: anonymous, refused.
     assert_eq!(
         env.condition(NS, "b", "ComparisonError").await,
@@ -501,6 +511,59 @@ async fn repo_creds_template_serves_a_group_and_an_exact_secret_beats_it() {
         ])
     );
     assert_eq!(multi["status"]["sourceTypes"][0], "Helm");
+
+    // Helm on OCI, Helm-style: `enableOCI`, scheme-less URL; the registry is plain HTTP.
+    let oci_repo = format!("{}/acme/team-b/api", env.world.registry_host());
+    env.put_secret(
+        "oci",
+        "repository",
+        &[
+            ("url", &oci_repo),
+            ("type", "helm"),
+            ("name", "api-oci"),
+            ("enableOCI", "true"),
+            ("insecureOCIForceHttp", "true"),
+            ("username", "maint"),
+            ("password", &maint),
+        ],
+    )
+    .await;
+    let version = testbed::world::SEED_CHART_VERSION;
+    env.app(
+        NS,
+        "oci",
+        "default",
+        json!({"repoURL": oci_repo, "chart": "api", "targetRevision": version}),
+    )
+    .await;
+    let oci = env.synced(NS, "oci").await;
+    assert_eq!(oci["status"]["sync"]["revision"], version);
+    assert_eq!(oci["status"]["sourceType"], "Helm");
+    // Without credentials (no Secret for that URL, no template under the registry host).
+    let anonymous = format!("{}/acme/platform/charts", env.world.registry_host());
+    env.put_secret(
+        "oci-anon",
+        "repository",
+        &[
+            ("url", &anonymous),
+            ("type", "helm"),
+            ("enableOCI", "true"),
+            ("insecureOCIForceHttp", "true"),
+        ],
+    )
+    .await;
+    env.app(
+        NS,
+        "oci-anon",
+        "default",
+        json!({"repoURL": anonymous, "chart": "charts", "targetRevision": version}),
+    )
+    .await;
+    let message = env.condition(NS, "oci-anon", "ComparisonError").await;
+    assert!(
+        message.starts_with("Failed to load target state: failed to generate manifest for source 1 of 1: rpc error: code = Unknown desc = error fetching chart: "),
+        "{message}"
+    );
     env.world.stop().await;
 }
 

@@ -342,9 +342,7 @@ async fn reconcile(app: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
             write,
         )
     };
-    if written {
-        persist(&ctx, &app, &old_status, &new_status).await?;
-    }
+    // Recorded before the status is written: whoever sees the status also sees the record.
     lock(&ctx.log).push(RefreshRecord {
         namespace,
         name,
@@ -353,6 +351,9 @@ async fn reconcile(app: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action,
         outcome,
         written,
     });
+    if written {
+        persist(&ctx, &app, &old_status, &new_status).await?;
+    }
     Ok(Action::requeue(if ctx.config.refresh_interval.is_zero() {
         Duration::from_secs(3600)
     } else {
