@@ -1,5 +1,6 @@
 //! The whole test world in one call: the Kubernetes API server emulator, the GitLab emulator with
-//! its consumer protocols (git, registry, Helm), the default seed, and the Flux stand-in. Used by
+//! its consumer protocols (git, registry, Helm), the default seed, and the Flux and Argo CD
+//! stand-ins. Used by
 //! `testbed up`, the sandbox demo and the operator's end-to-end tests (many worlds per process).
 //!
 //! State lives in one directory: `kubeconfig` (admin), `env` (shell-sourceable), `clock-offset`
@@ -16,6 +17,7 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 
 use crate::{
+    argocd::{ArgoCdConfig, ArgoCdStandIn},
     flux::{FluxConfig, FluxStandIn},
     gitlab::{
         DefaultSeed, GitLabConfig, GitLabHandle, GitLabServer,
@@ -36,6 +38,8 @@ pub struct WorldConfig {
     pub seed: bool,
     /// Run the Flux stand-in against the Kubernetes emulator.
     pub flux: bool,
+    /// Run the Argo CD stand-in with these settings (it waits until the Argo CD CRDs are served).
+    pub argocd: Option<ArgoCdConfig>,
     /// Bind `system:unauthenticated` to `cluster-admin`: kubectl (client-go) sends no bearer token
     /// over plain HTTP, so without this kubectl is refused. RBAC tests turn it off.
     pub anonymous_admin: bool,
@@ -46,12 +50,13 @@ pub struct WorldConfig {
 }
 
 impl WorldConfig {
-    /// Defaults: seeded, with the Flux stand-in.
+    /// Defaults: seeded, with the Flux and Argo CD stand-ins.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
             state_dir: state_dir.into(),
             seed: true,
             flux: true,
+            argocd: Some(ArgoCdConfig::default()),
             anonymous_admin: true,
             kube: KubeServerConfig::default(),
             gitlab: GitLabConfig::default(),
@@ -86,6 +91,8 @@ pub struct World {
     pub ssh: Result<SshFront, String>,
     /// The Flux stand-in, when running.
     pub flux: Option<FluxStandIn>,
+    /// The Argo CD stand-in, when running.
+    pub argocd: Option<ArgoCdStandIn>,
     /// What the default seed created (tokens of the seeded users, projects).
     pub seed: Option<DefaultSeed>,
     state_dir: PathBuf,
@@ -168,12 +175,23 @@ impl World {
         } else {
             None
         };
+        let argocd = match config.argocd {
+            Some(argocd_config) => {
+                let client = kube
+                    .admin_client()
+                    .await
+                    .map_err(|e| start_err("kubernetes client")(e.to_string()))?;
+                Some(ArgoCdStandIn::start(client, argocd_config))
+            }
+            None => None,
+        };
         let world = World {
             kube,
             gitlab,
             fronts,
             ssh,
             flux,
+            argocd,
             seed,
             state_dir,
             clock_mirror,
@@ -253,6 +271,9 @@ impl World {
         self.clock_mirror.abort();
         if let Some(flux) = self.flux {
             flux.stop().await;
+        }
+        if let Some(argocd) = self.argocd {
+            argocd.stop().await;
         }
         self.gitlab.shutdown().await;
         if let Ok(ssh) = self.ssh {
