@@ -319,7 +319,11 @@ pub async fn oci_resolve(
 
 fn fetch_message(e: FetchError) -> String {
     match e {
-        FetchError::Auth(m) | FetchError::NotFound(m) | FetchError::Other(m) => m,
+        FetchError::Config(m)
+        | FetchError::Auth(m)
+        | FetchError::NotFound(m)
+        | FetchError::Invalid(m)
+        | FetchError::Other(m) => m,
     }
 }
 
