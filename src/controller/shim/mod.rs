@@ -471,20 +471,8 @@ async fn need_of(
     Ok(SourceNeed { request, project })
 }
 
-/// The connection could not be chosen. With several connections and no policy selecting the
-/// namespace at all, the cause is the missing policy (as the token controller reports once a
-/// connection is named), not the ambiguity.
-fn connection_refusal(reason: Reason, message: String, policies: &PolicySet, ns: &NamespaceInfo) -> Refusal {
-    let candidates = policies.candidate_connections(ns);
-    if reason == Reason::AmbiguousConnection && candidates.named.is_empty() && !candidates.any {
-        return Refusal::new(
-            Reason::NoPolicy,
-            format!(
-                "denied: no usable GitLabTokenPolicy selects namespace {} (so none names the connection to use either)",
-                ns.name
-            ),
-        );
-    }
+/// The connection could not be chosen ([`choose_connection`] names the cause, `NoPolicy` included).
+fn connection_refusal(reason: Reason, message: String, _policies: &PolicySet, _ns: &NamespaceInfo) -> Refusal {
     Refusal::new(reason, message)
 }
 

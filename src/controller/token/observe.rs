@@ -261,6 +261,15 @@ pub fn choose_connection(
     let candidates = policies.candidate_connections(namespace);
     let named: Vec<_> = candidates.named.iter().collect();
     match named.as_slice() {
+        // Several connections and no policy selecting the namespace at all: the cause is the
+        // missing policy, not the ambiguity (the shim and the token say the same).
+        [] if !candidates.any => Err((
+            Reason::NoPolicy,
+            format!(
+                "denied: no usable GitLabTokenPolicy selects namespace {} (so none names the connection to use either)",
+                namespace.name
+            ),
+        )),
         [one] if !candidates.any => ctx.connections.get(one).ok_or_else(|| {
             unusable(one).unwrap_or_else(|| {
                 (
