@@ -6,11 +6,12 @@ export GTO_FIXTURES_DIR ?= $(FIXTURES)
 # Tools installed by `make deps` into .tools/ (helm) come first.
 export PATH := $(CURDIR)/.tools/node_modules/.bin:$(PATH)
 
-.PHONY: all deps build test lint fmt crds demo up bench clean
+.PHONY: all deps build test lint fmt crds demo up image bench clean
 
 all: build
 
-## deps: install the Debian tools the test world drives (git, docker-registry, skopeo, kubectl) and helm.
+## deps: install what `make test` uses: the test world's Debian tools (git, docker-registry, skopeo,
+## kubectl), helm, the image tools (buildah, umoci, Rust's musl target) and actionlint.
 deps:
 	@bash hack/install-deps.sh
 
@@ -19,8 +20,8 @@ build:
 
 ## test: every test in the workspace, against the built-in test world.
 test: deps
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) build --workspace --bins --features gitlab-token-operator/failpoints
+	$(CARGO) test --workspace --no-fail-fast --features gitlab-token-operator/failpoints
 
 ## lint: formatting and clippy, warnings are errors.
 lint:
@@ -36,7 +37,9 @@ crds:
 	cp crds/*.yaml charts/gitlab-token-operator/crds/
 
 ## demo: the guided sandbox: test world + the real operator, live view, summary.
-demo: deps
+## Installs only the test world's tools (no helm, no image tools).
+demo:
+	@bash hack/install-deps.sh world
 	$(CARGO) build --workspace --bins
 	$(CARGO) run --quiet -p testbed -- sandbox
 
@@ -51,8 +54,15 @@ bench:
 	  $(BENCH_TARGET)/testbed scale --operator-bin $(BENCH_TARGET)/gitlab-token-operator $(BENCH_ARGS)
 
 ## up: start the test world in the foreground (state in .state/).
-up: deps
+up:
+	@bash hack/install-deps.sh world
 	$(CARGO) run --quiet -p testbed -- up --state-dir .state
+
+## image: the container image from the Dockerfile, without a daemon (buildah), as an OCI archive
+## target/image/gitlab-token-operator-<appVersion>.oci.tar named like the release image.
+image:
+	@bash hack/install-deps.sh image
+	CARGO="$(CARGO)" bash hack/image.sh
 
 clean:
 	$(CARGO) clean

@@ -66,13 +66,35 @@ async fn metrics(State(s): State<HealthState>) -> impl IntoResponse {
     )
 }
 
-/// Serves the endpoints until `shutdown` resolves.
+/// Binds the health and metrics address (done before anything else, so a taken port stops the
+/// process at once).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}
+
+/// What to do when [`bind`] failed, by the kind of failure.
+pub fn bind_hint(e: &std::io::Error) -> &'static str {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "another process listens there: is a second gitlab-token-operator running? Stop it or pick another address"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "ports below 1024 need privileges; pick a port of 1024 or more"
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "that address is not on this host; use 0.0.0.0:<port> or 127.0.0.1:<port>"
+        }
+        _ => "pick another address with --metrics-addr (env GTO_METRICS_ADDR)",
+    }
+}
+
+/// Serves the endpoints on a bound listener until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     state: HealthState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving /livez, /readyz and /metrics");
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)

@@ -97,6 +97,12 @@ reasons! {
     /// Two sources name the same Secret but need different tokens.
     ConflictingRequest = "ConflictingRequest", Warning,
         "Give this source its own gitlabtokens.io/secret-name, or make its needs match the source already served.";
+    /// A `gitlabtokens.io/` annotation is ignored: an `inject` value other than "true"/"false", or a key the operator does not know.
+    IgnoredAnnotation = "IgnoredAnnotation", Warning,
+        "Fix or remove the annotation named in the message (it suggests the one you probably meant).";
+    /// The API server refused the `GitLabToken` the shim built for the source (e.g. 422).
+    GitLabTokenRejected = "GitLabTokenRejected", Warning,
+        "Read the API server's message in the event; shorten or correct the annotation or URL it names.";
     /// The target Secret exists and was not created by the operator.
     SecretNotOwned = "SecretNotOwned", Warning,
         "Delete or rename the existing Secret, or point the request at another Secret name.";
@@ -139,7 +145,16 @@ reasons! {
         "Do not edit operator-managed Secrets; use gitlabtokens.io/ annotations instead.";
     /// Writing the Secret failed; the new token is kept in flight and retried.
     SecretWriteFailed = "SecretWriteFailed", Warning,
-        "Check the operator's RBAC on Secrets in this namespace.";
+        "Check the operator's RBAC on Secrets in this namespace, and quotas or admission webhooks that refuse Secrets.";
+    /// The GitLabConnection is being deleted: every token minted through it is revoked.
+    ConnectionDeleted = "ConnectionDeleted", Warning,
+        "Point the request at another connection (spec.connectionRef or gitlabtokens.io/connection), or recreate it.";
+    /// A renewal or revocation is due and GitLab failed; the Secret in place still works.
+    RenewalFailing = "RenewalFailing", Warning,
+        "Nothing while the current token is valid; the operator retries with backoff. Check GitLab's health if it persists.";
+    /// The token's connection is gone, so it cannot be revoked; it dies at its GitLab expiry.
+    RevocationImpossible = "RevocationImpossible", Warning,
+        "Revoke the token in GitLab by hand (its id is in the GitLabToken's history), or recreate the connection first.";
 }
 
 impl fmt::Display for Reason {

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::{
     clock::{Clock, OffsetClock, SystemClock},
     controller::{
-        connection,
+        connection_cleanup,
         context::{Context, OperatorConfig},
         policy as policy_controller,
         shim::{self, ShimContext, ShimState},
@@ -63,8 +63,18 @@ pub struct RunArgs {
     /// This replica's name in events and leases (defaults to the host name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
-    /// Run the controllers only while holding the leader Lease (for several replicas).
-    #[arg(long, env = "GTO_LEADER_ELECT", value_parser = clap::builder::BoolishValueParser::new())]
+    /// Run the controllers only while holding the leader Lease (on by default: one writer). Switch it
+    /// off only for development, explicitly: `--leader-elect=false`.
+    #[arg(
+        long,
+        env = "GTO_LEADER_ELECT",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value_t = true,
+        default_missing_value = "true"
+    )]
     pub leader_elect: bool,
     /// Name of the leader Lease in the operator's namespace.
     #[arg(long, env = "GTO_LEASE_NAME", default_value = "gitlab-token-operator")]
@@ -72,6 +82,10 @@ pub struct RunArgs {
     /// How long the Lease stays valid without renewal: how soon a replica takes over after a crash.
     #[arg(long, env = "GTO_LEASE_DURATION", value_parser = crate::leader::parse_lease_duration, default_value = "15s")]
     pub lease_duration: Duration,
+    /// Most `GitLabToken` reconciles in flight at once (bounds GitLab calls, API connections and
+    /// memory; due work is not starved behind a burst because each reconcile is short).
+    #[arg(long, env = "GTO_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
     /// Test world only: follow a clock offset (seconds) written to this file.
     #[arg(long, env = "GTO_CLOCK_OFFSET_FILE", hide = true)]
     pub clock_offset_file: Option<PathBuf>,
@@ -101,7 +115,17 @@ pub enum RunError {
     /// Leader election could not start.
     #[error(transparent)]
     Leader(#[from] crate::leader::LeaderError),
-    /// The health server could not bind.
+    /// The health and metrics address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on --metrics-addr {addr} for /livez, /readyz and /metrics: {source}; {hint}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why binding failed.
+        source: std::io::Error,
+        /// What to do about it.
+        hint: &'static str,
+    },
+    /// The health server failed while serving.
     #[error("cannot serve metrics: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -110,6 +134,21 @@ pub enum RunError {
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init(args.log_format);
+    let _crash_points = crate::failpoints::setup();
+    // Bind first: a second instance (or anything else on the port) stops here, at once, before it
+    // talks to the cluster.
+    let listener = http::bind(args.metrics_addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: args.metrics_addr,
+            hint: http::bind_hint(&source),
+            source,
+        })?;
+    if !args.leader_elect {
+        tracing::warn!(
+            "leader election is off (--leader-elect=false): run exactly one instance, or two would race on GitLab tokens"
+        );
+    }
     let client = Client::try_default().await.map_err(|e| match e {
         kube::Error::InferConfig(c) => RunError::Config(c),
         other => RunError::Kube(other),
@@ -152,15 +191,26 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     )
     .default_backoff()
     .reflect(policy_writer)
-    .applied_objects();
+    // Deletions too: a deleted policy withdraws the tokens it allowed.
+    .touched_objects();
+    let (namespaces, namespace_writer) = reflector::store();
+    let namespace_events = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(namespace_writer)
+    .touched_objects()
+    .predicate_filter(predicates::labels, Default::default());
     let ctx = Arc::new(Context::new(
         client.clone(),
         config,
         clock,
         metrics,
         policies.clone(),
+        namespaces,
     ));
-    let http_task = tokio::spawn(http::serve(args.metrics_addr, health.clone(), stopped()));
+    let http_task = tokio::spawn(http::serve(listener, health.clone(), stopped()));
     let lease = crate::leader::LeaderConfig {
         lease_name: args.lease_name.clone(),
         namespace: args.namespace.clone(),
@@ -188,6 +238,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         token_controller(
             ctx.clone(),
             policy_events.boxed(),
+            namespace_events.boxed(),
+            args.concurrency,
             clock_moves.clone(),
             tokens_ready_tx,
             stopped(),
@@ -242,6 +294,7 @@ const FIRST_CHECK_WAIT: Duration = Duration::from_secs(30);
 /// them (and their sources) to not Ready, and an empty policy cache (`NoPolicy`) revoked them.
 async fn inputs_ready(ctx: &Context) {
     synced(&ctx.policies).await;
+    synced(&ctx.namespaces).await;
     let api = Api::<GitLabConnection>::all(ctx.client.clone());
     let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
     while tokio::time::Instant::now() < deadline {
@@ -334,8 +387,8 @@ async fn connection_controller(
         .reconcile_all_on(on_clock_moves(clock_moves))
         .graceful_shutdown_on(stopped)
         .run(
-            connection::reconcile,
-            |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(15)),
+            connection_cleanup::reconcile,
+            connection_cleanup::error_policy,
             ctx,
         )
         .for_each(|_| async {})
@@ -345,6 +398,11 @@ async fn connection_controller(
 async fn token_controller(
     ctx: Arc<Context>,
     policy_events: futures::stream::BoxStream<'static, Result<GitLabTokenPolicy, watcher::Error>>,
+    namespace_events: futures::stream::BoxStream<
+        'static,
+        Result<PartialObjectMeta<Namespace>, watcher::Error>,
+    >,
+    concurrency: u16,
     clock_moves: Option<watch::Receiver<u64>>,
     ready: tokio::sync::oneshot::Sender<Store<GitLabToken>>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
@@ -366,6 +424,7 @@ async fn token_controller(
     let _ = ready.send(reader.clone());
     let all_tokens = reader.clone();
     let by_connection = reader.clone();
+    let by_namespace = reader.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=gitlab-token-operator"));
     Controller::for_stream(token_events, reader)
         .owns_stream(
@@ -378,6 +437,16 @@ async fn token_controller(
             all_tokens
                 .state()
                 .iter()
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(namespace_events, move |ns| {
+            // Relabelling a namespace can take it out of (or into) a policy's selector.
+            let name = ns.name_any();
+            by_namespace
+                .state()
+                .iter()
+                .filter(|t| t.namespace().as_deref() == Some(name.as_str()))
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -399,6 +468,7 @@ async fn token_controller(
                     .collect::<Vec<_>>()
             },
         )
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(on_clock_moves(clock_moves))
         .graceful_shutdown_on(stopped)
         .run(gated(token::reconcile), token::error_policy, ctx)
@@ -500,4 +570,34 @@ fn hostname() -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "gitlab-token-operator".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::RunArgs;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    fn leader_elect(args: &[&str]) -> Result<bool, clap::Error> {
+        let argv = std::iter::once("run").chain(args.iter().copied());
+        Cmd::try_parse_from(argv).map(|c| c.run.leader_elect)
+    }
+
+    #[test]
+    fn leader_election_is_on_unless_switched_off_explicitly() {
+        // SAFETY: no other test of this binary reads or writes GTO_LEADER_ELECT.
+        assert!(std::env::var_os("GTO_LEADER_ELECT").is_none());
+        assert!(leader_elect(&[]).unwrap(), "on by default: one writer");
+        assert!(leader_elect(&["--leader-elect"]).unwrap());
+        assert!(leader_elect(&["--leader-elect=true"]).unwrap());
+        assert!(!leader_elect(&["--leader-elect=false"]).unwrap());
+        assert!(!leader_elect(&["--leader-elect=0"]).unwrap());
+        assert!(leader_elect(&["--leader-elect=maybe"]).is_err());
+    }
 }

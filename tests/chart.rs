@@ -143,7 +143,13 @@ fn default_values_render_the_core_objects_and_no_optional_ones() {
     let dep = r.one("Deployment");
     assert_eq!(dep["spec"]["replicas"], 1);
     assert_eq!(
-        dep["spec"]["strategy"]["type"], "Recreate",
+        dep["spec"]["strategy"]["type"], "RollingUpdate",
+        "leader election is on by default, so the surge pod only follows"
+    );
+    let off = render(&["--set", "leaderElection.enabled=false"]);
+    assert_eq!(
+        off.one("Deployment")["spec"]["strategy"]["type"],
+        "Recreate",
         "without leader election two pods must never overlap"
     );
 }
@@ -297,8 +303,9 @@ fn the_deployment_passes_exactly_the_operators_settings_and_never_the_test_clock
                 "empty means all namespaces"
             );
             assert_eq!(env["GTO_LOG_FORMAT"], "json");
-            assert_eq!(env["GTO_LEADER_ELECT"], "false");
-            assert!(!env.contains_key("GTO_LEASE_NAME"));
+            assert_eq!(env["GTO_LEADER_ELECT"], "true", "one writer by default");
+            assert_eq!(env["GTO_LEASE_NAME"], "gto-gitlab-token-operator");
+            assert_eq!(env["GTO_LEASE_DURATION"], "30s");
         }
     }
 }
@@ -394,7 +401,7 @@ fn values_schema_and_guards_reject_bad_values_with_a_clear_message() {
             "extraEnv.0.name: Must not validate",
         ),
         (
-            &["--set", "replicas=2"],
+            &["--set", "replicas=2", "--set", "leaderElection.enabled=false"],
             "replicas > 1 needs leaderElection.enabled=true",
         ),
         (

@@ -235,7 +235,10 @@ async fn status_without_tokens_says_so_and_exits_0() {
     let out = w.run(&["status", "-o", "json"]).await;
     assert_eq!(out.code, 0);
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v, json!({"tokens": [], "allReady": true}));
+    assert_eq!(
+        v,
+        json!({"tokens": [], "sourcesWithoutToken": [], "allReady": true})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

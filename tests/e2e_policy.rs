@@ -6,7 +6,7 @@
 mod e2e;
 
 use e2e::Env;
-use gitlab_token_operator::crd::GitLabToken;
+use gitlab_token_operator::{crd::GitLabToken, shim::refused::REFUSED_REASON};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
@@ -80,12 +80,31 @@ async fn source_refused(env: &Env, ns: &str, source: &str, reason: &str, says: &
     assert!(count >= 1.0, "{DENIALS}{{reason={reason:?}}} is {count}");
 }
 
-/// A refusal decided before any GitLabToken could be written (the shim cannot form a request).
+/// A refusal decided before any token spec exists (the shim cannot form a request): still a
+/// GitLabToken named after the Secret, carrying the refusal, which the token controller reports
+/// and never serves; the same reason on the source's event.
 async fn shim_refused(env: &Env, source: &str, reason: &str, says: &str) {
+    let name = format!("{source}-gitlab-token");
+    let t = token_refused(env, NS, &name, reason, says).await;
+    assert_eq!(
+        t.annotations().get(REFUSED_REASON).map(String::as_str),
+        Some(reason),
+        "the refusal is carried on the GitLabToken"
+    );
+    let owners: Vec<&str> = t.owner_references().iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(owners, [source], "owned by the refused source");
     source_refused(env, NS, source, reason, says).await;
-    let tokens: Api<GitLabToken> = Api::namespaced(env.client.clone(), NS);
-    let list = tokens.list(&Default::default()).await.unwrap();
-    assert!(list.items.is_empty(), "no GitLabToken for an unusable request");
+    let reasons: Vec<String> = env
+        .events_about(NS, source)
+        .await
+        .into_iter()
+        .filter(|(ty, _, _)| ty == "Warning")
+        .map(|(_, r, _)| r)
+        .collect();
+    assert!(
+        reasons.iter().all(|r| r == reason),
+        "the source's events name the GitLabToken's reason {reason} only: {reasons:?}"
+    );
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), NS);
     assert!(
         secrets

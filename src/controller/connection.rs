@@ -98,6 +98,7 @@ pub struct ConnectionShared {
 pub struct Connections {
     live: RwLock<BTreeMap<String, Arc<LiveConnection>>>,
     not_ready: RwLock<BTreeMap<String, String>>,
+    deleting: RwLock<std::collections::BTreeSet<String>>,
     /// Per connection name; kept while the connection is not ready, so a rebuilt client
     /// inherits the budget and any `Retry-After` window (issue 9 item 11).
     shared: RwLock<BTreeMap<String, Arc<ConnectionShared>>>,
@@ -116,6 +117,7 @@ impl Connections {
         Self {
             live: RwLock::default(),
             not_ready: RwLock::default(),
+            deleting: RwLock::default(),
             shared: RwLock::default(),
             clock,
         }
@@ -205,6 +207,22 @@ impl Connections {
         }
     }
 
+    /// Whether the connection is being deleted (its tokens are being revoked through it).
+    pub fn is_deleting(&self, name: &str) -> bool {
+        self.deleting.read().is_ok_and(|d| d.contains(name))
+    }
+
+    /// Marks a connection as being deleted (true) or gone/alive again (false).
+    pub fn set_deleting(&self, name: &str, deleting: bool) {
+        if let Ok(mut d) = self.deleting.write() {
+            if deleting {
+                d.insert(name.to_string());
+            } else {
+                d.remove(name);
+            }
+        }
+    }
+
     /// Forgets a deleted connection.
     pub fn remove(&self, name: &str) {
         if let Ok(mut m) = self.live.write() {
@@ -288,10 +306,18 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
         let body =
             json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabConnection", "status": status});
         api.patch_status(&name, &params, &Patch::Apply(&body)).await?;
-        let was_ready = conn
+        let was = conn
             .status
             .as_ref()
-            .is_some_and(|s| super::conditions::is_ready(&s.conditions));
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+        let was_ready = was.is_some_and(|c| c.status == crate::crd::ConditionStatus::True);
+        log_state_change(
+            &name,
+            was.map(|c| (was_ready, c.reason.as_str())),
+            ready,
+            reason,
+            &message,
+        );
         if was_ready != ready || !ready {
             ctx.event(conn.as_ref(), !ready, reason, "Check", message).await;
         }
@@ -308,6 +334,29 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
         RETRY.max(ctx.connections.blocked_for(&name))
     };
     Ok(Action::requeue(next))
+}
+
+/// Logs (info, or warn when it stops working) a connection whose Ready state or reason changed;
+/// a re-check with the same outcome is quiet.
+fn log_state_change(name: &str, was: Option<(bool, &str)>, ready: bool, reason: &str, message: &str) {
+    if was == Some((ready, reason)) {
+        return;
+    }
+    match (ready, was) {
+        (true, _) => tracing::info!(connection = name, "GitLabConnection is Ready: {message}"),
+        (false, Some((true, _))) => {
+            tracing::warn!(
+                connection = name,
+                reason,
+                "GitLabConnection stopped working: {message}"
+            )
+        }
+        (false, _) => tracing::info!(
+            connection = name,
+            reason,
+            "GitLabConnection is not Ready: {message}"
+        ),
+    }
 }
 
 async fn check(
@@ -368,17 +417,21 @@ async fn check(
     };
 
     let in_flight = secret.annotations().contains_key(SELF_ROTATION_ANNOTATION);
-    let version = live.api.version().await.map_err(|e| lost_or(&e, in_flight))?;
+    let version = live
+        .api
+        .version()
+        .await
+        .map_err(|e| lost_or(&e, in_flight, &spec.url))?;
     let user = live
         .api
         .current_user()
         .await
-        .map_err(|e| lost_or(&e, in_flight))?;
+        .map_err(|e| lost_or(&e, in_flight, &spec.url))?;
     let own = live
         .api
         .personal_access_token_self()
         .await
-        .map_err(|e| lost_or(&e, in_flight))?;
+        .map_err(|e| lost_or(&e, in_flight, &spec.url))?;
     live.report_rate_limit(&ctx.metrics);
     if in_flight {
         // The stored token works, so whatever happened before, the Secret is good.
@@ -477,7 +530,7 @@ pub fn self_rotation_due(today: NaiveDate, expires_at: NaiveDate, renew_before_d
         .is_none_or(|start| today >= start)
 }
 
-fn gitlab_not_ready(e: &GitLabError) -> NotReady {
+fn gitlab_not_ready(e: &GitLabError, url: &str) -> NotReady {
     let reason = match e {
         GitLabError::TokenExpired { .. } => "TokenExpired",
         GitLabError::TokenRevoked { .. } => "TokenRevoked",
@@ -487,10 +540,13 @@ fn gitlab_not_ready(e: &GitLabError) -> NotReady {
         GitLabError::RateLimited { .. } => "RateLimited",
         _ => "GitLabUnreachable",
     };
-    not_ready(reason, format!("GitLab check failed: {e}"))
+    match e.hint_for_url(url) {
+        Some(hint) => not_ready(reason, format!("GitLab check failed: {e}; {hint}")),
+        None => not_ready(reason, format!("GitLab check failed: {e}")),
+    }
 }
 
-fn lost_or(e: &GitLabError, in_flight: bool) -> NotReady {
+fn lost_or(e: &GitLabError, in_flight: bool, url: &str) -> NotReady {
     if in_flight && e.is_credential_failure() {
         return not_ready(
             "SelfRotationLost",
@@ -498,7 +554,7 @@ fn lost_or(e: &GitLabError, in_flight: bool) -> NotReady {
              into the credentials Secret (the operator will not present the old one to GitLab's rotate endpoint again)",
         );
     }
-    gitlab_not_ready(e)
+    gitlab_not_ready(e, url)
 }
 
 async fn clear_rotation_mark(secrets: &Api<Secret>, name: &str) -> kube::Result<()> {
@@ -535,7 +591,7 @@ async fn rotate_own_token(
         .api
         .rotate_personal_access_token_self(expires)
         .await
-        .map_err(|e| gitlab_not_ready(&e))?;
+        .map_err(|e| gitlab_not_ready(&e, &live.spec.url))?;
     let encoded = ByteString(new.token.expose_secret().as_bytes().to_vec());
     let mut data = BTreeMap::new();
     data.insert(key.to_string(), encoded);

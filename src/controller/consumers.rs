@@ -75,6 +75,40 @@ pub fn caught_up(status: &Value, nudged_at: DateTime<Utc>) -> bool {
     ready && handled.is_some_and(|h| h >= nudged_at)
 }
 
+/// Reasons Flux gives a failed fetch, which are an authentication failure when the message says
+/// the remote refused the credentials: source-controller's `GitOperationFailed` (GitRepository),
+/// `Failed` (HelmRepository index), `OCIArtifactPullFailed` (OCIRepository) and
+/// image-reflector-controller's `ReadOperationFailed` (ImageRepository).
+const FETCH_FAILURE_REASONS: &[&str] = &[
+    "GitOperationFailed",
+    "Failed",
+    "OCIArtifactPullFailed",
+    "ReadOperationFailed",
+];
+
+/// How go-git, go-containerregistry and Helm's getter word a refusal of the credentials
+/// (compared lower-cased): go-git's `authentication required` (401) and `authorization failed`
+/// (403), a registry's `UNAUTHORIZED`/`DENIED` codes, and HTTP status texts.
+const REFUSAL_WORDS: &[&str] = &[
+    "authentication required",
+    "authorization failed",
+    "unauthorized",
+    "denied:",
+    "403 forbidden",
+    "access denied",
+];
+
+/// Whether a Flux `Ready=False` condition's reason and message mean the credentials were
+/// refused: `AuthenticationFailed` (the Secret yields no usable credentials), or a fetch failure
+/// whose message carries the remote's refusal.
+pub fn is_auth_refusal(reason: &str, message: &str) -> bool {
+    if reason == "AuthenticationFailed" {
+        return true;
+    }
+    let lower = message.to_lowercase();
+    FETCH_FAILURE_REASONS.contains(&reason) && REFUSAL_WORDS.iter().any(|w| lower.contains(w))
+}
+
 /// Whether a consumer's status shows an authentication failure handled at or after `since`.
 pub fn auth_failed_since(status: &Value, since: DateTime<Utc>) -> bool {
     let handled = status
@@ -87,7 +121,14 @@ pub fn auth_failed_since(status: &Value, since: DateTime<Utc>) -> bool {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .any(|c| c["type"] == "Ready" && c["status"] == "False" && c["reason"] == "AuthenticationFailed");
+        .any(|c| {
+            c["type"] == "Ready"
+                && c["status"] == "False"
+                && is_auth_refusal(
+                    c["reason"].as_str().unwrap_or_default(),
+                    c["message"].as_str().unwrap_or_default(),
+                )
+        });
     handled && refused
 }
 
@@ -152,8 +193,98 @@ mod tests {
         let refused = |handled: &str| json!({"lastHandledReconcileAt": handled, "conditions": [{"type": "Ready", "status": "False", "reason": "AuthenticationFailed"}]});
         assert!(auth_failed_since(&refused(&nudge_value(at)), at));
         assert!(!auth_failed_since(&refused("2026-01-01T11:00:00Z"), at));
-        let other = json!({"lastHandledReconcileAt": nudge_value(at), "conditions": [{"type": "Ready", "status": "False", "reason": "GitOperationFailed"}]});
+        let git_refused = json!({"lastHandledReconcileAt": nudge_value(at), "conditions": [{"type": "Ready", "status": "False", "reason": "GitOperationFailed",
+            "message": "failed to checkout and determine revision: unable to clone 'https://gitlab.example.com/acme/app.git': authentication required: HTTP Basic: Access denied"}]});
+        assert!(auth_failed_since(&git_refused, at));
+        let other = json!({"lastHandledReconcileAt": nudge_value(at), "conditions": [{"type": "Ready", "status": "False", "reason": "GitOperationFailed",
+            "message": "failed to checkout and determine revision: unable to clone 'https://gitlab.example.com/acme/app.git': repository not found: The project you were looking for could not be found"}]});
         assert!(!auth_failed_since(&other, at));
+    }
+
+    /// The words real Flux controllers write (source-controller's gitrepository, helmrepository
+    /// and ocirepository controllers over go-git, Helm's getter and go-containerregistry;
+    /// image-reflector-controller's scan), refusals and not.
+    #[test]
+    fn auth_refusals_are_recognised_in_real_flux_messages() {
+        let refused = [
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://gitlab.example.com/acme/app.git': authentication required: HTTP Basic: Access denied. If a password was provided for Git authentication, the password was incorrect or you're required to use a token instead of a password.",
+            ),
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://gitlab.example.com/acme/app.git': authorization failed: ",
+            ),
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to list remote for 'https://gitlab.example.com/acme/app.git': authentication required",
+            ),
+            (
+                "AuthenticationFailed",
+                "failed to get secret 'tenant/app-token': secrets \"app-token\" not found",
+            ),
+            (
+                "AuthenticationFailed",
+                "failed to configure authentication options: invalid 'password' requires 'username' to be set",
+            ),
+            (
+                "Failed",
+                "failed to fetch Helm repository index: failed to cache index to temporary file: failed to fetch https://gitlab.example.com/api/v4/projects/7/packages/helm/stable/index.yaml : 401 Unauthorized",
+            ),
+            (
+                "Failed",
+                "failed to fetch Helm repository index: failed to cache index to temporary file: failed to fetch https://gitlab.example.com/api/v4/projects/7/packages/helm/stable/index.yaml : 403 Forbidden",
+            ),
+            (
+                "OCIArtifactPullFailed",
+                "failed to determine artifact digest: GET https://registry.gitlab.example.com/v2/acme/app/manifests/latest: UNAUTHORIZED: authentication required; [map[Action:pull Class: Name:acme/app Type:repository]]",
+            ),
+            (
+                "OCIArtifactPullFailed",
+                "failed to determine artifact digest: GET https://gitlab.example.com/jwt/auth?scope=repository%3Aacme%2Fapp%3Apull&service=container_registry: unexpected status code 401 Unauthorized: {\"message\":\"HTTP Basic: Access denied\"}",
+            ),
+            (
+                "ReadOperationFailed",
+                "scan failed: GET https://registry.gitlab.example.com/v2/acme/app/tags/list: DENIED: access forbidden",
+            ),
+            (
+                "ReadOperationFailed",
+                "scan failed: GET https://registry.gitlab.example.com/v2/acme/app/tags/list: UNAUTHORIZED: authentication required; [map[Action:pull Class: Name:acme/app Type:repository]]",
+            ),
+        ];
+        for (reason, message) in refused {
+            assert!(is_auth_refusal(reason, message), "{reason}: {message}");
+        }
+        let not_refused = [
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://gitlab.example.com/acme/app.git': repository not found: The project you were looking for could not be found or you don't have permission to view it.",
+            ),
+            (
+                "GitOperationFailed",
+                "failed to checkout and determine revision: unable to clone 'https://gitlab.example.com/acme/app.git': dial tcp: lookup gitlab.example.com: no such host",
+            ),
+            (
+                "Failed",
+                "failed to fetch Helm repository index: failed to cache index to temporary file: failed to fetch https://gitlab.example.com/api/v4/projects/7/packages/helm/stable/index.yaml : 404 Not Found",
+            ),
+            (
+                "IndexationFailed",
+                "failed to load Helm repository from index YAML: no API version specified",
+            ),
+            (
+                "OCIArtifactPullFailed",
+                "failed to determine artifact digest: GET https://registry.gitlab.example.com/v2/acme/app/manifests/v9: MANIFEST_UNKNOWN: manifest unknown; map[Tag:v9]",
+            ),
+            (
+                "ReadOperationFailed",
+                "scan failed: GET https://registry.gitlab.example.com/v2/acme/app/tags/list: NAME_UNKNOWN: repository name not known to registry",
+            ),
+            ("ArtifactFailed", "unauthorized words under an unrelated reason"),
+        ];
+        for (reason, message) in not_refused {
+            assert!(!is_auth_refusal(reason, message), "{reason}: {message}");
+        }
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! What every controller shares: the Kubernetes client, the operator's settings, the clock,
 //! metrics, the event recorder, and the live GitLab connections.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use kube::{
@@ -13,7 +17,13 @@ use kube::{
 };
 
 use super::connection::Connections;
-use crate::{clock::Clock, crd::GitLabTokenPolicy, metrics::Metrics, policy::PolicySet};
+use crate::{
+    clock::Clock,
+    crd::GitLabTokenPolicy,
+    gitlab::NewToken,
+    metrics::Metrics,
+    policy::{NamespaceInfo, PolicySet},
+};
 
 /// Operator-wide settings from the command line.
 #[derive(Clone, Debug)]
@@ -57,7 +67,27 @@ pub struct Context {
     pub connections: Arc<Connections>,
     /// Every `GitLabTokenPolicy`, kept current by a watch.
     pub policies: Store<GitLabTokenPolicy>,
+    /// Namespaces' labels, kept current by a watch (policy selectors read them on every reconcile).
+    pub namespaces: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
+    /// This process: written into write-ahead records so another process leaves them alone.
+    pub incarnation: String,
+    /// Per `GitLabToken` uid, the resourceVersion of our last read or write: status writes are
+    /// conditional on it, so of two writers only one may record intent and mint.
+    fences: Mutex<HashMap<String, String>>,
+    /// Minted tokens whose Secret write has not succeeded yet, by `GitLabToken` uid. The value
+    /// exists nowhere else: the write is retried from here, and a restart (which loses it)
+    /// revokes the token instead.
+    unstored: Mutex<HashMap<String, NewToken>>,
+    /// Consecutive failed reconciles per `GitLabToken` uid, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Per-project listings of active tokens, shared by every token's liveness check.
+    pub liveness: super::token::liveness::LivenessCache,
+    /// The last compiled policy set and the policy versions it was compiled from.
+    compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
+
+/// Policies by name and resourceVersion: what a compiled policy set was compiled from.
+type PolicyVersions = Vec<(String, String)>;
 
 impl Context {
     /// Builds the context.
@@ -67,12 +97,14 @@ impl Context {
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
         policies: Store<GitLabTokenPolicy>,
+        namespaces: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
     ) -> Self {
         let reporter = Reporter {
             controller: config.controller_name.clone(),
             instance: Some(config.instance.clone()),
         };
         let recorder = Recorder::new(client.clone(), reporter);
+        let incarnation = format!("{}/{:08x}", config.instance, rand::random::<u32>());
         Self {
             client,
             config,
@@ -81,14 +113,110 @@ impl Context {
             recorder,
             connections: Arc::new(Connections::default()),
             policies,
+            namespaces,
+            incarnation,
+            fences: Mutex::default(),
+            unstored: Mutex::default(),
+            failures: Mutex::default(),
+            liveness: Default::default(),
+            compiled_policies: Mutex::default(),
         }
     }
 
-    /// Every policy as of the cache, compiled for evaluation.
-    pub fn policy_set(&self) -> PolicySet {
-        let policies: Vec<GitLabTokenPolicy> =
-            self.policies.state().iter().map(|p| p.as_ref().clone()).collect();
-        PolicySet::compile(&policies)
+    /// Consecutive failed reconciles of this object so far.
+    pub fn failures(&self, uid: &str) -> u32 {
+        self.failures
+            .lock()
+            .ok()
+            .and_then(|f| f.get(uid).copied())
+            .unwrap_or(0)
+    }
+
+    /// Counts a failed reconcile (`failed`) or resets the count after a success.
+    pub fn note_outcome(&self, uid: &str, failed: bool) {
+        if let Ok(mut f) = self.failures.lock() {
+            if failed {
+                *f.entry(uid.to_string()).or_default() += 1;
+            } else {
+                f.remove(uid);
+            }
+        }
+    }
+
+    /// The resourceVersion the next status write of this `GitLabToken` must be conditional on.
+    pub fn fence(&self, uid: &str) -> Option<String> {
+        self.fences.lock().ok()?.get(uid).cloned()
+    }
+
+    /// Records the resourceVersion last read or written (`None` forgets it).
+    pub fn set_fence(&self, uid: &str, resource_version: Option<String>) {
+        if let Ok(mut f) = self.fences.lock() {
+            match resource_version {
+                Some(rv) => f.insert(uid.to_string(), rv),
+                None => f.remove(uid),
+            };
+        }
+    }
+
+    /// Keeps a minted token whose Secret write failed, to retry the write.
+    pub fn keep_unstored(&self, uid: &str, token: NewToken) {
+        if let Ok(mut u) = self.unstored.lock() {
+            u.insert(uid.to_string(), token);
+        }
+    }
+
+    /// The minted token waiting for its Secret write, if this process holds one.
+    pub fn unstored(&self, uid: &str) -> Option<NewToken> {
+        self.unstored.lock().ok()?.get(uid).cloned()
+    }
+
+    /// Drops a held token value (stored, or revoked).
+    pub fn forget_unstored(&self, uid: &str) {
+        if let Ok(mut u) = self.unstored.lock() {
+            u.remove(uid);
+        }
+    }
+
+    /// A namespace's name and labels from the watch cache (a GET only when the cache lacks it).
+    pub async fn namespace_info(&self, namespace: &str) -> kube::Result<NamespaceInfo> {
+        use kube::ResourceExt;
+        let key = kube::runtime::reflector::ObjectRef::new(namespace);
+        let labels = match self.namespaces.get(&key) {
+            Some(ns) => ns.labels().clone(),
+            None => kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+                .get_opt(namespace)
+                .await?
+                .map(|n| n.labels().clone())
+                .unwrap_or_default(),
+        };
+        Ok(NamespaceInfo {
+            name: namespace.to_string(),
+            labels,
+        })
+    }
+
+    /// Every policy as of the cache, compiled for evaluation: compiled once per change of the
+    /// policies (by name and resourceVersion) and shared by every reconcile.
+    pub fn policy_set(&self) -> Arc<PolicySet> {
+        use kube::ResourceExt;
+        let state = self.policies.state();
+        let mut key: Vec<(String, String)> = state
+            .iter()
+            .map(|p| (p.name_any(), p.resource_version().unwrap_or_default()))
+            .collect();
+        key.sort();
+        if let Ok(cache) = self.compiled_policies.lock()
+            && let Some((k, set)) = cache.as_ref()
+            && *k == key
+        {
+            return set.clone();
+        }
+        let policies: Vec<GitLabTokenPolicy> = state.iter().map(|p| p.as_ref().clone()).collect();
+        let set = Arc::new(PolicySet::compile(&policies));
+        if let Ok(mut cache) = self.compiled_policies.lock() {
+            *cache = Some((key, set.clone()));
+        }
+        set
     }
 
     /// Now, per the injected clock.

@@ -2,6 +2,7 @@
 
 pub mod conditions;
 pub mod connection;
+pub mod connection_cleanup;
 pub mod consumers;
 pub mod context;
 pub mod policy;

@@ -1,7 +1,9 @@
-//! The orphan sweep (DESIGN §6.7): per connection, list the active tokens of every project the
-//! operator serves and revoke those named with this cluster's marker (`<prefix>-<cluster>-<uid>`)
-//! that no `GitLabToken` status accounts for (current, previous or pending). Young tokens are left
-//! alone, so a token being issued right now (whose status is not written yet) is never touched.
+//! The orphan sweep (DESIGN §6.7): per connection, list the active tokens of every project any
+//! ledger names (or named since this process started) and revoke those named with this cluster's
+//! marker (`<prefix>-<cluster>-<uid>`) that no ledger accounts for (current, previous, revoking,
+//! or pending by name). Young tokens are left alone, so a token being issued right now (whose
+//! status is not written yet) is never touched. Tokens of deleted `GitLabToken`s are orphans too,
+//! unless a policy on the connection allows `deletionPolicy: Retain` (then they may be retained).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -11,7 +13,10 @@ use std::{
 use chrono::{DateTime, Utc};
 use kube::{Api, api::ListParams};
 
-use super::{context::Context, token::observe::token_name_marker};
+use super::{
+    context::Context,
+    token::{ledger, observe::token_name_marker},
+};
 use crate::{
     crd::GitLabToken,
     gitlab::{AccessToken, GitLabApi, TokenState},
@@ -33,15 +38,20 @@ pub struct Accounted {
     pub pending_names: BTreeSet<String>,
 }
 
-/// Whether `token` is an orphan: named `<marker><uid>` for a GitLabToken that still exists
-/// (so another cluster whose name merely starts like ours, or a token retained after its
-/// GitLabToken was deleted with `deletionPolicy: Retain`, is never touched), not accounted for
-/// by its status, and old enough.
-pub fn is_orphan(token: &AccessToken, marker: &str, accounted: &Accounted, now: DateTime<Utc>) -> bool {
+/// Whether `token` is an orphan: named `<marker><uid>` (so another cluster whose name merely
+/// starts like ours is never touched), not accounted for by any ledger, and old enough. With
+/// `retain_possible`, a token whose GitLabToken is gone may have been retained and is spared.
+pub fn is_orphan(
+    token: &AccessToken,
+    marker: &str,
+    accounted: &Accounted,
+    retain_possible: bool,
+    now: DateTime<Utc>,
+) -> bool {
     let ours = token
         .name
         .strip_prefix(marker)
-        .is_some_and(|uid| is_uid(uid) && accounted.uids.contains(uid));
+        .is_some_and(|uid| is_uid(uid) && (accounted.uids.contains(uid) || !retain_possible));
     let old_enough = token
         .created_at
         .is_some_and(|c| (now - c).to_std().is_ok_and(|age| age >= MIN_AGE));
@@ -61,24 +71,43 @@ fn is_uid(s: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Collects what every GitLabToken accounts for, per connection name.
-fn accounted_by_connection(tokens: &[GitLabToken]) -> BTreeMap<String, Accounted> {
+/// Collects what every ledger accounts for, per connection name. Token ids and pending names
+/// count on every connection (ids are unique per GitLab; a token is never revoked for being
+/// recorded under another connection name of the same GitLab).
+pub fn accounted_by_connection(tokens: &[GitLabToken]) -> BTreeMap<String, Accounted> {
     let mut out: BTreeMap<String, Accounted> = BTreeMap::new();
+    let mut everywhere = Accounted::default();
     for t in tokens {
-        let Some(status) = &t.status else { continue };
-        let (Some(conn), Some(project)) = (&status.connection, &status.project) else {
-            continue;
-        };
-        let a = out.entry(conn.clone()).or_default();
-        a.uids.extend(t.metadata.uid.clone());
-        a.projects.insert(project.id);
-        a.token_ids.extend(status.current.as_ref().map(|c| c.token_id));
-        a.token_ids.extend(status.previous.as_ref().map(|p| p.token_id));
-        a.pending_names
+        let Some(original) = &t.status else { continue };
+        let mut status = original.clone();
+        ledger::backfill_locations(&mut status);
+        everywhere.uids.extend(t.metadata.uid.clone());
+        everywhere.token_ids.extend(ledger::token_ids(&status));
+        everywhere
+            .pending_names
             .extend(status.pending.as_ref().map(|p| p.token_name.clone()));
+        for at in ledger::locations(&status) {
+            out.entry(at.connection)
+                .or_default()
+                .projects
+                .insert(at.project_id);
+        }
+        if let (Some(conn), Some(project)) = (&status.connection, &status.project) {
+            out.entry(conn.clone()).or_default().projects.insert(project.id);
+        }
+    }
+    for a in out.values_mut() {
+        a.uids.clone_from(&everywhere.uids);
+        a.token_ids.clone_from(&everywhere.token_ids);
+        a.pending_names.clone_from(&everywhere.pending_names);
     }
     out
 }
+
+/// Projects any ledger named since this process started, per connection (a ledger that empties
+/// still leaves its project to be swept).
+static SEEN_PROJECTS: std::sync::Mutex<BTreeMap<String, BTreeSet<u64>>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
 /// One sweep over every live connection; returns how many tokens were revoked.
 pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
@@ -86,7 +115,26 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
         .list(&ListParams::default())
         .await?
         .items;
-    let accounted = accounted_by_connection(&tokens);
+    let mut accounted = accounted_by_connection(&tokens);
+    if let Ok(mut seen) = SEEN_PROJECTS.lock() {
+        for (conn, a) in &mut accounted {
+            let known = seen.entry(conn.clone()).or_default();
+            known.extend(a.projects.iter().copied());
+            a.projects.clone_from(known);
+        }
+    }
+    let retain_possible: BTreeSet<String> = ctx
+        .policies
+        .state()
+        .iter()
+        .filter(|p| p.spec.allow_retain)
+        .map(|p| {
+            p.spec
+                .connection_ref
+                .as_ref()
+                .map_or_else(String::new, |c| c.name.clone())
+        })
+        .collect();
     let now = ctx.now();
     let mut revoked = 0;
     for conn in ctx.connections.all() {
@@ -99,6 +147,7 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
             .clone()
             .unwrap_or_else(|| ctx.config.cluster_name.clone());
         let marker = token_name_marker(&conn.spec.token_name_prefix, &cluster);
+        let retain = retain_possible.contains(&conn.name) || retain_possible.contains("");
         for project in &a.projects {
             let key = project.to_string();
             let listed = match conn
@@ -112,7 +161,8 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
                     continue;
                 }
             };
-            for t in listed.iter().filter(|t| is_orphan(t, &marker, a, now)) {
+            for t in listed.iter().filter(|t| is_orphan(t, &marker, a, retain, now)) {
+                crate::crash_point!("sweep.before_revoke");
                 match conn.api.revoke_project_access_token(&key, t.id).await {
                     Ok(_) => {
                         revoked += 1;
@@ -176,12 +226,17 @@ mod tests {
             (token(4, &ours, false, 60, now), false, "already inactive"),
             (token(5, &format!("gto-staging-{live}"), true, 60, now), false, "another cluster's marker"),
             (token(6, &format!("gto-prod-eu-{live}"), true, 60, now), false, "a cluster whose name starts like ours"),
-            (token(7, &format!("{marker}{deleted}"), true, 60, now), false, "its GitLabToken is gone (retained or revoked)"),
+            (token(7, &format!("{marker}{deleted}"), true, 60, now), true, "its GitLabToken is gone and no policy allows Retain"),
             (token(8, "hand-made", true, 60, now), false, "not ours"),
             (token(9, &format!("{marker}{inflight}"), true, 60, now), false, "pending issue under that name"),
         ];
         for (t, want, why) in cases {
-            assert_eq!(is_orphan(&t, marker, &a, now), want, "{why}");
+            assert_eq!(is_orphan(&t, marker, &a, false, now), want, "{why}");
         }
+        let gone = token(7, &format!("{marker}{deleted}"), true, 60, now);
+        assert!(
+            !is_orphan(&gone, marker, &a, true, now),
+            "a policy allows Retain: a token of a deleted GitLabToken may be retained"
+        );
     }
 }

@@ -20,7 +20,8 @@ pub use policy::{
 };
 pub use token::{
     ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken, GitLabTokenSpec, GitLabTokenStatus, HistoryEntry,
-    ObjectName, PendingIssue, PendingOperation, PreviousToken, ProjectRef, ResolvedProject, SecretTarget,
+    ObjectName, PendingIssue, PendingOperation, PreviousToken, ProjectRef, ResolvedProject, RevokingToken,
+    SecretTarget,
 };
 pub use values::{AccessLevel, ConsumerKind, Scope, SecretFormat};
 

@@ -27,7 +27,17 @@ use super::{AccessLevel, Condition, ConsumerKind, Days, Scope, ShortDuration};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitLabTokenPolicySpec {
@@ -60,6 +70,10 @@ pub struct GitLabTokenPolicySpec {
     /// How long an `Overlap` rotation keeps the old token when consumers do not report Ready.
     #[serde(default = "default_overlap_grace")]
     pub overlap_grace: ShortDuration,
+    /// Whether tokens this policy allows may set `deletionPolicy: Retain` (default false: deletion
+    /// always revokes, so a tenant cannot keep a live token once its request is gone).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_retain: bool,
 }
 
 fn default_max_access_level() -> AccessLevel {

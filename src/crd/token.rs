@@ -28,13 +28,17 @@ use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
     printcolumn(
         name = "Reason",
         type_ = "string",
-        priority = 1,
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
     printcolumn(name = "Project", type_ = "string", json_path = ".status.project.path"),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.current.expiresAt"),
     printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitLabTokenSpec {
@@ -150,6 +154,9 @@ pub struct GitLabTokenStatus {
     /// The last issued tokens, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// Tokens being revoked, kept until GitLab confirms each one dead (revoked, expired or 404).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoking: Vec<RevokingToken>,
     /// The `gitlabtokens.io/renew-requested-at` value last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_renew_request: Option<String>,
@@ -174,9 +181,15 @@ pub type ProjectRef = ResolvedProject;
 pub struct CurrentToken {
     /// GitLab token id (changes on every rotation).
     pub token_id: u64,
+    /// Connection that minted it (where it must be revoked); absent only in records written before the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// GitLab project id it belongs to (where it must be revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
     /// Token name in GitLab (`<prefix>-<cluster>-<uid>`).
     pub name: String,
-    /// Username of the token's bot user.
+    /// Username written to the Secret (`project_<id>_bot`; GitLab ignores it for access tokens).
     pub bot_user: String,
     /// Bot user id (kept across in-place rotations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -205,11 +218,46 @@ pub struct CurrentToken {
 pub struct PreviousToken {
     /// GitLab token id.
     pub token_id: u64,
+    /// Connection that minted it (where it must be revoked); absent only in records written before the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// GitLab project id it belongs to (where it must be revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
     /// Revoke at the latest at this time (end of the overlap grace).
     pub revoke_after: DateTime<Utc>,
     /// When consumers were nudged to re-read the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nudged_at: Option<DateTime<Utc>>,
+}
+
+/// A token the operator has withdrawn and keeps trying to revoke until GitLab confirms it dead.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokingToken {
+    /// GitLab token id.
+    pub token_id: u64,
+    /// Connection that minted it.
+    pub connection: String,
+    /// GitLab project id it belongs to.
+    pub project_id: u64,
+    /// Why it is being revoked (`Rotated`, `PolicyWithdrawn`, `Deleted`, …).
+    pub reason: String,
+    /// When it was withdrawn.
+    pub since: DateTime<Utc>,
+    /// Failed revocation attempts so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// Earliest time of the next attempt (after a failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt: Option<DateTime<Utc>>,
+    /// The last failure, as GitLab or the network reported it (never a token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a pending GitLab call was doing.
@@ -227,6 +275,15 @@ pub enum PendingOperation {
 pub struct PendingIssue {
     /// The token name sent to GitLab, so a restart can find what was created.
     pub token_name: String,
+    /// Connection that minted it (where it must be revoked); absent only in records written before the ledger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    /// GitLab project id it belongs to (where it must be revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<u64>,
+    /// The operator process that wrote the record; another process waits for it to finish or time out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     /// Issue or rotate.
     pub operation: PendingOperation,
     /// When the call started.

@@ -290,6 +290,51 @@ impl GitLabError {
         }
     }
 
+    /// Advice for a connection check that failed with this error, from the shape of the
+    /// connection's `url`: an `/api/v4` suffix (the client adds it, so GitLab answers 404), or a
+    /// scheme that does not match the server (`https://` to a plain-HTTP server makes TLS read
+    /// an HTTP reply: "received corrupt message of type InvalidContentType"; `http://` to a TLS
+    /// port gets TLS bytes or nginx's "plain HTTP request was sent to HTTPS port").
+    pub fn hint_for_url(&self, url: &str) -> Option<&'static str> {
+        let lower = url.trim_end_matches('/').to_ascii_lowercase();
+        let text = self.to_string().to_ascii_lowercase();
+        let api_suffix = lower.ends_with("/api/v4") || lower.ends_with("/api/v4/") || lower.ends_with("/api");
+        match self {
+            Self::NotFound { .. } | Self::UnexpectedStatus { .. } if api_suffix => Some(
+                "the url must be GitLab's base URL without /api/v4 (e.g. https://gitlab.example.com): remove the /api/v4 suffix, the operator adds it",
+            ),
+            Self::Transport { .. }
+                if lower.starts_with("https://")
+                    && [
+                        "invalidcontenttype",
+                        "corrupt message",
+                        "wrong version number",
+                        "http request to an https",
+                    ]
+                    .iter()
+                    .any(|m| text.contains(m)) =>
+            {
+                Some(
+                    "the server answered in plain HTTP, not TLS: use an http:// url for it, or put TLS in front of GitLab",
+                )
+            }
+            Self::Transport { .. } | Self::UnexpectedStatus { .. } | Self::BadRequest { .. }
+                if lower.starts_with("http://")
+                    && [
+                        "invalid http version",
+                        "plain http request was sent to https",
+                        "http/0.9",
+                        "invalid status",
+                    ]
+                    .iter()
+                    .any(|m| text.contains(m)) =>
+            {
+                Some("the server speaks TLS: use an https:// url for it")
+            }
+            _ => None,
+        }
+    }
+
     /// Maps a reqwest failure without its URL (which could carry query values) to `Timeout`
     /// or `Transport`.
     pub fn from_reqwest(err: reqwest::Error) -> Self {
@@ -417,6 +462,47 @@ mod tests {
             "GitLab rejected the request (400): 400 Bad request - token [REDACTED] is bad"
         );
         assert_eq!(GitLabError::Timeout.scrub("x"), GitLabError::Timeout);
+    }
+
+    #[test]
+    fn url_shape_hints() {
+        let not_found = map(404, r#"{"error":"404 Not Found"}"#);
+        assert!(
+            not_found
+                .hint_for_url("https://gitlab.example.com/api/v4")
+                .unwrap()
+                .contains("remove the /api/v4 suffix")
+        );
+        assert!(
+            not_found
+                .hint_for_url("https://gitlab.example.com/api/v4/")
+                .is_some()
+        );
+        assert_eq!(not_found.hint_for_url("https://gitlab.example.com"), None);
+        let tls_to_plain = GitLabError::Transport {
+            message: "error sending request: client error (Connect): received corrupt message of type InvalidContentType"
+                .into(),
+        };
+        assert!(
+            tls_to_plain
+                .hint_for_url("https://127.0.0.1:8080")
+                .unwrap()
+                .contains("use an http:// url")
+        );
+        assert_eq!(tls_to_plain.hint_for_url("http://127.0.0.1:8080"), None);
+        let plain_to_tls = GitLabError::Transport {
+            message: "error sending request: client error (SendRequest): invalid HTTP version parsed".into(),
+        };
+        assert!(
+            plain_to_tls
+                .hint_for_url("http://gitlab.example.com")
+                .unwrap()
+                .contains("use an https:// url")
+        );
+        let refused = GitLabError::Transport {
+            message: "error sending request: tcp connect error: Connection refused".into(),
+        };
+        assert_eq!(refused.hint_for_url("https://gitlab.example.com"), None);
     }
 
     #[test]

@@ -47,6 +47,8 @@ pub struct CompiledPolicy {
     pub rotation_strategy: RotationStrategy,
     /// Overlap grace.
     pub overlap_grace: ShortDuration,
+    /// Whether tokens it allows may be retained on deletion.
+    pub allow_retain: bool,
 }
 
 /// Why a policy cannot be used at all.
@@ -161,6 +163,7 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             renew_before_min: spec.renew_before.min,
             rotation_strategy: spec.rotation_strategy,
             overlap_grace: spec.overlap_grace,
+            allow_retain: spec.allow_retain,
         }),
         _ => Err(UnusablePolicy { name, problems }),
     }

@@ -95,6 +95,8 @@ pub struct Allowance {
     pub rotation_strategy: RotationStrategy,
     /// Overlap grace of the policy.
     pub overlap_grace: ShortDuration,
+    /// Whether the token may be left alive when its GitLabToken is deleted (`deletionPolicy: Retain`).
+    pub allow_retain: bool,
 }
 
 /// One violated field of a policy.
@@ -385,6 +387,7 @@ fn check(p: &CompiledPolicy, r: &TokenRequest) -> Result<Allowance, Vec<Violatio
             renew_before,
             rotation_strategy: p.rotation_strategy,
             overlap_grace: p.overlap_grace,
+            allow_retain: p.allow_retain,
         })
     } else {
         Err(v)

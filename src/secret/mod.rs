@@ -264,7 +264,13 @@ pub fn owner_reference(owner: Owner<'_>) -> OwnerReference {
     }
 }
 
-/// HMAC-SHA256 over the Secret's type and data, keyed by the `GitLabToken` uid, as lowercase hex.
+/// The data keys the operator writes (every format's): only these, and the type, are the
+/// operator's; keys other writers add (`ca.crt`, `known_hosts`, …) are kept by server-side apply
+/// and are never an edit.
+pub const OPERATOR_KEYS: [&str; 4] = ["username", "password", "token", DOCKER_CONFIG_KEY];
+
+/// HMAC-SHA256 over the Secret's type and the operator's data keys ([`OPERATOR_KEYS`]), keyed by
+/// the `GitLabToken` uid, as lowercase hex.
 ///
 /// Stored in status to notice edits; a token has far too much entropy for the digest to be
 /// reversed, and the key makes equal tokens in different objects look unrelated.
@@ -275,11 +281,12 @@ pub fn secret_digest(secret: &Secret, owner_uid: &str) -> String {
         msg.extend_from_slice(bytes);
     };
     put(secret.type_.as_deref().unwrap_or(TYPE_OPAQUE).as_bytes());
-    for (k, v) in secret.data.iter().flatten() {
+    let ours = |k: &String| OPERATOR_KEYS.contains(&k.as_str());
+    for (k, v) in secret.data.iter().flatten().filter(|(k, _)| ours(k)) {
         put(k.as_bytes());
         put(&v.0);
     }
-    for (k, v) in secret.string_data.iter().flatten() {
+    for (k, v) in secret.string_data.iter().flatten().filter(|(k, _)| ours(k)) {
         put(k.as_bytes());
         put(v.as_bytes());
     }

@@ -251,8 +251,22 @@ fn digest_detects_edits_and_is_keyed_by_uid() {
         .data
         .as_mut()
         .unwrap()
-        .insert("bearerToken".into(), ByteString(b"x".to_vec()));
-    assert_ne!(secret_digest(&extra, uid), d1, "added key");
+        .insert("ca.crt".into(), ByteString(b"x".to_vec()));
+    assert_eq!(
+        secret_digest(&extra, uid),
+        d1,
+        "a key another writer added is not an edit"
+    );
+    let mut added_ours = built.clone().into_secret();
+    added_ours
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("token".into(), ByteString(b"x".to_vec()));
+    assert_ne!(secret_digest(&added_ours, uid), d1, "an operator key added");
+    let mut removed = built.clone().into_secret();
+    removed.data.as_mut().unwrap().remove("username");
+    assert_ne!(secret_digest(&removed, uid), d1, "an operator key removed");
     let mut retyped = built.clone().into_secret();
     retyped.type_ = Some("kubernetes.io/basic-auth".into());
     assert_ne!(secret_digest(&retyped, uid), d1, "type change");
@@ -262,11 +276,17 @@ fn digest_detects_edits_and_is_keyed_by_uid() {
     assert_eq!(secret_digest(&relabelled, uid), d1);
     // Key/value boundaries are unambiguous.
     let a = Secret {
-        data: Some(BTreeMap::from([("ab".into(), ByteString(b"c".to_vec()))])),
+        data: Some(BTreeMap::from([
+            ("username".into(), ByteString(b"ab".to_vec())),
+            ("password".into(), ByteString(b"c".to_vec())),
+        ])),
         ..Secret::default()
     };
     let b = Secret {
-        data: Some(BTreeMap::from([("a".into(), ByteString(b"bc".to_vec()))])),
+        data: Some(BTreeMap::from([
+            ("username".into(), ByteString(b"a".to_vec())),
+            ("password".into(), ByteString(b"bc".to_vec())),
+        ])),
         ..Secret::default()
     };
     assert_ne!(secret_digest(&a, uid), secret_digest(&b, uid));

@@ -28,8 +28,17 @@ pub const SECRET_NAME: &str = "gitlabtokens.io/secret-name";
 /// On a `GitLabToken`: set to a timestamp to ask for a renewal now (DESIGN §6.5).
 pub const RENEW_REQUESTED_AT: &str = "gitlabtokens.io/renew-requested-at";
 
+/// Written by the shim on a source whose `spec.secretRef` it set (value: the Secret name), so
+/// that removing the opt-in removes that `secretRef` again, and only one the shim set.
+pub const SECRET_REF_SET: &str = "gitlabtokens.io/secret-ref-set";
+
 /// Prefix of every annotation the operator reads.
 pub const PREFIX: &str = "gitlabtokens.io/";
+
+/// Longest `gitlabtokens.io/project` value (the `GitLabToken` CRD's bound on `spec.project`).
+pub const MAX_PROJECT_LEN: usize = 1024;
+/// Longest value of any other source annotation (names are at most 253, lists and durations short).
+pub const MAX_VALUE_LEN: usize = 512;
 
 /// Every annotation a source may carry.
 pub const SOURCE_ANNOTATIONS: [&str; 9] = [
@@ -59,8 +68,10 @@ impl fmt::Display for AnnotationProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "annotation {}: {:?} {}",
-            self.annotation, self.value, self.problem
+            "annotation {}: {} {}",
+            self.annotation,
+            super::shown(&self.value),
+            self.problem
         )
     }
 }
@@ -186,10 +197,31 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<ShimAnnotations, 
     };
 
     for key in annotations.keys() {
-        if key.starts_with(PREFIX) && !SOURCE_ANNOTATIONS.contains(&key.as_str()) {
+        if key.starts_with(PREFIX) && !SOURCE_ANNOTATIONS.contains(&key.as_str()) && key != SECRET_REF_SET {
             out.unknown.push(key.clone());
         }
     }
+    // Bounded first: an oversized value is refused as such, never parsed or sent anywhere.
+    let mut annotations = annotations.clone();
+    for key in SOURCE_ANNOTATIONS {
+        let max = if key == PROJECT {
+            MAX_PROJECT_LEN
+        } else {
+            MAX_VALUE_LEN
+        };
+        if let Some(raw) = annotations.get(key)
+            && raw.chars().count() > max
+        {
+            let n = raw.chars().count();
+            bad(
+                key,
+                raw,
+                format!("is {n} characters long; at most {max} are accepted"),
+            );
+            annotations.remove(key);
+        }
+    }
+    let annotations = &annotations;
 
     if let Some(raw) = annotations.get(CONNECTION) {
         let v = raw.trim();
@@ -440,6 +472,24 @@ mod tests {
         assert_eq!(keys, [WRITE, RENEW_BEFORE]);
         assert!(err.to_string().contains("shorter than the lifetime 10d"));
         assert!(parse(&ann(&[(LIFETIME, "10d"), (RENEW_BEFORE, "9d")])).is_ok());
+    }
+
+    #[test]
+    fn oversized_values_are_refused_by_length_without_echoing_them() {
+        let project = format!("acme/{}", "a".repeat(MAX_PROJECT_LEN));
+        let err = parse(&ann(&[(PROJECT, &project)])).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("is {} characters long; at most 1024", project.len())),
+            "{msg}"
+        );
+        assert!(msg.len() < 300, "the value is shown cut: {msg}");
+        let ok = format!("acme/{}", "a".repeat(MAX_PROJECT_LEN - 5));
+        assert!(parse(&ann(&[(PROJECT, &ok)])).is_ok(), "1024 characters are fine");
+        let scopes = "read_api,".repeat(100);
+        let err = parse(&ann(&[(SCOPES, &scopes)])).unwrap_err();
+        assert_eq!(err.0.len(), 1, "one problem per oversized value: {err}");
+        assert!(err.to_string().contains("at most 512"), "{err}");
     }
 
     #[test]

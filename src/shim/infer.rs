@@ -281,8 +281,8 @@ pub fn infer(
         return Err(Refusal::new(
             Reason::InvalidSecretName,
             format!(
-                "Secret name {secret_name:?} is not a valid object name (lowercase DNS subdomain, at most 253 characters); set {}",
-                annotations::SECRET_NAME
+                "Secret name {} is not a valid object name (lowercase DNS subdomain, at most 253 characters)",
+                super::shown(&secret_name)
             ),
         ));
     }
@@ -308,10 +308,24 @@ pub fn infer(
     })
 }
 
+/// Longest source URL (`spec.url`, `spec.image`, `spec.address`) the shim accepts.
+pub const MAX_URL_LEN: usize = 2048;
+
 fn spec_str<'a>(spec: &'a Value, field: &str) -> Result<&'a str, Refusal> {
-    str_at(spec, &[field])
+    let value = str_at(spec, &[field])
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| Refusal::new(Reason::InvalidUrl, format!("spec.{field} is missing or empty")))
+        .ok_or_else(|| Refusal::new(Reason::InvalidUrl, format!("spec.{field} is missing or empty")))?;
+    let n = value.chars().count();
+    if n > MAX_URL_LEN {
+        return Err(Refusal::new(
+            Reason::InvalidUrl,
+            format!(
+                "spec.{field} {} is {n} characters long; at most {MAX_URL_LEN} are accepted",
+                super::shown(value)
+            ),
+        ));
+    }
+    Ok(value)
 }
 
 fn reject_provider(spec: &Value, kind: &str, allowed: &[&str]) -> Result<(), Refusal> {
@@ -360,9 +374,7 @@ fn git_project(url: &str, conn: &ConnectionFacts) -> Result<ProjectHint, Refusal
     if is_ssh(url) {
         return Err(Refusal::new(
             Reason::SshNotSupported,
-            format!(
-                "{url:?} is an SSH URL; project access tokens work over HTTPS: use the project's https:// clone URL"
-            ),
+            format!("{url:?} is an SSH URL; project access tokens work over HTTPS only"),
         ));
     }
     let parsed = parse_http_like(url, &["http", "https"])?;
@@ -420,7 +432,9 @@ fn provider_project(address: &str, conn: &ConnectionFacts) -> Result<ProjectHint
     if is_ssh(address) {
         return Err(Refusal::new(
             Reason::SshNotSupported,
-            format!("Provider spec.address {address:?} is an SSH URL; use the project's https:// URL"),
+            format!(
+                "Provider spec.address {address:?} is an SSH URL; project access tokens work over HTTPS only"
+            ),
         ));
     }
     let parsed = parse_http_like(address, &["http", "https"])?;

@@ -3,12 +3,16 @@
 //! - [`annotations`]: the `gitlabtokens.io/` annotations with their defaults;
 //! - [`url`]: strict URL parsing and host checks against a connection;
 //! - [`infer`]: per-kind inference of project, scopes and Secret shape;
-//! - [`share`]: whether sources naming one Secret can share a token, and the `GitLabTokenSpec`.
+//! - [`share`]: whether sources naming one Secret can share a token, and the `GitLabTokenSpec`;
+//! - [`refused`]: the `GitLabToken` that carries a refusal decided before any token spec exists;
+//! - [`warnings`]: Warning events for annotations that are ignored (typos, with a did-you-mean).
 
 pub mod annotations;
 pub mod infer;
+pub mod refused;
 pub mod share;
 pub mod url;
+pub mod warnings;
 
 #[cfg(test)]
 mod tests;
@@ -17,6 +21,7 @@ use std::fmt;
 
 pub use annotations::{ShimAnnotations, is_opted_in};
 pub use infer::{InferredRequest, SourceKind, infer};
+pub use refused::shim_refusal;
 pub use share::{SharedToken, SourceNeed, needs_agree, spec_for_sources};
 pub use url::ConnectionFacts;
 
@@ -39,11 +44,16 @@ pub enum ProjectHint {
     },
 }
 
+/// Most segments a GitLab project path can have: 20 nested groups (GitLab's limit) and the
+/// project. Longer registry-path prefixes are never looked up.
+pub const MAX_PROJECT_DEPTH: usize = 21;
+
 impl ProjectHint {
-    /// A registry path hint with its lookup candidates (longest first, down to `group/project`).
+    /// A registry path hint with its lookup candidates (longest first, down to `group/project`;
+    /// none deeper than [`MAX_PROJECT_DEPTH`], so a long path costs at most 20 lookups).
     pub fn registry(path: &str) -> Self {
         let segments: Vec<&str> = path.split('/').collect();
-        let candidates = (2..=segments.len())
+        let candidates = (2..=segments.len().min(MAX_PROJECT_DEPTH))
             .rev()
             .map(|n| segments[..n].join("/"))
             .collect();
@@ -90,5 +100,52 @@ impl Refusal {
             reason,
             message: message.into(),
         }
+    }
+
+    /// What the user reads (event note, condition message): the message, then the reason's
+    /// advice unless the message already gives its own (never the same advice twice), bounded
+    /// to [`MAX_MESSAGE`] characters.
+    pub fn note(&self) -> String {
+        let text = if gives_own_advice(self.reason) {
+            self.message.clone()
+        } else {
+            format!("{} ({})", self.message, self.reason.what_to_do())
+        };
+        bounded(&text, MAX_MESSAGE)
+    }
+}
+
+/// Longest message the shim writes (an events.k8s.io note may hold 1 KiB).
+pub const MAX_MESSAGE: usize = 1000;
+
+/// Reasons whose shim messages always say what to do themselves (the accepted values, which
+/// annotation to set), so the generic advice would only repeat them.
+fn gives_own_advice(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::InvalidAnnotation | Reason::AmbiguousConnection | Reason::ConflictingRequest
+    )
+}
+
+/// `text` cut to at most `max` characters (at a character boundary), marked with `…`.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// A user-written value for a message: quoted, and cut to 80 characters with its full length
+/// named, so one oversized value cannot flood an event or a condition.
+pub fn shown(value: &str) -> String {
+    const MAX_SHOWN: usize = 80;
+    let n = value.chars().count();
+    if n <= MAX_SHOWN {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX_SHOWN).collect();
+        format!("{head:?}… ({n} characters)")
     }
 }

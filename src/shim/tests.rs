@@ -63,7 +63,7 @@ fn inference_table() {
         ("git write with the default reporter role cannot push", manifest(GIT, "GitRepository", "fleet", &[("gitlabtokens.io/write", "true")], "url: https://gitlab.example.com/acme/fleet.git"), conn(), Err((Reason::InvalidAnnotation, "gitlabtokens.io/access-level: \"reporter\" cannot push"))),
         ("git under a relative URL root", manifest(GIT, "GitRepository", "app", &[], "url: https://example.com/gitlab/acme/sub/app.git"), rooted(), Ok(Ok_ { kind: GitRepository, project: path("acme/sub/app"), scopes: &[Scope::ReadRepository], format: SecretFormat::BasicAuth, secret: "app-gitlab-token", registry: None, set_ref: true })),
         ("git outside the relative URL root", manifest(GIT, "GitRepository", "app", &[], "url: https://example.com/acme/app.git"), rooted(), Err((Reason::ForeignHost, "URL root https://example.com/gitlab"))),
-        ("git ssh", manifest(GIT, "GitRepository", "a", &[], "url: ssh://git@gitlab.example.com/acme/app.git"), conn(), Err((Reason::SshNotSupported, "https:// clone URL"))),
+        ("git ssh", manifest(GIT, "GitRepository", "a", &[], "url: ssh://git@gitlab.example.com/acme/app.git"), conn(), Err((Reason::SshNotSupported, "over HTTPS only"))),
         ("git ssh custom port", manifest(GIT, "GitRepository", "a", &[], "url: ssh://git@gitlab.example.com:2222/acme/app.git"), conn(), Err((Reason::SshNotSupported, "SSH URL"))),
         ("git scp form", manifest(GIT, "GitRepository", "a", &[], "url: git@gitlab.example.com:acme/app.git"), conn(), Err((Reason::SshNotSupported, "SSH URL"))),
         ("git foreign host", manifest(GIT, "GitRepository", "a", &[], "url: https://github.com/acme/app.git"), conn(), Err((Reason::ForeignHost, "https://gitlab.example.com"))),
@@ -102,7 +102,7 @@ fn inference_table() {
         ("provider v1beta2 by path with .git", manifest(NOTE_B2, "Provider", "status", &[], "type: gitlab\naddress: https://gitlab.example.com/acme/app.git\nsecretRef: {name: gl}"), conn(), Ok(Ok_ { kind: GitLabProvider, project: path("acme/app"), scopes: &[Scope::Api], format: SecretFormat::Token, secret: "gl", registry: None, set_ref: false })),
         ("provider slack", manifest(NOTE_B3, "Provider", "p", &[], "type: slack\naddress: https://hooks.slack.com/x"), conn(), Err((Reason::UnsupportedKind, "\"slack\""))),
         ("provider without address", manifest(NOTE_B3, "Provider", "p", &[], "type: gitlab"), conn(), Err((Reason::InvalidUrl, "spec.address"))),
-        ("provider ssh address", manifest(NOTE_B3, "Provider", "p", &[], "type: gitlab\naddress: ssh://git@gitlab.example.com/acme/app"), conn(), Err((Reason::SshNotSupported, "https://"))),
+        ("provider ssh address", manifest(NOTE_B3, "Provider", "p", &[], "type: gitlab\naddress: ssh://git@gitlab.example.com/acme/app"), conn(), Err((Reason::SshNotSupported, "over HTTPS only"))),
         ("bucket is not served", manifest(GIT, "Bucket", "b", &[], "bucketName: x"), conn(), Err((Reason::UnsupportedKind, "Bucket source.toolkit.fluxcd.io/v1"))),
         ("removed v1beta1", manifest("source.toolkit.fluxcd.io/v1beta1", "GitRepository", "g", &[], "url: https://gitlab.example.com/a/b"), conn(), Err((Reason::UnsupportedKind, "v1beta1"))),
         ("project annotation overrides the URL but the host is still checked", manifest(GIT, "HelmRepository", "c", &[("gitlabtokens.io/project", "acme/charts")], "url: https://gitlab.example.com/api/v4/projects/42/packages/helm/stable"), conn(), Ok(Ok_ { kind: HelmRepositoryHttp, project: path("acme/charts"), scopes: &[Scope::ReadApi], format: SecretFormat::BasicAuth, secret: "c-gitlab-token", registry: None, set_ref: true })),
@@ -110,7 +110,7 @@ fn inference_table() {
         ("secret-name annotation equal to secretRef", manifest(GIT, "GitRepository", "a", &[("gitlabtokens.io/secret-name", "shared")], "url: https://gitlab.example.com/acme/app.git\nsecretRef: {name: shared}"), conn(), Ok(Ok_ { kind: GitRepository, project: path("acme/app"), scopes: &[Scope::ReadRepository], format: SecretFormat::BasicAuth, secret: "shared", registry: None, set_ref: false })),
         ("secret-name annotation differing from secretRef", manifest(GIT, "GitRepository", "a", &[("gitlabtokens.io/secret-name", "mine")], "url: https://gitlab.example.com/acme/app.git\nsecretRef: {name: theirs}"), conn(), Err((Reason::InvalidAnnotation, "differs from spec.secretRef.name \"theirs\""))),
         ("bad annotation value", manifest(GIT, "GitRepository", "a", &[("gitlabtokens.io/lifetime", "30")], "url: https://gitlab.example.com/acme/app.git"), conn(), Err((Reason::InvalidAnnotation, "annotation gitlabtokens.io/lifetime: \"30\""))),
-        ("derived secret name too long", manifest(GIT, "GitRepository", &"a".repeat(245), &[], "url: https://gitlab.example.com/acme/app.git"), conn(), Err((Reason::InvalidSecretName, "gitlabtokens.io/secret-name"))),
+        ("derived secret name too long", manifest(GIT, "GitRepository", &"a".repeat(245), &[], "url: https://gitlab.example.com/acme/app.git"), conn(), Err((Reason::InvalidSecretName, "at most 253 characters"))),
     ];
 
     for (name, source, c, want) in cases {
@@ -526,4 +526,38 @@ fn odd_urls_never_panic_and_accepted_ones_are_clean() {
         accepted > 50,
         "the generator produced only {accepted} acceptable URLs"
     );
+}
+
+#[test]
+fn refusal_notes_never_repeat_their_advice() {
+    let ssh = Refusal::new(
+        Reason::SshNotSupported,
+        "\"ssh://git@gitlab.example.com/acme/app.git\" is an SSH URL; project access tokens work over HTTPS only",
+    );
+    let note = ssh.note();
+    assert_eq!(note.matches("https://").count(), 1, "{note}");
+    assert!(
+        note.ends_with("(Use the project's https:// clone URL instead of ssh://.)"),
+        "{note}"
+    );
+    // Messages that carry their own advice get no generic advice appended.
+    let own = Refusal::new(
+        Reason::InvalidAnnotation,
+        "annotation x: \"y\" is not one of a, b",
+    );
+    assert_eq!(own.note(), own.message);
+    // Bounded: an oversized message cannot exceed an event note's 1 KiB.
+    let long = Refusal::new(Reason::InvalidUrl, "x".repeat(5000));
+    assert!(long.note().chars().count() <= crate::shim::MAX_MESSAGE);
+}
+
+#[test]
+fn registry_lookups_stop_at_gitlabs_nesting_depth() {
+    let deep: Vec<String> = (0..40).map(|i| format!("s{i}")).collect();
+    let ProjectHint::RegistryPath { candidates, .. } = ProjectHint::registry(&deep.join("/")) else {
+        panic!("registry hint");
+    };
+    assert_eq!(candidates.len(), crate::shim::MAX_PROJECT_DEPTH - 1);
+    assert_eq!(candidates[0].split('/').count(), crate::shim::MAX_PROJECT_DEPTH);
+    assert_eq!(candidates.last().map(String::as_str), Some("s0/s1"));
 }

@@ -43,8 +43,7 @@ impl ConnectionFacts {
         let registry_host = match registry_host {
             None => None,
             Some(h) => Some(
-                normalise_authority(h, "https")
-                    .map(|(host, port)| registry_key(&host, port))
+                normalise_registry_host(h)
                     .map_err(|e| format!("GitLabConnection registryHost {h:?}: {e}"))?,
             ),
         };
@@ -76,6 +75,22 @@ fn registry_key(host: &str, port: u16) -> String {
     } else {
         format!("{host}:{port}")
     }
+}
+
+/// The one normal form of a registry `host[:port]` for comparisons (every comparison of
+/// registry hosts goes through it): lower case, IDNA, the default `:443` removed, any other
+/// port kept. `Err` says why the value is no `host[:port]`.
+pub fn normalise_registry_host(host: &str) -> Result<String, String> {
+    normalise_authority(host.trim(), "https").map(|(h, port)| registry_key(&h, port))
+}
+
+/// Whether two registry hosts name the same registry (`Registry.example.com:443` is
+/// `registry.example.com`); a value that is no host never matches.
+pub fn same_registry(a: &str, b: &str) -> bool {
+    matches!(
+        (normalise_registry_host(a), normalise_registry_host(b)),
+        (Ok(x), Ok(y)) if x == y
+    )
 }
 
 /// One path segment as written and percent-decoded.
@@ -560,6 +575,26 @@ mod tests {
                 .reason,
             Reason::MissingRegistryHost
         );
+    }
+
+    #[test]
+    fn registry_hosts_have_one_normal_form() {
+        for (a, b, same) in [
+            ("registry.example.com", "registry.example.com:443", true),
+            ("Registry.Example.com:443", "registry.example.com", true),
+            ("registry.example.com:5050", "registry.example.com", false),
+            ("registry.example.com:5050", "REGISTRY.example.com:5050", true),
+            ("127.0.0.1:5000", "127.0.0.1:5000", true),
+            ("registry.example.com", "gitlab.example.com", false),
+            ("https://registry.example.com", "registry.example.com", false),
+        ] {
+            assert_eq!(same_registry(a, b), same, "{a} vs {b}");
+        }
+        assert_eq!(
+            normalise_registry_host("Registry.Example.com:443").as_deref(),
+            Ok("registry.example.com")
+        );
+        assert!(normalise_registry_host("").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Test world for gitlab-token-operator: emulators that speak the real wire protocols so that the
 //! real operator binary, kube-rs, kubectl, git and skopeo run against them unchanged.
 
+pub mod argocd;
 pub mod flux;
 pub mod gitlab;
 pub mod kube;

@@ -4,13 +4,14 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use testbed::{
+    argocd::ArgoCdConfig,
     sandbox::SandboxOptions,
     scale::ScaleOptions,
     world::{World, WorldConfig},
 };
 
 /// The test world: a Kubernetes API server emulator, a GitLab emulator with git, registry and
-/// Helm endpoints, and a Flux source-controller stand-in.
+/// Helm endpoints, a Flux source-controller stand-in and an Argo CD stand-in.
 #[derive(Parser)]
 #[command(name = "testbed", version, about)]
 struct Cli {
@@ -36,6 +37,19 @@ enum Command {
         /// Do not run the Flux stand-in.
         #[arg(long)]
         no_flux: bool,
+        /// Do not run the Argo CD stand-in (it starts once the Argo CD CRDs are installed).
+        #[arg(long)]
+        no_argocd: bool,
+        /// Argo CD's namespace: repository Secrets and AppProjects are read there.
+        #[arg(long, default_value = "argocd")]
+        argocd_namespace: String,
+        /// Other namespaces whose Applications the Argo CD stand-in reconciles
+        /// (`application.namespaces`; comma-separated shell globs, e.g. `team-*`).
+        #[arg(long, value_delimiter = ',')]
+        argocd_application_namespaces: Vec<String>,
+        /// Seconds between the Argo CD stand-in's periodic refreshes (`timeout.reconciliation`).
+        #[arg(long, default_value_t = 120)]
+        argocd_refresh_secs: u64,
     },
     /// The guided demo: the test world plus the real operator binary, every kind of annotated
     /// Flux source (one denied by policy), a live view of tokens, Secrets, renewal and
@@ -183,7 +197,19 @@ fn main() -> ExitCode {
             state_dir,
             no_seed,
             no_flux,
-        } => runtime.block_on(up(state_dir, !no_seed, !no_flux)),
+            no_argocd,
+            argocd_namespace,
+            argocd_application_namespaces,
+            argocd_refresh_secs,
+        } => {
+            let argocd = (!no_argocd).then(|| ArgoCdConfig {
+                namespace: argocd_namespace,
+                application_namespaces: argocd_application_namespaces,
+                refresh_interval: std::time::Duration::from_secs(argocd_refresh_secs),
+                ..ArgoCdConfig::default()
+            });
+            runtime.block_on(up(state_dir, !no_seed, !no_flux, argocd))
+        }
         Command::Sandbox {
             state_dir,
             operator_bin,
@@ -221,10 +247,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn up(state_dir: PathBuf, seed: bool, flux: bool) -> ExitCode {
+async fn up(state_dir: PathBuf, seed: bool, flux: bool, argocd: Option<ArgoCdConfig>) -> ExitCode {
     let mut config = WorldConfig::new(state_dir);
     config.seed = seed;
     config.flux = flux;
+    config.argocd = argocd;
     let world = match World::start(config).await {
         Ok(w) => w,
         Err(e) => {

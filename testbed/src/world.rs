@@ -1,5 +1,6 @@
 //! The whole test world in one call: the Kubernetes API server emulator, the GitLab emulator with
-//! its consumer protocols (git, registry, Helm), the default seed, and the Flux stand-in. Used by
+//! its consumer protocols (git, registry, Helm), the default seed, and the Flux and Argo CD
+//! stand-ins. Used by
 //! `testbed up`, the sandbox demo and the operator's end-to-end tests (many worlds per process).
 //!
 //! State lives in one directory: `kubeconfig` (admin), `env` (shell-sourceable), `clock-offset`
@@ -16,10 +17,14 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 
 use crate::{
+    argocd::{ArgoCdConfig, ArgoCdStandIn},
     flux::{FluxConfig, FluxStandIn},
     gitlab::{
         DefaultSeed, GitLabConfig, GitLabHandle, GitLabServer,
-        fronts::{Fronts, FrontsConfig},
+        fronts::{
+            Fronts, FrontsConfig,
+            ssh::{SshConfig, SshFront},
+        },
         seed_default,
     },
     kube::{KubeHandle, KubeServer, KubeServerConfig},
@@ -33,6 +38,8 @@ pub struct WorldConfig {
     pub seed: bool,
     /// Run the Flux stand-in against the Kubernetes emulator.
     pub flux: bool,
+    /// Run the Argo CD stand-in with these settings (it waits until the Argo CD CRDs are served).
+    pub argocd: Option<ArgoCdConfig>,
     /// Bind `system:unauthenticated` to `cluster-admin`: kubectl (client-go) sends no bearer token
     /// over plain HTTP, so without this kubectl is refused. RBAC tests turn it off.
     pub anonymous_admin: bool,
@@ -43,12 +50,13 @@ pub struct WorldConfig {
 }
 
 impl WorldConfig {
-    /// Defaults: seeded, with the Flux stand-in.
+    /// Defaults: seeded, with the Flux and Argo CD stand-ins.
     pub fn new(state_dir: impl Into<PathBuf>) -> Self {
         Self {
             state_dir: state_dir.into(),
             seed: true,
             flux: true,
+            argocd: Some(ArgoCdConfig::default()),
             anonymous_admin: true,
             kube: KubeServerConfig::default(),
             gitlab: GitLabConfig::default(),
@@ -79,8 +87,12 @@ pub struct World {
     pub gitlab: GitLabHandle,
     /// Git, registry and Helm fronts (for seeding more content).
     pub fronts: Arc<Fronts>,
+    /// Git over SSH (sshd); Err with the reason when openssh-server, root or the `git` user is missing.
+    pub ssh: Result<SshFront, String>,
     /// The Flux stand-in, when running.
     pub flux: Option<FluxStandIn>,
+    /// The Argo CD stand-in, when running.
+    pub argocd: Option<ArgoCdStandIn>,
     /// What the default seed created (tokens of the seeded users, projects).
     pub seed: Option<DefaultSeed>,
     state_dir: PathBuf,
@@ -116,11 +128,33 @@ impl World {
         let fronts = Fronts::start(fronts_config, bound.oracle())
             .await
             .map_err(|e| start_err("gitlab fronts")(e.to_string()))?;
+        bound.state().attach_repositories(fronts.repositories());
         let registry_host = fronts.registry_host();
         bound
             .state()
             .update_settings(|s| s.registry_host = registry_host.clone());
-        let gitlab = bound.serve(Some(fronts.router()));
+        let ssh = match crate::gitlab::fronts::ssh::availability() {
+            Ok(()) => {
+                let config = SshConfig {
+                    gitlab_url: bound.url(),
+                    repos_dir: fronts.repos_dir(),
+                };
+                Ok(SshFront::start(config, bound.state())
+                    .await
+                    .map_err(|e| start_err("ssh front")(e.to_string()))?)
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "Git over SSH is not available in this world");
+                Err(reason.to_string())
+            }
+        };
+        let mut routes = fronts.router();
+        if let Ok(front) = &ssh {
+            routes = routes.merge(front.router());
+            let address = front.address();
+            bound.state().update_settings(|s| s.ssh_host = Some(address));
+        }
+        let gitlab = bound.serve(Some(routes));
         let fronts = Arc::new(fronts);
 
         let seed = if config.seed {
@@ -141,11 +175,23 @@ impl World {
         } else {
             None
         };
+        let argocd = match config.argocd {
+            Some(argocd_config) => {
+                let client = kube
+                    .admin_client()
+                    .await
+                    .map_err(|e| start_err("kubernetes client")(e.to_string()))?;
+                Some(ArgoCdStandIn::start(client, argocd_config))
+            }
+            None => None,
+        };
         let world = World {
             kube,
             gitlab,
             fronts,
+            ssh,
             flux,
+            argocd,
             seed,
             state_dir,
             clock_mirror,
@@ -174,6 +220,13 @@ impl World {
         self.fronts.registry_host()
     }
 
+    /// The SSH front, or an error naming what is missing (openssh-server, root, the `git` user).
+    pub fn ssh(&self) -> Result<&SshFront, WorldError> {
+        self.ssh
+            .as_ref()
+            .map_err(|reason| WorldError::Start(format!("Git over SSH unavailable: {reason}")))
+    }
+
     /// GitLab's base URL.
     pub fn gitlab_url(&self) -> String {
         self.gitlab.url()
@@ -196,6 +249,10 @@ impl World {
         if let Some(token) = self.operator_token() {
             lines.push(format!("GITLAB_TOKEN={token}"));
         }
+        if let Ok(ssh) = &self.ssh {
+            lines.push(format!("GITLAB_SSH_HOST={}", ssh.address()));
+            lines.push(format!("GITLAB_SSH_KNOWN_HOSTS='{}'", ssh.known_hosts().trim()));
+        }
         lines.iter().map(|l| format!("export {l}\n")).collect()
     }
 
@@ -215,7 +272,13 @@ impl World {
         if let Some(flux) = self.flux {
             flux.stop().await;
         }
+        if let Some(argocd) = self.argocd {
+            argocd.stop().await;
+        }
         self.gitlab.shutdown().await;
+        if let Ok(ssh) = self.ssh {
+            ssh.stop().await;
+        }
         if let Ok(fronts) = Arc::try_unwrap(self.fronts) {
             fronts.shutdown().await;
         }

@@ -1,5 +1,6 @@
 //! The Flux stand-in against the whole test world: it turns Ready with a correct Secret and
-//! reports AuthenticationFailed for a wrong key set, a wrong Secret type, and a revoked token —
+//! reports source-controller's failure reasons and messages for a wrong key set, a wrong Secret
+//! type, and a revoked token —
 //! reading Secrets exactly as Flux does and fetching with the real protocols.
 
 use std::time::Duration;
@@ -230,15 +231,26 @@ async fn git_repository_ready_with_basic_auth_and_refused_for_wrong_keys_and_rev
         json!({"interval": "1m", "url": url, "ref": {"branch": "main"}, "secretRef": {"name": "wrong-keys"}}),
     )
     .await;
-    assert_eq!(
-        wait_ready(&git, "wrong-keys", "False").await.0,
-        "AuthenticationFailed"
+    let (reason, message) = wait_ready(&git, "wrong-keys", "False").await;
+    assert_eq!(reason, "GitOperationFailed");
+    assert!(
+        message.starts_with(&format!(
+            "failed to checkout and determine revision: unable to clone '{url}': authentication required"
+        )),
+        "{message}"
     );
 
     // Revoked behind the consumer's back: the next reconcile (nudged) fails.
     revoke(&world, &m).await;
     nudge(&git, "app", "after-revoke").await;
-    assert_eq!(wait_ready(&git, "app", "False").await.0, "AuthenticationFailed");
+    let (reason, message) = wait_ready(&git, "app", "False").await;
+    assert_eq!(reason, "GitOperationFailed");
+    assert!(
+        message.starts_with(&format!(
+            "failed to checkout and determine revision: unable to clone '{url}': authentication required"
+        )),
+        "{message}"
+    );
     let obj = git.get("app").await.unwrap();
     assert_eq!(
         obj.data.pointer("/status/lastHandledReconcileAt"),
@@ -280,9 +292,11 @@ async fn registry_sources_need_a_dockerconfigjson_secret_and_helm_reads_basic_au
     create_source(&oci, "OCIRepository", "opaque", spec("opaque")).await;
     let (_, message) = wait_ready(&oci, "app", "True").await;
     assert!(message.contains("sha256:"), "{message}");
-    assert_eq!(
-        wait_ready(&oci, "opaque", "False").await.0,
-        "AuthenticationFailed"
+    let (reason, message) = wait_ready(&oci, "opaque", "False").await;
+    assert_eq!(reason, "OCIArtifactPullFailed");
+    assert!(
+        message.starts_with("failed to determine artifact digest: GET http://"),
+        "{message}"
     );
 
     let images = source_api(&client, "tenant", "ImageRepository", "imagerepositories");
@@ -315,7 +329,7 @@ async fn registry_sources_need_a_dockerconfigjson_secret_and_helm_reads_basic_au
     )
     .await;
     wait_ready(&helm, "charts", "True").await;
-    // A registry-only token is refused by the Helm package registry.
+    // A registry-only token is refused by the Helm package registry (403: the scope is too small).
     secrets
         .create(
             &PostParams::default(),
@@ -334,9 +348,13 @@ async fn registry_sources_need_a_dockerconfigjson_secret_and_helm_reads_basic_au
         json!({"interval": "1m", "url": helm_url, "secretRef": {"name": "helm-wrong-scope"}}),
     )
     .await;
+    let (reason, message) = wait_ready(&helm, "wrong-scope", "False").await;
+    assert_eq!(reason, "Failed");
     assert_eq!(
-        wait_ready(&helm, "wrong-scope", "False").await.0,
-        "AuthenticationFailed"
+        message,
+        format!(
+            "failed to fetch Helm repository index: failed to cache index to temporary file: failed to fetch {helm_url}/index.yaml : 403 Forbidden"
+        )
     );
     world.stop().await;
 }

@@ -368,7 +368,7 @@ async fn members_report_effective_inherited_levels() {
         .await;
     assert_eq!(
         (direct.status, direct.body.clone()),
-        (404, json!({"message": "404 Member Not Found"}))
+        (404, json!({"message": "404 Not found"}))
     );
     let dev_level = w
         .get(

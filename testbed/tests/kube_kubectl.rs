@@ -5,42 +5,9 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::{fixtures_dir, start};
-
-struct Kubectl {
-    kubeconfig: std::path::PathBuf,
-    cache: std::path::PathBuf,
-}
-
-impl Kubectl {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("kubectl");
-        c.env("KUBECONFIG", &self.kubeconfig)
-            .arg("--cache-dir")
-            .arg(&self.cache)
-            .args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().expect("run kubectl");
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\nstdout: {stdout}\nstderr: {stderr}"
-        );
-        stdout
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().expect("run kubectl");
-        assert!(!out.status.success(), "kubectl {args:?} unexpectedly succeeded");
-        String::from_utf8_lossy(&out.stderr).to_string()
-    }
-}
+use common::{fixtures_dir, kubectl::Kubectl, start};
 
 /// Group/versions served by the fixture CRDs.
 fn served_group_versions(dir: &Path) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! `testbed sandbox` end to end: the built `testbed` binary runs the whole demo against the real
-//! operator binary and must exit 0 having shown every step; without the operator binary it must
-//! say how to build it and exit non-zero.
+//! operator binary and must exit 0 having shown every step, in lines of at most 80 columns, and
+//! keep the operator's log where it says; without the operator binary it must say how to build it
+//! and exit non-zero.
 
 use std::{path::PathBuf, process::Command};
 
@@ -25,16 +26,20 @@ fn operator_bin() -> PathBuf {
     path
 }
 
+/// `text` with every run of white space (line breaks of wrapped lines included) made one space.
+fn unwrapped(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 #[test]
 fn the_sandbox_shows_every_step_and_passes() {
-    let dir = tempfile::tempdir().expect("temp dir");
+    // As `make demo` runs it: a temporary state directory, no COLUMNS (so 80 columns).
     let out = Command::new(env!("CARGO_BIN_EXE_testbed"))
         .arg("sandbox")
-        .arg("--state-dir")
-        .arg(dir.path())
         .arg("--operator-bin")
         .arg(operator_bin())
         .env("NO_COLOR", "1")
+        .env_remove("COLUMNS")
         .output()
         .expect("testbed runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -44,6 +49,10 @@ fn the_sandbox_shows_every_step_and_passes() {
         "sandbox failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
+    for line in stdout.lines() {
+        assert!(line.chars().count() <= 80, "wider than 80 columns: {line:?}");
+    }
+    let text = unwrapped(&stdout);
     for line in [
         "✓ GitLabConnection: Ready=True",
         "✓ GitRepository: token issued: #",
@@ -67,8 +76,14 @@ fn the_sandbox_shows_every_step_and_passes() {
         "· secret  team-a/app-gitlab-token written: type Opaque, keys [password, username]",
         "· gitlab  token #",
         "== Summary",
+        "secret-project-gitlab-token refused, as this demo expects: PolicyDenied",
+        "== What next",
+        "make up the same test world, left running",
     ] {
-        assert!(stdout.contains(line), "output lacks {line:?}:\n{stdout}");
+        assert!(
+            text.contains(&unwrapped(line)),
+            "output lacks {line:?}:\n{stdout}"
+        );
     }
     let steps: usize = stdout
         .lines()
@@ -82,10 +97,22 @@ fn the_sandbox_shows_every_step_and_passes() {
     assert!(steps >= 40, "only {steps} steps ran:\n{stdout}");
     assert!(!stdout.contains('✗'), "a step failed:\n{stdout}");
     assert!(!stdout.contains("\x1b["), "colour codes with NO_COLOR / no TTY");
-    assert!(
-        dir.path().join("operator.log").is_file(),
-        "the operator's log lives in the state dir"
-    );
+    // The log is where the closing lines say, kept although the run passed; nothing else is.
+    let log = text
+        .split_once("== What next operator log ")
+        .and_then(|(_, rest)| rest.split_once(" (kept"))
+        .map(|(path, _)| PathBuf::from(path))
+        .unwrap_or_else(|| panic!("no operator log line:\n{stdout}"));
+    let log_text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    assert!(log_text.lines().count() > 10, "the kept log is nearly empty");
+    let dir = log.parent().expect("the log's directory");
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .expect("state dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, vec!["operator.log"], "more than the log was kept");
+    std::fs::remove_dir_all(dir).expect("remove the kept log");
     // No Secret's token value may be printed: every value starts with GitLab's prefix.
     assert!(!stdout.contains("glpat-"), "a token value was printed");
 }

@@ -87,7 +87,11 @@ pub fn effective_grants(r: &Rendered, sa: &str, sa_namespace: &str) -> BTreeSet<
 
 /// What the operator's code does with the API (see the comments in templates/rbac.yaml): group, resource, verbs.
 const CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
-    ("gitlabtokens.io", "gitlabconnections", &["get", "list", "watch"]),
+    (
+        "gitlabtokens.io",
+        "gitlabconnections",
+        &["get", "list", "watch", "patch"],
+    ),
     (
         "gitlabtokens.io",
         "gitlabtokenpolicies",
@@ -166,7 +170,19 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
     let mut want = expand(None, CLUSTER_WIDE);
     want.extend(expand(None, PER_SERVED_NAMESPACE));
     want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
+    want.extend(lease_grants());
     assert_eq!(have, want, "default RBAC differs from what the operator needs");
+
+    // Leader election switched off (development): no Lease access at all.
+    let off = render(&["--set", "leaderElection.enabled=false"]);
+    let have = effective_grants(&off, &sa, NAMESPACE);
+    let mut want = expand(None, CLUSTER_WIDE);
+    want.extend(expand(None, PER_SERVED_NAMESPACE));
+    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
+    assert_eq!(
+        have, want,
+        "RBAC without leader election differs from what the operator needs"
+    );
 
     // watchNamespaces: tenant writes only there; leader election: one named Lease.
     let r = render_all_features();
@@ -176,19 +192,7 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
         want.extend(expand(Some(ns), PER_SERVED_NAMESPACE));
     }
     want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
-    want.extend(expand(
-        Some(NAMESPACE),
-        &[("coordination.k8s.io", "leases", &["create"])],
-    ));
-    for verb in ["get", "patch"] {
-        want.insert(Grant {
-            namespace: Some(NAMESPACE.into()),
-            group: "coordination.k8s.io".into(),
-            resource: "leases".into(),
-            verb: verb.into(),
-            name: Some("gto-gitlab-token-operator".into()),
-        });
-    }
+    want.extend(lease_grants());
     assert_eq!(
         have, want,
         "all-features RBAC differs from what the operator needs"
@@ -231,4 +235,19 @@ fn every_rbac_rule_carries_a_comment_saying_what_needs_it() {
         }
         assert!(rules >= 15, "found only {rules} rules");
     }
+}
+
+/// Leader election's grants in the release namespace: create any Lease, get and patch the chart's one.
+fn lease_grants() -> BTreeSet<Grant> {
+    let mut want = expand(Some(NAMESPACE), &[("coordination.k8s.io", "leases", &["create"])]);
+    for verb in ["get", "patch"] {
+        want.insert(Grant {
+            namespace: Some(NAMESPACE.into()),
+            group: "coordination.k8s.io".into(),
+            resource: "leases".into(),
+            verb: verb.into(),
+            name: Some("gto-gitlab-token-operator".into()),
+        });
+    }
+    want
 }

@@ -80,6 +80,9 @@ pub struct Options {
     pub extra: Vec<Value>,
     /// Extra environment for the operator process (its flags all have `GTO_*` variables).
     pub operator_env: Vec<(String, String)>,
+    /// The test starts the operator itself (e.g. from the container image): `start_with` starts
+    /// none and returns without waiting for the connection to be Ready.
+    pub external_operator: bool,
 }
 
 /// Several operator processes electing a leader over one Lease.
@@ -93,6 +96,9 @@ pub struct LeaderElection {
 
 /// Name of the Lease the replicas elect over.
 pub const LEASE_NAME: &str = "gitlab-token-operator";
+/// The Lease the chart's RBAC allows (release `gto`): what [`Env::start_operator`] elects over,
+/// since leader election is on by default.
+pub const CHART_LEASE_NAME: &str = "gto-gitlab-token-operator";
 
 /// One operator process of a leader-elected set.
 pub struct Replica {
@@ -196,6 +202,9 @@ impl Env {
                 env.wait_crd_served(object).await;
             }
         }
+        if options.external_operator {
+            return env;
+        }
         match &options.leader_election {
             None => env.start_operator().await,
             Some(election) => {
@@ -242,7 +251,8 @@ impl Env {
         }
     }
 
-    /// Starts (or restarts) the operator binary.
+    /// Starts (or restarts) the operator binary, with leader election on (its default) over the
+    /// chart's Lease: a restart after [`Env::kill_operator`] takes over once the old Lease expires.
     pub async fn start_operator(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -258,6 +268,8 @@ impl Env {
                 "e2e",
                 "--log-format",
                 "json",
+                "--lease-name",
+                CHART_LEASE_NAME,
             ])
             .arg("--metrics-addr")
             .arg(&self.metrics_addr)

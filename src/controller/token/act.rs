@@ -8,8 +8,9 @@ use kube::{Api, Resource, ResourceExt, runtime::controller::Action};
 use super::{
     TokenError,
     decide::{Observed, SecretState, Step, next_step},
-    observe::{self, Refusal},
-    status::{self as st, set_denied, set_issuing, set_ready},
+    ledger,
+    observe::{self, Refusal, Resolved},
+    status::{self as st, set_denied, set_issuing, set_issuing_because, set_ready},
 };
 use crate::{
     controller::{consumers, context::Context},
@@ -42,23 +43,60 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
     if !ctx.config.serves_namespace(&namespace) {
         return Ok(Action::await_change());
     }
-    // Decisions rest on status (pending intent above all), so read it fresh: the watch cache may
-    // not have seen our last write yet.
-    let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
-    let Some(token) = api.get_opt(&cached.name_any()).await? else {
-        return Ok(Action::await_change());
+    // Decisions rest on status (the ledger above all). The watch cache is used unless it has not
+    // seen our own last write yet (then the object is read fresh). Every status write below is
+    // conditional on the version decided on, so a cache that is stale for any other reason makes
+    // the first write fail (409) and the reconcile start over.
+    let uid = cached.uid().unwrap_or_default();
+    let token = match ctx.fence(&uid) {
+        Some(written) if Some(&written) != cached.metadata.resource_version.as_ref() => {
+            let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
+            let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
+                return Ok(Action::await_change());
+            };
+            Arc::new(fresh)
+        }
+        _ => cached,
     };
-    let token = Arc::new(token);
-    let generation = token.metadata.generation;
+    ctx.set_fence(&uid, token.resource_version());
     let mut status = token.status.clone().unwrap_or_default();
+    ledger::backfill_locations(&mut status);
+    if let Some((reason, message)) = crate::shim::shim_refusal(&token) {
+        // A request the shim refused is served nothing; whatever an earlier spec got is withdrawn.
+        ledger::retire_all(&mut status, "Refused", ctx.now());
+        let refusal = Refusal {
+            reason,
+            message,
+            policy: None,
+            connection: None,
+            project: None,
+        };
+        return refuse(&token, ctx, status, refusal).await;
+    }
     let resolved = match observe::resolve(&token, ctx).await? {
         Ok(r) => r,
         Err(refusal) => return refuse(&token, ctx, status, refusal).await,
     };
+    let result = run_steps(&token, ctx, &resolved, &mut status).await;
+    if let Err(TokenError::GitLab(e)) = &result {
+        report_gitlab_failure(&token, ctx, &mut status, e).await;
+    }
+    result
+}
+
+/// Observes, decides and acts until the decision is to wait (at most [`MAX_STEPS`] steps).
+async fn run_steps(
+    token: &Arc<GitLabToken>,
+    ctx: &Context,
+    resolved: &Resolved,
+    status: &mut GitLabTokenStatus,
+) -> Result<Action, TokenError> {
+    let namespace = token.namespace().unwrap_or_default();
+    let generation = token.metadata.generation;
     status.connection = Some(resolved.connection.name.clone());
     status.project = Some(resolved.project.clone());
     status.policy = Some(resolved.allowance.policy.clone());
-    set_denied(&mut status, false, "", "", generation, ctx.now());
+    set_denied(status, false, "", "", generation, ctx.now());
 
     let verify_every =
         chrono::TimeDelta::from_std(ctx.config.verify_interval).unwrap_or(crate::schedule::VERIFY_INTERVAL);
@@ -73,7 +111,7 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
         ));
     }
     let renew_request = token.annotations().get(RENEW_ANNOTATION).cloned();
-    let mut secret = observe::secret_state(ctx, &token, resolved.registry_host.as_deref()).await?;
+    let mut secret = observe::secret_state(ctx, token, resolved.registry_host.as_deref()).await?;
     let mut liveness = None;
     for _ in 0..MAX_STEPS {
         let now = ctx.now();
@@ -83,7 +121,6 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
             }
             _ => None,
         };
-        let consumers_caught_up = report.map(|r| r.caught_up);
         let next_verification = status.current.as_ref().map(|c| {
             next_verification_time_every(
                 Some(c.last_verified.unwrap_or(c.created_at)),
@@ -94,33 +131,41 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
         });
         let observed = Observed {
             now,
-            status: &status,
+            status,
             desired: &resolved.desired,
             secret: secret.clone(),
             liveness,
-            consumers_caught_up,
+            consumers_caught_up: report.map(|r| r.caught_up),
             consumer_auth_failed: report.is_some_and(|r| r.auth_failed),
             renew_requested: renew_request.is_some() && renew_request != status.last_handled_renew_request,
             next_verification,
+            instance: &ctx.incarnation,
+            has_consumers: !token.spec.consumers.is_empty(),
         };
         let step = next_step(&observed);
         tracing::debug!(?step, "next step");
         match step {
             Step::Wait(after) => {
                 if status.current.is_some() && status.pending.is_none() {
-                    let (reason, message) = (ready_reason(&status), ready_message(&status));
-                    set_ready(&mut status, true, reason, &message, generation, now);
+                    let (reason, message) = (ready_reason(status), ready_message(status));
+                    set_ready(status, true, reason, &message, generation, now);
+                    set_issuing(status, false, "", generation, now);
                 }
-                if token.status.as_ref() != Some(&status) {
-                    st::write(ctx, &token, &status).await?;
+                if token.status.as_ref() != Some(&*status) {
+                    st::write(ctx, token, status).await?;
                 } else {
-                    st::observe_metrics(ctx, &token, &status);
+                    st::observe_metrics(ctx, token, status);
                 }
                 return Ok(Action::requeue(after));
             }
             Step::RecoverPending => {
-                super::rotate::recover_pending(&token, ctx, &resolved, &mut status).await?
+                super::rotate::recover_pending(token, ctx, resolved, status).await?;
+                // The recovery may have adopted the token the Secret holds: judge the Secret anew.
+                let mut reread = (**token).clone();
+                reread.status = Some(status.clone());
+                secret = observe::secret_state(ctx, &reread, resolved.registry_host.as_deref()).await?;
             }
+            Step::Revoke(index) => super::revoke::revoke_entry(token, ctx, status, index).await?,
             Step::RefuseForeignSecret => {
                 let message = format!(
                     "Secret {} exists and was not created by the operator for this GitLabToken; the operator never takes \
@@ -134,10 +179,10 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
                     connection: status.connection.clone(),
                     project: status.project.clone(),
                 };
-                return refuse(&token, ctx, status, refusal).await;
+                return refuse(token, ctx, status.clone(), refusal).await;
             }
             Step::Issue(reason) => {
-                super::issue::issue(&token, ctx, &resolved, &mut status, reason).await?;
+                super::issue::issue(token, ctx, resolved, status, reason).await?;
                 // Any issue satisfies a pending renew request (a new token is what it asks for).
                 status.last_handled_renew_request = renew_request.clone();
                 let id = status.current.as_ref().map(|c| c.token_id);
@@ -148,7 +193,7 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
                 liveness = None;
             }
             Step::RotateInPlace => {
-                super::rotate::rotate_in_place(&token, ctx, &resolved, &mut status).await?;
+                super::rotate::rotate_in_place(token, ctx, resolved, status).await?;
                 status.last_handled_renew_request = renew_request.clone();
                 let id = status.current.as_ref().map(|c| c.token_id);
                 secret = SecretState::Ours {
@@ -157,16 +202,64 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
                 };
                 liveness = None;
             }
-            Step::RevokePrevious => {
-                super::revoke::revoke_previous(&token, ctx, &resolved, &mut status).await?
+            Step::RetirePrevious => {
+                ledger::retire_previous(status, "Rotated", now);
+                st::write(ctx, token, status).await?;
             }
+            Step::Nudge => super::issue::nudge_recorded(token, ctx, status, now).await?,
             Step::Verify => {
-                liveness = Some(super::revoke::verify(&token, ctx, &resolved, &mut status).await?)
+                let now_please = report.is_some_and(|r| r.auth_failed);
+                liveness = Some(super::revoke::verify(token, ctx, resolved, status, now_please).await?)
             }
         }
     }
-    st::write(ctx, &token, &status).await?;
+    st::write(ctx, token, status).await?;
     Ok(Action::requeue(Duration::from_secs(5)))
+}
+
+/// A GitLab failure while a valid token is in the Secret: `Ready` stays as it is (the Secret
+/// works) and `Issuing` names GitLab's answer and the next try. Best effort: the reconcile fails
+/// and is retried either way.
+async fn report_gitlab_failure(
+    token: &GitLabToken,
+    ctx: &Context,
+    status: &mut GitLabTokenStatus,
+    error: &GitLabError,
+) {
+    let now = ctx.now();
+    let valid = status
+        .current
+        .as_ref()
+        .is_some_and(|c| crate::schedule::death(c.expires_at) > now);
+    if !valid {
+        return;
+    }
+    let uid = token.uid().unwrap_or_default();
+    let next = now
+        + chrono::TimeDelta::from_std(super::retry_delay(&uid, ctx.failures(&uid) + 1, error))
+            .unwrap_or_default();
+    let message = format!(
+        "{} ({error}); the Secret in place still works; next try at {}",
+        if status.pending.is_some() || status.renewal_time.is_some_and(|t| t <= now) {
+            "renewal is due and GitLab failed"
+        } else {
+            "GitLab failed"
+        },
+        next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let reason = match gitlab_reason(error) {
+        r if r == Reason::GitLabUnavailable.as_str() => Reason::RenewalFailing.as_str(),
+        r => r,
+    };
+    let changed = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Issuing")
+        .is_none_or(|c| c.reason != reason);
+    set_issuing_because(status, reason, &message, token.metadata.generation, now);
+    if st::write(ctx, token, status).await.is_ok() && changed {
+        ctx.event(token, true, reason, "Renew", message).await;
+    }
 }
 
 fn ready_reason(status: &GitLabTokenStatus) -> &'static str {
@@ -190,8 +283,28 @@ pub(super) fn ready_message(status: &GitLabTokenStatus) -> String {
     }
 }
 
-/// Reports a refusal: condition, events on the token and its consumers, metric. A policy that
-/// no longer allows an issued token revokes it.
+/// Reasons that withdraw access: every token in the ledger is revoked.
+fn withdraws(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::PolicyDenied | Reason::NoPolicy | Reason::ConnectionDeleted
+    )
+}
+
+/// Reasons that say nothing about the token in place (it keeps working while they last).
+fn passing(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::ConnectionNotReady
+            | Reason::ConnectionNotFound
+            | Reason::GitLabUnavailable
+            | Reason::RateLimited
+    )
+}
+
+/// Reports a refusal: condition, events on the token and its consumers, metric. A refusal that
+/// withdraws access revokes every token in the ledger; a passing one (GitLab or the connection
+/// unavailable) leaves a valid token `Ready` and says why nothing can be renewed right now.
 async fn refuse(
     token: &GitLabToken,
     ctx: &Context,
@@ -201,9 +314,17 @@ async fn refuse(
     let now = ctx.now();
     let generation = token.metadata.generation;
     let reason = refusal.reason.as_str();
-    let policy_denial = matches!(refusal.reason, Reason::PolicyDenied | Reason::NoPolicy);
-    if policy_denial {
-        super::revoke::revoke_all(token, ctx, &mut status, "PolicyWithdrawn").await?;
+    let withdrawn = withdraws(refusal.reason);
+    if withdrawn {
+        let label = if refusal.reason == Reason::ConnectionDeleted {
+            "ConnectionDeleted"
+        } else {
+            "PolicyWithdrawn"
+        };
+        let ids = ledger::retire_all(&mut status, label, now);
+        if !ids.is_empty() {
+            tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), ?ids, reason, "access withdrawn; revoking");
+        }
     }
     if refusal.policy.is_some() {
         status.policy = refusal.policy.clone();
@@ -214,18 +335,31 @@ async fn refuse(
     if refusal.project.is_some() {
         status.project = refusal.project.clone();
     }
-    let old_ready = status.conditions.iter().find(|c| c.type_ == "Ready").cloned();
-    set_ready(&mut status, false, reason, &refusal.message, generation, now);
-    set_denied(
-        &mut status,
-        policy_denial,
-        reason,
-        &refusal.message,
-        generation,
-        now,
-    );
-    set_issuing(&mut status, false, "", generation, now);
-    let changed = old_ready.is_none_or(|c| c.reason != reason || c.message != refusal.message);
+    let keeps_working = passing(refusal.reason)
+        && status
+            .current
+            .as_ref()
+            .is_some_and(|c| crate::schedule::death(c.expires_at) > now);
+    let old = |t: &str| status.conditions.iter().find(|c| c.type_ == t).cloned();
+    let changed = if keeps_working {
+        let message = format!("{}; the Secret in place still works", refusal.message);
+        let before = old("Issuing");
+        set_issuing_because(&mut status, reason, &message, generation, now);
+        before.is_none_or(|c| c.reason != reason)
+    } else {
+        let before = old("Ready");
+        set_ready(&mut status, false, reason, &refusal.message, generation, now);
+        set_denied(
+            &mut status,
+            matches!(refusal.reason, Reason::PolicyDenied | Reason::NoPolicy),
+            reason,
+            &refusal.message,
+            generation,
+            now,
+        );
+        set_issuing(&mut status, false, "", generation, now);
+        before.is_none_or(|c| c.reason != reason || c.message != refusal.message)
+    };
     if token.status.as_ref() != Some(&status) {
         st::write(ctx, token, &status).await?;
     }
@@ -235,8 +369,15 @@ async fn refuse(
             .await;
         publish_on_consumers(ctx, token, true, reason, "Refuse", &refusal.message).await;
     }
+    // Withdrawn tokens are revoked now, each until GitLab confirms it (with backoff).
+    while let Some(i) = ledger::due_revocation(&status, ctx.now()) {
+        super::revoke::revoke_entry(token, ctx, &mut status, i).await?;
+    }
     let retry = match refusal.reason {
-        Reason::ConnectionNotReady | Reason::ConnectionNotFound => 30,
+        _ if !status.revoking.is_empty() => ledger::next_revocation_attempt(&status)
+            .and_then(|t| (t - ctx.now()).to_std().ok())
+            .map_or(5, |d| d.as_secs().max(1)),
+        Reason::ConnectionNotReady | Reason::ConnectionNotFound | Reason::ConnectionDeleted => 30,
         Reason::SecretNotOwned => 120,
         _ => 600,
     };

@@ -1,8 +1,6 @@
 //! Issuing a new token (DESIGN §6.1) and retiring the one it replaces (§6.3 `Overlap`), with the
 //! Secret written by server-side apply and consumers nudged.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
@@ -15,8 +13,8 @@ use super::{
     TokenError,
     act::{gitlab_reason, may_have_happened, publish_on_consumers, ready_message},
     decide::IssueReason,
+    ledger,
     observe::Resolved,
-    revoke::revoke_token,
     status::{self as st, end_history, push_history, set_issuing, set_ready},
 };
 use crate::{
@@ -32,7 +30,9 @@ use crate::{
     secret::{Owner, SecretParams, build_secret, secret_digest, secret_is_owned_by},
 };
 
-/// Creates a new token, writes the Secret, retires the old token (DESIGN §6.1, §6.3 Overlap).
+/// Creates a new token, writes the Secret, records it, nudges consumers, and retires the token
+/// it replaces (DESIGN §6.1, §6.3 Overlap). The Secret write is dry-run before the mint, and the
+/// write-ahead record (`pending`) is written, fenced, before GitLab is called.
 pub async fn issue(
     token: &GitLabToken,
     ctx: &Context,
@@ -44,14 +44,23 @@ pub async fn issue(
     let generation = token.metadata.generation;
     let api = &resolved.connection.api;
     let project_key = resolved.project.id.to_string();
+    let username = status.current.as_ref().map_or_else(
+        || format!("project_{}_bot", resolved.project.id),
+        |c| c.bot_user.clone(),
+    );
+    probe_secret_write(token, ctx, resolved, &username, now).await?;
     status.pending = Some(PendingIssue {
         token_name: resolved.token_name.clone(),
+        connection: Some(resolved.connection.name.clone()),
+        project_id: Some(resolved.project.id),
+        instance: Some(ctx.incarnation.clone()),
         operation: PendingOperation::Issue,
         started_at: now,
         rotating_token_id: None,
     });
     set_issuing(status, true, "creating a token in GitLab", generation, now);
     st::write(ctx, token, status).await?;
+    crate::crash_point!("issue.after_pending");
 
     let request = CreateProjectAccessToken {
         name: resolved.token_name.clone(),
@@ -74,9 +83,13 @@ pub async fn issue(
         Err(e) => {
             if !may_have_happened(&e) {
                 status.pending = None;
-                set_issuing(status, false, "", generation, now);
                 let message = format!("GitLab refused to create the token: {e}");
-                set_ready(status, false, gitlab_reason(&e), &message, generation, now);
+                if status.current.is_some() {
+                    super::status::set_issuing_because(status, gitlab_reason(&e), &message, generation, now);
+                } else {
+                    set_issuing(status, false, "", generation, now);
+                    set_ready(status, false, gitlab_reason(&e), &message, generation, now);
+                }
                 st::write(ctx, token, status).await?;
                 ctx.event(token, true, gitlab_reason(&e), "Issue", message).await;
             }
@@ -84,28 +97,78 @@ pub async fn issue(
         }
     };
     ctx.metrics.tokens_issued.inc();
+    crate::crash_point!("issue.after_create");
     let current = match store_new_token(token, ctx, resolved, &new, None).await {
         Ok(c) => c,
-        Err(e) => {
-            abandon_unstored(token, ctx, api.as_ref(), &project_key, new.info.id, status, &e).await?;
-            return Err(e);
-        }
+        Err(e) => return Err(hold_unstored(token, ctx, status, new, e).await),
     };
+    crate::crash_point!("issue.after_secret");
+    record_issued(token, ctx, resolved, status, current, reason).await
+}
 
-    // Retire what was there before.
-    if let Some(old) = status.previous.take() {
-        revoke_token(api.as_ref(), &project_key, old.token_id).await?;
-        end_history(status, old.token_id, now, "Superseded");
-        ctx.metrics.revoked("Superseded");
+/// A minted token whose Secret write failed stays in the ledger (`pending`) and its value in this
+/// process, and the write is retried with backoff; nothing else is minted meanwhile. A restart
+/// loses the value, and the recovery then revokes the token.
+pub(super) async fn hold_unstored(
+    token: &GitLabToken,
+    ctx: &Context,
+    status: &mut GitLabTokenStatus,
+    new: NewToken,
+    error: TokenError,
+) -> TokenError {
+    let (now, generation) = (ctx.now(), token.metadata.generation);
+    ctx.keep_unstored(&token.uid().unwrap_or_default(), new);
+    let message = format!("{error}; the new token is held and the write retried");
+    if status.current.is_some() {
+        super::status::set_issuing_because(
+            status,
+            Reason::SecretWriteFailed.as_str(),
+            &message,
+            generation,
+            now,
+        );
+    } else {
+        set_ready(
+            status,
+            false,
+            Reason::SecretWriteFailed.as_str(),
+            &message,
+            generation,
+            now,
+        );
     }
-    let old = status.current.take();
+    if let Err(e) = st::write(ctx, token, status).await {
+        tracing::warn!(error = %e, "could not record the Secret write failure");
+    }
+    ctx.event(token, true, Reason::SecretWriteFailed.as_str(), "Issue", message)
+        .await;
+    error
+}
+
+/// Records a token whose Secret is written: the replaced token becomes `previous` (renewal, spec
+/// change: consumers get the overlap) or is retired now, status is written, then consumers are
+/// nudged (a failed nudge is retried by the next reconcile; the overlap waits for it).
+pub async fn record_issued(
+    token: &GitLabToken,
+    ctx: &Context,
+    resolved: &Resolved,
+    status: &mut GitLabTokenStatus,
+    current: CurrentToken,
+    reason: IssueReason,
+) -> Result<(), TokenError> {
+    let now = ctx.now();
+    let generation = token.metadata.generation;
+    ctx.forget_unstored(&token.uid().unwrap_or_default());
+    ledger::retire_previous(status, "Superseded", now);
     push_history(status, &current);
     let grace =
         chrono::Duration::seconds(i64::try_from(resolved.allowance.overlap_grace.as_secs()).unwrap_or(600));
-    match (old, reason) {
+    match (status.current.take(), reason) {
         (Some(old), IssueReason::Renewal | IssueReason::SpecChanged) => {
             status.previous = Some(PreviousToken {
                 token_id: old.token_id,
+                connection: old.connection,
+                project_id: old.project_id,
                 revoke_after: now + grace,
                 nudged_at: None,
             });
@@ -114,9 +177,8 @@ pub async fn issue(
             end_history(status, old.token_id, now, "RevokedExternally")
         }
         (Some(old), _) => {
-            revoke_token(api.as_ref(), &project_key, old.token_id).await?;
-            end_history(status, old.token_id, now, reason.as_str());
-            ctx.metrics.revoked(reason.as_str());
+            status.current = Some(old);
+            ledger::retire_current(status, reason.as_str(), now);
         }
         (None, _) => {}
     }
@@ -133,7 +195,6 @@ pub async fn issue(
     let reason_text = if rotated { Reason::Rotated } else { Reason::Issued };
     let message = ready_message(status);
     set_ready(status, true, reason_text.as_str(), &message, generation, now);
-    nudge_all(token, ctx, status, now).await?;
     st::write(ctx, token, status).await?;
     if rotated {
         ctx.metrics
@@ -144,37 +205,41 @@ pub async fn issue(
             .inc();
     }
     let note = format!("{} ({})", message, reason.as_str());
+    tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), reason = reason.as_str(), "{note}");
     ctx.event(token, false, reason_text.as_str(), "Issue", note.clone())
         .await;
     publish_on_consumers(ctx, token, false, reason_text.as_str(), "Issue", &note).await;
+    nudge_recorded(token, ctx, status, now).await?;
+    crate::crash_point!("overlap.after_issue");
     Ok(())
 }
 
-/// A minted token whose value could not be stored exists nowhere else: revoke it rather than
-/// leak it, drop the intent, and report `SecretWriteFailed`.
-pub async fn abandon_unstored(
+/// Checks, with a dry run and a placeholder value, that the Secret can be written before anything
+/// is minted (quota, admission, a foreign Secret): a mint is never wasted on a write that fails.
+pub async fn probe_secret_write(
     token: &GitLabToken,
     ctx: &Context,
-    api: &dyn GitLabApi,
-    project_key: &str,
-    new_id: u64,
-    status: &mut GitLabTokenStatus,
-    error: &TokenError,
+    resolved: &Resolved,
+    username: &str,
+    now: DateTime<Utc>,
 ) -> Result<(), TokenError> {
-    let (now, generation) = (ctx.now(), token.metadata.generation);
-    let _ = api.revoke_project_access_token(project_key, new_id).await;
-    ctx.metrics.revoked("SecretWriteFailed");
-    status.pending = None;
-    set_issuing(status, false, "", generation, now);
-    set_ready(
-        status,
-        false,
-        Reason::SecretWriteFailed.as_str(),
-        &error.to_string(),
-        generation,
-        now,
-    );
-    st::write(ctx, token, status).await?;
+    let placeholder = SecretString::from("dry-run-placeholder-value".to_string());
+    let expires_at = expires_at_for(now, resolved.allowance.lifetime);
+    let probe = build(token, resolved, username, 0, expires_at, now, &placeholder)?;
+    write_secret(ctx, token, &probe, true).await
+}
+
+/// Nudges every consumer and records when in `previous` (so the overlap waits for them).
+pub async fn nudge_recorded(
+    token: &GitLabToken,
+    ctx: &Context,
+    status: &mut GitLabTokenStatus,
+    now: DateTime<Utc>,
+) -> Result<(), TokenError> {
+    nudge_all(token, ctx, status, now).await?;
+    if status.previous.is_some() {
+        st::write(ctx, token, status).await?;
+    }
     Ok(())
 }
 
@@ -211,8 +276,14 @@ pub async fn nudge_all(
     Ok(())
 }
 
-/// Looks up the bot user's name, builds the Secret and writes it (with retries). The returned
-/// record carries the digest of what was written.
+/// The username written beside an access token: GitLab ignores it for access-token
+/// authentication on git, the registry and the package registry, so no API call is spent on the
+/// bot user's real name; this names the project's bot family for people reading the Secret.
+pub fn access_token_username(project_id: u64) -> String {
+    format!("project_{project_id}_bot")
+}
+
+/// Builds the Secret and writes it. The returned record carries the digest of what was written.
 pub async fn store_new_token(
     token: &GitLabToken,
     ctx: &Context,
@@ -221,22 +292,7 @@ pub async fn store_new_token(
     known_username: Option<&str>,
 ) -> Result<CurrentToken, TokenError> {
     let now = ctx.now();
-    let project_key = resolved.project.id.to_string();
-    let username = match known_username {
-        Some(u) => u.to_string(),
-        None => match resolved
-            .connection
-            .api
-            .project_member_all(&project_key, new.info.user_id)
-            .await
-        {
-            Ok(m) => m.username,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look up the bot user's name; using a generic one");
-                format!("project_{}_bot", resolved.project.id)
-            }
-        },
-    };
+    let username = known_username.map_or_else(|| access_token_username(resolved.project.id), str::to_string);
     let created_at = new.info.created_at.unwrap_or(now);
     let expires_at = new
         .info
@@ -262,6 +318,8 @@ pub async fn store_new_token(
     write_secret(ctx, token, &secret, false).await?;
     Ok(CurrentToken {
         token_id: new.info.id,
+        connection: Some(resolved.connection.name.clone()),
+        project_id: Some(resolved.project.id),
         name: resolved.token_name.clone(),
         bot_user: username,
         bot_user_id: Some(new.info.user_id),
@@ -306,7 +364,11 @@ pub fn build(
         .map_err(|e| TokenError::SecretWrite(token.spec.secret.name.clone(), e.to_string()))
 }
 
-/// Server-side applies the Secret; a format change (Secret `type` is immutable) replaces it.
+/// Server-side applies the Secret. Created first when absent (a 409 means someone else created
+/// it: it is never overwritten); applied to only when it carries this token's ownership label; a
+/// format change (Secret `type` is immutable) replaces it, deleting with a uid precondition so
+/// only the Secret we looked at goes. Any other refusal (422, quota, admission) is reported as is:
+/// the working Secret is never deleted for it.
 pub async fn write_secret(
     ctx: &Context,
     token: &GitLabToken,
@@ -323,33 +385,35 @@ pub async fn write_secret(
         dry_run,
         field_manager: Some(manager.clone()),
     };
-    let mut last = String::new();
-    for attempt in 0..5u32 {
-        // Create first: if anyone created the Secret since we looked, the API server refuses with
-        // 409 and we never overwrite it. Only a Secret carrying our ownership label is applied to.
-        let result = match api.get_opt(&name).await {
-            Ok(None) => api.create(&create, secret).await.map(|_| ()),
-            Ok(Some(existing)) if secret_is_owned_by(&existing.metadata, &token.name_any()) => {
-                api.patch(&name, &params, &Patch::Apply(secret)).await.map(|_| ())
-            }
-            Ok(Some(_)) => {
-                return Err(TokenError::SecretWrite(
-                    name,
-                    "the Secret exists and was not created by the operator for this GitLabToken".into(),
-                ));
-            }
-            Err(e) => Err(e),
+    let failed = |e: kube::Error| {
+        let message = match e {
+            kube::Error::Api(s) => s.message,
+            other => other.to_string(),
         };
-        match result {
-            Ok(()) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 422 && !dry_run => {
-                // Most likely the type changed with the format (Secret type is immutable): replace it.
-                last = s.message.clone();
-                let _ = api.delete(&name, &DeleteParams::default()).await;
-            }
-            Err(e) => last = e.to_string(),
+        TokenError::SecretWrite(name.clone(), message)
+    };
+    let result = match api.get_opt(&name).await.map_err(failed)? {
+        None => api.create(&create, secret).await.map(|_| ()),
+        Some(existing) if !secret_is_owned_by(&existing.metadata, &token.name_any()) => {
+            return Err(TokenError::SecretWrite(
+                name,
+                "the Secret exists and was not created by the operator for this GitLabToken".into(),
+            ));
         }
-        tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
-    }
-    Err(TokenError::SecretWrite(name, last))
+        Some(existing) if existing.type_ != secret.type_ && !dry_run => {
+            let preconditions = kube::api::Preconditions {
+                uid: existing.uid(),
+                resource_version: None,
+            };
+            let delete = DeleteParams {
+                preconditions: Some(preconditions),
+                ..DeleteParams::default()
+            };
+            api.delete(&name, &delete).await.map_err(failed)?;
+            api.create(&create, secret).await.map(|_| ())
+        }
+        Some(existing) if existing.type_ != secret.type_ => Ok(()),
+        Some(_) => api.patch(&name, &params, &Patch::Apply(secret)).await.map(|_| ()),
+    };
+    result.map_err(failed)
 }

@@ -9,12 +9,17 @@
 pub mod act;
 pub mod decide;
 pub mod issue;
+pub mod ledger;
+pub mod liveness;
 pub mod observe;
 pub mod revoke;
 pub mod rotate;
 pub mod status;
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use kube::{
     Api, ResourceExt,
@@ -68,6 +73,7 @@ impl TokenError {
 pub async fn reconcile(token: Arc<GitLabToken>, ctx: Arc<Context>) -> Result<Action, TokenError> {
     let started = Instant::now();
     let namespace = token.namespace().unwrap_or_default();
+    let uid = token.uid().unwrap_or_default();
     let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
     let span = tracing::info_span!("reconcile", namespace = %namespace, name = %token.name_any());
     let result = finalizer(&api, FINALIZER, token, |event| async {
@@ -86,18 +92,44 @@ pub async fn reconcile(token: Arc<GitLabToken>, ctx: Arc<Context>) -> Result<Act
         Ok(_) => "success",
         Err(e) => e.reason(),
     };
+    ctx.note_outcome(&uid, result.is_err());
     ctx.metrics
         .reconciled("token", label, started.elapsed().as_secs_f64());
     result
 }
 
-/// Backoff after a failed reconcile.
-pub fn error_policy(_token: Arc<GitLabToken>, error: &TokenError, _ctx: Arc<Context>) -> Action {
+/// Backoff after a failed reconcile: exponential with jitter, and never sooner than GitLab's
+/// `Retry-After`.
+pub fn error_policy(token: Arc<GitLabToken>, error: &TokenError, ctx: Arc<Context>) -> Action {
     tracing::warn!(reason = error.reason(), error = %error, "token reconcile failed");
-    let secs = match error {
-        TokenError::GitLab(GitLabError::RateLimited { .. }) => 60,
-        TokenError::CleanupBlocked(_) => 30,
-        _ => 10,
+    let uid = token.uid().unwrap_or_default();
+    let delay = match error {
+        TokenError::GitLab(e) => retry_delay(&uid, ctx.failures(&uid), e),
+        _ => backoff(&uid, ctx.failures(&uid)),
     };
-    Action::requeue(std::time::Duration::from_secs(secs))
+    Action::requeue(delay)
+}
+
+/// First retry after a failure.
+const RETRY_BASE: Duration = Duration::from_secs(5);
+/// Longest wait between retries.
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// `RETRY_BASE · 2^(failures-1)`, capped at `RETRY_MAX`, plus up to 20 % jitter fixed per object
+/// and attempt (so the condition's "next try" and the requeue agree).
+pub fn backoff(uid: &str, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let raw = RETRY_BASE.saturating_mul(2u32.pow(exp)).min(RETRY_MAX);
+    let jitter =
+        (crate::schedule::mix(crate::schedule::seed_from(uid) ^ u64::from(failures)) % 1000) as f64 / 1000.0;
+    raw + raw.mul_f64(0.2 * jitter)
+}
+
+/// The backoff for a GitLab failure: never sooner than the `Retry-After` GitLab sent.
+pub fn retry_delay(uid: &str, failures: u32, error: &GitLabError) -> Duration {
+    let base = backoff(uid, failures);
+    match error {
+        GitLabError::RateLimited { retry_after, .. } => base.max(retry_after.unwrap_or_default()),
+        _ => base,
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
 use super::{
@@ -64,7 +64,7 @@ pub struct Resolved {
 /// failure to retry.
 pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolved, Refusal>, TokenError> {
     let namespace = token.namespace().unwrap_or_default();
-    let ns_info = namespace_info(ctx, &namespace).await?;
+    let ns_info = ctx.namespace_info(&namespace).await?;
     let policies = ctx.policy_set();
 
     let explicit = token.spec.connection_ref.as_ref().map(|c| c.name.as_str());
@@ -72,6 +72,18 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         Ok(c) => c,
         Err((reason, message)) => return Ok(Err(refuse(reason, message))),
     };
+    if ctx.connections.is_deleting(&connection.name) {
+        return Ok(Err(Refusal {
+            connection: Some(connection.name.clone()),
+            ..refuse(
+                Reason::ConnectionDeleted,
+                format!(
+                    "GitLabConnection {} is being deleted; its tokens are revoked",
+                    connection.name
+                ),
+            )
+        }));
+    }
     if !connection.ready {
         return Ok(Err(Refusal {
             connection: Some(connection.name.clone()),
@@ -131,6 +143,7 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
     scopes.sort();
     scopes.dedup();
     let desired = Desired {
+        connection: connection.name.clone(),
         project_id: project.id,
         scopes,
         access_level: token.spec.access_level,
@@ -168,11 +181,12 @@ fn registry_host_for(token: &GitLabToken, connection: &LiveConnection) -> Result
     if token.spec.secret.format != SecretFormat::DockerConfig {
         return Ok(None);
     }
+    // Registry hosts compare in their one normal form (`crate::shim::url`): `:443` is the default.
     let own = connection
         .spec
         .registry_host
         .as_deref()
-        .map(str::to_ascii_lowercase);
+        .map(|h| crate::shim::url::normalise_registry_host(h).unwrap_or_else(|_| h.to_ascii_lowercase()));
     match (token.spec.secret.registry_host.as_deref(), own) {
         (None, None) => Err(refuse(
             Reason::MissingRegistryHost,
@@ -182,7 +196,9 @@ fn registry_host_for(token: &GitLabToken, connection: &LiveConnection) -> Result
             ),
         )),
         (None, Some(own)) => Ok(Some(own)),
-        (Some(asked), Some(own)) if asked.eq_ignore_ascii_case(&own) => Ok(Some(asked.to_string())),
+        (Some(asked), Some(own)) if crate::shim::url::same_registry(asked, &own) => {
+            Ok(Some(asked.to_string()))
+        }
         (Some(asked), own) => Err(refuse(
             Reason::ForeignHost,
             format!(
@@ -194,14 +210,9 @@ fn registry_host_for(token: &GitLabToken, connection: &LiveConnection) -> Result
     }
 }
 
+/// A namespace's name and labels, from the watch cache (see [`Context::namespace_info`]).
 pub async fn namespace_info(ctx: &Context, namespace: &str) -> Result<NamespaceInfo, kube::Error> {
-    let ns = Api::<Namespace>::all(ctx.client.clone())
-        .get_opt(namespace)
-        .await?;
-    Ok(NamespaceInfo {
-        name: namespace.to_string(),
-        labels: ns.map(|n| n.labels().clone()).unwrap_or_default(),
-    })
+    ctx.namespace_info(namespace).await
 }
 
 /// The explicit connection; else the only one; else the one the namespace's policies name.

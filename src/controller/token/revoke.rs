@@ -1,5 +1,5 @@
-//! Revoking: the token retired by an overlap, every token on policy withdrawal or deletion
-//! (the finalizer's cleanup), and checking with GitLab that the current one is still alive.
+//! Revoking: each ledger entry in `revoking` until GitLab confirms it dead, every token on
+//! deletion (the finalizer's cleanup), and checking with GitLab that the current one is alive.
 
 use std::sync::Arc;
 
@@ -8,6 +8,7 @@ use kube::{Api, ResourceExt, runtime::controller::Action};
 use super::{
     TokenError,
     decide::Liveness,
+    ledger,
     observe::Resolved,
     status::{self as st, end_history, token_labels},
 };
@@ -18,61 +19,100 @@ use crate::{
     reason::Reason,
 };
 
+/// Revokes one token; 404 (already gone) counts as done.
 pub async fn revoke_token(api: &dyn GitLabApi, project: &str, token_id: u64) -> Result<(), TokenError> {
-    api.revoke_project_access_token(project, token_id)
-        .await
-        .map(|_| ())
-        .map_err(TokenError::from)
+    match api.revoke_project_access_token(project, token_id).await {
+        Ok(_) | Err(GitLabError::NotFound { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
-pub async fn revoke_previous(
+/// Tries the revocation at `index` of `revoking` through the token's own connection and project.
+/// Confirmed (revoked or 404): the entry leaves the ledger. Failed: it stays, with the error and
+/// the next attempt (exponential backoff with jitter); the status is written either way.
+pub async fn revoke_entry(
     token: &GitLabToken,
     ctx: &Context,
-    resolved: &Resolved,
     status: &mut GitLabTokenStatus,
+    index: usize,
 ) -> Result<(), TokenError> {
-    let Some(prev) = status.previous.clone() else {
+    let Some(entry) = status.revoking.get(index).cloned() else {
         return Ok(());
     };
-    revoke_token(
-        resolved.connection.api.as_ref(),
-        &resolved.project.id.to_string(),
-        prev.token_id,
-    )
-    .await?;
     let now = ctx.now();
-    end_history(status, prev.token_id, now, "Rotated");
-    status.previous = None;
-    st::write(ctx, token, status).await?;
-    ctx.metrics.revoked("Rotated");
-    ctx.event(
-        token,
-        false,
-        Reason::Revoked.as_str(),
-        "Revoke",
-        format!("revoked the previous token {}", prev.token_id),
-    )
-    .await;
-    Ok(())
+    let outcome = match ctx.connections.get(&entry.connection) {
+        Some(conn) => revoke_token(conn.api.as_ref(), &entry.project_id.to_string(), entry.token_id).await,
+        None => Err(TokenError::CleanupBlocked(format!(
+            "GitLabConnection {} is not available",
+            entry.connection
+        ))),
+    };
+    match outcome {
+        Ok(()) => {
+            crate::crash_point!("revoke.after_gitlab");
+            status.revoking.remove(index);
+            end_history(status, entry.token_id, now, &entry.reason);
+            st::write(ctx, token, status).await?;
+            ctx.metrics.revoked(&entry.reason);
+            let message = format!(
+                "revoked token {} on project {} ({})",
+                entry.token_id, entry.project_id, entry.reason
+            );
+            tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), "{message}");
+            ctx.event(token, false, Reason::Revoked.as_str(), "Revoke", message)
+                .await;
+            Ok(())
+        }
+        Err(e) => {
+            let jitter = (crate::schedule::mix(
+                crate::schedule::seed_from(&token.uid().unwrap_or_default()) ^ u64::from(entry.attempts),
+            ) % 1000) as f64
+                / 1000.0;
+            if let Some(r) = status.revoking.get_mut(index) {
+                ledger::revocation_failed(r, &e.to_string(), now, jitter);
+            }
+            tracing::warn!(token_id = entry.token_id, error = %e, "revocation failed; retrying with backoff");
+            st::write(ctx, token, status).await?;
+            Ok(())
+        }
+    }
 }
 
+/// Asks GitLab whether the current token is still active (on its own project), through the
+/// per-project listing shared by every token there; `now_please` (a consumer was refused) skips
+/// the shared listing and asks afresh.
 pub async fn verify(
     token: &GitLabToken,
     ctx: &Context,
     resolved: &Resolved,
     status: &mut GitLabTokenStatus,
+    now_please: bool,
 ) -> Result<Liveness, TokenError> {
     let Some(current) = status.current.as_mut() else {
         return Ok(Liveness::Dead);
     };
-    let project_key = resolved.project.id.to_string();
-    let alive = match resolved
-        .connection
-        .api
-        .get_project_access_token(&project_key, current.token_id)
+    let at = ledger::current_location(current).unwrap_or(ledger::Location {
+        connection: resolved.connection.name.clone(),
+        project_id: resolved.project.id,
+    });
+    let max_age = if now_please {
+        chrono::TimeDelta::zero()
+    } else {
+        chrono::TimeDelta::from_std(ctx.config.verify_interval).unwrap_or(crate::schedule::VERIFY_INTERVAL)
+    };
+    let alive = match ctx
+        .liveness
+        .is_active(
+            resolved.connection.api.as_ref(),
+            &at,
+            current.token_id,
+            current.created_at,
+            ctx.now(),
+            max_age,
+        )
         .await
     {
-        Ok(t) => t.active && !t.revoked,
+        Ok(alive) => alive,
         Err(GitLabError::NotFound { .. }) => false,
         Err(e) => return Err(e.into()),
     };
@@ -95,106 +135,122 @@ pub async fn verify(
     Ok(Liveness::Dead)
 }
 
-/// Revokes current and previous tokens (policy withdrawn or deletion).
-pub async fn revoke_all(
-    token: &GitLabToken,
-    ctx: &Context,
-    status: &mut GitLabTokenStatus,
-    reason: &str,
-) -> Result<(), TokenError> {
-    let ids: Vec<u64> = [
-        status.current.as_ref().map(|c| c.token_id),
-        status.previous.as_ref().map(|p| p.token_id),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let (Some(conn), Some(project)) = (
-        status.connection.as_deref().and_then(|c| ctx.connections.get(c)),
-        status.project.clone(),
-    ) else {
-        return Err(TokenError::CleanupBlocked(
-            "the token's GitLabConnection is not available".into(),
-        ));
-    };
-    let now = ctx.now();
-    for id in ids {
-        revoke_token(conn.api.as_ref(), &project.id.to_string(), id).await?;
-        end_history(status, id, now, reason);
-        ctx.metrics.revoked(reason);
-        ctx.event(
-            token,
-            false,
-            Reason::Revoked.as_str(),
-            "Revoke",
-            format!("revoked token {id} ({reason})"),
-        )
-        .await;
-    }
-    status.current = None;
-    status.previous = None;
-    status.renewal_time = None;
-    Ok(())
+/// Whether deletion may leave the tokens alive: `deletionPolicy: Retain` and the policy that
+/// allowed the token permits it (`allowRetain`). A tenant alone cannot keep a live token.
+fn retain_allowed(token: &GitLabToken, status: &GitLabTokenStatus, ctx: &Context) -> bool {
+    token.spec.deletion_policy == DeletionPolicy::Retain
+        && status.policy.as_deref().is_some_and(|name| {
+            ctx.policies
+                .state()
+                .iter()
+                .any(|p| p.name_any() == name && p.spec.allow_retain)
+        })
 }
 
-/// The Cleanup half of the finalizer: revoke (unless `Retain`), forget metrics.
-pub async fn cleanup(token: Arc<GitLabToken>, ctx: &Context) -> Result<Action, TokenError> {
+/// The Cleanup half of the finalizer: every token in the ledger is revoked (unless retained as
+/// allowed), and the finalizer is released only once GitLab has confirmed each one dead. When
+/// the connection is gone for good, the leftovers are reported (`RevocationImpossible`) and
+/// left to expire.
+pub async fn cleanup(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, TokenError> {
+    let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
+    let token = match api.get_opt(&cached.name_any()).await? {
+        Some(t) => Arc::new(t),
+        None => cached,
+    };
+    let uid = token.uid().unwrap_or_default();
+    ctx.set_fence(&uid, token.resource_version());
     let mut status = token.status.clone().unwrap_or_default();
-    if token.spec.deletion_policy == DeletionPolicy::Revoke {
-        let connection_gone = match status.connection.as_deref() {
-            None => true,
-            Some(name) => {
-                ctx.connections.get(name).is_none()
-                    && Api::<crate::crd::GitLabConnection>::all(ctx.client.clone())
-                        .get_opt(name)
-                        .await?
-                        .is_none()
-            }
-        };
-        if connection_gone {
-            if status.current.is_some() || status.previous.is_some() {
-                ctx.event(
-                    token.as_ref(),
-                    true,
-                    "RevocationImpossible",
-                    "Revoke",
-                    "the GitLabConnection is gone, so the token cannot be revoked; it will expire on its own"
-                        .into(),
-                )
-                .await;
-            }
-        } else {
-            revoke_pending_leftovers(&token, ctx, &status).await?;
-            revoke_all(&token, ctx, &mut status, "Deleted").await?;
+    ledger::backfill_locations(&mut status);
+    let now = ctx.now();
+    if retain_allowed(&token, &status, ctx) {
+        tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), "deleted with deletionPolicy Retain; tokens left to expire");
+    } else {
+        if status.pending.is_some() {
+            // A mint may have been in flight: resolve it on its project before letting go.
+            revoke_pending_leftovers(&token, ctx, &mut status).await?;
         }
+        ledger::retire_all(&mut status, "Deleted", now);
+        let mut blocked = Vec::new();
+        for i in (0..status.revoking.len()).rev() {
+            let entry = status.revoking[i].clone();
+            if ctx.connections.get(&entry.connection).is_none()
+                && connection_gone(ctx, &entry.connection).await?
+            {
+                blocked.push(entry);
+                continue;
+            }
+            revoke_entry(&token, ctx, &mut status, i).await?;
+        }
+        if !blocked.is_empty() {
+            let ids: Vec<String> = blocked
+                .iter()
+                .map(|b| format!("{} (project {})", b.token_id, b.project_id))
+                .collect();
+            ctx.event(
+                token.as_ref(),
+                true,
+                Reason::RevocationImpossible.as_str(),
+                "Revoke",
+                format!(
+                    "GitLabConnection {} is gone, so token(s) {} cannot be revoked; they die at their GitLab expiry",
+                    blocked[0].connection,
+                    ids.join(", ")
+                ),
+            )
+            .await;
+            status
+                .revoking
+                .retain(|r| !blocked.iter().any(|b| b.token_id == r.token_id));
+        }
+        if !status.revoking.is_empty() {
+            return Err(TokenError::CleanupBlocked(format!(
+                "{} token(s) not yet confirmed revoked by GitLab",
+                status.revoking.len()
+            )));
+        }
+        crate::crash_point!("cleanup.after_revoke");
     }
     ctx.metrics.forget_token(&token_labels(&token, &status));
+    ctx.set_fence(&uid, None);
+    ctx.forget_unstored(&uid);
     Ok(Action::await_change())
 }
 
+/// Whether a connection no longer exists at all (not merely not ready).
+async fn connection_gone(ctx: &Context, name: &str) -> Result<bool, TokenError> {
+    Ok(Api::<crate::crd::GitLabConnection>::all(ctx.client.clone())
+        .get_opt(name)
+        .await?
+        .is_none())
+}
+
+/// Revokes anything minted under the pending name that the ledger does not hold, then clears
+/// `pending` (fenced: another process minting right now makes this write fail and retry).
 async fn revoke_pending_leftovers(
     token: &GitLabToken,
     ctx: &Context,
-    status: &GitLabTokenStatus,
+    status: &mut GitLabTokenStatus,
 ) -> Result<(), TokenError> {
-    let (Some(pending), Some(conn), Some(project)) = (
-        status.pending.as_ref(),
-        status.connection.as_deref().and_then(|c| ctx.connections.get(c)),
-        status.project.as_ref(),
-    ) else {
+    let Some(pending) = status.pending.clone() else {
         return Ok(());
     };
-    let keep: Vec<u64> = [
-        status.current.as_ref().map(|c| c.token_id),
-        status.previous.as_ref().map(|p| p.token_id),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let key = project.id.to_string();
+    let (Some(connection), Some(project_id)) = (pending.connection.as_deref(), pending.project_id) else {
+        status.pending = None;
+        return Ok(());
+    };
+    let Some(conn) = ctx.connections.get(connection) else {
+        if connection_gone(ctx, connection).await? {
+            status.pending = None;
+            return Ok(());
+        }
+        return Err(TokenError::CleanupBlocked(format!(
+            "GitLabConnection {connection} is not available to resolve a token being minted"
+        )));
+    };
+    // Stop any other process from recording a mint, then look.
+    st::write(ctx, token, status).await?;
+    let keep = ledger::token_ids(status);
+    let key = project_id.to_string();
     for t in conn.api.list_project_access_tokens(&key, None).await? {
         if t.name == pending.token_name && t.active && !keep.contains(&t.id) {
             revoke_token(conn.api.as_ref(), &key, t.id).await?;
@@ -202,5 +258,7 @@ async fn revoke_pending_leftovers(
             tracing::info!(token_id = t.id, namespace = %token.namespace().unwrap_or_default(), "revoked an in-flight token on deletion");
         }
     }
+    status.pending = None;
+    st::write(ctx, token, status).await?;
     Ok(())
 }

@@ -3,12 +3,12 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
-use secrecy::SecretString;
 
 use super::{
     TokenError,
     act::{may_have_happened, ready_message},
-    issue::{abandon_unstored, build, nudge_all, store_new_token, write_secret},
+    issue::{hold_unstored, nudge_all, probe_secret_write, store_new_token},
+    ledger,
     observe::Resolved,
     revoke::revoke_token,
     status::{self as st, end_history, push_history, set_issuing, set_ready},
@@ -37,27 +37,24 @@ pub async fn rotate_in_place(
         return Ok(());
     };
     let api = &resolved.connection.api;
-    let project_key = resolved.project.id.to_string();
-    let placeholder = SecretString::from("dry-run-placeholder-value".to_string());
-    let probe = build(
-        token,
-        resolved,
-        &current.bot_user,
-        current.token_id,
-        current.expires_at,
-        now,
-        &placeholder,
-    )?;
-    write_secret(ctx, token, &probe, true).await?;
+    let Some(at) = ledger::current_location(&current) else {
+        return Ok(());
+    };
+    let project_key = at.project_id.to_string();
+    probe_secret_write(token, ctx, resolved, &current.bot_user, now).await?;
 
     status.pending = Some(PendingIssue {
         token_name: resolved.token_name.clone(),
+        connection: Some(at.connection.clone()),
+        project_id: Some(at.project_id),
+        instance: Some(ctx.incarnation.clone()),
         operation: PendingOperation::Rotate,
         started_at: now,
         rotating_token_id: Some(current.token_id),
     });
     set_issuing(status, true, "rotating the token in GitLab", generation, now);
     st::write(ctx, token, status).await?;
+    crate::crash_point!("inplace.after_pending");
     let expires_at = expires_at_for(now, resolved.allowance.lifetime);
     let new = match api
         .rotate_project_access_token(&project_key, current.token_id, expires_at)
@@ -83,10 +80,12 @@ pub async fn rotate_in_place(
         }
     };
     ctx.metrics.tokens_issued.inc();
+    crate::crash_point!("inplace.after_rotate");
     let stored = store_new_token(token, ctx, resolved, &new, Some(&current.bot_user)).await;
-    end_history(status, current.token_id, now, "Rotated");
     match stored {
         Ok(c) => {
+            crate::crash_point!("inplace.after_secret");
+            end_history(status, current.token_id, now, "Rotated");
             push_history(status, &c);
             status.renewal_time = Some(renewal_time(
                 c.created_at,
@@ -99,8 +98,9 @@ pub async fn rotate_in_place(
             set_issuing(status, false, "", generation, now);
             let message = ready_message(status);
             set_ready(status, true, Reason::Rotated.as_str(), &message, generation, now);
-            nudge_all(token, ctx, status, now).await?;
             st::write(ctx, token, status).await?;
+            ctx.forget_unstored(&token.uid().unwrap_or_default());
+            nudge_all(token, ctx, status, now).await?;
             ctx.metrics
                 .tokens_rotated
                 .get_or_create(&StrategyLabels {
@@ -117,17 +117,16 @@ pub async fn rotate_in_place(
             .await;
             Ok(())
         }
-        Err(e) => {
-            // The old token died with the rotation; the next step issues a fresh one.
-            status.current = None;
-            abandon_unstored(token, ctx, api.as_ref(), &project_key, new.info.id, status, &e).await?;
-            Err(e)
-        }
+        // The old token died with the rotation and the new one is held: the recovery retries
+        // the write (pending stays, so nothing else is minted meanwhile).
+        Err(e) => Err(hold_unstored(token, ctx, status, new, e).await),
     }
 }
 
-/// Finishes an interrupted GitLab call: adopts a created token if the Secret holds it, revokes
-/// any other token created under the pending name, and never rotates again.
+/// Finishes an interrupted GitLab call. A token value this process still holds (its Secret write
+/// failed) is written first. Then, on the project the record names: a created token the Secret
+/// holds is adopted (the token it replaces keeps its overlap), any other token created under the
+/// pending name is revoked, and a rotate is never repeated.
 pub async fn recover_pending(
     token: &GitLabToken,
     ctx: &Context,
@@ -138,8 +137,24 @@ pub async fn recover_pending(
         return Ok(());
     };
     let now = ctx.now();
-    let api = &resolved.connection.api;
-    let project_key = resolved.project.id.to_string();
+    let uid = token.uid().unwrap_or_default();
+    let connection_name = pending
+        .connection
+        .clone()
+        .unwrap_or_else(|| resolved.connection.name.clone());
+    let Some(connection) = ctx.connections.get(&connection_name) else {
+        return Err(TokenError::CleanupBlocked(format!(
+            "GitLabConnection {connection_name}, through which a token was being minted, is not available"
+        )));
+    };
+    let project_id = pending.project_id.unwrap_or(resolved.project.id);
+    let project_key = project_id.to_string();
+    if let Some(held) = ctx.unstored(&uid).filter(|n| n.info.name == pending.token_name) {
+        let username = status.current.as_ref().map(|c| c.bot_user.as_str());
+        store_new_token(token, ctx, resolved, &held, username).await?;
+        ctx.forget_unstored(&uid);
+    }
+    let api = &connection.api;
     let known: Vec<u64> = [
         status.current.as_ref().map(|c| c.token_id),
         status.previous.as_ref().map(|p| p.token_id),
@@ -157,6 +172,8 @@ pub async fn recover_pending(
         .filter(|s| secret_is_owned_by(&s.metadata, &token.name_any()))
         .and_then(|s| s.annotations().get(TOKEN_ID_ANNOTATION))
         .and_then(|v| v.parse::<u64>().ok());
+    let grace =
+        chrono::Duration::seconds(i64::try_from(resolved.allowance.overlap_grace.as_secs()).unwrap_or(600));
     for t in listed
         .iter()
         .filter(|t| t.name == pending.token_name && t.active && !known.contains(&t.id))
@@ -164,13 +181,17 @@ pub async fn recover_pending(
         if Some(t.id) == in_secret
             && let Some(s) = secret.as_ref()
         {
-            let username = api
-                .project_member_all(&project_key, t.user_id)
-                .await
-                .map(|m| m.username)
-                .unwrap_or_default();
+            let username = s
+                .data
+                .as_ref()
+                .and_then(|d| d.get("username"))
+                .and_then(|u| String::from_utf8(u.0.clone()).ok())
+                .or_else(|| status.current.as_ref().map(|c| c.bot_user.clone()))
+                .unwrap_or_else(|| super::issue::access_token_username(project_id));
             let adopted = CurrentToken {
                 token_id: t.id,
+                connection: Some(connection_name.clone()),
+                project_id: Some(project_id),
                 name: t.name.clone(),
                 bot_user: username,
                 bot_user_id: Some(t.user_id),
@@ -180,24 +201,29 @@ pub async fn recover_pending(
                     .unwrap_or_else(|| expires_at_for(now, resolved.allowance.lifetime)),
                 scopes: resolved.desired.scopes.clone(),
                 access_level: Some(resolved.desired.access_level),
-                secret_digest: Some(secret_digest(s, &token.uid().unwrap_or_default())),
+                secret_digest: Some(secret_digest(s, &uid)),
                 last_verified: Some(now),
             };
-            if let Some(old) = status.current.take()
-                && pending.operation == PendingOperation::Issue
-            {
-                status.previous = Some(PreviousToken {
-                    token_id: old.token_id,
-                    revoke_after: now,
-                    nudged_at: None,
-                });
+            match (status.current.take(), pending.operation) {
+                (Some(old), PendingOperation::Issue) => {
+                    ledger::retire_previous(status, "Superseded", now);
+                    status.previous = Some(PreviousToken {
+                        token_id: old.token_id,
+                        connection: old.connection,
+                        project_id: old.project_id,
+                        revoke_after: now + grace,
+                        nudged_at: None,
+                    });
+                }
+                (Some(old), PendingOperation::Rotate) => end_history(status, old.token_id, now, "Rotated"),
+                (None, _) => {}
             }
             push_history(status, &adopted);
             status.renewal_time = Some(renewal_time(
                 adopted.created_at,
                 adopted.expires_at,
                 resolved.allowance.renew_before,
-                seed_from(&token.uid().unwrap_or_default()),
+                seed_from(&uid),
             ));
             status.current = Some(adopted);
             tracing::info!(token_id = t.id, "adopted a token created before a restart");

@@ -16,13 +16,33 @@ use crate::{
 /// Most history entries kept.
 pub const HISTORY_LIMIT: usize = 10;
 
-/// Writes the whole status by server-side apply under the token controller's field manager.
+/// Writes the whole status by server-side apply under the token controller's field manager,
+/// conditional on the resourceVersion this process last read or wrote (the fence): if anyone
+/// else wrote the object since, the API server answers 409 and the reconcile starts over from a
+/// fresh read. So of two operator processes only one can record intent (`pending`) and mint.
 pub async fn write(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatus) -> kube::Result<()> {
     let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &token.namespace().unwrap_or_default());
     let params = PatchParams::apply(&format!("{FIELD_MANAGER}/token")).force();
-    let body = json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken", "status": status});
-    api.patch_status(&token.name_any(), &params, &Patch::Apply(&body))
-        .await?;
+    let uid = token.uid().unwrap_or_default();
+    let fence = ctx
+        .fence(&uid)
+        .or_else(|| token.metadata.resource_version.clone());
+    let body = json!({
+        "apiVersion": "gitlabtokens.io/v1alpha1",
+        "kind": "GitLabToken",
+        "metadata": {"name": token.name_any(), "resourceVersion": fence},
+        "status": status,
+    });
+    let written = api
+        .patch_status(&token.name_any(), &params, &Patch::Apply(&body))
+        .await;
+    match written {
+        Ok(w) => ctx.set_fence(&uid, w.metadata.resource_version),
+        Err(e) => {
+            ctx.set_fence(&uid, None);
+            return Err(e);
+        }
+    }
     observe_metrics(ctx, token, status);
     Ok(())
 }
@@ -76,6 +96,20 @@ pub fn set_issuing(
     set_condition(
         &mut status.conditions,
         condition("Issuing", issuing, reason, message, generation, now),
+    );
+}
+
+/// Sets `Issuing=True` with a reason and message (a renewal or revocation waits on GitLab).
+pub fn set_issuing_because(
+    status: &mut GitLabTokenStatus,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    set_condition(
+        &mut status.conditions,
+        condition("Issuing", true, reason, message, generation, now),
     );
 }
 

@@ -9,16 +9,23 @@ use tokio::process::Command;
 
 use super::credentials::Credentials;
 
-/// Why a fetch failed; `Auth` becomes reason `AuthenticationFailed`.
+/// Why a fetch failed. Messages are worded as Flux's libraries word them (go-git,
+/// go-containerregistry, Helm's getter); the controller adds each kind's prefix and reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
+    /// The Secret cannot be turned into credentials (reason `AuthenticationFailed`).
+    #[error("{0}")]
+    Config(String),
     /// The remote refused the credentials (401/403, `denied`).
     #[error("{0}")]
     Auth(String),
     /// The remote answered but the thing is not there.
     #[error("{0}")]
     NotFound(String),
-    /// Anything else (network, malformed answers).
+    /// The remote answered with content that is not what the kind expects.
+    #[error("{0}")]
+    Invalid(String),
+    /// Anything else (network, timeouts).
     #[error("{0}")]
     Other(String),
 }
@@ -51,36 +58,91 @@ pub async fn git_ls_remote(url: &str, creds: &Credentials, timeout: Duration) ->
         .await
         .map_err(|_| FetchError::Other(format!("timeout after {timeout:?} listing refs of '{url}'")))?
         .map_err(|e| FetchError::Other(format!("cannot run git: {e}")))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
-        let lower = stderr.to_lowercase();
-        let msg = format!("unable to list remote refs of '{url}': {}", stderr.trim());
-        return Err(
-            // An anonymous attempt on a private repository ends with git wanting to prompt;
-            // go-git (Flux) reports that as "authentication required".
-            if [
-                "authentication",
-                "401",
-                "403",
-                "could not read username",
-                "terminal prompts disabled",
-            ]
-            .iter()
-            .any(|needle| lower.contains(needle))
-            {
-                FetchError::Auth(format!("{msg} (authentication required)"))
-            } else if lower.contains("not found") || lower.contains("404") {
-                FetchError::NotFound(msg)
-            } else {
-                FetchError::Other(msg)
-            },
-        );
+        return Err(git_failure(&String::from_utf8_lossy(&out.stderr)));
     }
     parse_ls_remote(&String::from_utf8_lossy(&out.stdout))
         .ok_or_else(|| FetchError::Other(format!("'{url}' has no HEAD")))
 }
 
-fn parse_ls_remote(stdout: &str) -> Option<String> {
+/// go-git's words for a failed smart-HTTP exchange, from git's stderr: 401 is `authentication
+/// required: <body>`, 403 `authorization failed: <body>`, 404 `repository not found: <body>`
+/// (the body is what the server sent, which git prints as `remote:` lines).
+pub fn git_failure(stderr: &str) -> FetchError {
+    let body = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("remote: "))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let with_body = |what: &str| {
+        if body.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {body}")
+        }
+    };
+    let lower = stderr.to_lowercase();
+    // An anonymous attempt on a private repository ends with git wanting to prompt (401).
+    if [
+        "authentication failed",
+        "error: 401",
+        "could not read username",
+        "terminal prompts disabled",
+    ]
+    .iter()
+    .any(|needle| lower.contains(needle))
+    {
+        FetchError::Auth(with_body("authentication required"))
+    } else if lower.contains("error: 403") {
+        FetchError::Auth(with_body("authorization failed"))
+    } else if lower.contains("not found") || lower.contains("error: 404") {
+        FetchError::NotFound(with_body("repository not found"))
+    } else {
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        FetchError::Other(last.trim().trim_start_matches("fatal: ").to_string())
+    }
+}
+
+/// go-containerregistry's `transport.Error` text: `<METHOD> <url>: <CODE>: <message>` for a
+/// registry error body, else `<METHOD> <url>: unexpected status code <n> <text>[: <body>]`.
+pub fn registry_error_text(method: &str, url: &str, status: reqwest::StatusCode, body: &str) -> String {
+    let diagnostics: Vec<String> = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("errors").and_then(|e| e.as_array()).cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| {
+            let code = e.get("code")?.as_str()?;
+            let message = e.get("message").and_then(|m| m.as_str()).unwrap_or_default();
+            Some(format!("{code}: {message}"))
+        })
+        .collect();
+    let detail = match diagnostics.len() {
+        0 if body.trim().is_empty() => format!(
+            "unexpected status code {} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or_default()
+        ),
+        0 => format!(
+            "unexpected status code {} {}: {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or_default(),
+            short(body)
+        ),
+        1 => diagnostics[0].clone(),
+        _ => format!("multiple errors returned: {}", diagnostics.join("; ")),
+    };
+    format!("{method} {url}: {detail}")
+}
+
+/// Flux's revision `<branch>@sha1:<sha>` from `git ls-remote --symref <url> HEAD` output.
+pub(crate) fn parse_ls_remote(stdout: &str) -> Option<String> {
     let mut branch = None;
     let mut sha = None;
     for line in stdout.lines() {
@@ -165,18 +227,11 @@ pub async fn registry_fetch(
                 format!("{tags} tags")
             }
         }),
-        401 | 403 => Err(FetchError::Auth(format!(
-            "failed to fetch '{repository}' from the registry: {} (authentication required or access denied)",
-            short(&body)
+        401 | 403 => Err(FetchError::Auth(registry_error_text("GET", &url, status, &body))),
+        404 => Err(FetchError::NotFound(registry_error_text(
+            "GET", &url, status, &body,
         ))),
-        404 => Err(FetchError::NotFound(format!(
-            "'{repository}' not found in the registry: {}",
-            short(&body)
-        ))),
-        s => Err(FetchError::Other(format!(
-            "registry answered {s} for '{repository}': {}",
-            short(&body)
-        ))),
+        _ => Err(FetchError::Other(registry_error_text("GET", &url, status, &body))),
     }
 }
 
@@ -208,16 +263,16 @@ async fn bearer_token(
     }
     let resp = req.send().await.map_err(transport)?;
     let status = resp.status();
+    let token_url = resp.url().to_string();
     let body = resp.text().await.map_err(transport)?;
     if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-        return Err(FetchError::Auth(format!(
-            "registry token request refused ({status}): {}",
-            short(&body)
+        return Err(FetchError::Auth(registry_error_text(
+            "GET", &token_url, status, &body,
         )));
     }
     if !status.is_success() {
-        return Err(FetchError::Other(format!(
-            "registry token request failed ({status})"
+        return Err(FetchError::Other(registry_error_text(
+            "GET", &token_url, status, &body,
         )));
     }
     let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| FetchError::Other(e.to_string()))?;
@@ -259,10 +314,10 @@ pub async fn helm_index(
     let body = resp.text().await.map_err(transport)?;
     match status.as_u16() {
         200 => {
-            let index: serde_yaml_ng::Value = serde_yaml_ng::from_str(&body)
-                .map_err(|e| FetchError::Other(format!("failed to parse index of '{repo_url}': {e}")))?;
+            let index: serde_yaml_ng::Value =
+                serde_yaml_ng::from_str(&body).map_err(|e| FetchError::Invalid(e.to_string()))?;
             if index.get("apiVersion").is_none() {
-                return Err(FetchError::Other("no API version specified".into()));
+                return Err(FetchError::Invalid("no API version specified".into()));
             }
             Ok(format!("sha256:{}", sha256_hex(&body)))
         }
@@ -294,6 +349,62 @@ mod tests {
         let out = "ref: refs/heads/main\tHEAD\nff351cb8aa\tHEAD\n";
         assert_eq!(parse_ls_remote(out).as_deref(), Some("main@sha1:ff351cb8aa"));
         assert_eq!(parse_ls_remote(""), None);
+    }
+
+    #[test]
+    fn git_stderr_becomes_go_git_words() {
+        let denied = "remote: HTTP Basic: Access denied. If a token was provided, it was either incorrect, expired, or improperly scoped.\nfatal: Authentication failed for 'http://127.0.0.1:1/acme/app.git/'\n";
+        assert_eq!(
+            git_failure(denied),
+            FetchError::Auth(
+                "authentication required: HTTP Basic: Access denied. If a token was provided, it was either incorrect, expired, or improperly scoped.".into()
+            )
+        );
+        let prompt = "fatal: could not read Username for 'http://127.0.0.1:1': terminal prompts disabled\n";
+        assert_eq!(
+            git_failure(prompt),
+            FetchError::Auth("authentication required".into())
+        );
+        let forbidden = "fatal: unable to access 'http://h/a.git/': The requested URL returned error: 403\n";
+        assert_eq!(
+            git_failure(forbidden),
+            FetchError::Auth("authorization failed".into())
+        );
+        let missing = "remote: The project you were looking for could not be found.\nfatal: repository 'http://h/a.git/' not found\n";
+        assert_eq!(
+            git_failure(missing),
+            FetchError::NotFound(
+                "repository not found: The project you were looking for could not be found.".into()
+            )
+        );
+        assert_eq!(
+            git_failure("fatal: unable to access 'http://h/': Failed to connect to h port 1\n"),
+            FetchError::Other("unable to access 'http://h/': Failed to connect to h port 1".into())
+        );
+    }
+
+    #[test]
+    fn registry_errors_read_like_go_containerregistry() {
+        let url = "http://r/v2/acme/app/tags/list";
+        let body =
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}"#;
+        assert_eq!(
+            registry_error_text("GET", url, reqwest::StatusCode::UNAUTHORIZED, body),
+            "GET http://r/v2/acme/app/tags/list: UNAUTHORIZED: authentication required"
+        );
+        assert_eq!(
+            registry_error_text("GET", url, reqwest::StatusCode::FORBIDDEN, ""),
+            "GET http://r/v2/acme/app/tags/list: unexpected status code 403 Forbidden"
+        );
+        assert_eq!(
+            registry_error_text(
+                "GET",
+                url,
+                reqwest::StatusCode::UNAUTHORIZED,
+                "HTTP Basic: Access denied"
+            ),
+            "GET http://r/v2/acme/app/tags/list: unexpected status code 401 Unauthorized: HTTP Basic: Access denied"
+        );
     }
 
     #[test]

@@ -5,13 +5,16 @@
 //! with the real protocol ([`fetch`]); and writes status as Flux does ([`status`]).
 //!
 //! Known simplifications: the stand-in lists refs (`git ls-remote`) instead of cloning, reads a
-//! manifest or tag list instead of pulling layers, and reports every refusal by the remote (401,
-//! 403, `denied`) with reason `AuthenticationFailed` (real source-controller words git refusals
-//! as `GitOperationFailed: authentication required`). It does not implement SSH, TLS client
-//! certificates, proxies, cloud providers or verification.
+//! manifest or tag list instead of pulling layers. Failures carry the reasons and messages of
+//! the real controllers (see [`SourceKind`]'s `failure`): a refused git fetch is
+//! `GitOperationFailed` "… authentication required: …", a Secret that yields no credentials is
+//! `AuthenticationFailed`. `ssh://` GitRepositories read `identity` and `known_hosts` and list
+//! refs over real OpenSSH ([`ssh`]). It does not implement TLS client certificates, proxies,
+//! cloud providers or verification.
 
 pub mod credentials;
 pub mod fetch;
+pub mod ssh;
 pub mod status;
 
 use std::{
@@ -75,12 +78,46 @@ impl SourceKind {
         }
     }
 
-    fn failure_reason(self) -> &'static str {
-        match self {
-            Self::GitRepository => "GitOperationFailed",
-            Self::OciRepository => "OCIArtifactPullFailed",
-            Self::HelmRepository => "IndexationFailed",
-            Self::ImageRepository => "ScanFailed",
+    /// How this kind's controller reports a failed fetch: reason and message, as in
+    /// source-controller (`GitOperationFailed` "failed to checkout and determine revision: unable
+    /// to clone '<url>': authentication required: …", HelmRepository `Failed` "failed to fetch
+    /// Helm repository index: …", OCIRepository `OCIArtifactPullFailed` "failed to determine
+    /// artifact digest: …") and image-reflector-controller (`ReadOperationFailed` "scan failed:
+    /// …"). Credentials that cannot be built from the Secret are `AuthenticationFailed` everywhere.
+    fn failure(self, url: &str, error: FetchError) -> Outcome {
+        let (reason, message) = match (self, error) {
+            (Self::GitRepository, FetchError::Config(m)) => (
+                "AuthenticationFailed",
+                format!("failed to configure authentication options: {m}"),
+            ),
+            (Self::ImageRepository, FetchError::Config(m)) => (
+                "AuthenticationFailed",
+                format!("failed to configure authentication options: {m}"),
+            ),
+            (_, FetchError::Config(m)) => ("AuthenticationFailed", m),
+            (Self::GitRepository, e) => (
+                "GitOperationFailed",
+                format!("failed to checkout and determine revision: unable to clone '{url}': {e}"),
+            ),
+            (Self::HelmRepository, FetchError::Invalid(m)) => (
+                "IndexationFailed",
+                format!("failed to load Helm repository from index YAML: {m}"),
+            ),
+            (Self::HelmRepository, e) => (
+                "Failed",
+                format!(
+                    "failed to fetch Helm repository index: failed to cache index to temporary file: {e}"
+                ),
+            ),
+            (Self::OciRepository, e) => (
+                "OCIArtifactPullFailed",
+                format!("failed to determine artifact digest: {e}"),
+            ),
+            (Self::ImageRepository, e) => ("ReadOperationFailed", format!("scan failed: {e}")),
+        };
+        Outcome::Failed {
+            reason: reason.into(),
+            message,
         }
     }
 }
@@ -385,11 +422,7 @@ async fn fetch_source(ctx: &KindContext, namespace: &str, spec: &Value) -> Outco
     };
     match result {
         Ok(revision) => Outcome::Ready(revision),
-        Err(FetchError::Auth(m)) => auth_failed(m),
-        Err(FetchError::NotFound(m) | FetchError::Other(m)) => Outcome::Failed {
-            reason: ctx.kind.failure_reason().into(),
-            message: m,
-        },
+        Err(e) => ctx.kind.failure(spec["url"].as_str().unwrap_or_default(), e),
     }
 }
 
@@ -401,13 +434,18 @@ async fn fetch_git(
     secret: Option<&NamedSecret>,
 ) -> Result<String, FetchError> {
     let url = spec["url"].as_str().unwrap_or_default();
+    if url.starts_with("ssh://") {
+        let auth = ssh::ssh_auth(secret.map(|(_, s)| s))
+            .map_err(|e| FetchError::Auth(format!("failed to configure authentication options: {e}")))?;
+        return ssh::ls_remote(url, &auth, ctx.config.fetch_timeout).await;
+    }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(FetchError::Other(format!(
             "the stand-in only fetches http(s) URLs, not '{url}'"
         )));
     }
     let creds = match secret {
-        Some((_, s)) => credentials::git_credentials(s).map_err(FetchError::Auth)?,
+        Some((_, s)) => credentials::git_credentials(s).map_err(FetchError::Config)?,
         None => Credentials::Anonymous,
     };
     fetch::git_ls_remote(url, &creds, ctx.config.fetch_timeout).await
@@ -426,7 +464,7 @@ async fn fetch_helm(
     }
     let creds = match secret {
         Some((_, s)) => credentials::helm_http_credentials(s)
-            .map_err(|e| FetchError::Auth(format!("failed to detect authentication methods: {e}")))?,
+            .map_err(|e| FetchError::Config(format!("failed to detect authentication methods: {e}")))?,
         None => Credentials::Anonymous,
     };
     fetch::helm_index(&ctx.http, url, &creds).await
@@ -480,10 +518,6 @@ async fn fetch_oci(
         &creds,
     )
     .await
-    .map_err(|e| match e {
-        FetchError::Auth(m) => FetchError::Auth(format!("failed to determine artifact digest: {m}")),
-        other => other,
-    })
 }
 
 async fn fetch_image(
@@ -514,7 +548,7 @@ async fn fetch_helm_oci(
 ) -> Result<String, FetchError> {
     let (host, repo) = oci_reference(spec)?;
     let creds = match secret {
-        Some((name, s)) => credentials::helm_oci_credentials(s, name, &host).map_err(FetchError::Auth)?,
+        Some((name, s)) => credentials::helm_oci_credentials(s, name, &host).map_err(FetchError::Config)?,
         None => Credentials::Anonymous,
     };
     // What HelmChart would do first: authenticate for the repository. A repository path that is

@@ -17,7 +17,10 @@ use serde_json::{Value, json};
 use super::{
     clock::ClockRangeError,
     model::fmt_date,
-    seed::{GroupSeed, MemberSeed, ProjectSeed, ProjectUpdate, Seeder, TokenSeed, UserSeed, seed_default},
+    seed::{
+        GroupSeed, MemberSeed, ProjectSeed, ProjectUpdate, Seeder, ShareSeed, TokenSeed, UserSeed,
+        seed_default,
+    },
     state::GitLabState,
     traffic::{ArmedFault, FaultRule, RateLimitConfig},
 };
@@ -85,6 +88,8 @@ struct SeedRequest {
     personal_tokens: Vec<TokenSeed>,
     #[serde(default)]
     project_updates: Vec<ProjectUpdate>,
+    #[serde(default)]
+    shares: Vec<ShareSeed>,
 }
 
 async fn seed(State(s): State<S>, Json(req): Json<SeedRequest>) -> Response {
@@ -118,6 +123,11 @@ async fn seed(State(s): State<S>, Json(req): Json<SeedRequest>) -> Response {
     }
     for m in req.members {
         if let Err(e) = seeder.member(m) {
+            return bad(e);
+        }
+    }
+    for share in req.shares {
+        if let Err(e) = seeder.share(share) {
             return bad(e);
         }
     }

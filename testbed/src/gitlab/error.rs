@@ -35,6 +35,9 @@ pub enum ApiError {
     /// 400 model validation `{"message":{"<field>":["<error>"]}}`.
     #[error("400 validation error on {0}")]
     Validation(String, String),
+    /// `{"message":"<text>"}` with any status (`render_api_error!(text, status)`, `conflict!`).
+    #[error("{0} {1}")]
+    Api(u16, String),
     /// 405 `{"message":"405 Method Not Allowed"}`.
     #[error("405 Method Not Allowed")]
     MethodNotAllowed,
@@ -62,6 +65,10 @@ impl ApiError {
     pub fn route_not_found() -> Self {
         ApiError::NotFound("404 Not Found".into())
     }
+    /// `404 Not found`: ActiveRecord's `RecordNotFound` as the API renders it (`find_by!`).
+    pub fn record_not_found() -> Self {
+        ApiError::NotFound("404 Not found".into())
+    }
     /// `404 <what> Not Found`.
     pub fn not_found(what: &str) -> Self {
         ApiError::NotFound(format!("404 {what} Not Found"))
@@ -77,6 +84,7 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Api(status, _) => StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
         }
     }
 }
@@ -116,6 +124,7 @@ impl IntoResponse for ApiError {
                 (status, Json(json!({"message": "405 Method Not Allowed"}))).into_response()
             }
             ApiError::Param(text) => (status, Json(json!({"error": text}))).into_response(),
+            ApiError::Api(_, text) => (status, Json(json!({"message": text}))).into_response(),
             ApiError::InvalidToken(failure) => {
                 let description = match failure {
                     TokenFailure::Expired => EXPIRED,

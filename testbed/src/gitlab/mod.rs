@@ -21,10 +21,17 @@
 //! # REST API (`/api/v4`, `PRIVATE-TOKEN` or `Authorization: Bearer`)
 //! `version`, `metadata`, `user`; `projects` (`membership`, `search`, `search_namespaces`,
 //! `archived`, `visibility`, `min_access_level`, `order_by`, `sort`, paginated), `projects/:id`
-//! (numeric or `%2F`-encoded path), `projects/:id/registry/repositories`, `groups/:id`,
-//! `groups/:id/projects`; `{projects,groups}/:id/members[/all][/:user_id]`;
+//! (numeric or `%2F`-encoded path, with `shared_with_groups`), `projects/:id/registry/repositories`,
+//! `groups` and `groups/:id/{subgroups,descendant_groups}` (`min_access_level`, `search`, `owned`),
+//! `groups/:id` (`GroupDetail` with `shared_with_groups`), `groups/:id/projects`;
+//! `{projects,groups}/:id/members[/all][/:user_id]` (GET; POST/PUT/DELETE on direct members with
+//! `access_level`, `expires_at`); `{projects,groups}/:id/share[/:group_id]` (POST/DELETE);
+//! `projects/:id/repository/files/:file_path[/raw]` (GET/HEAD; POST/PUT/DELETE commit to a branch),
+//! `projects/:id/repository/commits/:sha`, `projects/:id/repository/branches/:branch` (on the bare
+//! repositories given to `GitLabState::attach_repositories`); `personal_access_tokens/self/associations`;
 //! `{projects,groups}/:id/access_tokens` (list with filters, get, create, `:token_id/rotate`,
 //! `self/rotate`, revoke); `{projects,groups}/:id/deploy_tokens` (list, get, create, delete);
+//! `projects/:id/deploy_keys` (list, get, create-or-attach, update, `:key_id/enable`, delete);
 //! `personal_access_tokens` (list own, `:id`, `:id/rotate`, delete) and `personal_access_tokens/self`
 //! (get, `rotate`, revoke). Rules, error shapes and headers follow gitlab-api.md and GitLab's own
 //! code (`lib/api/resource_access_tokens.rb`, `lib/api/api_guard.rb`, `auth_finders.rb`).
@@ -53,7 +60,7 @@
 //! |---|---|---|
 //! | `GET /-/testbed/clock` | `clock().now()` | `{"now","today","frozen"}` |
 //! | `POST /-/testbed/clock` `{"advance_secs"?, "set"?: RFC 3339, "freeze"?: bool}` | `clock().advance/set/freeze/unfreeze` | time travel |
-//! | `POST /-/testbed/seed` `{"users","groups","projects","project_updates","members","personal_tokens"}` | `seed().user/group/project/update_project/member/personal_token` | 201 with ids and PAT strings; a member with `access_level` 0 is removed (withdrawn access) |
+//! | `POST /-/testbed/seed` `{"users","groups","projects","project_updates","members","shares","personal_tokens"}` | `seed().user/group/project/update_project/member/share/personal_token` | 201 with ids and PAT strings; a member with `access_level` 0 is removed (withdrawn access); members take `expires_at`; a share `{"path","group","group_access","expires_at"?}` with `group_access` 0 is removed |
 //! | `POST /-/testbed/seed/default` | `seed_default(&seed())` | the default world (`DefaultSeed`) |
 //! | `GET /-/testbed/projects` | `seed().projects()` | projects with `has_repository/has_image/has_chart` |
 //! | `GET`/`DELETE /-/testbed/calls` | `calls()` | call log (method, path with redacted query, status, user, at) |
@@ -61,6 +68,10 @@
 //! | `GET`/`POST`/`DELETE /-/testbed/faults` (`FaultRule` JSON) | `add_fault`, `clear_faults` | latency, status, 429, hang, hang_after |
 //! | `DELETE /-/testbed/rate_limit/windows` | `reset_rate_limits()` | restart throttle windows |
 //! | `POST /-/testbed/settings` `{"max_token_lifetime_days"?, "latency_ms"?, "registry_host"?, "rate_limit"?: {"limit","period_secs"}\|null}` | `set_max_token_lifetime_days`, `set_latency`, `set_registry_host`, `set_rate_limit` | runtime settings |
+//!
+//! Effective access (`groups.rs`): the highest of direct, inherited and shared membership, a
+//! share giving `min(share level, role)`; expired members and shares count for nothing. Every
+//! access check (REST and the fronts' `AccessOracle`) uses it, so changes apply at once.
 //!
 //! Seed-only helper: `seed().resource_token(path, name, scopes, level, expires_at)` mints a project
 //! or group access token without a caller (for front tests).
@@ -70,10 +81,13 @@ mod clock;
 pub mod control;
 pub mod error;
 pub mod fronts;
+pub mod groups;
 pub mod middleware;
 pub mod model;
 pub mod oracle;
+pub mod repos;
 pub mod seed;
+pub mod seed_groups;
 pub mod server;
 pub mod state;
 pub mod store;
@@ -89,3 +103,5 @@ pub use traffic::{CallRecord, FaultAction, FaultRule, RateLimitConfig};
 
 // The shared contract (and the fronts' module, added by their branch) stay last for easy merges.
 pub mod access;
+pub mod access_ssh;
+pub mod ssh_keys;

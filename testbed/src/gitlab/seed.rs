@@ -92,7 +92,12 @@ pub struct MemberSeed {
     pub path: String,
     /// Role.
     pub access_level: u32,
+    /// The membership ends on this date (00:00 UTC).
+    #[serde(default)]
+    pub expires_at: Option<NaiveDate>,
 }
+
+pub use super::seed_groups::ShareSeed;
 
 /// A change to an existing project.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -165,6 +170,11 @@ impl Seeder {
     /// A seeder for `state`.
     pub fn new(state: Arc<GitLabState>) -> Self {
         Self { state }
+    }
+
+    /// The state it seeds.
+    pub(crate) fn state(&self) -> &GitLabState {
+        &self.state
     }
 
     /// Creates a user; returns its id.
@@ -304,6 +314,7 @@ impl Seeder {
                 access_level: seed.access_level,
                 created_at: now,
             });
+            store.sharing.set_member_expiry(user, source, seed.expires_at);
         }
         Ok(())
     }
@@ -513,6 +524,7 @@ pub fn seed_default(seeder: &Seeder) -> Result<DefaultSeed, SeedError> {
             username: username.into(),
             path: path.into(),
             access_level: level,
+            expires_at: None,
         })?;
     }
     let max_days = u64::from(seeder.state.settings().max_token_lifetime_days);
@@ -550,6 +562,7 @@ mod tests {
             latency: None,
             base_url: "http://127.0.0.1:1".into(),
             registry_host: "127.0.0.1:1".into(),
+            ssh_host: None,
             version: "17.11.0".into(),
         };
         Seeder::new(Arc::new(GitLabState::new(settings, Clock::new())))
@@ -608,6 +621,7 @@ mod tests {
                 username: "ghost".into(),
                 path: "g".into(),
                 access_level: 30,
+                expires_at: None,
             }),
             s.user(UserSeed::default()).map(|_| ()),
         ];

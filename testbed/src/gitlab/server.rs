@@ -72,6 +72,7 @@ impl GitLabServer {
             latency: config.latency,
             base_url: url.clone(),
             registry_host: config.registry_host.unwrap_or_else(|| addr.to_string()),
+            ssh_host: None,
             version: config.version,
         };
         let state = Arc::new(GitLabState::new(settings, Clock::new()));

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::{
     clock::Clock,
     model::{Source, TokenKind, fmt_date, fmt_time},
+    repos::Repositories,
     store::{Credential, Store},
     tokens::{AuthFailure, Authenticated, digest},
     traffic::{ArmedFault, CallRecord, FaultAction, RateLimitConfig, RateVerdict, count_request, take_fault},
@@ -31,6 +32,8 @@ pub struct Settings {
     pub base_url: String,
     /// Registry host used in image locations (`127.0.0.1:PORT` unless set).
     pub registry_host: String,
+    /// `host:port` of Git over SSH when an SSH front runs (`ssh_url_to_repo` follows it).
+    pub ssh_host: Option<String>,
     /// Version reported by `/version`.
     pub version: String,
 }
@@ -71,6 +74,7 @@ pub struct GitLabState {
     calls: Mutex<Vec<CallRecord>>,
     faults: Mutex<Vec<ArmedFault>>,
     windows: Mutex<HashMap<String, (i64, u64)>>,
+    repositories: Mutex<Option<Repositories>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -80,13 +84,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl GitLabState {
     /// A fresh, empty state.
     pub fn new(settings: Settings, clock: Clock) -> Self {
+        let mut store = Store::default();
+        store.use_clock(clock.clone());
         Self {
-            store: Mutex::new(Store::default()),
+            store: Mutex::new(store),
             clock,
             settings: Mutex::new(settings),
             calls: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
+            repositories: Mutex::new(None),
         }
     }
 
@@ -249,6 +256,16 @@ impl GitLabState {
             }
         }));
         out
+    }
+
+    /// Serves the repository endpoints from these bare repositories (the fronts').
+    pub fn attach_repositories(&self, repositories: Repositories) {
+        *lock(&self.repositories) = Some(repositories);
+    }
+
+    /// The attached repositories, if any.
+    pub fn repositories(&self) -> Option<Repositories> {
+        lock(&self.repositories).clone()
     }
 
     /// The current instant on the emulator clock.

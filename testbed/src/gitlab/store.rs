@@ -3,7 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{DeployToken, GUEST, Group, Membership, Project, Source, Token, User, UserType};
+use chrono::NaiveDate;
+
+use super::{
+    clock::Clock,
+    groups::Sharing,
+    model::{DeployToken, GUEST, Group, Membership, Project, Source, Token, User, UserType},
+};
 
 /// What a token digest points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,10 +37,16 @@ pub struct Store {
     pub deploy_tokens: BTreeMap<u64, DeployToken>,
     /// Token digest index.
     pub digests: HashMap<[u8; 32], Credential>,
+    /// SSH keys (users' and deploy keys) and deploy key links.
+    pub ssh: super::ssh_keys::SshKeys,
     /// Lower-cased full path → group id.
     group_paths: HashMap<String, u64>,
     /// Lower-cased `path_with_namespace` → project id.
     project_paths: HashMap<String, u64>,
+    /// Share links and membership expiry dates (see `groups`).
+    pub sharing: Sharing,
+    /// The emulator clock (expiry of memberships and shares).
+    clock: Clock,
     next_user: u64,
     next_group: u64,
     next_project: u64,
@@ -52,8 +64,11 @@ impl Default for Store {
             tokens: BTreeMap::new(),
             deploy_tokens: BTreeMap::new(),
             digests: HashMap::new(),
+            ssh: super::ssh_keys::SshKeys::default(),
             group_paths: HashMap::new(),
             project_paths: HashMap::new(),
+            sharing: Sharing::default(),
+            clock: Clock::new(),
             // Distinct ranges so that mixing up a group id and a project id fails loudly.
             next_user: 1,
             next_group: 10,
@@ -65,6 +80,16 @@ impl Default for Store {
 }
 
 impl Store {
+    /// Uses `clock` (the state's) for expiry decisions.
+    pub fn use_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// Today on the emulator clock.
+    pub fn today(&self) -> NaiveDate {
+        self.clock.today()
+    }
+
     /// Allocates a user id.
     pub fn next_user_id(&mut self) -> u64 {
         bump(&mut self.next_user)
@@ -175,46 +200,58 @@ impl Store {
         self.group_chain(group_id).iter().any(|g| g.id == ancestor)
     }
 
-    /// Adds or replaces a direct membership.
+    /// Adds or replaces a direct membership (without an expiry date).
     pub fn set_member(&mut self, membership: Membership) {
+        self.sharing
+            .set_member_expiry(membership.user_id, membership.source, None);
         self.members
             .insert((membership.user_id, membership.source), membership);
     }
 
     /// Removes a direct membership; false when there was none.
     pub fn remove_member(&mut self, user_id: u64, source: Source) -> bool {
+        self.sharing.set_member_expiry(user_id, source, None);
         self.members.remove(&(user_id, source)).is_some()
     }
 
-    /// A user's direct memberships.
+    /// A direct membership still in force (not past its expiry date).
+    pub fn direct_member(&self, user_id: u64, source: Source) -> Option<&Membership> {
+        let today = self.today();
+        self.members
+            .get(&(user_id, source))
+            .filter(|m| self.in_force(m, today))
+    }
+
+    /// Whether a membership has not reached its expiry date (`expires_at` ≤ today ends it).
+    fn in_force(&self, m: &Membership, today: NaiveDate) -> bool {
+        self.sharing
+            .member_expiry(m.user_id, m.source)
+            .is_none_or(|d| today < d)
+    }
+
+    /// A user's direct memberships still in force.
     pub fn memberships_of(&self, user_id: u64) -> impl Iterator<Item = &Membership> {
+        let today = self.today();
         self.members
             .range((user_id, Source::Project(0))..=(user_id, Source::Group(u64::MAX)))
             .map(|(_, m)| m)
+            .filter(move |m| self.in_force(m, today))
     }
 
-    /// Direct membership level of a user on a source (0 when none).
+    /// Direct membership level of a user on a source (0 when none or expired).
     pub fn direct_level(&self, user_id: u64, source: Source) -> u32 {
-        self.members
-            .get(&(user_id, source))
+        self.direct_member(user_id, source)
             .map(|m| m.access_level)
             .unwrap_or(0)
     }
 
-    /// Effective level: direct plus inherited from ancestor groups, highest wins.
+    /// Effective level: direct, inherited from ancestor groups, or through shares (capped at the
+    /// share's level); the highest wins (`groups::group_level`/`project_level`).
     pub fn effective_level(&self, user_id: u64, source: Source) -> u32 {
-        let groups: Vec<u64> = match source {
-            Source::Project(pid) => match self.projects.get(&pid) {
-                Some(p) => self.group_chain(p.namespace_id).iter().map(|g| g.id).collect(),
-                None => return 0,
-            },
-            Source::Group(gid) => self.group_chain(gid).iter().map(|g| g.id).collect(),
-        };
-        let inherited = groups
-            .into_iter()
-            .map(|g| self.direct_level(user_id, Source::Group(g)))
-            .max();
-        self.direct_level(user_id, source).max(inherited.unwrap_or(0))
+        match source {
+            Source::Project(pid) => self.project_level(user_id, pid),
+            Source::Group(gid) => self.group_level(user_id, gid),
+        }
     }
 
     /// Whether a (possibly anonymous) user can see a project.

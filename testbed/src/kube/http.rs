@@ -14,6 +14,7 @@ use super::deletion::{self, DeleteOpts, Deleted};
 use super::discovery;
 use super::listing;
 use super::objects::{self, WriteOpts, subj};
+use super::openapi;
 use super::output::{Shape, negotiate, render_list, render_one};
 use super::patching::{self, PatchMode};
 use super::query::Query;
@@ -169,7 +170,19 @@ async fn route(
                 .body(Body::from(discovery::OPENAPI_V2_PB))
                 .unwrap_or_else(|_| Response::new(Body::empty())));
         }
+        "/openapi/v3" => {
+            auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
+            return Ok(json_response(200, &openapi::index(st)));
+        }
         _ => {}
+    }
+    if let Some(rest) = trimmed.strip_prefix("/openapi/v3/") {
+        auth::gate(st, user, &nonres(trimmed), Subject::default()).await?;
+        let doc = match rest.split('/').collect::<Vec<_>>().as_slice() {
+            ["apis", g, v] => openapi::group_version(st, g, v),
+            _ => None,
+        };
+        return doc.map(|d| json_response(200, &d)).ok_or_else(ApiError::no_route);
     }
     let segs: Vec<&str> = trimmed.trim_start_matches('/').split('/').collect();
     let gv = match segs.as_slice() {

@@ -434,6 +434,39 @@ pub fn event_from_core(core: &Value) -> Value {
     ev
 }
 
+/// A field name and the value an unset one shows.
+type ZeroField = (&'static str, fn() -> Value);
+
+/// The fields an Event of each API always shows, with the value Go's JSON encoding gives an
+/// unset one: struct fields without `omitempty` effect (`metav1.Time` → `null`, an empty
+/// `EventSource`/`ObjectReference` → `{}`) and strings without `omitempty` (`reportingComponent`).
+/// The real server converts events.k8s.io/v1 ↔ v1 by copying fields only
+/// (`deprecatedLastTimestamp` ↔ `lastTimestamp`, …; `Convert_v1_Event_To_core_Event`), so an
+/// Event created with only `eventTime` shows `lastTimestamp: null` in the core view — present,
+/// which is what lets `kubectl get events --sort-by=.lastTimestamp` sort instead of failing with
+/// "couldn't find any field with path".
+fn event_zero_fields(group: &str) -> &'static [ZeroField] {
+    if group == "events.k8s.io" {
+        &[
+            ("eventTime", || Value::Null),
+            ("regarding", || json!({})),
+            ("deprecatedSource", || json!({})),
+            ("deprecatedFirstTimestamp", || Value::Null),
+            ("deprecatedLastTimestamp", || Value::Null),
+        ]
+    } else {
+        &[
+            ("involvedObject", || json!({})),
+            ("source", || json!({})),
+            ("firstTimestamp", || Value::Null),
+            ("lastTimestamp", || Value::Null),
+            ("eventTime", || Value::Null),
+            ("reportingComponent", || json!("")),
+            ("reportingInstance", || json!("")),
+        ]
+    }
+}
+
 /// Converts a stored object to what the client of `def` sees (apiVersion, event shape).
 pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
     let mut v = if def.group == "events.k8s.io" {
@@ -444,6 +477,19 @@ pub fn to_view(def: &ResourceDef, stored: &Value) -> Value {
     if let Some(m) = v.as_object_mut() {
         m.insert("apiVersion".into(), json!(def.api_version()));
         m.insert("kind".into(), json!(def.kind));
+        if def.kind == "Event" && (def.group.is_empty() || def.group == "events.k8s.io") {
+            for (field, zero) in event_zero_fields(&def.group) {
+                m.entry(*field).or_insert_with(zero);
+            }
+            let count = if def.group.is_empty() {
+                "count"
+            } else {
+                "deprecatedCount"
+            };
+            if m.get(count).is_some_and(|c| c.is_null() || c == &json!(0)) {
+                m.remove(count);
+            }
+        }
     }
     v
 }

@@ -34,6 +34,7 @@ pub mod http;
 pub mod kinds;
 pub mod listing;
 pub mod objects;
+pub mod openapi;
 pub mod output;
 pub mod patching;
 pub mod protobuf;

@@ -215,13 +215,7 @@ fn columns(def: &ResourceDef) -> Vec<(Value, Cell)> {
                 "string",
                 "",
                 0,
-                Box::new(|o: &Value| {
-                    let t = o["lastTimestamp"]
-                        .as_str()
-                        .or(o["eventTime"].as_str())
-                        .or(o.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
-                    t.map(|t| json!(human_age(t))).unwrap_or(Value::Null)
-                }),
+                Box::new(|o: &Value| json!(event_seen(o, true))),
             ),
             col("Type", "string", "", 0, ptr("/type")),
             col("Reason", "string", "", 0, ptr("/reason")),
@@ -242,12 +236,66 @@ fn columns(def: &ResourceDef) -> Vec<(Value, Cell)> {
                 }),
             ),
             col("Message", "string", "", 0, ptr("/message")),
+            col("Subobject", "string", "", 1, ptr("/involvedObject/fieldPath")),
+            col(
+                "Source",
+                "string",
+                "",
+                1,
+                Box::new(|o: &Value| {
+                    let component = o["source"]["component"]
+                        .as_str()
+                        .filter(|c| !c.is_empty())
+                        .or(o["reportingComponent"].as_str())
+                        .unwrap_or_default();
+                    match o["source"]["host"].as_str().filter(|h| !h.is_empty()) {
+                        Some(host) => json!(format!("{component}, {host}")),
+                        None => json!(component),
+                    }
+                }),
+            ),
+            col(
+                "First Seen",
+                "string",
+                "",
+                1,
+                Box::new(|o: &Value| json!(event_seen(o, false))),
+            ),
+            col(
+                "Count",
+                "string",
+                "",
+                1,
+                Box::new(|o: &Value| {
+                    let count = o
+                        .pointer("/series/count")
+                        .or(o.get("count"))
+                        .and_then(Value::as_i64);
+                    json!(count.filter(|c| *c > 0).unwrap_or(1).to_string())
+                }),
+            ),
+            col("Name", "string", "name", 1, ptr("/metadata/name")),
         ],
         _ => vec![
             name(),
             col("Created At", "date", "", 0, ptr("/metadata/creationTimestamp")),
         ],
     }
+}
+
+/// The real Event printer's LAST SEEN / FIRST SEEN: `firstTimestamp`, else `eventTime`; the last
+/// is `series.lastObservedTime`, else `lastTimestamp`, else the first; unset is `<unknown>`.
+fn event_seen(o: &Value, last: bool) -> String {
+    let text = |p: &str| o.pointer(p).and_then(Value::as_str).filter(|t| !t.is_empty());
+    let first = text("/firstTimestamp").or(text("/eventTime"));
+    let seen = if last {
+        text("/series/lastObservedTime")
+            .or(text("/lastTimestamp"))
+            .or(first)
+    } else {
+        first
+    };
+    seen.map(human_age).unwrap_or_else(|| "<unknown>".into())
 }
 
 fn cell_value(ty: &str, vals: &[Value]) -> Value {

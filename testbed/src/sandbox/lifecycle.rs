@@ -223,8 +223,20 @@ impl Scenario<'_> {
         let kubeconfig = self.world.kubeconfig_path();
         let table = proofs::kubectl_get_tokens(&kubeconfig, super::sources::TENANT_NS).await;
         let outcome = table.and_then(|table| {
-            for line in table.lines() {
-                self.view.info(line);
+            // Table rows are not wrapped: the columns that do not fit are left out (and named).
+            let (rows, left_out) = super::view::fit_table(&table, self.view.width().saturating_sub(2));
+            for row in rows {
+                self.view.verbatim(&format!("  {row}"));
+            }
+            if !left_out.is_empty() {
+                self.view.plain(
+                    "  ",
+                    &format!(
+                        "(not shown, to fit {} columns: {}; checked all the same)",
+                        self.view.width(),
+                        left_out.join(", ")
+                    ),
+                );
             }
             check_token_table(&table, names)
         });

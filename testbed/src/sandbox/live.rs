@@ -1,7 +1,15 @@
 //! The live view: polls GitLabTokens, managed Secrets, Flux sources and GitLab's token table and
 //! prints every transition (issued, rotated, refused, written, Ready, revoked) as it happens.
+//!
+//! States the story expects on the way are labelled so: a Flux source that fails before its token
+//! is issued, or before it has re-read a new Secret after the operator's nudge, and the refusal of
+//! the source the demo asks to be denied. A failure after that is printed as a failure.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use k8s_openapi::api::{core::v1::Secret, events::v1::Event};
 use kube::{
@@ -17,8 +25,9 @@ use tokio::{
 
 use super::{
     setup::{condition, token_resource},
-    view::{View, clip},
+    view::View,
 };
+use crate::flux::status::REQUESTED_AT;
 use crate::gitlab::GitLabState;
 
 /// What the live view watches.
@@ -48,23 +57,32 @@ struct Seen {
     secrets: BTreeMap<String, String>,
     sources: BTreeMap<String, (String, Option<String>)>,
     gitlab: BTreeMap<u64, String>,
-    events: std::collections::BTreeSet<String>,
+    events: BTreeSet<String>,
+    /// GitLabTokens (`ns/name`) seen Ready at least once.
+    ready_seen: BTreeSet<String>,
+    /// GitLabTokens the story expects to be refused.
+    expected_refusals: BTreeSet<String>,
 }
 
 impl LiveView {
     /// Starts polling every 200 ms; `sources` are the Flux kinds to follow, `marker` the name
-    /// prefix of the operator's tokens in GitLab.
+    /// prefix of the operator's tokens in GitLab, `expected_refusals` the GitLabTokens
+    /// (`ns/name`) the story expects to be refused.
     pub fn start(
         client: Client,
         gitlab: Arc<GitLabState>,
         view: Arc<View>,
         sources: Vec<ApiResource>,
         marker: String,
+        expected_refusals: Vec<String>,
     ) -> Self {
         let (stop, mut stopped) = watch::channel(false);
         let (sync, mut requests) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
         let task = tokio::spawn(async move {
-            let mut seen = Seen::default();
+            let mut seen = Seen {
+                expected_refusals: expected_refusals.into_iter().collect(),
+                ..Seen::default()
+            };
             let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
             loop {
                 poll(&client, &gitlab, &view, &sources, &marker, &mut seen).await;
@@ -156,6 +174,9 @@ async fn poll_tokens(client: &Client, view: &View, seen: &mut Seen) {
                 )
             })
             .unwrap_or_default();
+        if ready.is_some_and(|c| c["status"] == "True") {
+            seen.ready_seen.insert(key.clone());
+        }
         let before = seen.tokens.insert(key.clone(), (id, ready_key.clone()));
         let (old_id, old_ready) = before.unwrap_or_default();
         if id != old_id
@@ -191,10 +212,12 @@ async fn poll_tokens(client: &Client, view: &View, seen: &mut Seen) {
         {
             let reason = c["reason"].as_str().unwrap_or("");
             let message = c["message"].as_str().unwrap_or("");
-            view.event(
-                "token",
-                &format!("{key} not ready: {reason}: {}", clip(message, 140)),
-            );
+            let what = if seen.expected_refusals.contains(&key) {
+                "refused, as this demo expects"
+            } else {
+                "not ready"
+            };
+            view.event("token", &format!("{key} {what}: {reason}: {message}"));
         }
     }
     let gone: Vec<String> = seen
@@ -227,15 +250,23 @@ async fn poll_events(client: &Client, view: &View, seen: &mut Seen) {
         if !seen.events.insert(key) {
             continue;
         }
+        let object = format!(
+            "{}/{}",
+            regarding.namespace.as_deref().unwrap_or(""),
+            regarding.name.as_deref().unwrap_or("")
+        );
+        let expected = if e.type_.as_deref() == Some("Warning") && seen.expected_refusals.contains(&object) {
+            ", as this demo expects"
+        } else {
+            ""
+        };
         view.event(
             "event",
             &format!(
-                "{} {} on {}/{}: {}",
+                "{} {} on {object}{expected}: {}",
                 e.type_.as_deref().unwrap_or(""),
                 e.reason.as_deref().unwrap_or(""),
-                regarding.namespace.as_deref().unwrap_or(""),
-                regarding.name.as_deref().unwrap_or(""),
-                clip(e.note.as_deref().unwrap_or(""), 120)
+                e.note.as_deref().unwrap_or("")
             ),
         );
     }
@@ -314,7 +345,7 @@ async fn poll_sources(client: &Client, resource: &ApiResource, view: &View, seen
                     "Ready={} {}: {}",
                     c["status"].as_str().unwrap_or(""),
                     c["reason"].as_str().unwrap_or(""),
-                    clip(c["message"].as_str().unwrap_or(""), 100)
+                    c["message"].as_str().unwrap_or("")
                 )
             })
             .unwrap_or_default();
@@ -333,7 +364,42 @@ async fn poll_sources(client: &Client, resource: &ApiResource, view: &View, seen
             view.event("flux", &format!("{key} spec.secretRef → {name}"));
         }
         if ready != old_ready && !ready.is_empty() {
-            view.event("flux", &format!("{key} {ready}"));
+            let token = format!(
+                "{}/{}",
+                o.namespace().unwrap_or_default(),
+                secret_ref
+                    .clone()
+                    .unwrap_or_else(|| format!("{}-gitlab-token", o.name_any()))
+            );
+            let text = match ready.strip_prefix("Ready=False ") {
+                Some(failure) => match expected_failure(&o.data, &token, seen) {
+                    Some(why) => format!("{key} {why}: {failure}"),
+                    None => format!("{key} {ready}"),
+                },
+                None => format!("{key} {ready}"),
+            };
+            view.event("flux", &text);
         }
     }
+}
+
+/// How to label a failing Flux source that is expected to fail at this point of the story, if it
+/// is: its token is refused on purpose, not issued yet, or Flux has not handled the operator's
+/// nudge to re-read the new Secret yet.
+fn expected_failure(source: &Value, token: &str, seen: &Seen) -> Option<&'static str> {
+    if seen.expected_refusals.contains(token) {
+        return Some("not ready, as this demo expects (its token is refused)");
+    }
+    if !seen.ready_seen.contains(token) {
+        return Some("not ready yet, as expected before its token is issued");
+    }
+    let requested = source
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(REQUESTED_AT))
+        .and_then(Value::as_str);
+    let handled = source
+        .pointer("/status/lastHandledReconcileAt")
+        .and_then(Value::as_str);
+    (requested.is_some() && requested != handled)
+        .then_some("not ready yet, as expected until Flux re-reads the new Secret")
 }

@@ -118,17 +118,88 @@ pub async fn run(options: SandboxOptions) -> Result<bool, SandboxError> {
     let passed = passed && ledger.all_passed();
     view.summary(&ledger.rows());
     world.stop().await;
-    match temp {
-        Some(t) if !passed => {
-            let kept = t.keep();
-            println!(
-                "state kept for inspection: {} (operator log: operator.log)",
-                kept.display()
-            );
+    let log = state_dir.join("operator.log");
+    let kept = match temp {
+        // A failed run keeps everything for inspection; a passed one only the operator's log.
+        Some(t) => {
+            let dir = t.keep();
+            if passed {
+                remove_all_but(&dir, &log);
+            }
+            if passed { Kept::Log } else { Kept::All }
         }
-        _ => {}
-    }
+        None => Kept::All,
+    };
+    what_next(&view, &state_dir, &log, kept);
     Ok(passed)
+}
+
+/// What a run leaves behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kept {
+    /// The whole state directory.
+    All,
+    /// Only the operator's log.
+    Log,
+}
+
+/// Removes everything in `dir` except the file `keep`.
+fn remove_all_but(dir: &Path, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path == keep {
+            continue;
+        }
+        let _ = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+}
+
+/// The closing lines: where the operator's log is, and what to try next.
+fn what_next(view: &View, state_dir: &Path, log: &Path, kept: Kept) {
+    view.heading("What next");
+    let rows: [(&str, String); 6] = [
+        (
+            "operator log",
+            match kept {
+                Kept::Log => format!("{} (kept; the rest of the run was removed)", log.display()),
+                Kept::All => format!(
+                    "{} (kept, with the whole run in {})",
+                    log.display(),
+                    state_dir.display()
+                ),
+            },
+        ),
+        (
+            "make up",
+            "the same test world, left running (state in .state/): `source .state/env`, then \
+             kubectl, git, skopeo or curl against it, and `cargo run -- run` to run the \
+             operator on it"
+                .into(),
+        ),
+        (
+            "make image",
+            "the operator's container image, to install on a real cluster".into(),
+        ),
+        ("docs/admin-guide.md", "install, connections, policies".into()),
+        (
+            "docs/tenant-guide.md",
+            "the annotation and the Secret each Flux kind gets".into(),
+        ),
+        (
+            "docs/troubleshooting.md",
+            "when a token does not come, by symptom".into(),
+        ),
+    ];
+    for (what, text) in rows {
+        view.plain(&format!("  {what:<24} "), &text);
+    }
 }
 
 async fn play(
@@ -169,12 +240,14 @@ async fn play(
     }
     if passed {
         let marker = "gto-sandbox-".to_string();
+        let (_, _, denied_secret, _) = sources::denied(&world.gitlab_url());
         let live = LiveView::start(
             client.clone(),
             world.gitlab.state(),
             view.clone(),
             sources::flux_resources(),
             marker,
+            vec![format!("{}/{denied_secret}", sources::TENANT_NS)],
         );
         let mut scenario = Scenario {
             world,
@@ -206,7 +279,7 @@ async fn play(
             op.log_path().display()
         ));
         for line in op.log_tail(15) {
-            println!("{}", view::clip(&line, 300));
+            view.plain("  ", &line);
         }
     }
     op.stop().await;

@@ -1,5 +1,7 @@
-//! Printing for the sandbox: timestamped lines readable in a terminal and in CI logs (no cursor
-//! movement; colour only when asked, i.e. when stdout is a terminal and `NO_COLOR` is unset).
+//! Printing for the sandbox: timestamped lines readable in an 80-column terminal and in CI logs
+//! (no cursor movement; colour only when asked, i.e. when stdout is a terminal and `NO_COLOR` is
+//! unset). Every line is wrapped at words to the width (`$COLUMNS`, else 80), continuation lines
+//! indented under the text, so no message is ever cut.
 
 use std::{
     io::{IsTerminal, Write},
@@ -25,6 +27,7 @@ pub struct View {
     start: Instant,
     color: bool,
     quiet: bool,
+    width: usize,
 }
 
 const GREEN: &str = "\x1b[32m";
@@ -33,18 +36,48 @@ const DIM: &str = "\x1b[2m";
 const BOLD: &str = "\x1b[1m";
 const RESET: &str = "\x1b[0m";
 
+/// The width the output is wrapped to when `$COLUMNS` says nothing usable.
+pub const DEFAULT_WIDTH: usize = 80;
+
 /// Whether stdout should get colour: a terminal, and `NO_COLOR` unset.
 pub fn color_wanted() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// `$COLUMNS` when it is a usable width (40 or more), else [`DEFAULT_WIDTH`].
+pub fn width_wanted() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(DEFAULT_WIDTH)
+}
+
+/// Wraps `text` at words so that `prefix` + each line fits `width` columns; continuation lines
+/// are indented by the prefix's width. A word longer than a whole line is broken (never cut).
+pub fn wrap(prefix: &str, text: &str, width: usize) -> Vec<String> {
+    let indent = " ".repeat(textwrap::core::display_width(prefix));
+    let options = textwrap::Options::new(width.max(indent.len() + 20))
+        .initial_indent(prefix)
+        .subsequent_indent(&indent)
+        // Names such as `team-a/app-gitlab-token` stay whole (no breaks at hyphens).
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .break_words(true);
+    let text = text.replace('\n', " ");
+    textwrap::wrap(&text, &options)
+        .into_iter()
+        .map(|l| l.into_owned())
+        .collect()
+}
+
 impl View {
-    /// A view whose clock starts now.
+    /// A view whose clock starts now, wrapping at [`width_wanted`].
     pub fn new(color: bool) -> Self {
         Self {
             start: Instant::now(),
             color,
             quiet: false,
+            width: width_wanted(),
         }
     }
 
@@ -57,6 +90,11 @@ impl View {
         }
     }
 
+    /// The width lines are wrapped to.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
     fn paint(&self, code: &str, text: &str) -> String {
         if self.color {
             format!("{code}{text}{RESET}")
@@ -67,7 +105,7 @@ impl View {
 
     fn stamp(&self) -> String {
         let secs = self.start.elapsed().as_secs_f64();
-        self.paint(DIM, &format!("[{secs:6.1}s]"))
+        format!("[{secs:6.1}s]")
     }
 
     fn line(&self, text: &str) {
@@ -79,6 +117,28 @@ impl View {
         let _ = out.flush();
     }
 
+    /// Prints `text` wrapped after `prefix`; `paint` colours parts of the first line's prefix.
+    fn wrapped(&self, prefix: &str, text: &str, paint: impl Fn(&str) -> String) {
+        for (i, l) in wrap(prefix, text, self.width).into_iter().enumerate() {
+            if i == 0 {
+                let rest = l.get(prefix.len()..).unwrap_or_default();
+                self.line(&format!("{}{rest}", paint(prefix)));
+            } else {
+                self.line(&l);
+            }
+        }
+    }
+
+    /// Prints `text` wrapped after `prefix`, unpainted.
+    pub fn plain(&self, prefix: &str, text: &str) {
+        self.wrapped(prefix, text, str::to_string);
+    }
+
+    /// Prints a line as it is (tables whose columns must stay aligned; fit them first).
+    pub fn verbatim(&self, text: &str) {
+        self.line(text);
+    }
+
     /// Seconds since the view started.
     pub fn elapsed_secs(&self) -> f64 {
         self.start.elapsed().as_secs_f64()
@@ -87,35 +147,45 @@ impl View {
     /// A section heading.
     pub fn heading(&self, text: &str) {
         self.line("");
-        self.line(&self.paint(BOLD, &format!("== {text}")));
+        self.wrapped("== ", text, |p| self.paint(BOLD, p));
     }
 
     /// A finished step: `✓` or `✗` and what was observed.
     pub fn step(&self, ok: bool, text: &str) {
-        let mark = if ok {
-            self.paint(GREEN, "✓")
-        } else {
-            self.paint(RED, "✗")
-        };
-        self.line(&format!("{} {mark} {text}", self.stamp()));
+        let stamp = self.stamp();
+        let prefix = format!("{stamp} {} ", if ok { "✓" } else { "✗" });
+        self.wrapped(&prefix, text, |_| {
+            let mark = if ok {
+                self.paint(GREEN, "✓")
+            } else {
+                self.paint(RED, "✗")
+            };
+            format!("{} {mark} ", self.paint(DIM, &stamp))
+        });
     }
 
     /// A plain informational line.
     pub fn info(&self, text: &str) {
-        self.line(&format!("{}   {text}", self.stamp()));
+        let stamp = self.stamp();
+        self.wrapped(&format!("{stamp}   "), text, |_| {
+            format!("{}   ", self.paint(DIM, &stamp))
+        });
     }
 
-    /// A live-view transition: `tag` names what changed (token, secret, flux, gitlab).
+    /// A live-view transition: `tag` names what changed (token, secret, flux, gitlab, event).
     pub fn event(&self, tag: &str, text: &str) {
-        let tag = self.paint(DIM, &format!("{tag:<7}"));
-        self.line(&format!("{}   · {tag} {text}", self.stamp()));
+        let stamp = self.stamp();
+        let tag = format!("{tag:<7}");
+        self.wrapped(&format!("{stamp}   · {tag} "), text, |_| {
+            format!("{}   · {} ", self.paint(DIM, &stamp), self.paint(DIM, &tag))
+        });
     }
 
-    /// The final table and the verdict line.
+    /// The final summary and the verdict line.
     pub fn summary(&self, rows: &[StepResult]) {
-        self.heading("Summary");
-        for line in summary_lines(rows) {
-            let painted = if self.color && line.starts_with("✗") {
+        self.heading(&format!("Summary: {} steps", rows.len()));
+        for line in summary_lines(rows, self.width) {
+            let painted = if self.color && line.starts_with('✗') {
                 self.paint(RED, &line)
             } else {
                 line
@@ -133,56 +203,93 @@ impl View {
     }
 }
 
-/// Cuts `s` to at most `max` characters, marking the cut with `…`.
-pub fn clip(s: &str, max: usize) -> String {
-    let s = s.replace('\n', " ");
-    if s.chars().count() <= max {
-        s
-    } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-        out.push('…');
-        out
-    }
+/// The part of a step's name before its first `": "` (the source or action it is about).
+fn subject(step: &str) -> Option<(&str, &str)> {
+    step.split_once(": ")
 }
 
-/// The summary table as lines: mark, step, expected, observed, in aligned columns.
-pub fn summary_lines(rows: &[StepResult]) -> Vec<String> {
-    let clipped: Vec<(String, String, String, bool)> = rows
-        .iter()
-        .map(|r| {
-            (
-                clip(&r.step, 52),
-                clip(&r.expected, 32),
-                clip(&r.observed, 64),
-                r.ok,
-            )
-        })
-        .collect();
-    let width = |f: fn(&(String, String, String, bool)) -> &String, title: &str| {
-        clipped
-            .iter()
-            .map(|r| f(r).chars().count())
-            .chain([title.chars().count()])
-            .max()
-            .unwrap_or(0)
-    };
-    let w_step = width(|r| &r.0, "step");
-    let w_exp = width(|r| &r.1, "expected");
-    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
-    let mut lines = vec![format!(
-        "  {}  {}  observed",
-        pad("step", w_step),
-        pad("expected", w_exp)
-    )];
-    for (step, expected, observed, ok) in clipped {
-        let mark = if ok { "✓" } else { "✗" };
-        lines.push(format!(
-            "{mark} {}  {}  {observed}",
-            pad(&step, w_step),
-            pad(&expected, w_exp)
-        ));
+/// The summary as lines of at most `width` columns: passed steps about the same subject on one
+/// (wrapped) line, `✓ GitRepository: token issued, Secret written, …`; each failed step on its
+/// own, with what was expected and what was observed.
+pub fn summary_lines(rows: &[StepResult], width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let row = &rows[i];
+        if !row.ok {
+            lines.extend(wrap("✗ ", &row.step, width));
+            lines.extend(wrap("    expected: ", &row.expected, width));
+            lines.extend(wrap("    observed: ", &row.observed, width));
+            i += 1;
+            continue;
+        }
+        let Some((head, first)) = subject(&row.step) else {
+            lines.extend(wrap("✓ ", &row.step, width));
+            i += 1;
+            continue;
+        };
+        let mut parts = vec![first];
+        let mut j = i + 1;
+        while let Some(next) = rows.get(j).filter(|r| r.ok)
+            && let Some((h, rest)) = subject(&next.step)
+            && h == head
+        {
+            parts.push(rest);
+            j += 1;
+        }
+        lines.extend(wrap("✓ ", &format!("{head}: {}", parts.join(", ")), width));
+        i = j;
     }
     lines
+}
+
+/// The columns of a `kubectl get` table that fit `width` (each column starts where its header
+/// word starts; kubectl aligns every cell there), leftmost first, skipping those that do not
+/// fit; and the names of the columns left out.
+pub fn fit_table(table: &str, width: usize) -> (Vec<String>, Vec<String>) {
+    let lines: Vec<Vec<char>> = table.lines().map(|l| l.chars().collect()).collect();
+    let Some(header) = lines.first() else {
+        return (Vec::new(), Vec::new());
+    };
+    let starts: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i] != ' ' && (i == 0 || header[i - 1] == ' '))
+        .collect();
+    let longest = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let mut spans: Vec<(usize, usize)> = starts
+        .iter()
+        .zip(starts.iter().skip(1).copied().chain([longest]))
+        .map(|(&a, b)| (a, b))
+        .collect();
+    // The last column ends where its longest cell ends.
+    if let Some(last) = spans.last_mut() {
+        last.1 = last.1.max(last.0);
+    }
+    let cell = |line: &[char], (a, b): (usize, usize)| -> String {
+        line.get(a.min(line.len())..b.min(line.len()))
+            .map(|c| c.iter().collect())
+            .unwrap_or_default()
+    };
+    let (mut kept, mut left_out, mut used) = (Vec::new(), Vec::new(), 0);
+    for (n, span) in spans.iter().enumerate() {
+        let w = span.1 - span.0;
+        if n == 0 || used + w <= width {
+            used += w;
+            kept.push(*span);
+        } else {
+            left_out.push(cell(header, *span).trim().to_string());
+        }
+    }
+    let rows = lines
+        .iter()
+        .map(|l| {
+            kept.iter()
+                .map(|s| cell(l, *s))
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    (rows, left_out)
 }
 
 #[cfg(test)]
@@ -190,37 +297,94 @@ mod tests {
     use super::*;
 
     #[test]
-    fn clip_cuts_long_text_and_keeps_short_text() {
-        for (input, max, want) in [
-            ("short", 10, "short"),
-            ("exactly-10", 10, "exactly-10"),
-            ("a longer sentence", 8, "a longe…"),
-            ("two\nlines", 20, "two lines"),
-            ("ünïcödé", 4, "ünï…"),
-        ] {
-            assert_eq!(clip(input, max), want, "{input:?}");
+    fn wrapping_keeps_every_word_within_the_width_under_the_text_column() {
+        let text = "Ready=False AuthenticationFailed: failed to get secret \
+                    'team-a/platform-oci-charts-gitlab-token': secrets \"platform-oci-charts-gitlab-token\" not found";
+        let lines = wrap("[   1.4s]   · flux    ", text, 80);
+        assert!(lines.len() > 1);
+        for l in &lines {
+            assert!(l.chars().count() <= 80, "{l:?} is wider than 80");
         }
+        for l in &lines[1..] {
+            assert!(
+                l.starts_with(&" ".repeat(22)) && !l[22..].starts_with(' '),
+                "{l:?}"
+            );
+        }
+        let words: Vec<&str> = lines.iter().flat_map(|l| l.split_whitespace()).skip(4).collect();
+        assert_eq!(
+            words,
+            text.split_whitespace().collect::<Vec<_>>(),
+            "a word was cut or lost"
+        );
+        // A word longer than a line is broken, not cut.
+        let long = "x".repeat(150);
+        let lines = wrap("> ", &long, 80);
+        assert_eq!(
+            lines
+                .iter()
+                .map(|l| l.trim_start_matches("> ").trim())
+                .collect::<String>(),
+            long
+        );
     }
 
     #[test]
-    fn summary_aligns_columns_and_marks_failures() {
+    fn the_summary_groups_passed_steps_by_subject_and_details_failures() {
+        let row = |step: &str, ok: bool| StepResult {
+            step: step.into(),
+            expected: "a new token id".into(),
+            observed: if ok {
+                "fine".into()
+            } else {
+                "still #1004 after 30s".into()
+            },
+            ok,
+        };
         let rows = vec![
-            StepResult {
-                step: "git".into(),
-                expected: "clones".into(),
-                observed: "main@sha1:abc".into(),
-                ok: true,
-            },
-            StepResult {
-                step: "renewal".into(),
-                expected: "new token".into(),
-                observed: "timed out".into(),
-                ok: false,
-            },
+            row("start the test world", true),
+            row("GitRepository: token issued", true),
+            row("GitRepository: Secret written", true),
+            row("GitRepository: works with a real client", true),
+            row("renewal: new token", false),
+            row("renewal: old token revoked", true),
         ];
-        let lines = summary_lines(&rows);
-        assert_eq!(lines[0], "  step     expected   observed");
-        assert_eq!(lines[1], "✓ git      clones     main@sha1:abc");
-        assert_eq!(lines[2], "✗ renewal  new token  timed out");
+        let lines = summary_lines(&rows, 80);
+        assert_eq!(
+            lines,
+            vec![
+                "✓ start the test world",
+                "✓ GitRepository: token issued, Secret written, works with a real client",
+                "✗ renewal: new token",
+                "    expected: a new token id",
+                "    observed: still #1004 after 30s",
+                "✓ renewal: old token revoked",
+            ]
+        );
+        assert!(summary_lines(&rows, 40).iter().all(|l| l.chars().count() <= 40));
+    }
+
+    #[test]
+    fn a_wide_table_keeps_the_columns_that_fit_and_names_the_others() {
+        let table = "NAME                               READY   REASON         PROJECT                    EXPIRES      AGE\n\
+                     platform-oci-charts-gitlab-token   True    Issued         acme/platform/charts       2027-01-05   9s\n\
+                     secret-project-gitlab-token        False   PolicyDenied   other-org/secret-project                8s\n";
+        let (rows, left_out) = fit_table(table, 76);
+        assert_eq!(left_out, vec!["PROJECT"]);
+        assert_eq!(
+            rows[0],
+            "NAME                               READY   REASON         EXPIRES      AGE"
+        );
+        assert_eq!(
+            rows[1],
+            "platform-oci-charts-gitlab-token   True    Issued         2027-01-05   9s"
+        );
+        assert_eq!(
+            rows[2],
+            "secret-project-gitlab-token        False   PolicyDenied                8s"
+        );
+        let (all, none) = fit_table(table, 200);
+        assert!(none.is_empty());
+        assert_eq!(all[1], table.lines().nth(1).unwrap().trim_end());
     }
 }

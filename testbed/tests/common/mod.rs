@@ -1,6 +1,8 @@
 //! Shared helpers for the Kubernetes emulator wire tests.
 #![allow(dead_code)]
 
+pub mod kubectl;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -12,7 +12,7 @@ use axum::{
 
 use super::{
     auth::{Caller, READ, WRITE},
-    params::{PageSpec, Params, paginate},
+    params::{Failures, PageSpec, Params, paginate},
     render, resolve,
 };
 use crate::gitlab::{
@@ -54,6 +54,20 @@ fn find(store: &Store, source: Source, token_id: &str) -> Result<DeployToken, Ap
         .filter(|d| d.resource == source && !d.deleted)
         .cloned()
         .ok_or_else(|| ApiError::not_found("Deploy Token"))
+}
+
+/// `DeployToken` validation of a custom username (`/\A[a-zA-Z0-9\.\+_-]+\z/`, at most 255).
+fn invalid_username(username: &str) -> Option<&'static str> {
+    if username.chars().count() > 255 {
+        Some("Username is too long (maximum is 255 characters)")
+    } else if !username
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '_' | '-'))
+    {
+        Some("Username can contain only letters, digits, '_', '-', '+', and '.'")
+    } else {
+        None
+    }
 }
 
 /// `GET /:kind/:id/deploy_tokens` (`active` filter), paginated.
@@ -102,29 +116,22 @@ pub async fn create<const GROUP: bool>(
     params: Params,
 ) -> Api {
     caller.require_scopes(WRITE)?;
-    let mut errors = Vec::new();
-    let name = params.str("name").filter(|n| !n.trim().is_empty());
-    if name.is_none() {
-        errors.push("name is missing".to_string());
-    }
-    let scopes = params.list("scopes").unwrap_or_default();
-    if scopes.is_empty() {
-        errors.push("scopes is missing".into());
-    } else if scopes.iter().any(|s| !DEPLOY_TOKEN_SCOPES.contains(&s.as_str())) {
-        errors.push("scopes does not have a valid value".into());
-    }
-    let expires_at = match params.datetime("expires_at") {
-        Ok(t) => t,
-        Err(ApiError::Param(e)) => {
-            errors.push(e);
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Param(errors.join(", ")));
-    }
+    let mut failures = Failures::default();
+    let name = failures.check(params.required("name"))?;
+    let scopes = failures
+        .check(params.required_values("scopes", DEPLOY_TOKEN_SCOPES))?
+        .unwrap_or_default();
+    let expires_at = failures.check(params.datetime("expires_at"))?.flatten();
+    failures.finish()?;
     let username = params.str("username").filter(|u| !u.is_empty());
+    if let Some(message) = username.as_deref().and_then(invalid_username) {
+        // The create service answers `render_api_error!(full_messages.to_sentence, 400)`.
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "message": message })),
+        )
+            .into_response());
+    }
     let now = state.now();
     let mut store = state.store();
     let source = authorized(&store, &caller, GROUP, &id, true)?;

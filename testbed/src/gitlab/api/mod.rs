@@ -2,14 +2,20 @@
 //! decodes the parameter afterwards), so `projects/acme%2Fapp` resolves by full path while a literal
 //! `projects/acme/app` falls through to the `404 Not Found` catch-all, as on GitLab.
 
+mod associations;
 pub mod auth;
 mod deploy;
+mod deploy_keys;
+mod groups;
+mod members;
 mod params;
 mod personal;
 mod projects;
 mod render;
+mod repository_files;
 mod resolve;
 mod resource_tokens;
+mod sharing;
 
 use std::sync::Arc;
 
@@ -18,7 +24,7 @@ use axum::{
     extract::{Path, State},
     http::Uri,
     response::IntoResponse,
-    routing::{MethodRouter, any, get, post},
+    routing::{MethodRouter, any, delete, get, post},
 };
 
 pub use params::{PageSpec, Params};
@@ -51,6 +57,11 @@ fn members_routes(router: Router<S>, kind: &'static str) -> Router<S> {
                 move |State(s): State<S>, c: Caller, Path(id): Path<String>, uri: Uri, p: Params| async move {
                     projects::members(&s, &c, kind, &id, (&uri, &p), Scope::Direct)
                 },
+            )
+            .post(
+                move |State(s): State<S>, c: Caller, Path(id): Path<String>, p: Params| async move {
+                    members::add(&s, &c, kind, &id, &p)
+                },
             )),
         )
         .route(
@@ -66,6 +77,16 @@ fn members_routes(router: Router<S>, kind: &'static str) -> Router<S> {
             route(get(
                 move |State(s): State<S>, c: Caller, Path((id, u)): Path<(String, String)>| async move {
                     projects::member(&s, &c, kind, &id, &u, Scope::Direct)
+                },
+            )
+            .put(
+                move |State(s): State<S>, c: Caller, Path((id, u)): Path<(String, String)>, p: Params| async move {
+                    members::edit(&s, &c, kind, &id, &u, &p)
+                },
+            )
+            .delete(
+                move |State(s): State<S>, c: Caller, Path((id, u)): Path<(String, String)>| async move {
+                    members::remove(&s, &c, kind, &id, &u)
                 },
             )),
         )
@@ -125,6 +146,47 @@ pub fn router() -> Router<S> {
             "/api/v4/groups/{id}/projects",
             route(get(projects::group_projects)),
         )
+        .route("/api/v4/groups", route(get(groups::list_groups)))
+        .route(
+            "/api/v4/personal_access_tokens/self/associations",
+            route(get(associations::associations)),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/files/{file_path}",
+            route(
+                get(repository_files::get_file)
+                    .post(repository_files::create_file)
+                    .put(repository_files::update_file)
+                    .delete(repository_files::delete_file),
+            ),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/files/{file_path}/raw",
+            route(get(repository_files::get_raw)),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/commits/{sha}",
+            route(get(repository_files::get_commit)),
+        )
+        .route(
+            "/api/v4/projects/{id}/repository/branches/{branch}",
+            route(get(repository_files::get_branch)),
+        )
+        .route("/api/v4/groups/{id}/subgroups", route(get(groups::subgroups)))
+        .route(
+            "/api/v4/groups/{id}/descendant_groups",
+            route(get(groups::descendant_groups)),
+        )
+        .route("/api/v4/projects/{id}/share", route(post(sharing::share_project)))
+        .route(
+            "/api/v4/projects/{id}/share/{group_id}",
+            route(delete(sharing::unshare_project)),
+        )
+        .route("/api/v4/groups/{id}/share", route(post(sharing::share_group)))
+        .route(
+            "/api/v4/groups/{id}/share/{group_id}",
+            route(delete(sharing::unshare_group)),
+        )
         .route("/api/v4/personal_access_tokens", route(get(personal::list)))
         .route(
             "/api/v4/personal_access_tokens/self",
@@ -150,5 +212,6 @@ pub fn router() -> Router<S> {
     let router = members_routes(router, "projects");
     let router = members_routes(router, "groups");
     let router = token_routes::<false>(router, "projects");
+    let router = deploy_keys::routes(router);
     token_routes::<true>(router, "groups")
 }

@@ -67,13 +67,7 @@ fn own_token(state: &GitLabState, caller: &Caller, id: &str) -> Result<Token, Ap
 pub async fn list(State(state): State<Arc<GitLabState>>, caller: Caller, uri: Uri, params: Params) -> Api {
     caller.require_scopes(READ)?;
     let spec = PageSpec::from_params(&params)?;
-    let wanted_state = params.str("state");
-    if wanted_state
-        .as_deref()
-        .is_some_and(|s| s != "active" && s != "inactive")
-    {
-        return Err(ApiError::Param("state does not have a valid value".into()));
-    }
+    let wanted_state = params.one_of("state", &["active", "inactive"])?;
     let revoked = params.bool("revoked")?;
     let search = params.str("search").map(|s| s.to_lowercase());
     let today = state.clock().today();

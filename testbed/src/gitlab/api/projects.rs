@@ -145,7 +145,7 @@ pub async fn get_project(
     Ok(Json(render::project(&store, &p, &settings, user.map(|u| u.id))).into_response())
 }
 
-/// `GET /groups/:id`.
+/// `GET /groups/:id` (`GroupDetail`, with `shared_with_groups`).
 pub async fn get_group(
     State(state): State<Arc<GitLabState>>,
     MaybeCaller(caller): MaybeCaller,
@@ -157,7 +157,7 @@ pub async fn get_group(
     let settings = state.settings();
     let store = state.store();
     let g = resolve::group(&store, caller.as_ref().map(|c| &c.user), &id)?;
-    Ok(Json(render::group(&store, &g, &settings)).into_response())
+    Ok(Json(super::sharing::group_detail(&store, g.id, &settings)).into_response())
 }
 
 /// `GET /groups/:id/projects` (`include_subgroups`, `archived`, `search`).
@@ -268,7 +268,7 @@ fn level_of(state: &GitLabState, user_id: u64, source: Source, scope: Scope) -> 
     }
 }
 
-/// `GET /{projects|groups}/:id/members[/all]/:user_id`: `404 Member Not Found` when none.
+/// `GET /{projects|groups}/:id/members[/all]/:user_id`: `404 Not found` (`find_by!`) when none.
 pub fn member(
     state: &GitLabState,
     caller: &Caller,
@@ -288,13 +288,14 @@ pub fn member(
         .users
         .get(&user_id)
         .filter(|_| level > 0)
-        .ok_or_else(|| ApiError::not_found("Member"))?;
+        .ok_or_else(ApiError::record_not_found)?;
     let since = store.memberships_of(user_id).map(|m| m.created_at).min();
     Ok(Json(render::member(
         user,
         level,
         &state.settings(),
         since.unwrap_or(user.created_at),
+        super::members::row_expiry(&store, user_id, source, level),
     ))
     .into_response())
 }
@@ -333,7 +334,8 @@ pub fn members(
                 Scope::All => store.effective_level(u.id, source),
             };
             let since = store.memberships_of(u.id).map(|m| m.created_at).min();
-            (level > 0).then(|| render::member(u, level, &settings, since.unwrap_or(u.created_at)))
+            let expiry = super::members::row_expiry(&store, u.id, source, level);
+            (level > 0).then(|| render::member(u, level, &settings, since.unwrap_or(u.created_at), expiry))
         })
         .collect();
     Ok(paginate(items, spec, &settings.base_url, uri))

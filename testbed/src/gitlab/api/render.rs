@@ -60,6 +60,20 @@ fn ssh_host(base_url: &str) -> &str {
     authority.rsplit_once(':').map_or(authority, |(host, _)| host)
 }
 
+/// GitLab's `ssh_url_to_repo`: the scp form on port 22 (or with no SSH front: the web host),
+/// `ssh://git@host:port/…` on any other port (`gitlab-access-and-ssh.md` §2.4).
+fn ssh_url_to_repo(s: &Settings, path: &str) -> String {
+    match s
+        .ssh_host
+        .as_deref()
+        .map(|h| h.rsplit_once(':').unwrap_or((h, "22")))
+    {
+        Some((host, "22")) => format!("git@{host}:{path}.git"),
+        Some((host, port)) => format!("ssh://git@{host}:{port}/{path}.git"),
+        None => format!("git@{}:{path}.git", ssh_host(&s.base_url)),
+    }
+}
+
 /// `Project` (with `permissions` when a caller is given).
 pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) -> Value {
     let path = store.project_path(p);
@@ -74,7 +88,7 @@ pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) ->
         "path_with_namespace": path, "created_at": fmt_time(p.created_at),
         "default_branch": if p.has_repository { json!(p.default_branch) } else { Value::Null },
         "tag_list": [], "topics": [],
-        "ssh_url_to_repo": format!("git@{}:{}.git", ssh_host(&s.base_url), path),
+        "ssh_url_to_repo": ssh_url_to_repo(s, &path),
         "http_url_to_repo": format!("{}/{}.git", s.base_url, path),
         "web_url": format!("{}/{}", s.base_url, path),
         "readme_url": null, "avatar_url": null, "forks_count": 0, "star_count": 0,
@@ -82,6 +96,7 @@ pub fn project(store: &Store, p: &Project, s: &Settings, caller: Option<u64>) ->
         "container_registry_image_prefix": format!("{}/{}", s.registry_host, path).to_lowercase(),
         "visibility": p.visibility, "archived": p.archived, "empty_repo": !p.has_repository,
         "container_registry_enabled": true, "packages_enabled": true,
+        "shared_with_groups": super::sharing::shared_with_groups(store, Source::Project(p.id)),
     });
     if let (Some(uid), Some(map)) = (caller, v.as_object_mut()) {
         let project_level = store.direct_level(uid, Source::Project(p.id));
@@ -140,12 +155,19 @@ pub fn deploy_token(d: &DeployToken, now: chrono::DateTime<chrono::Utc>) -> Valu
     })
 }
 
-/// Member entity.
-pub fn member(u: &User, level: u32, s: &Settings, created_at: chrono::DateTime<chrono::Utc>) -> Value {
+/// Member entity (`expires_at` is a date).
+pub fn member(
+    u: &User,
+    level: u32,
+    s: &Settings,
+    created_at: chrono::DateTime<chrono::Utc>,
+    expires_at: Option<NaiveDate>,
+) -> Value {
     json!({
         "id": u.id, "username": u.username, "name": u.name, "state": "active", "locked": false,
         "avatar_url": null, "web_url": format!("{}/{}", s.base_url, u.username),
-        "access_level": level, "created_at": fmt_time(created_at), "expires_at": null,
+        "access_level": level, "created_at": fmt_time(created_at),
+        "expires_at": expires_at.map(fmt_date),
         "bot": u.user_type == UserType::ProjectBot, "membership_state": "active",
     })
 }
@@ -159,6 +181,31 @@ mod tests {
             ("https://gitlab.example.com/", "gitlab.example.com"),
         ] {
             assert_eq!(super::ssh_host(url), host);
+        }
+    }
+
+    #[test]
+    fn ssh_url_to_repo_is_scp_on_port_22_and_ssh_otherwise() {
+        let mut s = crate::gitlab::state::Settings {
+            max_token_lifetime_days: 365,
+            rate_limit: None,
+            latency: None,
+            base_url: "http://127.0.0.1:8080".into(),
+            registry_host: "127.0.0.1:5000".into(),
+            ssh_host: None,
+            version: "17.11.0".into(),
+        };
+        let cases = [
+            (None, "git@127.0.0.1:acme/app.git"),
+            (
+                Some("gitlab.example.com:22"),
+                "git@gitlab.example.com:acme/app.git",
+            ),
+            (Some("127.0.0.1:2222"), "ssh://git@127.0.0.1:2222/acme/app.git"),
+        ];
+        for (host, want) in cases {
+            s.ssh_host = host.map(str::to_string);
+            assert_eq!(super::ssh_url_to_repo(&s, "acme/app"), want, "{host:?}");
         }
     }
 }

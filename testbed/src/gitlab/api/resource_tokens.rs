@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{
     auth::{Caller, READ, WRITE},
-    params::{PageSpec, Params, paginate},
+    params::{Failures, PageSpec, Params, paginate},
     render, resolve,
 };
 use crate::gitlab::{
@@ -84,13 +84,7 @@ pub async fn list<const GROUP: bool>(
 ) -> Api {
     caller.require_scopes(READ)?;
     let spec = PageSpec::from_params(&params)?;
-    let wanted_state = params.str("state");
-    if wanted_state
-        .as_deref()
-        .is_some_and(|s| s != "active" && s != "inactive")
-    {
-        return Err(ApiError::Param("state does not have a valid value".into()));
-    }
+    let wanted_state = params.one_of("state", &["active", "inactive"])?;
     let revoked = params.bool("revoked")?;
     let search = params
         .str("search")
@@ -102,7 +96,6 @@ pub async fn list<const GROUP: bool>(
     let last_used_before = params.datetime("last_used_before")?;
     let expires_after = params.date("expires_after")?;
     let expires_before = params.date("expires_before")?;
-    let sort = params.str("sort");
     const SORTS: &[&str] = &[
         "created_asc",
         "created_desc",
@@ -113,9 +106,7 @@ pub async fn list<const GROUP: bool>(
         "name_asc",
         "name_desc",
     ];
-    if sort.as_deref().is_some_and(|s| !SORTS.contains(&s)) {
-        return Err(ApiError::Param("sort does not have a valid value".into()));
-    }
+    let sort = params.one_of("sort", SORTS)?;
     let settings = state.settings();
     let today = state.clock().today();
     let store = state.store();
@@ -182,49 +173,27 @@ pub async fn get<const GROUP: bool>(
 
 /// Grape validation of the create parameters (all failures joined with `, `).
 fn create_params(params: &Params) -> Result<NewResourceToken, ApiError> {
-    let mut errors = Vec::new();
-    let name = params.str("name").filter(|n| !n.trim().is_empty());
-    if name.is_none() {
-        errors.push("name is missing".to_string());
-    }
-    let scopes = params.list("scopes").unwrap_or_default();
-    if scopes.is_empty() {
-        errors.push("scopes is missing".into());
-    } else if scopes
-        .iter()
-        .any(|s| !RESOURCE_TOKEN_SCOPES.contains(&s.as_str()))
-    {
-        errors.push("scopes does not have a valid value".into());
-    }
-    let access_level = match params.int("access_level") {
-        Ok(None) => Some(MAINTAINER),
-        Ok(Some(l)) if RESOURCE_TOKEN_LEVELS.iter().any(|v| i64::from(*v) == l) => u32::try_from(l).ok(),
-        Ok(Some(_)) => {
-            errors.push("access_level does not have a valid value".into());
-            None
-        }
-        Err(ApiError::Param(e)) => {
-            errors.push(e);
-            None
-        }
-        Err(e) => return Err(e),
+    let mut failures = Failures::default();
+    let name = failures.check(params.required("name"))?;
+    let scopes = failures.check(params.required_values("scopes", RESOURCE_TOKEN_SCOPES))?;
+    let access_level = match failures.check(params.int("access_level"))? {
+        Some(None) | None => MAINTAINER,
+        Some(Some(l)) => match RESOURCE_TOKEN_LEVELS.iter().find(|v| i64::from(**v) == l) {
+            Some(level) => *level,
+            None => {
+                failures.push("access_level does not have a valid value");
+                MAINTAINER
+            }
+        },
     };
-    let expires_at = match params.date("expires_at") {
-        Ok(d) => d,
-        Err(ApiError::Param(e)) => {
-            errors.push(e);
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    if !errors.is_empty() {
-        return Err(ApiError::Param(errors.join(", ")));
-    }
+    let expires_at = failures.check(params.date("expires_at"))?.flatten();
+    let description = failures.check(params.text("description"))?.flatten();
+    failures.finish()?;
     Ok(NewResourceToken {
         name: name.unwrap_or_default(),
-        description: params.str("description"),
-        scopes,
-        access_level: access_level.unwrap_or(MAINTAINER),
+        description,
+        scopes: scopes.unwrap_or_default(),
+        access_level,
         expires_at,
     })
 }

@@ -11,7 +11,9 @@ mod jwt_auth;
 mod keys;
 mod oci_push;
 mod registry;
-mod seed_git;
+pub(crate) mod seed_git;
+pub mod ssh;
+mod ssh_shell;
 mod tarball;
 
 use std::path::{Path, PathBuf};
@@ -183,6 +185,12 @@ impl Fronts {
             .with_state(self.state.clone())
     }
 
+    /// The bare repositories, for the REST API's repository endpoints
+    /// (`GitLabState::attach_repositories`).
+    pub fn repositories(&self) -> crate::gitlab::repos::Repositories {
+        crate::gitlab::repos::Repositories::new(&self.state.git_bin, &self.state.repos_dir)
+    }
+
     /// `127.0.0.1:PORT` of the registry.
     pub fn registry_host(&self) -> String {
         self.registry.host()
@@ -238,6 +246,11 @@ impl Fronts {
             .helm
             .add(project_id, channel, helm::ChartPackage::new(meta, tgz));
         Ok(())
+    }
+
+    /// The bare repositories' directory (`<full_path>.git`), shared with the SSH front.
+    pub fn repos_dir(&self) -> PathBuf {
+        self.state.repos_dir.clone()
     }
 
     /// Stops the registry child (it is also killed when `Fronts` is dropped).

@@ -1,0 +1,501 @@
+//! The shim (DESIGN §3): annotated Flux sources become `GitLabToken`s. It reconciles per
+//! namespace, because sources in one namespace that name the same Secret share one token:
+//! infer each source's needs ([`crate::shim`]), resolve registry paths to their project, group
+//! by Secret, server-side apply one `GitLabToken` per Secret owned by the sources it serves,
+//! point sources without `spec.secretRef` at their Secret, and delete tokens no source needs.
+//!
+//! Every request is visible: a source refused before a token spec exists gets a `GitLabToken`
+//! carrying the refusal ([`crate::shim::refused`]), which the token controller reports and never
+//! serves; only where no such token can exist (no valid Secret name, the name taken by another
+//! request, the API server refusing the object) is the refusal a Warning event on the source
+//! alone (and a row in `gitlab-token-operator status`). One source's failure never stops the
+//! others in its namespace.
+
+mod report;
+mod resolve;
+mod watch;
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::OwnerReference};
+use kube::{
+    Api, ResourceExt,
+    api::{ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams},
+    runtime::{controller::Action, reflector::Store},
+};
+use serde_json::json;
+
+pub use self::watch::{FLUX_KINDS, served_flux_kinds, spawn_kind_watchers};
+use self::{
+    report::{clear_report, point_at_secret, release_secret_ref, report, warn_ignored},
+    resolve::ProjectCache,
+    watch::{Source, annotated_sources},
+};
+use super::{
+    context::Context,
+    token::observe::{choose_connection, namespace_info},
+};
+use crate::{
+    crd::{FIELD_MANAGER, GitLabConnection, GitLabToken, GitLabTokenSpec},
+    gitlab::GitLabError,
+    policy::{NamespaceInfo, PolicySet},
+    reason::Reason,
+    shim::{
+        ConnectionFacts, ProjectHint, Refusal, SourceNeed, annotations,
+        infer::infer_source,
+        refused::{refusal_annotations, refused_spec, refused_token_name},
+        shim_refusal, shown, spec_for_sources,
+    },
+};
+
+/// Label on every `GitLabToken` the shim manages.
+pub const SHIM_LABEL: &str = "gitlabtokens.io/shim";
+
+/// What the shim keeps between reconciles.
+#[derive(Default)]
+pub struct ShimState {
+    kinds: RwLock<Vec<(ApiResource, Store<DynamicObject>)>>,
+    projects: ProjectCache,
+    reported: Mutex<HashMap<String, String>>,
+    /// Flux kinds whose first discovery found them not served, or whose store has listed.
+    concluded_kinds: AtomicUsize,
+    /// Set once the shim's view was complete (see [`view_complete`]).
+    complete: AtomicBool,
+}
+
+/// Why a shim reconcile failed (retried).
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    /// The Kubernetes API failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// Shared by shim reconciles.
+pub struct ShimContext {
+    /// The operator context.
+    pub ctx: Arc<Context>,
+    /// The shim's state.
+    pub state: Arc<ShimState>,
+}
+
+/// Whether the shim sees everything its decisions depend on: every Flux kind discovered (and
+/// listed when served), the policies listed, and every GitLabConnection checked once. Before
+/// that, a source would look absent or refused and its token would be deleted — which is what
+/// every restart or leader failover did, re-minting every token.
+async fn view_complete(sc: &ShimContext) -> Result<bool, ShimError> {
+    if sc.state.complete.load(Ordering::SeqCst) {
+        return Ok(true);
+    }
+    if sc.state.concluded_kinds.load(Ordering::SeqCst) < FLUX_KINDS.len() {
+        return Ok(false);
+    }
+    let policies_listed = tokio::time::timeout(Duration::from_millis(50), sc.ctx.policies.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if !policies_listed {
+        return Ok(false);
+    }
+    let connections = Api::<GitLabConnection>::all(sc.ctx.client.clone())
+        .list_metadata(&ListParams::default())
+        .await?;
+    if !connections
+        .items
+        .iter()
+        .all(|c| sc.ctx.connections.checked(&c.name_any()))
+    {
+        return Ok(false);
+    }
+    sc.state.complete.store(true, Ordering::SeqCst);
+    Ok(true)
+}
+
+/// Reconciles the annotated sources of one namespace.
+pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Action, ShimError> {
+    let ctx = &sc.ctx;
+    let namespace = ns.name_any();
+    if !ctx.config.serves_namespace(&namespace) || ns.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    if !view_complete(&sc).await? {
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let mut retry_soon = false;
+    let all = annotated_sources(&sc.state, &namespace);
+    for source in &all {
+        warn_ignored(ctx, &sc.state, &namespace, source).await;
+        if !source.opted_in
+            && let Err(e) = release_secret_ref(ctx, &namespace, source).await
+        {
+            tracing::warn!(namespace = %namespace, source = %source.name, error = %e, "cannot remove the spec.secretRef the operator set");
+            retry_soon = true;
+        }
+    }
+    let sources: Vec<&Source> = all.iter().filter(|s| s.opted_in).collect();
+    let tokens: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = tokens
+        .list(&ListParams::default().labels(&format!("{SHIM_LABEL}=true")))
+        .await?;
+    if sources.is_empty() && existing.items.is_empty() {
+        return Ok(requeue(retry_soon, Action::await_change()));
+    }
+
+    let ns_info = namespace_info(ctx, &namespace).await?;
+    let policies = ctx.policy_set();
+    let mut groups: BTreeMap<String, Vec<(SourceNeed, &Source)>> = BTreeMap::new();
+    let mut refusals: Vec<(&Source, Refusal)> = Vec::new();
+    for source in sources {
+        match need_of(source, &sc, &policies, &ns_info).await {
+            Ok(need) => groups
+                .entry(need.request.secret_name.clone())
+                .or_default()
+                .push((need, source)),
+            Err(r) => refusals.push((source, r)),
+        }
+    }
+
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    for (secret_name, members) in &groups {
+        let needs: Vec<SourceNeed> = members.iter().map(|(n, _)| n.clone()).collect();
+        let Some(shared) = spec_for_sources(&needs) else {
+            continue;
+        };
+        for (consumer, refusal) in &shared.conflicts {
+            if let Some((_, s)) = members.iter().find(|(n, _)| &n.request.consumer == consumer) {
+                refusals.push((s, refusal.clone()));
+            }
+        }
+        let served: Vec<&Source> = members
+            .iter()
+            .filter(|(n, _)| shared.served.contains(&n.request.consumer))
+            .map(|(_, s)| *s)
+            .collect();
+        if existing.items.iter().all(|t| t.name_any() != *secret_name)
+            && tokens.get_opt(secret_name).await?.is_some()
+        {
+            for s in served {
+                refusals.push((s, foreign_token(secret_name)));
+            }
+            continue;
+        }
+        let body = token_body(&namespace, secret_name, &served, &shared.spec, None);
+        match apply(&tokens, secret_name, &body).await {
+            Ok(()) => {}
+            Err(Rejected::Refused(message)) => {
+                for s in served {
+                    refusals.push((s, Refusal::new(Reason::GitLabTokenRejected, message.clone())));
+                }
+                continue;
+            }
+            Err(Rejected::Failed(e)) => {
+                tracing::warn!(namespace = %namespace, token = %secret_name, error = %e, "cannot write the GitLabToken; retrying");
+                retry_soon = true;
+                continue;
+            }
+        }
+        wanted.insert(secret_name.clone());
+        for (need, s) in members
+            .iter()
+            .filter(|(n, _)| shared.served.contains(&n.request.consumer))
+        {
+            if need.request.set_secret_ref
+                && let Err(e) = point_at_secret(ctx, &namespace, s, secret_name).await
+            {
+                tracing::warn!(namespace = %namespace, source = %s.name, error = %e, "cannot set the source's spec.secretRef; retrying");
+                retry_soon = true;
+            }
+            clear_report(&sc.state, &s.uid);
+        }
+    }
+
+    // A source refused for a passing reason (connection down, GitLab unreachable) keeps the
+    // token it has: an outage must never revoke working credentials.
+    let passing: Vec<&str> = refusals
+        .iter()
+        .filter(|(_, r)| is_passing(r.reason))
+        .map(|(s, _)| s.uid.as_str())
+        .collect();
+    let kept = |t: &GitLabToken| {
+        t.owner_references()
+            .iter()
+            .any(|o| passing.contains(&o.uid.as_str()))
+    };
+    // Kept tokens that serve (not ones that carry an earlier refusal: those are rewritten).
+    let kept_served = |t: &GitLabToken| kept(t) && shim_refusal(t).is_none();
+    let mut claimed: BTreeSet<String> = wanted.clone();
+    claimed.extend(
+        existing
+            .items
+            .iter()
+            .filter(|t| kept_served(t))
+            .map(|t| t.name_any()),
+    );
+    let mut unseen: Vec<(&Source, Refusal)> = Vec::new();
+    for (source, refusal) in refusals {
+        if is_passing(refusal.reason) && existing.items.iter().any(|t| kept_served(t) && owns(t, source)) {
+            // Its own GitLabToken stays and speaks for it (the token controller's verdict).
+            continue;
+        }
+        match carry_refusal(&tokens, &namespace, source, &refusal, &existing.items, &claimed).await? {
+            Carried::Yes(name) => {
+                claimed.insert(name.clone());
+                wanted.insert(name);
+                clear_report(&sc.state, &source.uid);
+            }
+            Carried::Later(name) => {
+                claimed.insert(name);
+                retry_soon = true;
+            }
+            Carried::No => unseen.push((source, refusal)),
+        }
+    }
+    for stale in existing
+        .items
+        .iter()
+        .filter(|t| !wanted.contains(&t.name_any()) && !kept(t) && t.metadata.deletion_timestamp.is_none())
+    {
+        tracing::info!(namespace = %namespace, token = %stale.name_any(), "no annotated source needs this token any more; deleting it");
+        tokens
+            .delete(&stale.name_any(), &DeleteParams::background())
+            .await?;
+    }
+    for (source, refusal) in unseen {
+        report(ctx, &sc.state, &namespace, source, &refusal).await;
+    }
+    Ok(requeue(retry_soon, Action::requeue(Duration::from_secs(600))))
+}
+
+fn requeue(soon: bool, otherwise: Action) -> Action {
+    if soon {
+        Action::requeue(Duration::from_secs(5))
+    } else {
+        otherwise
+    }
+}
+
+fn owns(token: &GitLabToken, source: &Source) -> bool {
+    token.owner_references().iter().any(|o| o.uid == source.uid)
+}
+
+fn foreign_token(secret_name: &str) -> Refusal {
+    Refusal::new(
+        Reason::ConflictingRequest,
+        format!(
+            "a GitLabToken named {secret_name} exists and was not created by the shim; use another {}",
+            annotations::SECRET_NAME
+        ),
+    )
+}
+
+/// Whether a refusal's `GitLabToken` was written.
+enum Carried {
+    /// Yes, under this name.
+    Yes(String),
+    /// Not yet: the served token of that name is being replaced (deleted first, so its token is
+    /// revoked); the refused one follows on the next reconcile.
+    Later(String),
+    /// No token can carry it (no valid name, the name is taken, the API server refused): the
+    /// refusal is reported on the source alone.
+    No,
+}
+
+/// Writes the `GitLabToken` that makes a refused source visible, named after its Secret.
+async fn carry_refusal(
+    tokens: &Api<GitLabToken>,
+    namespace: &str,
+    source: &Source,
+    refusal: &Refusal,
+    existing: &[GitLabToken],
+    claimed: &BTreeSet<String>,
+) -> Result<Carried, ShimError> {
+    let Some(name) = refused_token_name(&source.value) else {
+        return Ok(Carried::No);
+    };
+    if claimed.contains(&name) {
+        return Ok(Carried::No);
+    }
+    match existing.iter().find(|t| t.name_any() == name) {
+        Some(t) if t.metadata.deletion_timestamp.is_some() => return Ok(Carried::Later(name)),
+        // A served token of this name (a token may be live): deleted below as no longer
+        // wanted, so its token is revoked; never turned into a refused one in place.
+        Some(t) if shim_refusal(t).is_none() => return Ok(Carried::Later(name)),
+        Some(_) => {}
+        None => {
+            if tokens.get_opt(&name).await?.is_some() {
+                return Ok(Carried::No);
+            }
+        }
+    }
+    let spec = refused_spec(&source.value, &name);
+    let body = token_body(namespace, &name, &[source], &spec, Some(refusal));
+    match apply(tokens, &name, &body).await {
+        Ok(()) => Ok(Carried::Yes(name)),
+        Err(Rejected::Refused(message)) => {
+            tracing::warn!(namespace, source = %source.name, "the API server refused the refused source's GitLabToken: {message}");
+            Ok(Carried::No)
+        }
+        Err(Rejected::Failed(e)) => Err(e.into()),
+    }
+}
+
+/// The server-side apply body of a shim `GitLabToken` owned by `owners`, with the refusal it
+/// carries (if any) as annotations.
+fn token_body(
+    namespace: &str,
+    name: &str,
+    owners: &[&Source],
+    spec: &GitLabTokenSpec,
+    refusal: Option<&Refusal>,
+) -> serde_json::Value {
+    let owners: Vec<OwnerReference> = owners
+        .iter()
+        .map(|s| OwnerReference {
+            api_version: s.resource.api_version.clone(),
+            kind: s.resource.kind.clone(),
+            name: s.name.clone(),
+            uid: s.uid.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let token = GitLabToken {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some([(SHIM_LABEL.to_string(), "true".to_string())].into()),
+            annotations: refusal.map(|r| refusal_annotations(r).into_iter().collect()),
+            owner_references: Some(owners),
+            ..Default::default()
+        },
+        spec: spec.clone(),
+        status: None,
+    };
+    let mut body = serde_json::to_value(&token).unwrap_or_default();
+    body["apiVersion"] = json!("gitlabtokens.io/v1alpha1");
+    body["kind"] = json!("GitLabToken");
+    if let Some(o) = body.as_object_mut() {
+        o.remove("status");
+    }
+    body
+}
+
+/// Why a `GitLabToken` write failed.
+enum Rejected {
+    /// The API server refused this object (4xx): a problem of this request only.
+    Refused(String),
+    /// Anything else (unreachable, 5xx): retried.
+    Failed(kube::Error),
+}
+
+async fn apply(tokens: &Api<GitLabToken>, name: &str, body: &serde_json::Value) -> Result<(), Rejected> {
+    match tokens
+        .patch(
+            name,
+            &PatchParams::apply(&format!("{FIELD_MANAGER}/shim")).force(),
+            &Patch::Apply(body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
+            Err(Rejected::Refused(format!(
+                "the API server refused GitLabToken {name} ({} {}): {}",
+                s.code,
+                s.reason,
+                crate::shim::bounded(&s.message, 600)
+            )))
+        }
+        Err(e) => Err(Rejected::Failed(e)),
+    }
+}
+
+/// Refusals that say nothing about the request itself, only about the moment.
+fn is_passing(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::ConnectionNotReady
+            | Reason::ConnectionNotFound
+            | Reason::AmbiguousConnection
+            | Reason::GitLabUnavailable
+            | Reason::RateLimited
+    )
+}
+
+/// What one source needs, or why it is refused. Never fails the namespace: GitLab errors while
+/// resolving a registry path are this source's (passing) refusal.
+async fn need_of(
+    source: &Source,
+    sc: &ShimContext,
+    policies: &PolicySet,
+    ns_info: &NamespaceInfo,
+) -> Result<SourceNeed, Refusal> {
+    let explicit = annotations::parse(&crate::shim::infer::annotations_of(&source.value))
+        .ok()
+        .and_then(|a| a.connection);
+    let connection = match choose_connection(explicit.as_deref(), &sc.ctx, policies, ns_info) {
+        Ok(c) => c,
+        Err((reason, message)) => return Err(connection_refusal(reason, message, policies, ns_info)),
+    };
+    let facts = ConnectionFacts::new(&connection.spec.url, connection.spec.registry_host.as_deref())
+        .map_err(|e| Refusal::new(Reason::ConnectionNotReady, e))?;
+    let request = infer_source(&source.value, &facts)?;
+    let project = match &request.project {
+        ProjectHint::RegistryPath { path, candidates } => {
+            match sc
+                .state
+                .projects
+                .resolve(&connection.name, connection.api.as_ref(), candidates)
+                .await
+            {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    return Err(Refusal::new(
+                        Reason::ProjectNotFound,
+                        format!(
+                            "no prefix of registry path {} is a GitLab project the operator can see",
+                            shown(path)
+                        ),
+                    ));
+                }
+                Err(e) => return Err(gitlab_refusal(&e, &connection.name)),
+            }
+        }
+        other => other.as_spec_project().unwrap_or_default(),
+    };
+    Ok(SourceNeed { request, project })
+}
+
+/// The connection could not be chosen. With several connections and no policy selecting the
+/// namespace at all, the cause is the missing policy (as the token controller reports once a
+/// connection is named), not the ambiguity.
+fn connection_refusal(reason: Reason, message: String, policies: &PolicySet, ns: &NamespaceInfo) -> Refusal {
+    let candidates = policies.candidate_connections(ns);
+    if reason == Reason::AmbiguousConnection && candidates.named.is_empty() && !candidates.any {
+        return Refusal::new(
+            Reason::NoPolicy,
+            format!(
+                "denied: no usable GitLabTokenPolicy selects namespace {} (so none names the connection to use either)",
+                ns.name
+            ),
+        );
+    }
+    Refusal::new(reason, message)
+}
+
+/// A GitLab failure while resolving a registry path: this source waits and is retried.
+fn gitlab_refusal(e: &GitLabError, connection: &str) -> Refusal {
+    let reason = match e {
+        GitLabError::RateLimited { .. } => Reason::RateLimited,
+        _ => Reason::GitLabUnavailable,
+    };
+    Refusal::new(
+        reason,
+        format!("resolving the registry path on GitLabConnection {connection} failed: {e}"),
+    )
+}
