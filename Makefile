@@ -6,7 +6,7 @@ export GTO_FIXTURES_DIR ?= $(FIXTURES)
 # Tools installed by `make deps` into .tools/ (helm) come first.
 export PATH := $(CURDIR)/.tools/node_modules/.bin:$(PATH)
 
-.PHONY: all deps build test lint fmt crds demo up image clean
+.PHONY: all deps build test lint fmt crds demo up image bench clean
 
 all: build
 
@@ -42,6 +42,16 @@ demo:
 	@bash hack/install-deps.sh world
 	$(CARGO) build --workspace --bins
 	$(CARGO) run --quiet -p testbed -- sandbox
+
+## bench: the scale benchmark (issue 10) with release builds; sizes by BENCH_ARGS, e.g.
+## `make bench BENCH_ARGS="--sources 10000 --projects 1000"`. Raises the open-files limit first.
+BENCH_ARGS ?= --sources 1000 --projects 100 --throttle
+BENCH_TARGET = $(or $(CARGO_TARGET_DIR),target)/release
+bench:
+	$(CARGO) build --release --bin gitlab-token-operator -p gitlab-token-operator
+	$(CARGO) build --release --bin testbed -p testbed
+	ulimit -n $$(ulimit -Hn) 2>/dev/null; \
+	  $(BENCH_TARGET)/testbed scale --operator-bin $(BENCH_TARGET)/gitlab-token-operator $(BENCH_ARGS)
 
 ## up: start the test world in the foreground (state in .state/).
 up:

@@ -26,7 +26,10 @@ use serde_json::json;
 use super::{conditions::condition, context::Context};
 use crate::{
     crd::{FIELD_MANAGER, GitLabConnection, GitLabConnectionStatus, GitLabUserRef, set_condition},
-    gitlab::{ClientConfig, GitLabApi, GitLabClient, GitLabError, RequestObserver, User},
+    gitlab::{
+        ClientConfig, ConnectionBudget, Freshness, GitLabApi, GitLabClient, GitLabError, Monotonic, Project,
+        ProjectCache, ProjectCacheConfig, RequestObserver, SystemMonotonic, User,
+    },
     metrics::{ConnectionLabels, GitLabOperationLabels, GitLabRequestLabels, Metrics},
 };
 
@@ -45,10 +48,28 @@ pub struct LiveConnection {
     pub user: Option<User>,
     /// Whether the last check passed.
     pub ready: bool,
+    /// The connection's project lookups (outlive this object; see [`Self::resolve_project`]).
+    pub projects: Arc<ProjectCache>,
     cache_key: String,
 }
 
 impl LiveConnection {
+    /// Resolves a project (a numeric id or a full path) on this connection: from the
+    /// connection's cache when `freshness` is [`Freshness::Cached`] and a recent answer exists
+    /// (a found project for an hour, a 404 for a minute), else with one `GET /projects/:id`
+    /// (concurrent callers of one key share it). Use [`Freshness::Refresh`] at renewal and after a
+    /// token call answered 404, so renames, transfers and deletions are caught.
+    pub async fn resolve_project(
+        &self,
+        project: &str,
+        freshness: Freshness,
+    ) -> Result<Arc<Project>, GitLabError> {
+        let api = self.api.clone();
+        self.projects
+            .resolve(project, freshness, |key| async move { api.project(&key).await })
+            .await
+    }
+
     /// Publishes the last `RateLimit-Remaining` GitLab reported on this connection.
     pub fn report_rate_limit(&self, metrics: &Metrics) {
         if let Some(r) = self.api.rate_limit_remaining() {
@@ -63,15 +84,80 @@ impl LiveConnection {
     }
 }
 
+/// What a connection owns across client rebuilds and re-checks: its GitLab budget (rate,
+/// burst, `Retry-After` gate) and its project lookups.
+#[derive(Debug)]
+pub struct ConnectionShared {
+    /// Spent by every client built for the connection.
+    pub budget: Arc<ConnectionBudget>,
+    /// Project lookups (see [`LiveConnection::resolve_project`]).
+    pub projects: Arc<ProjectCache>,
+}
+
 /// The live connections by name, and why the others are not usable.
-#[derive(Default)]
 pub struct Connections {
     live: RwLock<BTreeMap<String, Arc<LiveConnection>>>,
     not_ready: RwLock<BTreeMap<String, String>>,
     deleting: RwLock<std::collections::BTreeSet<String>>,
+    /// Per connection name; kept while the connection is not ready, so a rebuilt client
+    /// inherits the budget and any `Retry-After` window (issue 9 item 11).
+    shared: RwLock<BTreeMap<String, Arc<ConnectionShared>>>,
+    clock: Arc<dyn Monotonic>,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(SystemMonotonic))
+    }
 }
 
 impl Connections {
+    /// No connections yet; budgets and caches run on `clock` (tests move it by hand).
+    pub fn with_clock(clock: Arc<dyn Monotonic>) -> Self {
+        Self {
+            live: RwLock::default(),
+            not_ready: RwLock::default(),
+            deleting: RwLock::default(),
+            shared: RwLock::default(),
+            clock,
+        }
+    }
+
+    /// The budget and project cache of connection `name`: made on first use, and on later
+    /// calls reconfigured to `config`'s limits without losing spent tokens or the gate.
+    pub fn shared(&self, name: &str, config: &ClientConfig) -> Arc<ConnectionShared> {
+        if let Some(existing) = self.shared.read().ok().and_then(|m| m.get(name).cloned()) {
+            existing
+                .budget
+                .reconfigure(config.rate_limit, config.project_read_limit);
+            return existing;
+        }
+        let made = Arc::new(ConnectionShared {
+            budget: Arc::new(ConnectionBudget::new(
+                config.rate_limit,
+                config.project_read_limit,
+                self.clock.clone(),
+            )),
+            projects: Arc::new(ProjectCache::new(
+                ProjectCacheConfig::default(),
+                self.clock.clone(),
+            )),
+        });
+        match self.shared.write() {
+            Ok(mut m) => m.entry(name.to_string()).or_insert(made).clone(),
+            Err(_) => made,
+        }
+    }
+
+    /// How long GitLab's `Retry-After` keeps connection `name` from sending (zero: not blocked).
+    pub fn blocked_for(&self, name: &str) -> Duration {
+        self.shared
+            .read()
+            .ok()
+            .and_then(|m| m.get(name).map(|s| s.budget.blocked_for()))
+            .unwrap_or_default()
+    }
+
     /// The usable connection named `name`.
     pub fn get(&self, name: &str) -> Option<Arc<LiveConnection>> {
         self.live.read().ok()?.get(name).cloned()
@@ -241,7 +327,13 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
         if ready { "success" } else { reason },
         started.elapsed().as_secs_f64(),
     );
-    Ok(Action::requeue(if ready { RECHECK } else { RETRY }))
+    let next = if ready {
+        RECHECK
+    } else {
+        // Never before GitLab's Retry-After window closes: a check inside it would be refused.
+        RETRY.max(ctx.connections.blocked_for(&name))
+    };
+    Ok(Action::requeue(next))
 }
 
 /// Logs (info, or warn when it stops working) a connection whose Ready state or reason changed;
@@ -321,7 +413,7 @@ async fn check(
     );
     let live = match ctx.connections.get(&name).filter(|c| c.cache_key == key) {
         Some(c) => c,
-        None => Arc::new(build(&name, conn, token, key, &ctx.metrics)?),
+        None => Arc::new(build(&name, conn, token, key, &ctx.metrics, &ctx.connections)?),
     };
 
     let in_flight = secret.annotations().contains_key(SELF_ROTATION_ANNOTATION);
@@ -360,6 +452,7 @@ async fn check(
         api: live.api.clone(),
         user: Some(user.clone()),
         ready: true,
+        projects: live.projects.clone(),
         cache_key: live.cache_key.clone(),
     };
     if !own.scopes.iter().any(|s| s == "api") {
@@ -401,18 +494,23 @@ fn read_token(secret: &Secret, key: &str) -> Option<SecretString> {
     (!text.is_empty()).then(|| SecretString::from(text.to_string()))
 }
 
+/// A client for the connection, spending the connection's budget (kept across rebuilds in
+/// `connections`) and sharing its project cache.
 fn build(
     name: &str,
     conn: &GitLabConnection,
     token: SecretString,
     cache_key: String,
     metrics: &Arc<Metrics>,
+    connections: &Connections,
 ) -> Result<LiveConnection, NotReady> {
     let mut config = ClientConfig::from_connection(&conn.spec, token);
     config.observer = Some(Arc::new(MetricsObserver {
         connection: name.to_string(),
         metrics: metrics.clone(),
     }));
+    let shared = connections.shared(name, &config);
+    config.budget = Some(shared.budget.clone());
     let api = Arc::new(GitLabClient::new(config).map_err(|e| not_ready("InvalidConnection", e.to_string()))?);
     Ok(LiveConnection {
         name: name.to_string(),
@@ -420,6 +518,7 @@ fn build(
         api,
         user: None,
         ready: false,
+        projects: shared.projects.clone(),
         cache_key,
     })
 }
@@ -526,9 +625,12 @@ async fn rotate_own_token(
 }
 
 #[cfg(test)]
+#[path = "connection_budget_tests.rs"]
+mod budget_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn self_rotation_window_table() {
         let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();

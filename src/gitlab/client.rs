@@ -25,7 +25,7 @@ use super::{
     credential::Credential,
     error::parse_retry_after,
     pagination::{PER_PAGE, next_page_url},
-    ratelimit::RateLimiter,
+    ratelimit::{ConnectionBudget, SystemMonotonic},
     retry::{Idempotency, RetryDecision, RetryPolicy},
     tls::tls_config,
     types::RotateBody,
@@ -41,7 +41,7 @@ pub struct GitLabClient {
     http: reqwest::Client,
     api: Url,
     credential: Credential,
-    limiter: RateLimiter,
+    limiter: Arc<ConnectionBudget>,
     retry: RetryPolicy,
     max_retry_after: Duration,
     max_pages: u32,
@@ -94,12 +94,23 @@ impl GitLabClient {
             http,
             api,
             credential,
-            limiter: RateLimiter::new(config.rate_limit, Instant::now()),
+            limiter: config.budget.clone().unwrap_or_else(|| {
+                Arc::new(ConnectionBudget::new(
+                    config.rate_limit,
+                    config.project_read_limit,
+                    Arc::new(SystemMonotonic),
+                ))
+            }),
             retry: config.retry,
             max_retry_after: config.max_retry_after,
             max_pages: config.max_pages.max(1),
             observer: config.observer,
         })
+    }
+
+    /// The connection budget this client spends.
+    pub fn budget(&self) -> &Arc<ConnectionBudget> {
+        &self.limiter
     }
 
     /// The API root this client talks to (`…/api/v4/`).
@@ -131,7 +142,22 @@ impl GitLabClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.limiter.acquire().await;
+            if let Err(left) = self
+                .limiter
+                .admit(operation, self.retry.max_inline_retry_after)
+                .await
+            {
+                // GitLab's Retry-After window (seen by any client of this connection) is still
+                // open for longer than we wait inline: answer as GitLab would, without sending.
+                tracing::debug!(
+                    operation,
+                    ?left,
+                    "inside GitLab's Retry-After window; not sending"
+                );
+                return Err(GitLabError::RateLimited {
+                    retry_after: Some(left),
+                });
+            }
             let started = Instant::now();
             let auth = self.credential.header();
             let result = self
@@ -149,7 +175,7 @@ impl GitLabClient {
                 let wait = retry_after
                     .unwrap_or(Duration::from_secs(1))
                     .min(self.max_retry_after);
-                self.limiter.block_until(Instant::now() + wait);
+                self.limiter.block_for(wait);
             }
             if let Some(observer) = &self.observer {
                 observer.on_request(operation, status, elapsed);

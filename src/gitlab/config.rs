@@ -5,7 +5,11 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use secrecy::SecretString;
 
-use super::{RequestObserver, ratelimit::RateLimitConfig, retry::RetryPolicy};
+use super::{
+    RequestObserver,
+    ratelimit::{ConnectionBudget, RateLimitConfig},
+    retry::RetryPolicy,
+};
 use crate::crd::GitLabConnectionSpec;
 
 /// Everything needed to build a [`GitLabClient`](super::GitLabClient) for one connection.
@@ -19,6 +23,11 @@ pub struct ClientConfig {
     pub ca_bundle: Option<String>,
     /// Client-side token bucket.
     pub rate_limit: RateLimitConfig,
+    /// A bucket of its own for `GET /projects/:id` (GitLab.com limits it apart), if any.
+    pub project_read_limit: Option<RateLimitConfig>,
+    /// The connection's budget, shared by every client built for it (outlives them, keeps
+    /// `Retry-After`); `None`: the client makes its own from `rate_limit` and `project_read_limit`.
+    pub budget: Option<Arc<ConnectionBudget>>,
     /// Retries of safe requests.
     pub retry: RetryPolicy,
     /// TCP + TLS connect timeout.
@@ -41,6 +50,8 @@ impl ClientConfig {
             token,
             ca_bundle: None,
             rate_limit: RateLimitConfig::default(),
+            project_read_limit: None,
+            budget: None,
             retry: RetryPolicy::default(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -51,14 +62,22 @@ impl ClientConfig {
     }
 
     /// Settings from a `GitLabConnection` spec (URL, CA bundle, rate limit) and its token.
+    /// Without a `rateLimit` the budget is GitLab.com's, project reads limited apart; with one,
+    /// the admin has described their GitLab and that single bucket applies to every request.
     pub fn from_connection(spec: &GitLabConnectionSpec, token: SecretString) -> Self {
         let mut config = Self::new(spec.url.clone(), token);
         config.ca_bundle = spec.ca_bundle.clone().filter(|pem| !pem.trim().is_empty());
-        if let Some(rl) = &spec.rate_limit {
-            config.rate_limit = RateLimitConfig {
-                requests_per_second: f64::from(rl.requests_per_second),
-                burst: rl.burst,
-            };
+        match &spec.rate_limit {
+            Some(rl) => {
+                config.rate_limit = RateLimitConfig {
+                    requests_per_second: f64::from(rl.requests_per_second),
+                    burst: rl.burst,
+                };
+            }
+            None => {
+                config.rate_limit = RateLimitConfig::GITLAB_COM;
+                config.project_read_limit = Some(RateLimitConfig::GITLAB_COM_PROJECT_READS);
+            }
         }
         config
     }
@@ -71,6 +90,7 @@ impl fmt::Debug for ClientConfig {
             .field("token", &"[REDACTED]")
             .field("ca_bundle", &self.ca_bundle.as_ref().map(|_| "<pem>"))
             .field("rate_limit", &self.rate_limit)
+            .field("project_read_limit", &self.project_read_limit)
             .field("retry", &self.retry)
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
@@ -103,6 +123,21 @@ mod tests {
                 burst: 7
             }
         );
+        assert_eq!(
+            config.project_read_limit, None,
+            "the admin's own limit applies alone"
+        );
         assert!(!format!("{config:?}").contains("glpat-x"));
+        let spec: GitLabConnectionSpec = serde_json::from_value(serde_json::json!({
+            "url": "https://gitlab.com",
+            "credentials": {"secretRef": {"namespace": "gto", "name": "gitlab"}}
+        }))
+        .unwrap();
+        let config = ClientConfig::from_connection(&spec, SecretString::from("glpat-x"));
+        assert_eq!(config.rate_limit, RateLimitConfig::GITLAB_COM);
+        assert_eq!(
+            config.project_read_limit,
+            Some(RateLimitConfig::GITLAB_COM_PROJECT_READS)
+        );
     }
 }

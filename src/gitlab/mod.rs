@@ -17,6 +17,7 @@ mod credential;
 pub mod error;
 mod error_body;
 pub mod pagination;
+pub mod project_cache;
 pub mod ratelimit;
 pub mod retry;
 mod tls;
@@ -30,7 +31,8 @@ use futures::future::BoxFuture;
 pub use client::GitLabClient;
 pub use config::ClientConfig;
 pub use error::GitLabError;
-pub use ratelimit::{RateLimitConfig, RateLimiter};
+pub use project_cache::{Freshness, ProjectCache, ProjectCacheConfig, ProjectCacheStats};
+pub use ratelimit::{ConnectionBudget, Monotonic, RateLimitConfig, RateLimiter, SystemMonotonic};
 pub use retry::{Idempotency, RetryPolicy};
 pub use tls::tls_config;
 pub use types::{

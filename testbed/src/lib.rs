@@ -6,6 +6,7 @@ pub mod flux;
 pub mod gitlab;
 pub mod kube;
 pub mod sandbox;
+pub mod scale;
 pub mod world;
 
 /// Installs rustls' ring provider for this process (idempotent). reqwest is built without a

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use testbed::{
     argocd::ArgoCdConfig,
     sandbox::SandboxOptions,
+    scale::ScaleOptions,
     world::{World, WorldConfig},
 };
 
@@ -71,6 +72,44 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         wait_secs: u64,
     },
+    /// The scale benchmark (issue 10): the test world (Flux stand-in off) and the real operator,
+    /// N annotated GitRepositories over N/10 namespaces; prints each figure beside its target.
+    ///
+    /// Example: `cargo build --release --bins && target/release/testbed scale --sources 1000
+    /// --projects 100 --throttle --json bench.json` (or `make bench`)
+    Scale {
+        /// Annotated sources (GitRepositories), 10 per namespace.
+        #[arg(long, default_value_t = 1000)]
+        sources: usize,
+        /// GitLab projects the sources spread over.
+        #[arg(long, default_value_t = 100)]
+        projects: usize,
+        /// Idle period after all are Ready (steady state); 0 skips it.
+        #[arg(long, default_value_t = 30)]
+        idle_seconds: u64,
+        /// Observation window after a restart; 0 skips the restart.
+        #[arg(long, default_value_t = 60)]
+        restart_seconds: u64,
+        /// Skip the policy edit.
+        #[arg(long)]
+        no_policy_edit: bool,
+        /// Issue a second batch with GitLab throttled to this many requests a minute
+        /// (GitLab.com's authenticated-user limit, 2,000, when given without a value).
+        #[arg(long, num_args = 0..=1, default_missing_value = "2000", value_name = "PER_MINUTE")]
+        throttle: Option<u32>,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+        /// The operator binary (default: $GTO_OPERATOR_BIN, else beside this executable).
+        #[arg(long)]
+        operator_bin: Option<PathBuf>,
+        /// Directory for state and the operator's log (default: a temporary one, removed).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Deadline in seconds of every phase.
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +128,71 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Scale {
+            sources,
+            projects,
+            idle_seconds,
+            restart_seconds,
+            no_policy_edit,
+            throttle,
+            json,
+            operator_bin,
+            state_dir,
+            timeout_secs,
+        } => {
+            let bin = match testbed::sandbox::operator::locate(operator_bin) {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let temp = match &state_dir {
+                Some(_) => None,
+                None => match tempfile::Builder::new().prefix("testbed-scale-").tempdir() {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        eprintln!("error: temporary directory: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            };
+            let dir = state_dir
+                .unwrap_or_else(|| temp.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default());
+            let mut options = ScaleOptions::new(bin, dir, sources.max(1), projects.max(1));
+            options.idle = std::time::Duration::from_secs(idle_seconds);
+            options.restart_window = std::time::Duration::from_secs(restart_seconds);
+            options.policy_edit = !no_policy_edit;
+            options.throttle = throttle;
+            options.timeout = std::time::Duration::from_secs(timeout_secs.max(1));
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    r = testbed::scale::run(options) => Some(r),
+                    _ = wait_for_signal() => None,
+                }
+            });
+            match outcome {
+                Some(Ok(report)) => {
+                    print!("{}", report.table());
+                    if let Some(path) = json {
+                        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+                        if let Err(e) = std::fs::write(&path, text) {
+                            eprintln!("error: writing {}: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Some(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                None => {
+                    eprintln!("testbed scale: interrupted");
+                    ExitCode::from(130)
+                }
+            }
+        }
         Command::Up {
             state_dir,
             no_seed,

@@ -50,7 +50,7 @@ use crate::{
     shim::{
         ConnectionFacts, ProjectHint, Refusal, SourceNeed, annotations,
         infer::infer_source,
-        refused::{refusal_annotations, refused_spec, refused_token_name},
+        refused::{self, refusal_annotations, refused_spec, refused_token_name},
         shim_refusal, shown, spec_for_sources,
     },
 };
@@ -186,7 +186,7 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             continue;
         }
         let body = token_body(&namespace, secret_name, &served, &shared.spec, None);
-        match apply(&tokens, secret_name, &body).await {
+        match apply(&tokens, secret_name, &body, &existing.items).await {
             Ok(()) => {}
             Err(Rejected::Refused(message)) => {
                 for s in served {
@@ -335,7 +335,7 @@ async fn carry_refusal(
     }
     let spec = refused_spec(&source.value, &name);
     let body = token_body(namespace, &name, &[source], &spec, Some(refusal));
-    match apply(tokens, &name, &body).await {
+    match apply(tokens, &name, &body, existing).await {
         Ok(()) => Ok(Carried::Yes(name)),
         Err(Rejected::Refused(message)) => {
             tracing::warn!(namespace, source = %source.name, "the API server refused the refused source's GitLabToken: {message}");
@@ -393,7 +393,52 @@ enum Rejected {
     Failed(kube::Error),
 }
 
-async fn apply(tokens: &Api<GitLabToken>, name: &str, body: &serde_json::Value) -> Result<(), Rejected> {
+/// Whether the live `GitLabToken` already says everything `body` would apply (spec, the shim
+/// label, the owners and the refusal annotations): then nothing is written.
+fn already_applied(live: &GitLabToken, body: &serde_json::Value) -> bool {
+    let Ok(want) = serde_json::from_value::<GitLabToken>(body.clone()) else {
+        return false;
+    };
+    let owners = |t: &GitLabToken| -> BTreeSet<(String, String, String, String)> {
+        t.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| {
+                (
+                    o.api_version.clone(),
+                    o.kind.clone(),
+                    o.name.clone(),
+                    o.uid.clone(),
+                )
+            })
+            .collect()
+    };
+    let carried = |t: &GitLabToken| -> Vec<Option<String>> {
+        [refused::REFUSED_REASON, refused::REFUSED_MESSAGE]
+            .iter()
+            .map(|k| t.annotations().get(*k).cloned())
+            .collect()
+    };
+    live.metadata.deletion_timestamp.is_none()
+        && live.spec == want.spec
+        && live.labels().get(SHIM_LABEL).map(String::as_str) == Some("true")
+        && owners(live) == owners(&want)
+        && carried(live) == carried(&want)
+}
+
+async fn apply(
+    tokens: &Api<GitLabToken>,
+    name: &str,
+    body: &serde_json::Value,
+    existing: &[GitLabToken],
+) -> Result<(), Rejected> {
+    if existing
+        .iter()
+        .any(|t| t.name_any() == name && already_applied(t, body))
+    {
+        return Ok(());
+    }
     match tokens
         .patch(
             name,

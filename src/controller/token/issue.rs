@@ -81,6 +81,10 @@ pub async fn issue(
     let new = match api.create_project_access_token(&project_key, &request).await {
         Ok(n) => n,
         Err(e) => {
+            if matches!(e, crate::gitlab::GitLabError::NotFound { .. }) {
+                // The project may have been renamed, moved or deleted: resolve it afresh next time.
+                resolved.connection.projects.invalidate(&token.spec.project);
+            }
             if !may_have_happened(&e) {
                 status.pending = None;
                 let message = format!("GitLab refused to create the token: {e}");

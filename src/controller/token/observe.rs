@@ -13,7 +13,7 @@ use super::{
 use crate::{
     controller::{connection::LiveConnection, context::Context},
     crd::{GitLabToken, ResolvedProject, SecretFormat},
-    gitlab::{GitLabApi, GitLabError},
+    gitlab::{Freshness, GitLabError},
     policy::{Allowance, NamespaceInfo, PolicyDecision, PolicySet, TokenRequest},
     reason::Reason,
     secret::{TOKEN_ID_ANNOTATION, secret_digest, secret_is_owned_by},
@@ -97,7 +97,7 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         }));
     }
 
-    let project = match project_of(token, &connection).await {
+    let project = match project_of(token, &connection, ctx.now()).await {
         Ok(p) => p,
         Err(GitLabError::NotFound { .. }) => {
             return Ok(Err(Refusal {
@@ -290,14 +290,26 @@ pub fn choose_connection(
     }
 }
 
+/// The project as GitLab names it, from the connection's cache; asked afresh when a renewal is
+/// due (so a rename, transfer or deletion is caught before minting into it).
 async fn project_of(
     token: &GitLabToken,
     connection: &LiveConnection,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<ResolvedProject, GitLabError> {
-    let p = connection.api.project(&token.spec.project).await?;
+    let status = token.status.as_ref();
+    let renewal_due = status.and_then(|s| s.renewal_time).is_some_and(|t| t <= now);
+    let renew_requested = token.annotations().get(super::act::RENEW_ANNOTATION)
+        != status.and_then(|s| s.last_handled_renew_request.as_ref());
+    let freshness = if renewal_due || renew_requested {
+        Freshness::Refresh
+    } else {
+        Freshness::Cached
+    };
+    let p = connection.resolve_project(&token.spec.project, freshness).await?;
     Ok(ResolvedProject {
         id: p.id,
-        path: p.path_with_namespace,
+        path: p.path_with_namespace.clone(),
     })
 }
 

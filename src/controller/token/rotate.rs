@@ -107,14 +107,10 @@ pub async fn rotate_in_place(
                     strategy: "InPlace".into(),
                 })
                 .inc();
-            ctx.event(
-                token,
-                false,
-                Reason::Rotated.as_str(),
-                "Rotate",
-                format!("{message} (in place, same bot user)"),
-            )
-            .await;
+            let note = format!("{message} (in place, same bot user)");
+            tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), "{note}");
+            ctx.event(token, false, Reason::Rotated.as_str(), "Rotate", note)
+                .await;
             Ok(())
         }
         // The old token died with the rotation and the new one is held: the recovery retries

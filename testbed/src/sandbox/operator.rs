@@ -56,6 +56,19 @@ fn choose(
     }
 }
 
+/// How to run the operator: its namespace, cluster name, identity and log filter.
+#[derive(Debug, Clone)]
+pub struct OperatorArgs {
+    /// `--namespace`.
+    pub namespace: String,
+    /// `--cluster-name`.
+    pub cluster_name: String,
+    /// The kubeconfig it authenticates with.
+    pub kubeconfig: PathBuf,
+    /// `RUST_LOG`.
+    pub rust_log: String,
+}
+
 /// A running operator process (killed when dropped).
 pub struct OperatorProcess {
     child: Child,
@@ -73,6 +86,26 @@ fn free_port() -> u16 {
 impl OperatorProcess {
     /// Starts `bin run` against `world`, logging JSON to `log_path`.
     pub fn start(bin: &Path, world: &World, namespace: &str, log_path: &Path) -> Result<Self, SandboxError> {
+        Self::start_with(
+            bin,
+            world,
+            &OperatorArgs {
+                namespace: namespace.to_string(),
+                cluster_name: "sandbox".into(),
+                kubeconfig: world.kubeconfig_path(),
+                rust_log: "info,gitlab_token_operator=debug".into(),
+            },
+            log_path,
+        )
+    }
+
+    /// Starts `bin run` against `world` as `args` say, logging JSON to `log_path`.
+    pub fn start_with(
+        bin: &Path,
+        world: &World,
+        args: &OperatorArgs,
+        log_path: &Path,
+    ) -> Result<Self, SandboxError> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -83,12 +116,18 @@ impl OperatorProcess {
             .map_err(|e| SandboxError::Operator(format!("log file: {e}")))?;
         let metrics_addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(bin)
-            .args(["run", "--namespace", namespace, "--cluster-name", "sandbox"])
+            .args([
+                "run",
+                "--namespace",
+                &args.namespace,
+                "--cluster-name",
+                &args.cluster_name,
+            ])
             .args(["--log-format", "json", "--metrics-addr", &metrics_addr])
             .arg("--clock-offset-file")
             .arg(world.clock_offset_path())
-            .env("KUBECONFIG", world.kubeconfig_path())
-            .env("RUST_LOG", "info,gitlab_token_operator=debug")
+            .env("KUBECONFIG", &args.kubeconfig)
+            .env("RUST_LOG", &args.rust_log)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
@@ -158,6 +197,30 @@ impl OperatorProcess {
     /// Path of the log file.
     pub fn log_path(&self) -> &Path {
         &self.log_path
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the process to exit; `Some(elapsed)` when it
+    /// did, `None` when it had to be killed.
+    pub async fn terminate(mut self, within: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        if let Some(pid) = self.child.id() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status()
+                .await;
+        }
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(_) => Some(started.elapsed()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                None
+            }
+        }
     }
 
     /// Stops the process (SIGKILL) and reaps it.

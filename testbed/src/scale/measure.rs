@@ -1,0 +1,265 @@
+//! What the benchmark counts: GitLab calls by endpoint (the emulator's call log), Kubernetes
+//! requests by verb and resource of the operator's identity (the API server emulator's
+//! counters), the operator's memory and CPU (`/proc`), and when traffic settles.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+
+use crate::{kube::controls::CounterKey, world::World};
+
+/// A point in the counters to diff against later.
+#[derive(Debug, Clone)]
+pub struct Mark {
+    gitlab_calls: usize,
+    kube: HashMap<CounterKey, u64>,
+    resource_version: u64,
+}
+
+/// Requests between two marks.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Traffic {
+    /// GitLab API calls by `METHOD /endpoint` (ids and paths as `:id`), 429s included.
+    pub gitlab: BTreeMap<String, u64>,
+    /// GitLab answers 429 among them.
+    pub gitlab_throttled: u64,
+    /// The operator's Kubernetes requests by `verb resource[/sub]`.
+    pub kube: BTreeMap<String, u64>,
+    /// Stored changes (the API server's resourceVersion moved): writes that changed something,
+    /// by anyone; the benchmark itself writes nothing while it measures.
+    pub kube_changes: u64,
+}
+
+const KUBE_WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
+
+impl Traffic {
+    /// Every GitLab API call.
+    pub fn gitlab_total(&self) -> u64 {
+        self.gitlab.values().sum()
+    }
+
+    /// GitLab calls that may change something (any method but GET and HEAD).
+    pub fn gitlab_writes(&self) -> u64 {
+        self.gitlab
+            .iter()
+            .filter(|(k, _)| !(k.starts_with("GET ") || k.starts_with("HEAD ")))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Every Kubernetes request of the operator (a watch counts once, when opened).
+    pub fn kube_total(&self) -> u64 {
+        self.kube.values().sum()
+    }
+
+    /// Kubernetes writes (create, update, patch, delete).
+    pub fn kube_writes(&self) -> u64 {
+        self.kube
+            .iter()
+            .filter(|(k, _)| KUBE_WRITE_VERBS.iter().any(|v| k.split(' ').next() == Some(*v)))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// Takes a mark now.
+pub fn mark(world: &World) -> Mark {
+    Mark {
+        gitlab_calls: world.gitlab.state().calls().len(),
+        kube: world.kube.controls().counters(),
+        resource_version: world.kube.resource_version(),
+    }
+}
+
+/// The traffic since `from`, the operator's Kubernetes requests being those of `user`.
+pub fn since(world: &World, from: &Mark, user: &str) -> Traffic {
+    let calls = world.gitlab.state().calls();
+    let mut traffic = Traffic {
+        kube_changes: world
+            .kube
+            .resource_version()
+            .saturating_sub(from.resource_version),
+        ..Traffic::default()
+    };
+    for call in calls.iter().skip(from.gitlab_calls) {
+        let path = call.path.split('?').next().unwrap_or_default();
+        let Some(api) = path.strip_prefix("/api/v4") else {
+            continue;
+        };
+        *traffic
+            .gitlab
+            .entry(format!("{} {}", call.method, endpoint(api)))
+            .or_default() += 1;
+        if call.status == 429 {
+            traffic.gitlab_throttled += 1;
+        }
+    }
+    for (key, n) in world.kube.controls().counters() {
+        if key.user != user {
+            continue;
+        }
+        let before = from.kube.get(&key).copied().unwrap_or(0);
+        if n > before {
+            *traffic
+                .kube
+                .entry(format!("{} {}", key.verb, key.resource))
+                .or_default() += n - before;
+        }
+    }
+    traffic
+}
+
+/// An API path with ids and URL-encoded paths replaced by `:id` (`/projects/:id/access_tokens`).
+pub fn endpoint(api_path: &str) -> String {
+    api_path
+        .split('/')
+        .map(|seg| {
+            let id = !seg.is_empty() && (seg.bytes().all(|b| b.is_ascii_digit()) || seg.contains('%'));
+            if id { ":id" } else { seg }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A total of all activity (GitLab calls logged plus the operator's Kubernetes requests), to see
+/// whether anything happened between two polls.
+pub fn activity(world: &World, user: &str) -> u64 {
+    let kube: u64 = world
+        .kube
+        .controls()
+        .counters()
+        .iter()
+        .filter(|(k, _)| k.user == user)
+        .map(|(_, n)| n)
+        .sum();
+    kube + world.gitlab.state().calls().len() as u64
+}
+
+/// Waits until no activity was seen for `quiet` (or `max` passed) and returns how long after
+/// `start` the last activity happened (`None`: still active when `max` passed).
+pub async fn settle(
+    world: &World,
+    user: &str,
+    start: Instant,
+    quiet: Duration,
+    max: Duration,
+) -> Option<Duration> {
+    let mut last = activity(world, user);
+    let mut last_change = start;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = activity(world, user);
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() >= quiet {
+            return Some(last_change.duration_since(start));
+        }
+        if start.elapsed() >= max {
+            return None;
+        }
+    }
+}
+
+/// Memory and CPU of a process, from `/proc/<pid>/status` and `/proc/<pid>/stat`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ProcStats {
+    /// Peak resident set size (`VmHWM`), MiB.
+    pub peak_rss_mib: f64,
+    /// Current resident set size (`VmRSS`), MiB.
+    pub rss_mib: f64,
+    /// User plus system CPU time, seconds.
+    pub cpu_secs: f64,
+}
+
+/// Reads a process's stats; `None` when it is gone or `/proc` is not there.
+pub fn proc_stats(pid: u32) -> Option<ProcStats> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |field: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(ProcStats {
+        peak_rss_mib: kib("VmHWM:")? / 1024.0,
+        rss_mib: kib("VmRSS:")? / 1024.0,
+        cpu_secs: cpu_ticks(&stat)? as f64 / clock_ticks_per_sec(),
+    })
+}
+
+/// `utime + stime` from a `/proc/<pid>/stat` line (fields 14 and 15, after the `(comm)`).
+fn cpu_ticks(stat: &str) -> Option<u64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // `after` starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `getconf CLK_TCK`, 100 when it cannot be asked (the value on every Linux architecture in use).
+fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// The soft limit on open files of this process (`/proc/self/limits`).
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_hide_ids_and_paths() {
+        let cases = [
+            ("/projects/acme%2Fscale%2Fp-1", "/projects/:id"),
+            ("/projects/12/access_tokens", "/projects/:id/access_tokens"),
+            (
+                "/projects/12/access_tokens/7/rotate",
+                "/projects/:id/access_tokens/:id/rotate",
+            ),
+            ("/projects/12/members/all/40", "/projects/:id/members/all/:id"),
+            ("/user", "/user"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(endpoint(path), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime_even_with_spaces_in_comm() {
+        let stat = "4242 (gitlab token op) S 1 2 3 4 5 6 7 8 9 10 150 25 0 0 20 0 8 0";
+        assert_eq!(cpu_ticks(stat), Some(175));
+    }
+
+    #[test]
+    fn writes_are_told_from_reads() {
+        let mut t = Traffic::default();
+        t.gitlab.insert("GET /projects/:id".into(), 3);
+        t.gitlab.insert("POST /projects/:id/access_tokens".into(), 2);
+        t.kube.insert("get gitlabtokens".into(), 4);
+        t.kube.insert("patch gitlabtokens/status".into(), 5);
+        t.kube.insert("watch secrets".into(), 1);
+        assert_eq!((t.gitlab_total(), t.gitlab_writes()), (5, 2));
+        assert_eq!((t.kube_total(), t.kube_writes()), (10, 5));
+    }
+
+    #[test]
+    fn this_process_has_stats() {
+        let stats = proc_stats(std::process::id()).expect("/proc is mounted");
+        assert!(stats.peak_rss_mib > 0.0 && stats.peak_rss_mib >= stats.rss_mib * 0.99);
+    }
+}
