@@ -435,8 +435,8 @@ async fn fetch_git(
 ) -> Result<String, FetchError> {
     let url = spec["url"].as_str().unwrap_or_default();
     if url.starts_with("ssh://") {
-        let auth = ssh::ssh_auth(secret.map(|(_, s)| s))
-            .map_err(|e| FetchError::Auth(format!("failed to configure authentication options: {e}")))?;
+        // `failure` adds source-controller's "failed to configure authentication options: ".
+        let auth = ssh::ssh_auth(secret.map(|(_, s)| s)).map_err(FetchError::Config)?;
         return ssh::ls_remote(url, &auth, ctx.config.fetch_timeout).await;
     }
     if !(url.starts_with("http://") || url.starts_with("https://")) {
