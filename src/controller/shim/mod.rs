@@ -517,7 +517,12 @@ async fn need_of(
 }
 
 /// The connection could not be chosen ([`choose_connection`] names the cause, `NoPolicy` included).
-fn connection_refusal(reason: Reason, message: String, _policies: &PolicySet, _ns: &NamespaceInfo) -> Refusal {
+fn connection_refusal(
+    reason: Reason,
+    message: String,
+    _policies: &PolicySet,
+    _ns: &NamespaceInfo,
+) -> Refusal {
     Refusal::new(reason, message)
 }
 

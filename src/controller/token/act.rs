@@ -183,8 +183,6 @@ async fn run_steps(
             }
             Step::Issue(reason) => {
                 super::issue::issue(token, ctx, resolved, status, reason).await?;
-                // Any issue satisfies a pending renew request (a new token is what it asks for).
-                status.last_handled_renew_request = renew_request.clone();
                 let id = status.current.as_ref().map(|c| c.token_id);
                 secret = SecretState::Ours {
                     token_id: id,
@@ -194,7 +192,6 @@ async fn run_steps(
             }
             Step::RotateInPlace => {
                 super::rotate::rotate_in_place(token, ctx, resolved, status).await?;
-                status.last_handled_renew_request = renew_request.clone();
                 let id = status.current.as_ref().map(|c| c.token_id);
                 secret = SecretState::Ours {
                     token_id: id,

@@ -194,6 +194,7 @@ pub async fn record_issued(
     ));
     status.current = Some(current);
     status.pending = None;
+    super::status::mark_renew_handled(token, status);
     set_issuing(status, false, "", generation, now);
     let rotated = reason != IssueReason::Initial;
     let reason_text = if rotated { Reason::Rotated } else { Reason::Issued };

@@ -95,6 +95,7 @@ pub async fn rotate_in_place(
             ));
             status.current = Some(c);
             status.pending = None;
+            super::status::mark_renew_handled(token, status);
             set_issuing(status, false, "", generation, now);
             let message = ready_message(status);
             set_ready(status, true, Reason::Rotated.as_str(), &message, generation, now);
@@ -222,6 +223,7 @@ pub async fn recover_pending(
                 seed_from(&uid),
             ));
             status.current = Some(adopted);
+            super::status::mark_renew_handled(token, status);
             tracing::info!(token_id = t.id, "adopted a token created before a restart");
         } else {
             revoke_token(api.as_ref(), &project_key, t.id).await?;

@@ -113,6 +113,13 @@ pub fn set_issuing_because(
     );
 }
 
+/// Marks the token's `gitlabtokens.io/renew-requested-at` value as handled: any new token is what
+/// it asks for. Written in the same status write that records the new token, so a crash between
+/// the two cannot renew twice.
+pub fn mark_renew_handled(token: &GitLabToken, status: &mut GitLabTokenStatus) {
+    status.last_handled_renew_request = token.annotations().get(super::act::RENEW_ANNOTATION).cloned();
+}
+
 /// Records a newly issued token at the head of the history.
 pub fn push_history(status: &mut GitLabTokenStatus, current: &CurrentToken) {
     status.history.insert(

@@ -29,9 +29,15 @@ pub struct Traffic {
     /// The operator's Kubernetes requests by `verb resource[/sub]`.
     pub kube: BTreeMap<String, u64>,
     /// Stored changes (the API server's resourceVersion moved): writes that changed something,
-    /// by anyone; the benchmark itself writes nothing while it measures.
+    /// by anyone but the leader election; the benchmark itself writes nothing while it measures.
     pub kube_changes: u64,
+    /// The leader election's Lease requests (renewals are a steady background, not per-token work,
+    /// so they are kept out of `kube` and `kube_changes`).
+    pub lease_requests: u64,
 }
+
+/// The leader election's resource.
+const LEASES: &str = "leases";
 
 const KUBE_WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
@@ -102,6 +108,13 @@ pub fn since(world: &World, from: &Mark, user: &str) -> Traffic {
             continue;
         }
         let before = from.kube.get(&key).copied().unwrap_or(0);
+        if key.resource == LEASES {
+            traffic.lease_requests += n.saturating_sub(before);
+            if KUBE_WRITE_VERBS.contains(&key.verb.as_str()) {
+                traffic.kube_changes = traffic.kube_changes.saturating_sub(n.saturating_sub(before));
+            }
+            continue;
+        }
         if n > before {
             *traffic
                 .kube
@@ -132,7 +145,7 @@ pub fn activity(world: &World, user: &str) -> u64 {
         .controls()
         .counters()
         .iter()
-        .filter(|(k, _)| k.user == user)
+        .filter(|(k, _)| k.user == user && k.resource != LEASES)
         .map(|(_, n)| n)
         .sum();
     kube + world.gitlab.state().calls().len() as u64
