@@ -18,9 +18,10 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 ## test: every test in the workspace, against the built-in test world.
+## The crash tests need the crash points compiled in (`failpoints` feature of the operator).
 test: deps
-	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --no-fail-fast
+	$(CARGO) build --workspace --bins --features failpoints
+	$(CARGO) test --workspace --no-fail-fast --features failpoints
 
 ## lint: formatting and clippy, warnings are errors.
 lint:

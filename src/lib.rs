@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod crd;
+pub mod failpoints;
 pub mod gitlab;
 pub mod http;
 pub mod leader;

@@ -110,6 +110,8 @@ pub enum RunError {
 pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     telemetry::init(args.log_format);
+    // Crash points armed by `FAILPOINTS` (only with the `failpoints` feature); kept for the run.
+    let _crash_points = crate::failpoints::setup();
     let client = Client::try_default().await.map_err(|e| match e {
         kube::Error::InferConfig(c) => RunError::Config(c),
         other => RunError::Kube(other),
