@@ -1,0 +1,602 @@
+//! Regression tests for issue 9's numbered problems, end to end with the real binary (items 5, 8,
+//! 11 and 12 are covered elsewhere). Each asserts the invariant the issue states, with counts of
+//! GitLab calls and reconciles rather than durations; observation windows end on a count of
+//! reconciles (with a cap), never on a bare sleep.
+
+mod e2e;
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use e2e::{
+    CONNECTION, Env, OPERATOR_NS, Options, WAIT, eventually,
+    invariants::Monitor,
+    lifecycle::{annotated_repo, git_repositories, token_mints, wait_secret_token},
+};
+use gitlab_token_operator::crd::GitLabToken;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde_json::json;
+use testbed::kube::AdmissionDenial;
+
+const TOKEN: &str = "app-gitlab-token";
+const PROJECT: &str = "acme/team-a/app";
+/// How long a settled state may take to appear.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// Issues a token for an annotated source `app` in `ns`; returns (uid, token id).
+async fn issued(env: &Env, ns: &str) -> (String, u64) {
+    annotated_repo(env, ns, "app", PROJECT, "1m").await;
+    let t = env.wait_token_condition(ns, TOKEN, "Ready", "True", None).await;
+    let id = t.status.as_ref().and_then(|s| s.current.as_ref()).expect("current").token_id;
+    wait_secret_token(env, ns, TOKEN, id).await;
+    (t.uid().expect("uid"), id)
+}
+
+/// Waits until `n` more token reconciles have finished (any result), or `cap` has passed:
+/// the bounded observation window. Returns how many were seen.
+async fn observe_reconciles(env: &Env, n: f64, cap: Duration) -> f64 {
+    let before = env.token_reconciles().await;
+    let deadline = tokio::time::Instant::now() + cap;
+    loop {
+        let seen = env.token_reconciles().await - before;
+        if seen >= n || tokio::time::Instant::now() >= deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Makes the GitLabToken reconcile `n` times, each time waiting for the reconcile count to move.
+async fn poke(env: &Env, ns: &str, name: &str, n: usize) {
+    let api: Api<GitLabToken> = Api::namespaced(env.client.clone(), ns);
+    for i in 0..n {
+        let before = env.token_reconciles().await;
+        let patch = json!({"metadata": {"annotations": {"e2e.gitlabtokens.io/poke": format!("{i}")}}});
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("poke");
+        eventually("a reconcile after the poke", || async {
+            (env.token_reconciles().await > before).then_some(())
+        })
+        .await;
+    }
+}
+
+fn state_of(env: &Env, id: u64) -> String {
+    env.world
+        .gitlab
+        .tokens()
+        .into_iter()
+        .find(|t| t.id == id && t.kind == "project")
+        .map(|t| t.state)
+        .unwrap_or_default()
+}
+
+fn current_id(t: &GitLabToken) -> Option<u64> {
+    t.status.as_ref()?.current.as_ref().map(|c| c.token_id)
+}
+
+/// (1) Another writer's `ca.crt` in a managed Secret: kept, and no extra token minted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_added_to_the_secret_by_another_writer_is_kept_and_mints_nothing() {
+    let env = Env::start().await;
+    let (_, id) = issued(&env, "team-a").await;
+    let calls = env.world.gitlab.calls().len();
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBe2UtY2EtZm9yLXNlbGYtbWFuYWdlZC1naXRsYWI=\n-----END CERTIFICATE-----\n";
+    let ca = base64::engine::general_purpose::STANDARD.encode(pem);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "team-a");
+    secrets
+        .patch(
+            TOKEN,
+            &PatchParams::apply("flux-ca"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": TOKEN, "namespace": "team-a"}, "data": {"ca.crt": ca}})),
+        )
+        .await
+        .expect("another field manager adds ca.crt");
+    // A merge patch by a third writer adds another key the operator does not own.
+    secrets
+        .patch(
+            TOKEN,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"known_hosts": base64::engine::general_purpose::STANDARD.encode("gitlab.example ssh-ed25519 AAAA")}})),
+        )
+        .await
+        .expect("merge patch adds known_hosts");
+    poke(&env, "team-a", TOKEN, 3).await;
+    let seen = observe_reconciles(&env, 2.0, Duration::from_secs(20)).await;
+    let mints = token_mints(&env, calls);
+    let secret = secrets.get(TOKEN).await.expect("Secret");
+    let keys: Vec<String> = secret.data.iter().flatten().map(|(k, _)| k.clone()).collect();
+    let now_id = e2e::lifecycle::secret_token_id(&secret);
+    eprintln!(
+        "ca.crt added: {} token(s) minted over 3 pokes + {seen} reconciles, Secret keys {keys:?}, token {now_id:?} \
+         (was {id})",
+        mints.len()
+    );
+    assert!(mints.is_empty(), "extra tokens minted after another writer added keys: {mints:?}");
+    assert!(keys.iter().any(|k| k == "ca.crt"), "ca.crt was dropped: {keys:?}");
+    assert!(keys.iter().any(|k| k == "known_hosts"), "known_hosts was dropped: {keys:?}");
+    assert_eq!(now_id, Some(id));
+    assert_eq!(state_of(&env, id), "active");
+    env.secret_works_with_git("team-a", TOKEN, PROJECT)
+        .await
+        .expect("the Secret still works");
+    env.stop().await;
+}
+
+/// (2) Two operator processes without leader election through issue, a due renewal and
+/// deletion: exactly the needed tokens, never a duplicate, never a Ready token with a dead Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_unelected_operators_mint_each_token_once() {
+    let started = Instant::now();
+    let mut env = Env::start_with(Options {
+        operator_env: vec![("GTO_LEADER_ELECT".into(), "false".into())],
+        ..Default::default()
+    })
+    .await;
+    env.start_unelected(1, &[]).await;
+    let monitor = Monitor::start(&env);
+    env.namespace("team-b").await;
+    annotated_repo(&env, "team-a", "app", PROJECT, "1m").await;
+    annotated_repo(&env, "team-b", "app", "acme/team-b/api", "1m").await;
+    let mut first = Vec::new();
+    for ns in ["team-a", "team-b"] {
+        let t = env.wait_token_condition(ns, TOKEN, "Ready", "True", None).await;
+        first.push(current_id(&t).expect("current"));
+    }
+    let issue_mints = token_mints(&env, 0).len();
+
+    // Renewal due for both (30-day lifetime, renewed a third before expiry).
+    env.world.advance_clock(chrono::Duration::days(21)).expect("clock");
+    let renewed = env
+        .settle(SETTLE, || async {
+            let mut p = Vec::new();
+            for (ns, old) in ["team-a", "team-b"].iter().zip(&first) {
+                let t = Api::<GitLabToken>::namespaced(env.client.clone(), ns).get(TOKEN).await.ok();
+                let s = t.as_ref().and_then(|t| t.status.clone());
+                let cur = s.as_ref().and_then(|s| s.current.as_ref()).map(|c| c.token_id);
+                if cur.is_none() || cur == Some(*old) {
+                    p.push(format!("{ns}: not renewed yet ({cur:?})"));
+                }
+                if s.as_ref().is_some_and(|s| s.previous.is_some()) || state_of(&env, *old) == "active" {
+                    p.push(format!("{ns}: overlap not finished"));
+                }
+                p.extend(env.secret_problem(ns, TOKEN).await);
+            }
+            p
+        })
+        .await;
+    let renewal_mints = token_mints(&env, 0).len() - issue_mints;
+
+    // Deletion of one source.
+    let a_uid = Api::<GitLabToken>::namespaced(env.client.clone(), "team-a")
+        .get(TOKEN)
+        .await
+        .expect("token")
+        .uid()
+        .expect("uid");
+    env.delete(&git_repositories(&env, "team-a").await, "app").await;
+    let deleted = env
+        .settle(SETTLE, || async {
+            let mut p = env.ledger_violations(None).await;
+            let left = env.active_marker_tokens().into_iter().filter(|t| t.name.ends_with(&a_uid)).count();
+            if left > 0 {
+                p.push(format!("{left} active token(s) left for the deleted source"));
+            }
+            p.extend(env.secret_problem("team-b", TOKEN).await);
+            p
+        })
+        .await;
+    let total = token_mints(&env, 0).len();
+    let violations = monitor.violations();
+    eprintln!(
+        "two unelected operators: {issue_mints} mints to issue 2 tokens, {renewal_mints} to renew them, {total} in \
+         all; at most {} active tokens for one GitLabToken at once; {} violation(s) seen; {:?}",
+        monitor.max_active_per_token(),
+        violations.len(),
+        started.elapsed()
+    );
+    drop(monitor);
+    let git = env.secret_works_with_git("team-b", TOKEN, "acme/team-b/api").await;
+    env.stop().await;
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(issue_mints, 2, "two tokens needed to issue");
+    renewed.expect("both tokens renewed with one overlap each");
+    assert_eq!(renewal_mints, 2, "two tokens needed to renew");
+    deleted.expect("deletion revoked and left the other token working");
+    assert_eq!(total, 4, "duplicate mints");
+    git.expect("the remaining Secret works");
+}
+
+/// The DELETE calls GitLab answered for `token_id`, as `(project segment, status)`.
+fn revocations_of(env: &Env, token_id: u64) -> Vec<(String, u16)> {
+    env.world
+        .gitlab
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "DELETE" && c.path.ends_with(&format!("/access_tokens/{token_id}")))
+        .map(|c| {
+            let project = c
+                .path
+                .trim_start_matches("/api/v4/projects/")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            (project, c.status)
+        })
+        .collect()
+}
+
+/// Waits for GitLabToken `ns/name` to serve `path` Ready with a token other than `old`.
+async fn moved(env: &Env, ns: &str, name: &str, path: &str, old: u64) -> GitLabToken {
+    env.wait_token(ns, name, &format!("Ready on {path}"), |t| {
+        t.status.as_ref().is_some_and(|s| {
+            s.project.as_ref().is_some_and(|p| p.path == path)
+                && s.current.as_ref().is_some_and(|c| c.token_id != old)
+                && gitlab_token_operator::controller::conditions::is_ready(&s.conditions)
+        })
+    })
+    .await
+}
+
+/// Problems after a move from project id `old_project` (token `old`) to `path`.
+async fn move_problems(env: &Env, ns: &str, secret: &str, path: &str, old_project: u64, old: u64) -> Vec<String> {
+    let mut p = Vec::new();
+    if state_of(env, old) == "active" {
+        p.push(format!("the old project's token {old} is still active"));
+    }
+    let revocations = revocations_of(env, old);
+    if !revocations.iter().any(|(proj, status)| *proj == old_project.to_string() && *status == 204) {
+        p.push(format!("no successful revocation of {old} on project {old_project}: {revocations:?}"));
+    }
+    if let Some(wrong) = revocations.iter().find(|(proj, _)| *proj != old_project.to_string()) {
+        p.push(format!("a revocation of {old} went to another project: {wrong:?}"));
+    }
+    p.extend(env.ledger_violations(None).await);
+    if p.is_empty()
+        && let Err(e) = env.secret_works_with_git(ns, secret, path).await
+    {
+        p.push(format!("git refuses the moved Secret: {e}"));
+    }
+    p
+}
+
+/// (3) A GitLabToken's `spec.project` or a source's URL changes: the old project's token is
+/// revoked on the old project, none is left active there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_a_token_to_another_project_revokes_the_old_one_on_the_old_project() {
+    let env = Env::start_with(Options {
+        operator_env: vec![("GTO_SWEEP_INTERVAL".into(), "1s".into())],
+        ..Default::default()
+    })
+    .await;
+    let token = |project: &str| {
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken",
+            "metadata": {"name": "moving", "namespace": "team-a"},
+            "spec": {"project": project, "scopes": ["read_repository"],
+                     "secret": {"name": "moving", "format": "basic-auth"}}})
+    };
+    env.apply(token(PROJECT)).await;
+    let t = env.wait_token_condition("team-a", "moving", "Ready", "True", None).await;
+    let (old_project, old) = (t.status.as_ref().and_then(|s| s.project.as_ref()).expect("project").id, current_id(&t).expect("id"));
+    env.apply(token("acme/team-b/api")).await;
+    moved(&env, "team-a", "moving", "acme/team-b/api", old).await;
+    // The overlap's grace (no consumers to confirm) ends; the sweep may run too.
+    env.world.advance_clock(chrono::Duration::hours(1)).expect("clock");
+    let spec_move = env
+        .settle(SETTLE, || move_problems(&env, "team-a", "moving", "acme/team-b/api", old_project, old))
+        .await;
+
+    // A source's URL changes: the shim moves its GitLabToken.
+    let (_, src_old) = issued(&env, "team-a").await;
+    annotated_repo(&env, "team-a", "app", "acme/team-b/api", "1m").await;
+    moved(&env, "team-a", TOKEN, "acme/team-b/api", src_old).await;
+    env.world.advance_clock(chrono::Duration::hours(1)).expect("clock");
+    let url_move = env
+        .settle(SETTLE, || move_problems(&env, "team-a", TOKEN, "acme/team-b/api", old_project, src_old))
+        .await;
+    eprintln!("project move: spec {spec_move:?}; source URL {url_move:?}");
+    env.stop().await;
+    spec_move.expect("spec.project change");
+    url_move.expect("source URL change");
+}
+
+/// (4) A Secret write that always fails (an admission webhook answering 422) mints at most one
+/// token and never deletes the working Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_write_that_always_fails_mints_at_most_once_and_keeps_the_working_secret() {
+    let env = Env::start().await;
+    let (_, id) = issued(&env, "team-a").await;
+    let calls = env.world.gitlab.calls().len();
+    env.world.kube.controls().deny_admission(AdmissionDenial {
+        webhook: "freeze.secrets.example.com".into(),
+        resource: "secrets".into(),
+        namespace: "team-a".into(),
+        code: 422,
+        message: "Secrets in team-a are frozen".into(),
+    });
+    env.request_renewal("team-a", TOKEN).await;
+    let seen = observe_reconciles(&env, 4.0, WAIT).await;
+    let mints = token_mints(&env, calls);
+    let secret = Api::<Secret>::namespaced(env.client.clone(), "team-a")
+        .get_opt(TOKEN)
+        .await
+        .expect("get");
+    let held = secret.as_ref().and_then(e2e::lifecycle::secret_token_id);
+    let git = env.secret_works_with_git("team-a", TOKEN, PROJECT).await;
+    eprintln!(
+        "Secret writes denied: {} mint(s) over {seen} reconciles; Secret {} holding {held:?} (was {id}); git {git:?}",
+        mints.len(),
+        if secret.is_some() { "kept" } else { "DELETED" }
+    );
+    env.world.kube.controls().clear_admission_denials();
+    let recovered = env
+        .settle(SETTLE, || async {
+            let mut p = env.secret_problem("team-a", TOKEN).await.into_iter().collect::<Vec<_>>();
+            p.extend(env.ledger_violations(None).await);
+            p
+        })
+        .await;
+    env.stop().await;
+    assert!(mints.len() <= 1, "minted {} tokens while the Secret could not be written", mints.len());
+    assert!(secret.is_some(), "the working Secret was deleted");
+    git.expect("the Secret kept working while writes failed");
+    recovered.expect("once writes are allowed again the token is Ready and accounted for");
+}
+
+/// (6) A failed nudge does not skip the overlap: the old token lives until consumers confirm or
+/// the grace ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_nudge_keeps_the_overlap() {
+    let env = Env::start().await;
+    let (_, old) = issued(&env, "team-a").await;
+    env.world.kube.controls().deny_admission(AdmissionDenial {
+        webhook: "freeze.sources.example.com".into(),
+        resource: "gitrepositories".into(),
+        namespace: "team-a".into(),
+        code: 403,
+        message: "sources in team-a are frozen".into(),
+    });
+    env.request_renewal("team-a", TOKEN).await;
+    let api: Api<Secret> = Api::namespaced(env.client.clone(), "team-a");
+    let new = eventually("the Secret to hold a new token", || async {
+        api.get_opt(TOKEN)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| e2e::lifecycle::secret_token_id(&s))
+            .filter(|id| *id != old)
+    })
+    .await;
+    let seen = observe_reconciles(&env, 3.0, WAIT).await;
+    let during = state_of(&env, old);
+    eprintln!("failed nudge: new token {new}, old token {old} {during} after {seen} more reconciles");
+    env.world.kube.controls().clear_admission_denials();
+    env.world.advance_clock(chrono::Duration::minutes(11)).expect("clock");
+    let retired = env
+        .settle(SETTLE, || async {
+            let mut p = Vec::new();
+            if state_of(&env, old) == "active" {
+                p.push(format!("old token {old} still active after the grace"));
+            }
+            p.extend(env.secret_problem("team-a", TOKEN).await);
+            p
+        })
+        .await;
+    env.stop().await;
+    assert_eq!(during, "active", "the old token was revoked without the overlap's grace");
+    retired.expect("the old token is revoked once the grace ends");
+}
+
+/// A GitLabToken `w` in `ns` for `PROJECT`, optionally retained on deletion.
+fn direct_token(ns: &str, retain: bool) -> serde_json::Value {
+    json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken",
+        "metadata": {"name": "w", "namespace": ns},
+        "spec": {"project": PROJECT, "scopes": ["read_repository"], "secret": {"name": "w", "format": "basic-auth"},
+                 "deletionPolicy": if retain { "Retain" } else { "Revoke" }}})
+}
+
+/// A policy for the namespaces `names` or carrying `labels`.
+fn policy(name: &str, names: &[&str], labels: serde_json::Value) -> serde_json::Value {
+    json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy", "metadata": {"name": name},
+        "spec": {"namespaceSelector": {"matchNames": names, "matchLabels": labels}, "projects": ["acme/**"],
+                 "scopes": ["read_repository"], "maxAccessLevel": "reporter"}})
+}
+
+/// How long until token `id` is no longer active, up to 30 s.
+async fn revoked_within_30s(env: &Env, id: u64, since: Instant) -> Result<Duration, String> {
+    loop {
+        if state_of(env, id) != "active" {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > Duration::from_secs(30) {
+            return Err(format!("token {id} still active 30 s after access was withdrawn"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ready_token(env: &Env, ns: &str) -> u64 {
+    let t = env.wait_token_condition(ns, "w", "Ready", "True", None).await;
+    current_id(&t).expect("current")
+}
+
+/// (7) Access withdrawn by any route revokes within 30 s: policy deleted, namespace relabelled
+/// out of the selector, connection deleted; `Retain` without a policy allowing it still revokes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawn_access_revokes_within_30_seconds() {
+    let env = Env::start().await;
+    env.namespace("pol-a").await;
+    env.apply(json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "lbl-b", "labels": {"e2e.gitlabtokens.io/tokens": "allowed"}}}))
+        .await;
+    env.apply(policy("pol-a", &["pol-a"], json!({}))).await;
+    env.apply(policy("lbl-b", &[], json!({"e2e.gitlabtokens.io/tokens": "allowed"}))).await;
+    for (ns, retain) in [("pol-a", false), ("lbl-b", false), ("team-a", true)] {
+        env.apply(direct_token(ns, retain)).await;
+    }
+    let (a, b, d) = (ready_token(&env, "pol-a").await, ready_token(&env, "lbl-b").await, ready_token(&env, "team-a").await);
+    let mut results = Vec::new();
+
+    let since = Instant::now();
+    let policies: Api<gitlab_token_operator::crd::GitLabTokenPolicy> = Api::all(env.client.clone());
+    policies.delete("pol-a", &Default::default()).await.expect("delete policy");
+    results.push(("policy deleted", revoked_within_30s(&env, a, since).await));
+
+    let since = Instant::now();
+    env.namespaces()
+        .patch(
+            "lbl-b",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"e2e.gitlabtokens.io/tokens": null}}})),
+        )
+        .await
+        .expect("relabel");
+    results.push(("namespace relabelled", revoked_within_30s(&env, b, since).await));
+
+    let since = Instant::now();
+    Api::<GitLabToken>::namespaced(env.client.clone(), "team-a")
+        .delete("w", &Default::default())
+        .await
+        .expect("delete");
+    results.push(("Retain without a policy allowing it, deleted", revoked_within_30s(&env, d, since).await));
+
+    // Last: the connection itself goes (every token of this world depended on it).
+    env.apply(direct_token("team-a", false)).await;
+    let c = eventually("a fresh token in team-a", || async {
+        let t = Api::<GitLabToken>::namespaced(env.client.clone(), "team-a").get_opt("w").await.ok()??;
+        current_id(&t).filter(|id| *id != d && state_of(&env, *id) == "active")
+    })
+    .await;
+    let since = Instant::now();
+    Api::<gitlab_token_operator::crd::GitLabConnection>::all(env.client.clone())
+        .delete(CONNECTION, &Default::default())
+        .await
+        .expect("delete connection");
+    results.push(("connection deleted", revoked_within_30s(&env, c, since).await));
+    for (route, r) in &results {
+        eprintln!("withdrawn access, {route}: {r:?}");
+    }
+    let _ = OPERATOR_NS;
+    env.stop().await;
+    let failed: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// (9) A GitLab outage while a renewal is due: a condition names GitLab and the next try, the
+/// still-valid Secret keeps `Ready=True`, also across the connection's re-check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitlab_outage_during_a_due_renewal_is_visible_and_keeps_ready() {
+    let env = Env::start().await;
+    let (_, id) = issued(&env, "team-a").await;
+    env.world
+        .gitlab
+        .add_fault(testbed::gitlab::FaultRule {
+            method: None,
+            path: "/api/v4/*".into(),
+            action: testbed::gitlab::FaultAction::Status { status: 503 },
+            times: None,
+        })
+        .expect("fault");
+    env.world.advance_clock(chrono::Duration::days(21)).expect("clock");
+    let api: Api<GitLabToken> = Api::namespaced(env.client.clone(), "team-a");
+    let retry = regex::Regex::new(r"(?i)retry|next (try|attempt)|again|will try").expect("regex");
+    let check = || async {
+        let mut p = Vec::new();
+        let Ok(t) = api.get(TOKEN).await else {
+            return vec!["GitLabToken unreadable".to_string()];
+        };
+        let conditions = t.status.map(|s| s.conditions).unwrap_or_default();
+        if !gitlab_token_operator::controller::conditions::is_ready(&conditions) {
+            p.push(format!("Ready is not True: {conditions:?}"));
+        }
+        let named = conditions.iter().any(|c| {
+            c.type_ != "Ready"
+                && format!("{} {}", c.reason, c.message).contains("GitLab")
+                && retry.is_match(&c.message)
+        });
+        if !named {
+            p.push(format!("no condition names GitLab and the next try: {conditions:?}"));
+        }
+        p
+    };
+    let shown = env.settle(WAIT, check).await;
+    let seen = observe_reconciles(&env, 3.0, WAIT).await;
+    let after_reconciles = check().await;
+    // The connection's periodic re-check (10 min) during the outage.
+    env.world.advance_clock(chrono::Duration::minutes(11)).expect("clock");
+    let seen2 = observe_reconciles(&env, 3.0, WAIT).await;
+    let after_recheck = check().await;
+    let git = env.secret_works_with_git("team-a", TOKEN, PROJECT).await;
+    eprintln!(
+        "GitLab outage: condition shown {shown:?}; after {seen} reconciles {after_reconciles:?}; after the \
+         connection re-check and {seen2} reconciles {after_recheck:?}; Secret (token {id}) with git {git:?}"
+    );
+    env.world.gitlab.state().clear_faults();
+    env.stop().await;
+    shown.expect("a condition naming GitLab and the next try, with Ready=True");
+    assert!(after_reconciles.is_empty(), "{after_reconciles:#?}");
+    assert!(after_recheck.is_empty(), "{after_recheck:#?}");
+    git.expect("the Secret still works");
+}
+
+/// (10) A crash between the Secret write and the status write, then a restart: the token in the
+/// Secret is adopted and nothing is minted again (also when the crash interrupts a renewal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_after_a_crash_between_secret_and_status_adopts_without_minting() {
+    let mut env = Env::start().await;
+    env.arm_crash_point("issue.after_secret").await;
+    annotated_repo(&env, "team-a", "app", PROJECT, "1m").await;
+    let crash = env.expect_crash("issue.after_secret", Duration::from_secs(30)).await;
+    let calls = env.world.gitlab.calls().len();
+    let issue = env
+        .settle(SETTLE, || async {
+            let mut p: Vec<String> = crash.clone().err().into_iter().collect();
+            p.extend(env.secret_problem("team-a", TOKEN).await);
+            p.extend(env.ledger_violations(None).await);
+            p
+        })
+        .await;
+    let _ = observe_reconciles(&env, 2.0, Duration::from_secs(20)).await;
+    let issue_mints = token_mints(&env, calls);
+
+    // The same crash during a renewal: the adopted token is new, the old one keeps its overlap.
+    let old = Api::<GitLabToken>::namespaced(env.client.clone(), "team-a")
+        .get(TOKEN)
+        .await
+        .ok()
+        .as_ref()
+        .and_then(current_id);
+    env.arm_crash_point("issue.after_secret").await;
+    env.request_renewal("team-a", TOKEN).await;
+    let crash2 = env.expect_crash("issue.after_secret", Duration::from_secs(30)).await;
+    let calls2 = env.world.gitlab.calls().len();
+    let renewal = env
+        .settle(SETTLE, || async {
+            let mut p: Vec<String> = crash2.clone().err().into_iter().collect();
+            p.extend(env.secret_problem("team-a", TOKEN).await);
+            p.extend(env.ledger_violations(None).await);
+            p
+        })
+        .await;
+    let _ = observe_reconciles(&env, 2.0, Duration::from_secs(20)).await;
+    let renewal_mints = token_mints(&env, calls2);
+    let old_state = old.map(|id| state_of(&env, id));
+    eprintln!(
+        "adoption after a crash: issue {issue:?} with {} mint(s) after the restart; renewal {renewal:?} with {} \
+         mint(s) after the restart, old token {old:?} now {old_state:?}",
+        issue_mints.len(),
+        renewal_mints.len()
+    );
+    env.stop().await;
+    issue.expect("the issued token adopted");
+    assert!(issue_mints.is_empty(), "minted again after the restart: {issue_mints:?}");
+    renewal.expect("the renewed token adopted");
+    assert!(renewal_mints.is_empty(), "minted again after the restart: {renewal_mints:?}");
+}
