@@ -58,7 +58,12 @@ async fn issued(env: &Env, ns: &str) -> (String, u64) {
     env.namespace(ns).await;
     annotated_repo(env, ns, "app", PROJECT, "1m").await;
     let t = env.wait_token_condition(ns, TOKEN, "Ready", "True", None).await;
-    let id = t.status.as_ref().and_then(|s| s.current.as_ref()).expect("current").token_id;
+    let id = t
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .expect("current")
+        .token_id;
     e2e::lifecycle::wait_secret_token(env, ns, TOKEN, id).await;
     (t.uid().expect("uid"), id)
 }
@@ -83,7 +88,13 @@ async fn live_problems(env: &Env, ns: &str, uid: &str, retired: &[u64]) -> Vec<S
     let mut problems = env.ledger_violations(Some(&[uid.to_string()])).await;
     problems.extend(env.secret_problem(ns, TOKEN).await);
     for id in retired {
-        let state = env.world.gitlab.tokens().into_iter().find(|t| t.id == *id).map(|t| t.state);
+        let state = env
+            .world
+            .gitlab
+            .tokens()
+            .into_iter()
+            .find(|t| t.id == *id)
+            .map(|t| t.state);
         if state.as_deref() == Some("active") {
             problems.push(format!("retired token {id} is still active"));
         }
@@ -140,7 +151,10 @@ impl Outcomes {
 
     fn finish(self) {
         let failed: Vec<_> = self.0.iter().filter(|(_, r)| r.is_err()).collect();
-        assert!(failed.is_empty(), "crash points whose invariants failed: {failed:#?}");
+        assert!(
+            failed.is_empty(),
+            "crash points whose invariants failed: {failed:#?}"
+        );
     }
 }
 
@@ -150,7 +164,9 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Vec<String>>,
 {
-    env.world.advance_clock(chrono::Duration::hours(1)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::hours(1))
+        .expect("clock");
     env.settle(SETTLE, check).await
 }
 
@@ -175,7 +191,12 @@ async fn a_crash_at_any_issue_step_leaves_one_working_accounted_token() {
         let result = settle_after(&env, || live_problems(&env, ns, &uid, &[])).await;
         outcomes.record(
             failpoint,
-            result.map(|t| format!("settled {t:?} after the restart, {} token(s) minted", minted_for(&env, &uid))),
+            result.map(|t| {
+                format!(
+                    "settled {t:?} after the restart, {} token(s) minted",
+                    minted_for(&env, &uid)
+                )
+            }),
         );
     }
     eprintln!("issue crash points: {:?}", started.elapsed());
@@ -190,7 +211,10 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
     let mut outcomes = Outcomes::default();
 
     // Overlap: the new token recorded and consumers nudged; then GitLab revoked the old one.
-    for (failpoint, ns) in [("overlap.after_issue", "team-ov"), ("revoke.after_gitlab", "team-rv")] {
+    for (failpoint, ns) in [
+        ("overlap.after_issue", "team-ov"),
+        ("revoke.after_gitlab", "team-rv"),
+    ] {
         let (uid, old) = issued(&env, ns).await;
         arm(&mut env, failpoint).await;
         request_renewal(&env, ns).await;
@@ -202,7 +226,12 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
         let result = settle_after(&env, || live_problems(&env, ns, &uid, &retired)).await;
         outcomes.record(
             failpoint,
-            result.map(|t| format!("settled {t:?} after the restart, {} token(s) minted", minted_for(&env, &uid))),
+            result.map(|t| {
+                format!(
+                    "settled {t:?} after the restart, {} token(s) minted",
+                    minted_for(&env, &uid)
+                )
+            }),
         );
     }
 
@@ -215,7 +244,10 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
         Err(e) => outcomes.record(failpoint, Err(vec![e])),
         Ok(()) => {
             let result = settle_after(&env, || gone_problems(&env, ns, &uid)).await;
-            outcomes.record(failpoint, result.map(|t| format!("settled {t:?} after the restart")));
+            outcomes.record(
+                failpoint,
+                result.map(|t| format!("settled {t:?} after the restart")),
+            );
         }
     }
 
@@ -231,17 +263,25 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
         .expect("project")
         .id;
     let orphan = mint(&env, project_id, &format!("gto-e2e-{uid}")).await;
-    env.world.advance_clock(chrono::Duration::hours(1)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::hours(1))
+        .expect("clock");
     arm(&mut env, failpoint).await;
     match expect_crash(&mut env, failpoint).await {
         Err(e) => outcomes.record(failpoint, Err(vec![e])),
         Ok(()) => {
             let retired = [orphan];
             let result = settle_after(&env, || live_problems(&env, ns, &uid, &retired)).await;
-            outcomes.record(failpoint, result.map(|t| format!("orphan {orphan} revoked, settled {t:?}")));
+            outcomes.record(
+                failpoint,
+                result.map(|t| format!("orphan {orphan} revoked, settled {t:?}")),
+            );
         }
     }
-    eprintln!("overlap/revoke/cleanup/sweep crash points: {:?}", started.elapsed());
+    eprintln!(
+        "overlap/revoke/cleanup/sweep crash points: {:?}",
+        started.elapsed()
+    );
     env.stop().await;
     outcomes.finish();
 }
@@ -250,12 +290,14 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
 async fn a_crash_during_an_in_place_rotation_never_triggers_reuse_detection() {
     let started = Instant::now();
     let mut env = Env::start_with(options()).await;
-    env.apply(json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy",
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy",
         "metadata": {"name": "in-place"},
         "spec": {"namespaceSelector": {"matchNames": ["rot-*"]}, "projects": ["acme/**"],
                  "scopes": ["read_repository", "read_registry", "read_api"], "maxAccessLevel": "developer",
-                 "rotationStrategy": "InPlace"}}))
-        .await;
+                 "rotationStrategy": "InPlace"}}),
+    )
+    .await;
     let mut outcomes = Outcomes::default();
     for (failpoint, ns) in [
         ("inplace.after_pending", "rot-p"),
@@ -272,7 +314,12 @@ async fn a_crash_during_an_in_place_rotation_never_triggers_reuse_detection() {
         let result = settle_after(&env, || live_problems(&env, ns, &uid, &[])).await;
         outcomes.record(
             failpoint,
-            result.map(|t| format!("settled {t:?} after the restart, {} token(s) minted", minted_for(&env, &uid))),
+            result.map(|t| {
+                format!(
+                    "settled {t:?} after the restart, {} token(s) minted",
+                    minted_for(&env, &uid)
+                )
+            }),
         );
     }
     eprintln!("in-place crash points: {:?}", started.elapsed());
@@ -287,11 +334,13 @@ async fn self_rotation(env: &Env, enabled: bool) {
     if enabled {
         credentials["selfRotation"] = json!({"enabled": true, "lifetime": "30d", "renewBefore": "365d"});
     }
-    env.apply(json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabConnection",
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabConnection",
         "metadata": {"name": CONNECTION},
         "spec": {"url": env.world.gitlab_url(), "registryHost": env.world.registry_host(),
-                 "credentials": credentials}}))
-        .await;
+                 "credentials": credentials}}),
+    )
+    .await;
 }
 
 /// The operator's PAT as stored in its credentials Secret.
@@ -303,7 +352,10 @@ async fn stored_pat(env: &Env) -> String {
 /// The state GitLab reports for the PAT with `value` (looked up by authenticating as it).
 async fn pat_works(env: &Env, value: &str) -> bool {
     reqwest::Client::new()
-        .get(format!("{}/api/v4/personal_access_tokens/self", env.world.gitlab_url()))
+        .get(format!(
+            "{}/api/v4/personal_access_tokens/self",
+            env.world.gitlab_url()
+        ))
         .header("PRIVATE-TOKEN", value)
         .send()
         .await
@@ -324,12 +376,17 @@ async fn a_crash_during_self_rotation_never_presents_the_old_token_again() {
     let mut outcomes = Outcomes::default();
     let conn_api: Api<gitlab_token_operator::crd::GitLabConnection> = Api::all(env.client.clone());
     let reason = || async {
-        conn_api.get(CONNECTION).await.ok().and_then(|c| c.status).and_then(|s| {
-            s.conditions
-                .iter()
-                .find(|c| c.type_ == "Ready")
-                .map(|c| (format!("{:?}", c.status), c.reason.clone()))
-        })
+        conn_api
+            .get(CONNECTION)
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == "Ready")
+                    .map(|c| (format!("{:?}", c.status), c.reason.clone()))
+            })
     };
 
     // Stored, status not yet written: the new token must serve, the old one be dead.
@@ -341,7 +398,10 @@ async fn a_crash_during_self_rotation_never_presents_the_old_token_again() {
     self_rotation(&env, false).await;
     env.start_operator().await;
     if crashed != Some(86) {
-        outcomes.record(failpoint, Err(vec![format!("no crash at {failpoint}: exit {crashed:?}")]));
+        outcomes.record(
+            failpoint,
+            Err(vec![format!("no crash at {failpoint}: exit {crashed:?}")]),
+        );
     } else {
         let calls = env.world.gitlab.calls().len();
         let result = env
@@ -389,7 +449,10 @@ async fn a_crash_during_self_rotation_never_presents_the_old_token_again() {
     let calls = env.world.gitlab.calls().len();
     env.spawn_operator(&[]);
     if crashed != Some(86) {
-        outcomes.record(failpoint, Err(vec![format!("no crash at {failpoint}: exit {crashed:?}")]));
+        outcomes.record(
+            failpoint,
+            Err(vec![format!("no crash at {failpoint}: exit {crashed:?}")]),
+        );
     } else {
         let result = env
             .settle(SETTLE, || async {
@@ -410,9 +473,9 @@ async fn a_crash_during_self_rotation_never_presents_the_old_token_again() {
             failpoint,
             result
                 .and_then(|t| {
-                    (again == 0)
-                        .then_some(t)
-                        .ok_or_else(|| vec![format!("{again} rotate calls with the dead token after restart")])
+                    (again == 0).then_some(t).ok_or_else(|| {
+                        vec![format!("{again} rotate calls with the dead token after restart")]
+                    })
                 })
                 .map(|t| format!("SelfRotationLost after {t:?}, no rotate call, no reuse detection")),
         );
@@ -424,24 +487,38 @@ async fn a_crash_during_self_rotation_never_presents_the_old_token_again() {
 
 /// Mints a project token with the operator's PAT, as a lost issue would have.
 async fn mint(env: &Env, project_id: u64, name: &str) -> u64 {
-    let expires = (env.gitlab_now() + chrono::Duration::days(30)).date_naive().to_string();
-    let body = json!({"name": name, "scopes": ["read_repository"], "access_level": 20, "expires_at": expires});
+    let expires = (env.gitlab_now() + chrono::Duration::days(30))
+        .date_naive()
+        .to_string();
+    let body =
+        json!({"name": name, "scopes": ["read_repository"], "access_level": 20, "expires_at": expires});
     let resp = reqwest::Client::new()
-        .post(format!("{}/api/v4/projects/{project_id}/access_tokens", env.world.gitlab_url()))
+        .post(format!(
+            "{}/api/v4/projects/{project_id}/access_tokens",
+            env.world.gitlab_url()
+        ))
         .header("PRIVATE-TOKEN", env.world.operator_token().expect("seeded"))
         .json(&body)
         .send()
         .await
         .expect("GitLab answers");
     assert_eq!(resp.status(), 201);
-    resp.json::<serde_json::Value>().await.expect("json")["id"].as_u64().expect("id")
+    resp.json::<serde_json::Value>().await.expect("json")["id"]
+        .as_u64()
+        .expect("id")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_sigkills_over_issue_rotation_and_deletion_keep_the_invariants() {
     let started = Instant::now();
-    let kills: usize = std::env::var("GTO_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
-    let seed: u64 = std::env::var("GTO_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(9);
+    let kills: usize = std::env::var("GTO_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let seed: u64 = std::env::var("GTO_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
     eprintln!("random SIGKILLs: {kills} kills, GTO_CRASH_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut env = Env::start_with(options()).await;
@@ -483,7 +560,9 @@ async fn random_sigkills_over_issue_rotation_and_deletion_keep_the_invariants() 
         log.push(format!("{phase} in {ns}, SIGKILL after {delay:?}"));
         env.start_operator().await;
     }
-    env.world.advance_clock(chrono::Duration::hours(1)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::hours(1))
+        .expect("clock");
     let result = env
         .settle(SETTLE, || async {
             let mut p = env.ledger_violations(None).await;
@@ -493,7 +572,9 @@ async fn random_sigkills_over_issue_rotation_and_deletion_keep_the_invariants() 
             let api = |ns: &str| Api::<GitLabToken>::namespaced(env.client.clone(), ns);
             for ns in &deleted {
                 if api(ns).get_opt(TOKEN).await.ok().flatten().is_some() {
-                    p.push(format!("GitLabToken {ns}/{TOKEN} still exists after its source was deleted"));
+                    p.push(format!(
+                        "GitLabToken {ns}/{TOKEN} still exists after its source was deleted"
+                    ));
                 }
             }
             let accounted: std::collections::BTreeSet<String> =
@@ -523,7 +604,10 @@ async fn random_sigkills_over_issue_rotation_and_deletion_keep_the_invariants() 
     );
     drop(monitor);
     env.stop().await;
-    assert!(violations.is_empty(), "seen while the kills went on: {violations:#?}");
+    assert!(
+        violations.is_empty(),
+        "seen while the kills went on: {violations:#?}"
+    );
     if let Err(problems) = result {
         panic!("after {kills} SIGKILLs (seed {seed}) the invariants did not hold: {problems:#?}");
     }

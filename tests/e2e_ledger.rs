@@ -31,7 +31,12 @@ const SETTLE: Duration = Duration::from_secs(90);
 async fn issued(env: &Env, ns: &str) -> (String, u64) {
     annotated_repo(env, ns, "app", PROJECT, "1m").await;
     let t = env.wait_token_condition(ns, TOKEN, "Ready", "True", None).await;
-    let id = t.status.as_ref().and_then(|s| s.current.as_ref()).expect("current").token_id;
+    let id = t
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .expect("current")
+        .token_id;
     wait_secret_token(env, ns, TOKEN, id).await;
     (t.uid().expect("uid"), id)
 }
@@ -118,9 +123,15 @@ async fn a_key_added_to_the_secret_by_another_writer_is_kept_and_mints_nothing()
          (was {id})",
         mints.len()
     );
-    assert!(mints.is_empty(), "extra tokens minted after another writer added keys: {mints:?}");
+    assert!(
+        mints.is_empty(),
+        "extra tokens minted after another writer added keys: {mints:?}"
+    );
     assert!(keys.iter().any(|k| k == "ca.crt"), "ca.crt was dropped: {keys:?}");
-    assert!(keys.iter().any(|k| k == "known_hosts"), "known_hosts was dropped: {keys:?}");
+    assert!(
+        keys.iter().any(|k| k == "known_hosts"),
+        "known_hosts was dropped: {keys:?}"
+    );
     assert_eq!(now_id, Some(id));
     assert_eq!(state_of(&env, id), "active");
     env.secret_works_with_git("team-a", TOKEN, PROJECT)
@@ -152,12 +163,17 @@ async fn two_unelected_operators_mint_each_token_once() {
     let issue_mints = token_mints(&env, 0).len();
 
     // Renewal due for both (30-day lifetime, renewed a third before expiry).
-    env.world.advance_clock(chrono::Duration::days(21)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::days(21))
+        .expect("clock");
     let renewed = env
         .settle(SETTLE, || async {
             let mut p = Vec::new();
             for (ns, old) in ["team-a", "team-b"].iter().zip(&first) {
-                let t = Api::<GitLabToken>::namespaced(env.client.clone(), ns).get(TOKEN).await.ok();
+                let t = Api::<GitLabToken>::namespaced(env.client.clone(), ns)
+                    .get(TOKEN)
+                    .await
+                    .ok();
                 let s = t.as_ref().and_then(|t| t.status.clone());
                 let cur = s.as_ref().and_then(|s| s.current.as_ref()).map(|c| c.token_id);
                 if cur.is_none() || cur == Some(*old) {
@@ -184,7 +200,11 @@ async fn two_unelected_operators_mint_each_token_once() {
     let deleted = env
         .settle(SETTLE, || async {
             let mut p = env.ledger_violations(None).await;
-            let left = env.active_marker_tokens().into_iter().filter(|t| t.name.ends_with(&a_uid)).count();
+            let left = env
+                .active_marker_tokens()
+                .into_iter()
+                .filter(|t| t.name.ends_with(&a_uid))
+                .count();
             if left > 0 {
                 p.push(format!("{left} active token(s) left for the deleted source"));
             }
@@ -202,7 +222,9 @@ async fn two_unelected_operators_mint_each_token_once() {
         started.elapsed()
     );
     drop(monitor);
-    let git = env.secret_works_with_git("team-b", TOKEN, "acme/team-b/api").await;
+    let git = env
+        .secret_works_with_git("team-b", TOKEN, "acme/team-b/api")
+        .await;
     env.stop().await;
     assert!(violations.is_empty(), "{violations:#?}");
     assert_eq!(issue_mints, 2, "two tokens needed to issue");
@@ -246,17 +268,34 @@ async fn moved(env: &Env, ns: &str, name: &str, path: &str, old: u64) -> GitLabT
 }
 
 /// Problems after a move from project id `old_project` (token `old`) to `path`.
-async fn move_problems(env: &Env, ns: &str, secret: &str, path: &str, old_project: u64, old: u64) -> Vec<String> {
+async fn move_problems(
+    env: &Env,
+    ns: &str,
+    secret: &str,
+    path: &str,
+    old_project: u64,
+    old: u64,
+) -> Vec<String> {
     let mut p = Vec::new();
     if state_of(env, old) == "active" {
         p.push(format!("the old project's token {old} is still active"));
     }
     let revocations = revocations_of(env, old);
-    if !revocations.iter().any(|(proj, status)| *proj == old_project.to_string() && *status == 204) {
-        p.push(format!("no successful revocation of {old} on project {old_project}: {revocations:?}"));
+    if !revocations
+        .iter()
+        .any(|(proj, status)| *proj == old_project.to_string() && *status == 204)
+    {
+        p.push(format!(
+            "no successful revocation of {old} on project {old_project}: {revocations:?}"
+        ));
     }
-    if let Some(wrong) = revocations.iter().find(|(proj, _)| *proj != old_project.to_string()) {
-        p.push(format!("a revocation of {old} went to another project: {wrong:?}"));
+    if let Some(wrong) = revocations
+        .iter()
+        .find(|(proj, _)| *proj != old_project.to_string())
+    {
+        p.push(format!(
+            "a revocation of {old} went to another project: {wrong:?}"
+        ));
     }
     p.extend(env.ledger_violations(None).await);
     if p.is_empty()
@@ -283,23 +322,40 @@ async fn moving_a_token_to_another_project_revokes_the_old_one_on_the_old_projec
                      "secret": {"name": "moving", "format": "basic-auth"}}})
     };
     env.apply(token(PROJECT)).await;
-    let t = env.wait_token_condition("team-a", "moving", "Ready", "True", None).await;
-    let (old_project, old) = (t.status.as_ref().and_then(|s| s.project.as_ref()).expect("project").id, current_id(&t).expect("id"));
+    let t = env
+        .wait_token_condition("team-a", "moving", "Ready", "True", None)
+        .await;
+    let (old_project, old) = (
+        t.status
+            .as_ref()
+            .and_then(|s| s.project.as_ref())
+            .expect("project")
+            .id,
+        current_id(&t).expect("id"),
+    );
     env.apply(token("acme/team-b/api")).await;
     moved(&env, "team-a", "moving", "acme/team-b/api", old).await;
     // The overlap's grace (no consumers to confirm) ends; the sweep may run too.
-    env.world.advance_clock(chrono::Duration::hours(1)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::hours(1))
+        .expect("clock");
     let spec_move = env
-        .settle(SETTLE, || move_problems(&env, "team-a", "moving", "acme/team-b/api", old_project, old))
+        .settle(SETTLE, || {
+            move_problems(&env, "team-a", "moving", "acme/team-b/api", old_project, old)
+        })
         .await;
 
     // A source's URL changes: the shim moves its GitLabToken.
     let (_, src_old) = issued(&env, "team-a").await;
     annotated_repo(&env, "team-a", "app", "acme/team-b/api", "1m").await;
     moved(&env, "team-a", TOKEN, "acme/team-b/api", src_old).await;
-    env.world.advance_clock(chrono::Duration::hours(1)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::hours(1))
+        .expect("clock");
     let url_move = env
-        .settle(SETTLE, || move_problems(&env, "team-a", TOKEN, "acme/team-b/api", old_project, src_old))
+        .settle(SETTLE, || {
+            move_problems(&env, "team-a", TOKEN, "acme/team-b/api", old_project, src_old)
+        })
         .await;
     eprintln!("project move: spec {spec_move:?}; source URL {url_move:?}");
     env.stop().await;
@@ -338,13 +394,21 @@ async fn a_secret_write_that_always_fails_mints_at_most_once_and_keeps_the_worki
     env.world.kube.controls().clear_admission_denials();
     let recovered = env
         .settle(SETTLE, || async {
-            let mut p = env.secret_problem("team-a", TOKEN).await.into_iter().collect::<Vec<_>>();
+            let mut p = env
+                .secret_problem("team-a", TOKEN)
+                .await
+                .into_iter()
+                .collect::<Vec<_>>();
             p.extend(env.ledger_violations(None).await);
             p
         })
         .await;
     env.stop().await;
-    assert!(mints.len() <= 1, "minted {} tokens while the Secret could not be written", mints.len());
+    assert!(
+        mints.len() <= 1,
+        "minted {} tokens while the Secret could not be written",
+        mints.len()
+    );
     assert!(secret.is_some(), "the working Secret was deleted");
     git.expect("the Secret kept working while writes failed");
     recovered.expect("once writes are allowed again the token is Ready and accounted for");
@@ -378,7 +442,9 @@ async fn a_failed_nudge_keeps_the_overlap() {
     let during = state_of(&env, old);
     eprintln!("failed nudge: new token {new}, old token {old} {during} after {seen} more reconciles");
     env.world.kube.controls().clear_admission_denials();
-    env.world.advance_clock(chrono::Duration::minutes(11)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::minutes(11))
+        .expect("clock");
     let retired = env
         .settle(SETTLE, || async {
             let mut p = Vec::new();
@@ -390,7 +456,10 @@ async fn a_failed_nudge_keeps_the_overlap() {
         })
         .await;
     env.stop().await;
-    assert_eq!(during, "active", "the old token was revoked without the overlap's grace");
+    assert_eq!(
+        during, "active",
+        "the old token was revoked without the overlap's grace"
+    );
     retired.expect("the old token is revoked once the grace ends");
 }
 
@@ -437,16 +506,28 @@ async fn withdrawn_access_revokes_within_30_seconds() {
         "metadata": {"name": "lbl-b", "labels": {"e2e.gitlabtokens.io/tokens": "allowed"}}}))
         .await;
     env.apply(policy("pol-a", &["pol-a"], json!({}))).await;
-    env.apply(policy("lbl-b", &[], json!({"e2e.gitlabtokens.io/tokens": "allowed"}))).await;
+    env.apply(policy(
+        "lbl-b",
+        &[],
+        json!({"e2e.gitlabtokens.io/tokens": "allowed"}),
+    ))
+    .await;
     for (ns, retain) in [("pol-a", false), ("lbl-b", false), ("team-a", true)] {
         env.apply(direct_token(ns, retain)).await;
     }
-    let (a, b, d) = (ready_token(&env, "pol-a").await, ready_token(&env, "lbl-b").await, ready_token(&env, "team-a").await);
+    let (a, b, d) = (
+        ready_token(&env, "pol-a").await,
+        ready_token(&env, "lbl-b").await,
+        ready_token(&env, "team-a").await,
+    );
     let mut results = Vec::new();
 
     let since = Instant::now();
     let policies: Api<gitlab_token_operator::crd::GitLabTokenPolicy> = Api::all(env.client.clone());
-    policies.delete("pol-a", &Default::default()).await.expect("delete policy");
+    policies
+        .delete("pol-a", &Default::default())
+        .await
+        .expect("delete policy");
     results.push(("policy deleted", revoked_within_30s(&env, a, since).await));
 
     let since = Instant::now();
@@ -465,12 +546,18 @@ async fn withdrawn_access_revokes_within_30_seconds() {
         .delete("w", &Default::default())
         .await
         .expect("delete");
-    results.push(("Retain without a policy allowing it, deleted", revoked_within_30s(&env, d, since).await));
+    results.push((
+        "Retain without a policy allowing it, deleted",
+        revoked_within_30s(&env, d, since).await,
+    ));
 
     // Last: the connection itself goes (every token of this world depended on it).
     env.apply(direct_token("team-a", false)).await;
     let c = eventually("a fresh token in team-a", || async {
-        let t = Api::<GitLabToken>::namespaced(env.client.clone(), "team-a").get_opt("w").await.ok()??;
+        let t = Api::<GitLabToken>::namespaced(env.client.clone(), "team-a")
+            .get_opt("w")
+            .await
+            .ok()??;
         current_id(&t).filter(|id| *id != d && state_of(&env, *id) == "active")
     })
     .await;
@@ -504,7 +591,9 @@ async fn a_gitlab_outage_during_a_due_renewal_is_visible_and_keeps_ready() {
             times: None,
         })
         .expect("fault");
-    env.world.advance_clock(chrono::Duration::days(21)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::days(21))
+        .expect("clock");
     let api: Api<GitLabToken> = Api::namespaced(env.client.clone(), "team-a");
     let retry = regex::Regex::new(r"(?i)retry|next (try|attempt)|again|will try").expect("regex");
     let check = || async {
@@ -522,7 +611,9 @@ async fn a_gitlab_outage_during_a_due_renewal_is_visible_and_keeps_ready() {
                 && retry.is_match(&c.message)
         });
         if !named {
-            p.push(format!("no condition names GitLab and the next try: {conditions:?}"));
+            p.push(format!(
+                "no condition names GitLab and the next try: {conditions:?}"
+            ));
         }
         p
     };
@@ -530,7 +621,9 @@ async fn a_gitlab_outage_during_a_due_renewal_is_visible_and_keeps_ready() {
     let seen = observe_reconciles(&env, 3.0, WAIT).await;
     let after_reconciles = check().await;
     // The connection's periodic re-check (10 min) during the outage.
-    env.world.advance_clock(chrono::Duration::minutes(11)).expect("clock");
+    env.world
+        .advance_clock(chrono::Duration::minutes(11))
+        .expect("clock");
     let seen2 = observe_reconciles(&env, 3.0, WAIT).await;
     let after_recheck = check().await;
     let git = env.secret_works_with_git("team-a", TOKEN, PROJECT).await;
@@ -553,7 +646,9 @@ async fn a_restart_after_a_crash_between_secret_and_status_adopts_without_mintin
     let mut env = Env::start().await;
     env.arm_crash_point("issue.after_secret").await;
     annotated_repo(&env, "team-a", "app", PROJECT, "1m").await;
-    let crash = env.expect_crash("issue.after_secret", Duration::from_secs(30)).await;
+    let crash = env
+        .expect_crash("issue.after_secret", Duration::from_secs(30))
+        .await;
     let calls = env.world.gitlab.calls().len();
     let issue = env
         .settle(SETTLE, || async {
@@ -575,7 +670,9 @@ async fn a_restart_after_a_crash_between_secret_and_status_adopts_without_mintin
         .and_then(current_id);
     env.arm_crash_point("issue.after_secret").await;
     env.request_renewal("team-a", TOKEN).await;
-    let crash2 = env.expect_crash("issue.after_secret", Duration::from_secs(30)).await;
+    let crash2 = env
+        .expect_crash("issue.after_secret", Duration::from_secs(30))
+        .await;
     let calls2 = env.world.gitlab.calls().len();
     let renewal = env
         .settle(SETTLE, || async {
@@ -596,7 +693,13 @@ async fn a_restart_after_a_crash_between_secret_and_status_adopts_without_mintin
     );
     env.stop().await;
     issue.expect("the issued token adopted");
-    assert!(issue_mints.is_empty(), "minted again after the restart: {issue_mints:?}");
+    assert!(
+        issue_mints.is_empty(),
+        "minted again after the restart: {issue_mints:?}"
+    );
     renewal.expect("the renewed token adopted");
-    assert!(renewal_mints.is_empty(), "minted again after the restart: {renewal_mints:?}");
+    assert!(
+        renewal_mints.is_empty(),
+        "minted again after the restart: {renewal_mints:?}"
+    );
 }

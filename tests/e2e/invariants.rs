@@ -90,7 +90,11 @@ impl Env {
     /// Every GitLabToken in the cluster as the invariants see it.
     pub async fn accounts(&self) -> Vec<Account> {
         let api: Api<GitLabToken> = Api::all(self.client.clone());
-        let list = api.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+        let list = api
+            .list(&Default::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
         list.into_iter()
             .map(|t| {
                 let status = serde_json::to_value(&t.status).unwrap_or(Value::Null);
@@ -259,9 +263,17 @@ impl Monitor {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 };
-                let before = secrets.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+                let before = secrets
+                    .list(&Default::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default();
                 let states = gitlab.tokens();
-                let after = secrets.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+                let after = secrets
+                    .list(&Default::default())
+                    .await
+                    .map(|l| l.items)
+                    .unwrap_or_default();
                 let mut per_uid: BTreeMap<String, usize> = BTreeMap::new();
                 for t in states
                     .iter()
@@ -286,7 +298,10 @@ impl Monitor {
                     let ns = t.namespace().unwrap_or_default();
                     let find = |l: &[Secret]| {
                         l.iter()
-                            .find(|s| s.namespace().as_deref() == Some(ns.as_str()) && s.name_any() == t.spec.secret.name)
+                            .find(|s| {
+                                s.namespace().as_deref() == Some(ns.as_str())
+                                    && s.name_any() == t.spec.secret.name
+                            })
                             .map(|s| (s.resource_version(), secret_token_id(s)))
                     };
                     let (Some((rv1, Some(id))), Some((rv2, _))) = (find(&before), find(&after)) else {
@@ -304,7 +319,9 @@ impl Monitor {
                             .ok()
                             .flatten()
                             .and_then(|t| t.status)
-                            .is_some_and(|s| gitlab_token_operator::controller::conditions::is_ready(&s.conditions));
+                            .is_some_and(|s| {
+                                gitlab_token_operator::controller::conditions::is_ready(&s.conditions)
+                            });
                         if still_ready {
                             found.push(format!(
                                 "GitLabToken {ns}/{} Ready while its Secret holds dead token {id}",
@@ -328,7 +345,10 @@ impl Monitor {
 
     /// What was seen to be violated so far.
     pub fn violations(&self) -> Vec<String> {
-        self.violations.lock().map(|v| v.iter().cloned().collect()).unwrap_or_default()
+        self.violations
+            .lock()
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The most active tokens seen at once for one GitLabToken.

@@ -40,10 +40,17 @@ impl Env {
                 LEASE_NAME,
             ])
             .args(match lease_duration {
-                Some(d) => vec!["--leader-elect".to_string(), "--lease-duration".into(), d.to_string()],
+                Some(d) => vec![
+                    "--leader-elect".to_string(),
+                    "--lease-duration".into(),
+                    d.to_string(),
+                ],
                 None => Vec::new(),
             })
-            .env("GTO_LEADER_ELECT", if lease_duration.is_some() { "true" } else { "false" })
+            .env(
+                "GTO_LEADER_ELECT",
+                if lease_duration.is_some() { "true" } else { "false" },
+            )
             .arg("--instance")
             .arg(&replica.instance)
             .arg("--metrics-addr")
