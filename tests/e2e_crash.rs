@@ -553,7 +553,7 @@ async fn random_sigkills_over_issue_rotation_and_deletion_keep_the_invariants() 
                 ns
             }
         };
-        let delay = Duration::from_millis(rng.random_range(0..1500));
+        let delay = Duration::from_millis(rng.random_range(0..1000));
         // The moment of the kill is the experiment (not a synchronisation).
         tokio::time::sleep(delay).await;
         env.kill_operator().await;

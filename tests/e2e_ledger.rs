@@ -255,14 +255,25 @@ fn revocations_of(env: &Env, token_id: u64) -> Vec<(String, u16)> {
         .collect()
 }
 
-/// Waits for GitLabToken `ns/name` to serve `path` Ready with a token other than `old`.
-async fn moved(env: &Env, ns: &str, name: &str, path: &str, old: u64) -> GitLabToken {
-    env.wait_token(ns, name, &format!("Ready on {path}"), |t| {
-        t.status.as_ref().is_some_and(|s| {
-            s.project.as_ref().is_some_and(|p| p.path == path)
-                && s.current.as_ref().is_some_and(|c| c.token_id != old)
-                && gitlab_token_operator::controller::conditions::is_ready(&s.conditions)
-        })
+/// Waits for GitLabToken `ns/name` to serve `path` Ready with a token other than `old`;
+/// `Err` says what the status showed instead.
+async fn moved(env: &Env, ns: &str, name: &str, path: &str, old: u64) -> Result<Duration, Vec<String>> {
+    let api: Api<GitLabToken> = Api::namespaced(env.client.clone(), ns);
+    env.settle(WAIT, || async {
+        let s = api.get(name).await.ok().and_then(|t| t.status);
+        let on = s.as_ref().and_then(|s| s.project.as_ref()).map(|p| p.path.clone());
+        let cur = s.as_ref().and_then(|s| s.current.as_ref()).map(|c| c.token_id);
+        let ready = s
+            .as_ref()
+            .is_some_and(|s| gitlab_token_operator::controller::conditions::is_ready(&s.conditions));
+        if on.as_deref() == Some(path) && cur.is_some_and(|c| c != old) && ready {
+            Vec::new()
+        } else {
+            vec![format!(
+                "{ns}/{name} should serve {path} with a new token: status project {on:?}, current token {cur:?} \
+                 (old {old}), Ready {ready}"
+            )]
+        }
     })
     .await
 }
@@ -334,7 +345,7 @@ async fn moving_a_token_to_another_project_revokes_the_old_one_on_the_old_projec
         current_id(&t).expect("id"),
     );
     env.apply(token("acme/team-b/api")).await;
-    moved(&env, "team-a", "moving", "acme/team-b/api", old).await;
+    let spec_moved = moved(&env, "team-a", "moving", "acme/team-b/api", old).await;
     // The overlap's grace (no consumers to confirm) ends; the sweep may run too.
     env.world
         .advance_clock(chrono::Duration::hours(1))
@@ -348,7 +359,7 @@ async fn moving_a_token_to_another_project_revokes_the_old_one_on_the_old_projec
     // A source's URL changes: the shim moves its GitLabToken.
     let (_, src_old) = issued(&env, "team-a").await;
     annotated_repo(&env, "team-a", "app", "acme/team-b/api", "1m").await;
-    moved(&env, "team-a", TOKEN, "acme/team-b/api", src_old).await;
+    let url_moved = moved(&env, "team-a", TOKEN, "acme/team-b/api", src_old).await;
     env.world
         .advance_clock(chrono::Duration::hours(1))
         .expect("clock");
@@ -357,10 +368,15 @@ async fn moving_a_token_to_another_project_revokes_the_old_one_on_the_old_projec
             move_problems(&env, "team-a", TOKEN, "acme/team-b/api", old_project, src_old)
         })
         .await;
-    eprintln!("project move: spec {spec_move:?}; source URL {url_move:?}");
+    eprintln!(
+        "project move: spec re-issued {spec_moved:?}, then {spec_move:?}; source URL re-issued {url_moved:?}, then \
+         {url_move:?}"
+    );
     env.stop().await;
-    spec_move.expect("spec.project change");
-    url_move.expect("source URL change");
+    spec_moved.expect("spec.project change re-issues on the new project");
+    spec_move.expect("spec.project change leaves nothing on the old project");
+    url_moved.expect("source URL change re-issues on the new project");
+    url_move.expect("source URL change leaves nothing on the old project");
 }
 
 /// (4) A Secret write that always fails (an admission webhook answering 422) mints at most one
