@@ -655,6 +655,20 @@ async fn a_gitlab_outage_during_a_due_renewal_is_visible_and_keeps_ready() {
     git.expect("the Secret still works");
 }
 
+/// After a restart: the token settles Ready and accounted for, then two more reconciles pass
+/// (the window in which a wrong "edit" verdict would mint again).
+async fn adopted(env: &Env) -> Result<Duration, Vec<String>> {
+    let settled = env
+        .settle(SETTLE, || async {
+            let mut p: Vec<String> = env.secret_problem("team-a", TOKEN).await.into_iter().collect();
+            p.extend(env.ledger_violations(None).await);
+            p
+        })
+        .await;
+    observe_reconciles(env, 2.0, Duration::from_secs(20)).await;
+    settled
+}
+
 /// (10) A crash between the Secret write and the status write, then a restart: the token in the
 /// Secret is adopted and nothing is minted again (also when the crash interrupts a renewal).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,16 +679,12 @@ async fn a_restart_after_a_crash_between_secret_and_status_adopts_without_mintin
     let crash = env
         .expect_crash("issue.after_secret", Duration::from_secs(30))
         .await;
+    if let Err(e) = crash {
+        env.stop().await;
+        panic!("{e}");
+    }
     let calls = env.world.gitlab.calls().len();
-    let issue = env
-        .settle(SETTLE, || async {
-            let mut p: Vec<String> = crash.clone().err().into_iter().collect();
-            p.extend(env.secret_problem("team-a", TOKEN).await);
-            p.extend(env.ledger_violations(None).await);
-            p
-        })
-        .await;
-    let _ = observe_reconciles(&env, 2.0, Duration::from_secs(20)).await;
+    let issue = adopted(&env).await;
     let issue_mints = token_mints(&env, calls);
 
     // The same crash during a renewal: the adopted token is new, the old one keeps its overlap.
@@ -690,15 +700,10 @@ async fn a_restart_after_a_crash_between_secret_and_status_adopts_without_mintin
         .expect_crash("issue.after_secret", Duration::from_secs(30))
         .await;
     let calls2 = env.world.gitlab.calls().len();
-    let renewal = env
-        .settle(SETTLE, || async {
-            let mut p: Vec<String> = crash2.clone().err().into_iter().collect();
-            p.extend(env.secret_problem("team-a", TOKEN).await);
-            p.extend(env.ledger_violations(None).await);
-            p
-        })
-        .await;
-    let _ = observe_reconciles(&env, 2.0, Duration::from_secs(20)).await;
+    let renewal = match crash2 {
+        Err(e) => Err(vec![e]),
+        Ok(()) => adopted(&env).await,
+    };
     let renewal_mints = token_mints(&env, calls2);
     let old_state = old.map(|id| state_of(&env, id));
     eprintln!(
