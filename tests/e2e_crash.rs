@@ -20,7 +20,9 @@ mod e2e;
 use std::time::{Duration, Instant};
 
 use e2e::{
-    CONNECTION, Env, OPERATOR_NS, Options, eventually,
+    CONNECTION, Env, OPERATOR_NS, Options,
+    crash::{APP_PROJECT as PROJECT, APP_TOKEN as TOKEN, issued_app},
+    eventually,
     lifecycle::{annotated_repo, git_repositories},
 };
 use gitlab_token_operator::crd::GitLabToken;
@@ -28,9 +30,6 @@ use kube::{Api, ResourceExt};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::json;
 
-/// The source every scenario serves (the token name is `<source>-gitlab-token`).
-const PROJECT: &str = "acme/team-a/app";
-const TOKEN: &str = "app-gitlab-token";
 /// How long the operator may take to reach an armed crash point once triggered.
 const TO_CRASH: Duration = Duration::from_secs(30);
 /// How long the invariants may take to hold after the restart.
@@ -43,31 +42,6 @@ fn options() -> Options {
     }
 }
 
-/// Restarts the operator with only `failpoint` armed.
-async fn arm(env: &mut Env, failpoint: &str) {
-    env.arm_crash_point(failpoint).await;
-}
-
-/// Waits for the armed operator to stop at `failpoint`, then restarts it without failpoints.
-async fn expect_crash(env: &mut Env, failpoint: &str) -> Result<(), String> {
-    env.expect_crash(failpoint, TO_CRASH).await
-}
-
-/// Creates an annotated source in a new namespace `ns` and waits until its token is Ready.
-async fn issued(env: &Env, ns: &str) -> (String, u64) {
-    env.namespace(ns).await;
-    annotated_repo(env, ns, "app", PROJECT, "1m").await;
-    let t = env.wait_token_condition(ns, TOKEN, "Ready", "True", None).await;
-    let id = t
-        .status
-        .as_ref()
-        .and_then(|s| s.current.as_ref())
-        .expect("current")
-        .token_id;
-    e2e::lifecycle::wait_secret_token(env, ns, TOKEN, id).await;
-    (t.uid().expect("uid"), id)
-}
-
 /// Waits for the GitLabToken of `ns` to exist; returns its uid.
 async fn uid_of(env: &Env, ns: &str) -> String {
     let api: Api<GitLabToken> = Api::namespaced(env.client.clone(), ns);
@@ -76,11 +50,6 @@ async fn uid_of(env: &Env, ns: &str) -> String {
         async move { api.get_opt(TOKEN).await.ok().flatten().and_then(|t| t.uid()) }
     })
     .await
-}
-
-/// Asks for a renewal now (the manual renew annotation).
-async fn request_renewal(env: &Env, ns: &str) {
-    env.request_renewal(ns, TOKEN).await;
 }
 
 /// Problems with a live GitLabToken in `ns` (and the uid's tokens), empty when the invariants hold.
@@ -181,9 +150,9 @@ async fn a_crash_at_any_issue_step_leaves_one_working_accounted_token() {
         ("issue.after_secret", "team-is"),
     ] {
         env.namespace(ns).await;
-        arm(&mut env, failpoint).await;
+        env.arm_crash_point(failpoint).await;
         annotated_repo(&env, ns, "app", PROJECT, "1m").await;
-        if let Err(e) = expect_crash(&mut env, failpoint).await {
+        if let Err(e) = env.expect_crash(failpoint, TO_CRASH).await {
             outcomes.record(failpoint, Err(vec![e]));
             continue;
         }
@@ -215,10 +184,10 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
         ("overlap.after_issue", "team-ov"),
         ("revoke.after_gitlab", "team-rv"),
     ] {
-        let (uid, old) = issued(&env, ns).await;
-        arm(&mut env, failpoint).await;
-        request_renewal(&env, ns).await;
-        if let Err(e) = expect_crash(&mut env, failpoint).await {
+        let (uid, old) = issued_app(&env, ns).await;
+        env.arm_crash_point(failpoint).await;
+        env.request_renewal(ns, TOKEN).await;
+        if let Err(e) = env.expect_crash(failpoint, TO_CRASH).await {
             outcomes.record(failpoint, Err(vec![e]));
             continue;
         }
@@ -237,10 +206,10 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
 
     // Deletion: tokens revoked, finalizer not yet released.
     let (failpoint, ns) = ("cleanup.after_revoke", "team-cl");
-    let (uid, _) = issued(&env, ns).await;
-    arm(&mut env, failpoint).await;
+    let (uid, _) = issued_app(&env, ns).await;
+    env.arm_crash_point(failpoint).await;
     env.delete(&git_repositories(&env, ns).await, "app").await;
-    match expect_crash(&mut env, failpoint).await {
+    match env.expect_crash(failpoint, TO_CRASH).await {
         Err(e) => outcomes.record(failpoint, Err(vec![e])),
         Ok(()) => {
             let result = settle_after(&env, || gone_problems(&env, ns, &uid)).await;
@@ -253,7 +222,7 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
 
     // The sweep: an old unaccounted token with our marker, the operator stopped before revoking it.
     let (failpoint, ns) = ("sweep.before_revoke", "team-sw");
-    let (uid, _) = issued(&env, ns).await;
+    let (uid, _) = issued_app(&env, ns).await;
     let project_id = Api::<GitLabToken>::namespaced(env.client.clone(), ns)
         .get(TOKEN)
         .await
@@ -266,8 +235,8 @@ async fn a_crash_during_overlap_revocation_deletion_or_sweep_leaks_nothing() {
     env.world
         .advance_clock(chrono::Duration::hours(1))
         .expect("clock");
-    arm(&mut env, failpoint).await;
-    match expect_crash(&mut env, failpoint).await {
+    env.arm_crash_point(failpoint).await;
+    match env.expect_crash(failpoint, TO_CRASH).await {
         Err(e) => outcomes.record(failpoint, Err(vec![e])),
         Ok(()) => {
             let retired = [orphan];
@@ -304,10 +273,10 @@ async fn a_crash_during_an_in_place_rotation_never_triggers_reuse_detection() {
         ("inplace.after_rotate", "rot-r"),
         ("inplace.after_secret", "rot-s"),
     ] {
-        let (uid, _) = issued(&env, ns).await;
-        arm(&mut env, failpoint).await;
-        request_renewal(&env, ns).await;
-        if let Err(e) = expect_crash(&mut env, failpoint).await {
+        let (uid, _) = issued_app(&env, ns).await;
+        env.arm_crash_point(failpoint).await;
+        env.request_renewal(ns, TOKEN).await;
+        if let Err(e) = env.expect_crash(failpoint, TO_CRASH).await {
             outcomes.record(failpoint, Err(vec![e]));
             continue;
         }
@@ -392,7 +361,7 @@ async fn a_crash_during_self_rotation_never_presents_the_old_token_again() {
     // Stored, status not yet written: the new token must serve, the old one be dead.
     let failpoint = "selfrotate.after_store";
     let seeded = stored_pat(&env).await;
-    arm(&mut env, failpoint).await;
+    env.arm_crash_point(failpoint).await;
     self_rotation(&env, true).await;
     let crashed = env.wait_operator_exit(TO_CRASH).await;
     self_rotation(&env, false).await;
@@ -443,7 +412,7 @@ async fn a_crash_during_self_rotation_never_presents_the_old_token_again() {
     // Rotated in GitLab, value not stored: the stored token is dead and must never be presented to
     // a rotate endpoint again (that would make GitLab revoke the whole family).
     let failpoint = "selfrotate.after_rotate";
-    arm(&mut env, failpoint).await;
+    env.arm_crash_point(failpoint).await;
     self_rotation(&env, true).await;
     let crashed = env.wait_operator_exit(TO_CRASH).await;
     let calls = env.world.gitlab.calls().len();
@@ -543,7 +512,7 @@ async fn random_sigkills_over_issue_rotation_and_deletion_keep_the_invariants() 
                 let ns = live[rng.random_range(0..live.len())].clone();
                 // Only a token that exists can be renewed.
                 uid_of(&env, &ns).await;
-                request_renewal(&env, &ns).await;
+                env.request_renewal(&ns, TOKEN).await;
                 ns
             }
             _ => {
