@@ -19,6 +19,7 @@ build:
 	$(CARGO) build --workspace --all-targets
 
 ## test: every test in the workspace, against the built-in test world.
+## The crash tests need the crash points compiled in (`failpoints` feature of the operator).
 test: deps
 	$(CARGO) build --workspace --bins --features gitlab-token-operator/failpoints
 	$(CARGO) test --workspace --no-fail-fast --features gitlab-token-operator/failpoints

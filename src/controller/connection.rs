@@ -592,6 +592,8 @@ async fn rotate_own_token(
         .rotate_personal_access_token_self(expires)
         .await
         .map_err(|e| gitlab_not_ready(&e, &live.spec.url))?;
+    // GitLab has rotated the operator's token; the new value lives only in this process.
+    crate::crash_point!("selfrotate.after_rotate");
     let encoded = ByteString(new.token.expose_secret().as_bytes().to_vec());
     let mut data = BTreeMap::new();
     data.insert(key.to_string(), encoded);
@@ -603,6 +605,8 @@ async fn rotate_own_token(
             .await
         {
             Ok(_) => {
+                // Stored, but the connection's status does not record the rotation yet.
+                crate::crash_point!("selfrotate.after_store");
                 ctx.metrics
                     .tokens_rotated
                     .get_or_create(&crate::metrics::StrategyLabels {

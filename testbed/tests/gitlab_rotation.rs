@@ -252,6 +252,10 @@ async fn reuse_of_a_rotated_token_revokes_the_whole_family() {
             .map(|t| t.state)
             .collect();
     assert_eq!(states, vec!["revoked", "revoked", "revoked"]);
+    // The firing is on record for the crash tests (presented token, revoked descendants).
+    let fired = w.gl.state().reuse_detections();
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0].revoked.len(), 1, "only the active descendant: {fired:?}");
     // A revoked token on a non-rotate path does not trigger it.
     let a0 = w
         .create_prat("acme/team-a/app", json!({"name": "y", "scopes": ["api"]}))

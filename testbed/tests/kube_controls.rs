@@ -172,3 +172,50 @@ async fn shutdown_ends_watches_and_closes_the_port() {
     let after = raw2.http.get(format!("{url}/livez")).send().await;
     assert!(after.is_err(), "port closed after shutdown");
 }
+
+#[tokio::test]
+async fn an_admission_denial_refuses_writes_like_a_webhook_dry_runs_included() {
+    let h = start().await;
+    h.add_user_token("t", "carol", &["system:masters"]);
+    let raw = Raw::new(&h, "t");
+    assert_eq!(
+        raw.post("/api/v1/namespaces", json!({"metadata":{"name":"frozen"}}))
+            .await
+            .0,
+        201
+    );
+    h.controls().deny_admission(testbed::kube::AdmissionDenial {
+        webhook: "freeze.example.com".into(),
+        resource: "secrets".into(),
+        namespace: "frozen".into(),
+        code: 422,
+        message: "no Secrets here".into(),
+    });
+    let secret = json!({"metadata":{"name":"s"},"stringData":{"k":"v"}});
+    let (code, body) = raw
+        .post("/api/v1/namespaces/frozen/secrets", secret.clone())
+        .await;
+    assert_eq!(code, 422);
+    assert_eq!(
+        body["message"],
+        "admission webhook \"freeze.example.com\" denied the request: no Secrets here"
+    );
+    let (code, _) = raw
+        .post("/api/v1/namespaces/frozen/secrets?dryRun=All", secret.clone())
+        .await;
+    assert_eq!(code, 422, "webhooks without side effects see dry runs too");
+    assert_eq!(
+        raw.get("/api/v1/namespaces/frozen/secrets").await.0,
+        200,
+        "reads pass"
+    );
+    assert_eq!(
+        raw.post("/api/v1/namespaces/default/secrets", secret.clone())
+            .await
+            .0,
+        201,
+        "other namespaces pass"
+    );
+    h.controls().clear_admission_denials();
+    assert_eq!(raw.post("/api/v1/namespaces/frozen/secrets", secret).await.0, 201);
+}

@@ -15,7 +15,9 @@
 
 #[path = "../common/helm.rs"]
 mod common_helm;
+pub mod crash;
 mod identity;
+pub mod invariants;
 pub mod lifecycle;
 mod observe;
 mod replicas;
@@ -254,6 +256,13 @@ impl Env {
     /// Starts (or restarts) the operator binary, with leader election on (its default) over the
     /// chart's Lease: a restart after [`Env::kill_operator`] takes over once the old Lease expires.
     pub async fn start_operator(&mut self) {
+        self.spawn_operator(&[]);
+        self.wait_operator_ready().await;
+    }
+
+    /// Starts (or restarts) the operator with `extra` environment for this run only (e.g.
+    /// `FAILPOINTS`), without waiting for it to report ready (it may stop at a crash point first).
+    pub fn spawn_operator(&mut self, extra: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -278,12 +287,17 @@ impl Env {
             .env("KUBECONFIG", &self.operator_kubeconfig)
             .env("RUST_LOG", "info,gitlab_token_operator=debug")
             .envs(self.operator_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()
             .expect("operator binary runs");
         self.operator = Some(child);
+    }
+
+    /// Waits until the operator's /readyz answers 200.
+    pub async fn wait_operator_ready(&self) {
         let url = format!("http://{}/readyz", self.metrics_addr);
         eventually("the operator to report ready", || {
             let url = url.clone();
@@ -303,6 +317,29 @@ impl Env {
         if let Some(mut child) = self.operator.take() {
             let _ = child.kill().await;
         }
+    }
+
+    /// Waits (up to `within`) for the operator to exit on its own; returns its exit code (None:
+    /// still running after the wait, then killed; or killed by a signal).
+    pub async fn wait_operator_exit(&mut self, within: Duration) -> Option<i32> {
+        let mut child = self.operator.take()?;
+        match tokio::time::timeout(within, child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => {
+                let _ = child.kill().await;
+                None
+            }
+        }
+    }
+
+    /// Whether the operator process has exited (it is then forgotten); false while it runs.
+    pub fn operator_exited(&mut self) -> Option<i32> {
+        let code = match self.operator.as_mut()?.try_wait() {
+            Ok(Some(status)) => status.code(),
+            _ => return None,
+        };
+        self.operator = None;
+        code.or(Some(-1))
     }
 
     /// Waits until the connection is Ready.

@@ -5,6 +5,17 @@ use super::*;
 impl Env {
     /// Starts replica `i` (`operator-<i>`) with `--leader-elect`; waits for its /readyz.
     pub async fn start_replica(&mut self, i: usize, lease_duration: &str) {
+        self.start_process(i, Some(lease_duration), &[]).await;
+    }
+
+    /// Starts replica `i` as an operator process WITHOUT leader election (`GTO_LEADER_ELECT=false`,
+    /// explicitly), with `extra` environment; waits for its /readyz. Several such processes act at
+    /// once, as two `run` processes started by mistake or an old leader during a hand-over.
+    pub async fn start_unelected(&mut self, i: usize, extra: &[(&str, &str)]) {
+        self.start_process(i, None, extra).await;
+    }
+
+    async fn start_process(&mut self, i: usize, lease_duration: Option<&str>, extra: &[(&str, &str)]) {
         let replica = Replica {
             instance: format!("operator-{i}"),
             metrics_addr: format!("127.0.0.1:{}", free_port()),
@@ -25,12 +36,21 @@ impl Env {
                 "e2e",
                 "--log-format",
                 "json",
-                "--leader-elect",
                 "--lease-name",
                 LEASE_NAME,
             ])
-            .arg("--lease-duration")
-            .arg(lease_duration)
+            .args(match lease_duration {
+                Some(d) => vec![
+                    "--leader-elect".to_string(),
+                    "--lease-duration".into(),
+                    d.to_string(),
+                ],
+                None => Vec::new(),
+            })
+            .env(
+                "GTO_LEADER_ELECT",
+                if lease_duration.is_some() { "true" } else { "false" },
+            )
             .arg("--instance")
             .arg(&replica.instance)
             .arg("--metrics-addr")
@@ -39,6 +59,8 @@ impl Env {
             .arg(self.world.clock_offset_path())
             .env("KUBECONFIG", self.world.kubeconfig_path())
             .env("RUST_LOG", "info,gitlab_token_operator=debug")
+            .envs(self.operator_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)

@@ -66,6 +66,7 @@
 //! | `GET`/`DELETE /-/testbed/calls` | `calls()` | call log (method, path with redacted query, status, user, at) |
 //! | `GET /-/testbed/tokens` | `tokens()` | every token with its state, never its value |
 //! | `GET`/`POST`/`DELETE /-/testbed/faults` (`FaultRule` JSON) | `add_fault`, `clear_faults` | latency, status, 429, hang, hang_after |
+//! | — | `state().reuse_detections()` | every firing of reuse detection (revoked token on a rotate path) |
 //! | `DELETE /-/testbed/rate_limit/windows` | `reset_rate_limits()` | restart throttle windows |
 //! | `POST /-/testbed/settings` `{"max_token_lifetime_days"?, "latency_ms"?, "registry_host"?, "rate_limit"?: {"limit","period_secs"}\|null}` | `set_max_token_lifetime_days`, `set_latency`, `set_registry_host`, `set_rate_limit` | runtime settings |
 //!
@@ -98,7 +99,7 @@ pub use clock::{Clock, ClockRangeError};
 pub use error::ApiError;
 pub use seed::{DefaultSeed, Seeder, seed_default};
 pub use server::{BoundGitLab, GitLabConfig, GitLabHandle, GitLabServer, ServerError};
-pub use state::{GitLabState, TokenRecord};
+pub use state::{GitLabState, ReuseDetection, TokenRecord};
 pub use traffic::{CallRecord, FaultAction, FaultRule, RateLimitConfig};
 
 // The shared contract (and the fronts' module, added by their branch) stay last for easy merges.

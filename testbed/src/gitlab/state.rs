@@ -75,6 +75,18 @@ pub struct GitLabState {
     faults: Mutex<Vec<ArmedFault>>,
     windows: Mutex<HashMap<String, (i64, u64)>>,
     repositories: Mutex<Option<Repositories>>,
+    reuse_detections: Mutex<Vec<ReuseDetection>>,
+}
+
+/// One firing of GitLab's reuse detection: a revoked token presented to a rotate endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReuseDetection {
+    /// The revoked token that was presented.
+    pub presented: u64,
+    /// Its active descendants revoked as a consequence.
+    pub revoked: Vec<u64>,
+    /// When (emulator clock).
+    pub at: DateTime<Utc>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +106,7 @@ impl GitLabState {
             faults: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
             repositories: Mutex::new(None),
+            reuse_detections: Mutex::new(Vec::new()),
         }
     }
 
@@ -150,6 +163,16 @@ impl GitLabState {
     /// Takes the fault for a request, if one matches.
     pub fn take_fault(&self, method: &str, path: &str) -> Option<FaultAction> {
         take_fault(&mut lock(&self.faults), method, path)
+    }
+
+    /// Records a firing of reuse detection.
+    pub fn record_reuse_detection(&self, detection: ReuseDetection) {
+        lock(&self.reuse_detections).push(detection);
+    }
+
+    /// Every firing of reuse detection so far (crash tests assert there is none).
+    pub fn reuse_detections(&self) -> Vec<ReuseDetection> {
+        lock(&self.reuse_detections).clone()
     }
 
     /// Forgets all rate-limit windows.

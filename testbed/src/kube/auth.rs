@@ -124,5 +124,9 @@ pub async fn gate(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'
         }
         return Err(ApiError::forbidden(&subject, &rbac::denial(user, attrs)));
     }
+    // Admission runs after authorization.
+    if let Some(denial) = st.controls.admission(&attrs.verb, &res_key, &attrs.namespace) {
+        return Err(denial.to_error());
+    }
     Ok(())
 }

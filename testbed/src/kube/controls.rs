@@ -30,11 +30,48 @@ pub struct CounterKey {
     pub user: String,
 }
 
+/// A validating admission webhook that denies every create, update and patch of a resource
+/// (dry runs included, as for a webhook with `sideEffects: None`), answering like the real API
+/// server: `admission webhook "<webhook>" denied the request: <message>` with the webhook's code.
+#[derive(Debug, Clone)]
+pub struct AdmissionDenial {
+    /// The webhook's name as the API server reports it.
+    pub webhook: String,
+    /// Plural resource it matches (`secrets`); subresources are not matched.
+    pub resource: String,
+    /// Namespace it matches (`*` = any).
+    pub namespace: String,
+    /// HTTP code the webhook returns (400 when it sets none; 403 and 422 are common).
+    pub code: u16,
+    /// The webhook's message.
+    pub message: String,
+}
+
+impl AdmissionDenial {
+    /// The API error the API server answers with.
+    pub(crate) fn to_error(&self) -> super::status::ApiError {
+        let reason = match self.code {
+            403 => "Forbidden",
+            422 => "Invalid",
+            _ => "BadRequest",
+        };
+        super::status::ApiError::new(
+            self.code,
+            reason,
+            format!(
+                "admission webhook {:?} denied the request: {}",
+                self.webhook, self.message
+            ),
+        )
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     latency: Duration,
     latency_rules: Vec<(String, String, Duration)>,
     errors: Vec<ErrorRule>,
+    denials: Vec<AdmissionDenial>,
     counters: HashMap<CounterKey, u64>,
 }
 
@@ -94,6 +131,28 @@ impl Controls {
     /// Removes every injected-error rule.
     pub fn clear_errors(&self) {
         self.lock().errors.clear();
+    }
+
+    /// Installs an admission webhook that denies writes (see [`AdmissionDenial`]).
+    pub fn deny_admission(&self, denial: AdmissionDenial) {
+        self.lock().denials.push(denial);
+    }
+
+    /// Removes every admission denial.
+    pub fn clear_admission_denials(&self) {
+        self.lock().denials.clear();
+    }
+
+    /// The denial that applies to a request that passed authorization, if any.
+    pub(crate) fn admission(&self, verb: &str, resource: &str, namespace: &str) -> Option<AdmissionDenial> {
+        if !matches!(verb, "create" | "update" | "patch") {
+            return None;
+        }
+        self.lock()
+            .denials
+            .iter()
+            .find(|d| d.resource == resource && (d.namespace == "*" || d.namespace == namespace))
+            .cloned()
     }
 
     /// Ends every open watch stream now (clients see a clean end of stream).

@@ -55,7 +55,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use controls::Controls;
+pub use controls::{AdmissionDenial, Controls};
 pub use state::{KubeServerConfig, UserInfo};
 
 /// The emulator; see [`KubeServer::start`].

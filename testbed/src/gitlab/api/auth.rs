@@ -13,7 +13,7 @@ use crate::gitlab::{
     error::{ApiError, TokenFailure},
     middleware::RequestMeta,
     model::{Token, User, UserType},
-    state::GitLabState,
+    state::{GitLabState, ReuseDetection},
     store::Credential,
     tokens::{AuthFailure, Authenticated},
 };
@@ -119,7 +119,14 @@ impl FromRequestParts<Arc<GitLabState>> for MaybeCaller {
                     meta.set_acting(&user.username);
                 }
                 if failure == TokenFailure::Revoked && is_rotate_path(parts.uri.path()) {
-                    store.revoke_descendants(id, state.now());
+                    let at = state.now();
+                    let revoked = store.revoke_descendants(id, at);
+                    drop(store);
+                    state.record_reuse_detection(ReuseDetection {
+                        presented: id,
+                        revoked,
+                        at,
+                    });
                 }
                 Err(ApiError::InvalidToken(failure))
             }
