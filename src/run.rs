@@ -183,6 +183,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         sweep_interval: args.sweep_interval,
         controller_name: "gitlab-token-operator".into(),
         instance,
+        exclusive: args.leader_elect,
     };
     let (policies, policy_writer) = reflector::store();
     let policy_events = watcher(
@@ -425,6 +426,7 @@ async fn token_controller(
     let all_tokens = reader.clone();
     let by_connection = reader.clone();
     let by_namespace = reader.clone();
+    let deleting = ctx.connections.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=gitlab-token-operator"));
     Controller::for_stream(token_events, reader)
         .owns_stream(
@@ -455,6 +457,9 @@ async fn token_controller(
             watcher::Config::default(),
             move |conn| {
                 let name = conn.name_any();
+                // Known before the tokens reconcile (the connection controller may run later):
+                // a deleted connection's tokens are withdrawn.
+                deleting.set_deleting(&name, conn.metadata.deletion_timestamp.is_some());
                 by_connection
                     .state()
                     .iter()

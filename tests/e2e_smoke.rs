@@ -77,7 +77,7 @@ async fn annotated_git_repository_gets_a_secret_that_clones_and_is_refused_push(
             "the Secret was not created as {sa}"
         );
         assert!(
-            controls.count("patch", "gitlabtokens/status", &sa) >= 1,
+            controls.count("update", "gitlabtokens/status", &sa) >= 1,
             "status was not written as {sa}"
         );
     }

@@ -42,6 +42,9 @@ pub struct OperatorConfig {
     pub controller_name: String,
     /// This replica's identity (`reportingInstance`), e.g. the pod name.
     pub instance: String,
+    /// Whether this process acts only while holding the leader Lease: then a write-ahead record of
+    /// another process is a dead leader's and is recovered at once.
+    pub exclusive: bool,
 }
 
 impl OperatorConfig {

@@ -132,7 +132,7 @@ const CLUSTER_WIDE: &[(&str, &str, &[&str])] = &[
 /// Writes in every served namespace.
 const PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[
     ("gitlabtokens.io", "gitlabtokens", &["create", "patch", "delete"]),
-    ("gitlabtokens.io", "gitlabtokens/status", &["patch"]),
+    ("gitlabtokens.io", "gitlabtokens/status", &["update"]),
     ("", "secrets", &["create", "patch", "delete"]),
     ("source.toolkit.fluxcd.io", "gitrepositories", &["patch"]),
     ("source.toolkit.fluxcd.io", "ocirepositories", &["patch"]),

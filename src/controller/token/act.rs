@@ -140,6 +140,11 @@ async fn run_steps(
             renew_requested: renew_request.is_some() && renew_request != status.last_handled_renew_request,
             next_verification,
             instance: &ctx.incarnation,
+            pending_takeover: if ctx.config.exclusive {
+                Duration::ZERO
+            } else {
+                super::decide::PENDING_TAKEOVER
+            },
             has_consumers: !token.spec.consumers.is_empty(),
         };
         let step = next_step(&observed);

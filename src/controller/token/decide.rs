@@ -75,6 +75,10 @@ pub struct Observed<'a> {
     pub next_verification: Option<DateTime<Utc>>,
     /// This operator process (see [`crate::crd::PendingIssue::instance`]).
     pub instance: &'a str,
+    /// How long another process' fresh write-ahead record is left alone ([`PENDING_TAKEOVER`]
+    /// without leader election; zero when this process holds the leader Lease, since the writer
+    /// of the record then cannot be acting any more).
+    pub pending_takeover: Duration,
     /// Whether the token has consumers to nudge.
     pub has_consumers: bool,
 }
@@ -144,8 +148,8 @@ pub fn next_step(o: &Observed<'_>) -> Step {
     if let Some(p) = &s.pending {
         let age = (o.now - p.started_at).to_std().unwrap_or_default();
         let elsewhere = p.instance.as_deref().is_some_and(|i| i != o.instance);
-        if elsewhere && age < PENDING_TAKEOVER {
-            return Step::Wait(PENDING_TAKEOVER - age);
+        if elsewhere && age < o.pending_takeover {
+            return Step::Wait(o.pending_takeover - age);
         }
         return Step::RecoverPending;
     }

@@ -62,6 +62,7 @@ fn observe<'a>(status: &'a GitLabTokenStatus, d: &'a Desired) -> Observed<'a> {
         renew_requested: false,
         next_verification: Some(t(4)),
         instance: "me",
+        pending_takeover: PENDING_TAKEOVER,
         has_consumers: false,
     }
 }
@@ -166,6 +167,13 @@ fn decision_table() {
             &d,
             |_| {},
             Step::Wait(PENDING_TAKEOVER - Duration::from_secs(20)),
+        ),
+        (
+            "another process' fresh record, but this process holds the leader Lease: recover",
+            &pending_elsewhere,
+            &d,
+            |o| o.pending_takeover = Duration::ZERO,
+            Step::RecoverPending,
         ),
         (
             "another process' stale write-ahead record: recover",

@@ -1,11 +1,7 @@
 //! Writing `GitLabToken` status: conditions, history, and the per-token metrics that mirror it.
 
 use chrono::{DateTime, NaiveTime, Utc};
-use kube::{
-    Api, ResourceExt,
-    api::{Patch, PatchParams},
-};
-use serde_json::json;
+use kube::{Api, ResourceExt, api::PostParams};
 
 use crate::{
     controller::{conditions::condition, context::Context},
@@ -16,26 +12,27 @@ use crate::{
 /// Most history entries kept.
 pub const HISTORY_LIMIT: usize = 10;
 
-/// Writes the whole status by server-side apply under the token controller's field manager,
+/// Replaces the whole status (PUT on `/status`) under the token controller's field manager,
 /// conditional on the resourceVersion this process last read or wrote (the fence): if anyone
-/// else wrote the object since, the API server answers 409 and the reconcile starts over from a
-/// fresh read. So of two operator processes only one can record intent (`pending`) and mint.
+/// else wrote the object since, the API server answers 409 Conflict and the reconcile starts over
+/// from a fresh read. So of two operator processes only one can record intent (`pending`) and
+/// mint. (An update carries the precondition on every API server; a status apply may not.)
 pub async fn write(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatus) -> kube::Result<()> {
     let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &token.namespace().unwrap_or_default());
-    let params = PatchParams::apply(&format!("{FIELD_MANAGER}/token")).force();
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(format!("{FIELD_MANAGER}/token")),
+    };
     let uid = token.uid().unwrap_or_default();
     let fence = ctx
         .fence(&uid)
         .or_else(|| token.metadata.resource_version.clone());
-    let body = json!({
-        "apiVersion": "gitlabtokens.io/v1alpha1",
-        "kind": "GitLabToken",
-        "metadata": {"name": token.name_any(), "resourceVersion": fence},
-        "status": status,
-    });
-    let written = api
-        .patch_status(&token.name_any(), &params, &Patch::Apply(&body))
-        .await;
+    let mut body = GitLabToken::new(&token.name_any(), token.spec.clone());
+    body.metadata.namespace = token.namespace();
+    body.metadata.uid = token.uid();
+    body.metadata.resource_version = fence;
+    body.status = Some(status.clone());
+    let written = api.replace_status(&token.name_any(), &params, &body).await;
     match written {
         Ok(w) => ctx.set_fence(&uid, w.metadata.resource_version),
         Err(e) => {
