@@ -11,14 +11,14 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use kube::{Api, api::ListParams};
+use kube::{Api, ResourceExt, api::ListParams};
 
 use super::{
     context::Context,
     token::{ledger, observe::token_name_marker},
 };
 use crate::{
-    crd::GitLabToken,
+    crd::{GitLabConnection, GitLabToken},
     gitlab::{AccessToken, GitLabApi, TokenState},
 };
 
@@ -104,6 +104,42 @@ pub fn accounted_by_connection(tokens: &[GitLabToken]) -> BTreeMap<String, Accou
     out
 }
 
+/// Every ledger's token ids, pending names and object uids, whatever the connection.
+fn accounted_everywhere(tokens: &[GitLabToken]) -> Accounted {
+    accounted_by_connection(tokens)
+        .into_values()
+        .next()
+        .map(|a| Accounted {
+            projects: BTreeSet::new(),
+            ..a
+        })
+        .unwrap_or_default()
+}
+
+/// Annotation on a `GitLabConnection` with the project ids its tokens were ever minted on (comma
+/// list), so the sweep still covers a project after its last ledger emptied and the operator
+/// restarted.
+pub const SWEPT_PROJECTS_ANNOTATION: &str = "gitlabtokens.io/swept-projects";
+
+fn recorded_projects(conn: &GitLabConnection) -> BTreeSet<u64> {
+    conn.annotations()
+        .get(SWEPT_PROJECTS_ANNOTATION)
+        .map(|v| v.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+async fn record_projects(api: &Api<GitLabConnection>, name: &str, projects: &BTreeSet<u64>) {
+    let list: Vec<String> = projects.iter().map(u64::to_string).collect();
+    let patch = serde_json::json!({"metadata": {"annotations": {SWEPT_PROJECTS_ANNOTATION: list.join(",")}}});
+    let params = kube::api::PatchParams {
+        field_manager: Some(format!("{}/sweep", crate::crd::FIELD_MANAGER)),
+        ..Default::default()
+    };
+    if let Err(e) = api.patch(name, &params, &kube::api::Patch::Merge(&patch)).await {
+        tracing::warn!(connection = name, error = %e, "could not record the swept projects");
+    }
+}
+
 /// Projects any ledger named since this process started, per connection (a ledger that empties
 /// still leaves its project to be swept).
 static SEEN_PROJECTS: std::sync::Mutex<BTreeMap<String, BTreeSet<u64>>> =
@@ -116,11 +152,32 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
         .await?
         .items;
     let mut accounted = accounted_by_connection(&tokens);
+    let everywhere = accounted_everywhere(&tokens);
+    let connections = Api::<GitLabConnection>::all(ctx.client.clone());
+    let recorded: BTreeMap<String, BTreeSet<u64>> = connections
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|c| (c.name_any(), recorded_projects(c)))
+        .collect();
     if let Ok(mut seen) = SEEN_PROJECTS.lock() {
-        for (conn, a) in &mut accounted {
-            let known = seen.entry(conn.clone()).or_default();
+        for conn in ctx.connections.all() {
+            let a = accounted.entry(conn.name.clone()).or_insert_with(|| Accounted {
+                uids: everywhere.uids.clone(),
+                projects: BTreeSet::new(),
+                token_ids: everywhere.token_ids.clone(),
+                pending_names: everywhere.pending_names.clone(),
+            });
+            let known = seen.entry(conn.name.clone()).or_default();
             known.extend(a.projects.iter().copied());
+            known.extend(recorded.get(&conn.name).into_iter().flatten().copied());
             a.projects.clone_from(known);
+        }
+    }
+    for (name, a) in &accounted {
+        if recorded.get(name).is_some_and(|r| *r != a.projects) {
+            record_projects(&connections, name, &a.projects).await;
         }
     }
     let retain_possible: BTreeSet<String> = ctx

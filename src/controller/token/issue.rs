@@ -19,10 +19,7 @@ use super::{
 };
 use crate::{
     controller::{consumers, context::Context},
-    crd::{
-        CurrentToken, FIELD_MANAGER, GitLabToken, GitLabTokenStatus, PendingIssue, PendingOperation,
-        PreviousToken,
-    },
+    crd::{CurrentToken, FIELD_MANAGER, GitLabToken, GitLabTokenStatus, PendingIssue, PendingOperation},
     gitlab::{CreateProjectAccessToken, GitLabApi, NewToken},
     metrics::StrategyLabels,
     reason::Reason,
@@ -165,17 +162,10 @@ pub async fn record_issued(
     ctx.forget_unstored(&token.uid().unwrap_or_default());
     ledger::retire_previous(status, "Superseded", now);
     push_history(status, &current);
-    let grace =
-        chrono::Duration::seconds(i64::try_from(resolved.allowance.overlap_grace.as_secs()).unwrap_or(600));
     match (status.current.take(), reason) {
         (Some(old), IssueReason::Renewal | IssueReason::SpecChanged) => {
-            status.previous = Some(PreviousToken {
-                token_id: old.token_id,
-                connection: old.connection,
-                project_id: old.project_id,
-                revoke_after: now + grace,
-                nudged_at: None,
-            });
+            let until = now + ledger::overlap_grace(&resolved.allowance);
+            ledger::keep_for_overlap(status, old, until, now);
         }
         (Some(old), IssueReason::RevokedExternally) => {
             end_history(status, old.token_id, now, "RevokedExternally")

@@ -78,6 +78,29 @@ pub fn previous_location(p: &PreviousToken) -> Option<Location> {
     location(&p.connection, p.project_id)
 }
 
+/// Keeps the replaced current token as `previous` until `revoke_after` (an `Overlap` rotation:
+/// consumers move to the new token meanwhile); a `previous` still there is retired first.
+pub fn keep_for_overlap(
+    status: &mut GitLabTokenStatus,
+    old: CurrentToken,
+    revoke_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) {
+    retire_previous(status, "Superseded", now);
+    status.previous = Some(PreviousToken {
+        token_id: old.token_id,
+        connection: old.connection,
+        project_id: old.project_id,
+        revoke_after,
+        nudged_at: None,
+    });
+}
+
+/// The overlap grace of an allowance as a time span.
+pub fn overlap_grace(allowance: &crate::policy::Allowance) -> Duration {
+    Duration::from_std(allowance.overlap_grace.to_std()).unwrap_or(Duration::minutes(10))
+}
+
 /// Moves a token to `revoking` (idempotent by id and location).
 pub fn retire(status: &mut GitLabTokenStatus, token_id: u64, at: Location, reason: &str, now: DateTime<Utc>) {
     let known = status

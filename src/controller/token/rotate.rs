@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     controller::context::Context,
-    crd::{CurrentToken, GitLabToken, GitLabTokenStatus, PendingIssue, PendingOperation, PreviousToken},
+    crd::{CurrentToken, GitLabToken, GitLabTokenStatus, PendingIssue, PendingOperation},
     gitlab::{GitLabApi, GitLabError},
     metrics::StrategyLabels,
     reason::Reason,
@@ -169,8 +169,7 @@ pub async fn recover_pending(
         .filter(|s| secret_is_owned_by(&s.metadata, &token.name_any()))
         .and_then(|s| s.annotations().get(TOKEN_ID_ANNOTATION))
         .and_then(|v| v.parse::<u64>().ok());
-    let grace =
-        chrono::Duration::seconds(i64::try_from(resolved.allowance.overlap_grace.as_secs()).unwrap_or(600));
+    let grace = ledger::overlap_grace(&resolved.allowance);
     for t in listed
         .iter()
         .filter(|t| t.name == pending.token_name && t.active && !known.contains(&t.id))
@@ -203,14 +202,7 @@ pub async fn recover_pending(
             };
             match (status.current.take(), pending.operation) {
                 (Some(old), PendingOperation::Issue) => {
-                    ledger::retire_previous(status, "Superseded", now);
-                    status.previous = Some(PreviousToken {
-                        token_id: old.token_id,
-                        connection: old.connection,
-                        project_id: old.project_id,
-                        revoke_after: now + grace,
-                        nudged_at: None,
-                    });
+                    ledger::keep_for_overlap(status, old, now + grace, now)
                 }
                 (Some(old), PendingOperation::Rotate) => end_history(status, old.token_id, now, "Rotated"),
                 (None, _) => {}
