@@ -171,6 +171,14 @@ impl Connections {
             .unwrap_or_default()
     }
 
+    /// Every known connection that is not usable, with why.
+    pub fn not_ready_reasons(&self) -> Vec<(String, String)> {
+        self.not_ready
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
     /// Why a known connection is not usable (None when it is, or is unknown).
     pub fn not_ready_reason(&self, name: &str) -> Option<String> {
         self.not_ready.read().ok()?.get(name).cloned()

@@ -344,7 +344,12 @@ async fn refuse(
             .is_some_and(|c| crate::schedule::death(c.expires_at) > now);
     let old = |t: &str| status.conditions.iter().find(|c| c.type_ == t).cloned();
     let changed = if keeps_working {
-        let message = format!("{}; the Secret in place still works", refusal.message);
+        let next = now + chrono::TimeDelta::seconds(i64::try_from(retry_after(refusal.reason)).unwrap_or(30));
+        let message = format!(
+            "{}; the Secret in place still works; next try at {}",
+            refusal.message,
+            next.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
         let before = old("Issuing");
         set_issuing_because(&mut status, reason, &message, generation, now);
         before.is_none_or(|c| c.reason != reason)
@@ -379,11 +384,18 @@ async fn refuse(
         _ if !status.revoking.is_empty() => ledger::next_revocation_attempt(&status)
             .and_then(|t| (t - ctx.now()).to_std().ok())
             .map_or(5, |d| d.as_secs().max(1)),
+        reason => retry_after(reason),
+    };
+    Ok(Action::requeue(Duration::from_secs(retry)))
+}
+
+/// Seconds until a refused request is looked at again (sooner for passing reasons).
+fn retry_after(reason: Reason) -> u64 {
+    match reason {
         Reason::ConnectionNotReady | Reason::ConnectionNotFound | Reason::ConnectionDeleted => 30,
         Reason::SecretNotOwned => 120,
         _ => 600,
-    };
-    Ok(Action::requeue(Duration::from_secs(retry)))
+    }
 }
 
 /// Events about the token also go to the Flux sources that read it.

@@ -251,9 +251,15 @@ pub fn choose_connection(
             ));
         }
         ([], 1) => {
+            let why = ctx
+                .connections
+                .not_ready_reasons()
+                .into_iter()
+                .next()
+                .map_or_else(String::new, |(name, why)| format!(" ({name}: {why})"));
             return Err((
                 Reason::ConnectionNotReady,
-                "the only GitLabConnection is not Ready; see its status".into(),
+                format!("the only GitLabConnection is not Ready{why}; see its status"),
             ));
         }
         _ => {}
