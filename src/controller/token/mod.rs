@@ -92,7 +92,8 @@ pub async fn reconcile(token: Arc<GitLabToken>, ctx: Arc<Context>) -> Result<Act
         Ok(_) => "success",
         Err(e) => e.reason(),
     };
-    ctx.note_outcome(&uid, result.is_err());
+    let conflict = matches!(&result, Err(TokenError::Kube(kube::Error::Api(s))) if s.code == 409);
+    ctx.note_outcome(&uid, result.is_err() && !conflict);
     ctx.metrics
         .reconciled("token", label, started.elapsed().as_secs_f64());
     result
@@ -104,12 +105,16 @@ pub fn error_policy(token: Arc<GitLabToken>, error: &TokenError, ctx: Arc<Contex
     tracing::warn!(reason = error.reason(), error = %error, "token reconcile failed");
     let uid = token.uid().unwrap_or_default();
     let delay = match error {
+        // Another writer moved the object on (fencing): re-read soon, it is not a failure to back off from.
+        TokenError::Kube(kube::Error::Api(s)) if s.code == 409 => CONFLICT_RETRY,
         TokenError::GitLab(e) => retry_delay(&uid, ctx.failures(&uid), e),
         _ => backoff(&uid, ctx.failures(&uid)),
     };
     Action::requeue(delay)
 }
 
+/// Retry after a fenced status write met a newer object.
+const CONFLICT_RETRY: Duration = Duration::from_secs(1);
 /// First retry after a failure.
 const RETRY_BASE: Duration = Duration::from_secs(5);
 /// Longest wait between retries.
