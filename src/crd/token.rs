@@ -226,9 +226,14 @@ pub struct PreviousToken {
     pub project_id: Option<u64>,
     /// Revoke at the latest at this time (end of the overlap grace).
     pub revoke_after: DateTime<Utc>,
-    /// When consumers were nudged to re-read the Secret.
+    /// The `requestedAt` value consumers were nudged with (the overlap waits until each has
+    /// handled a reconcile requested at or after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nudged_at: Option<DateTime<Utc>>,
+    /// When the Secret was recorded as carrying the successor (the value every nudge for this
+    /// overlap writes, so two writers nudge alike and any reconcile requested later counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_at: Option<DateTime<Utc>>,
 }
 
 /// A token the operator has withdrawn and keeps trying to revoke until GitLab confirms it dead.

@@ -480,7 +480,12 @@ impl Env {
             self.kill_replica(i).await;
         }
         self.world.stop().await;
-        drop(self.dir);
+        if std::env::var_os("GTO_E2E_KEEP").is_some() {
+            // For debugging a failure: the operator's log and the world's files stay on disk.
+            eprintln!("kept the test's files in {}", self.dir.keep().display());
+        } else {
+            drop(self.dir);
+        }
     }
 
     /// The namespace API.

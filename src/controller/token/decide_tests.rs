@@ -116,6 +116,7 @@ fn decision_table() {
         project_id: Some(7),
         revoke_after: t(2),
         nudged_at: Some(t(1)),
+        replaced_at: Some(t(1)),
     });
     let mut overlapping_unnudged = overlapping.clone();
     if let Some(p) = overlapping_unnudged.previous.as_mut() {

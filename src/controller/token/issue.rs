@@ -249,14 +249,22 @@ pub async fn nudge_all(
         return Ok(());
     }
     let namespace = token.namespace().unwrap_or_default();
+    // During an overlap every nudge writes the time the Secret was recorded with the successor:
+    // two writers (an old leader still running) then ask for the same reconcile, and neither's
+    // record waits on a value the other overwrote.
+    let at = status
+        .previous
+        .as_ref()
+        .and_then(|p| p.replaced_at)
+        .unwrap_or(now);
     let mut nudged = Vec::new();
     for c in &token.spec.consumers {
-        if consumers::nudge(&ctx.client, &namespace, c, now).await? {
+        if consumers::nudge(&ctx.client, &namespace, c, at).await? {
             nudged.push(format!("{}/{}", c.kind, c.name));
         }
     }
     if let Some(prev) = status.previous.as_mut() {
-        prev.nudged_at = Some(now);
+        prev.nudged_at = Some(at);
     }
     if !nudged.is_empty() {
         ctx.event(

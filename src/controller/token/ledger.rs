@@ -93,6 +93,7 @@ pub fn keep_for_overlap(
         project_id: old.project_id,
         revoke_after,
         nudged_at: None,
+        replaced_at: Some(now),
     });
 }
 
@@ -267,6 +268,7 @@ mod tests {
                 project_id: Some(9),
                 revoke_after: now(),
                 nudged_at: None,
+                replaced_at: None,
             }),
             ..Default::default()
         };
@@ -287,6 +289,7 @@ mod tests {
                 project_id: Some(8),
                 revoke_after: now(),
                 nudged_at: None,
+                replaced_at: None,
             }),
             ..Default::default()
         };
