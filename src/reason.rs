@@ -152,9 +152,10 @@ reasons! {
     /// A renewal or revocation is due and GitLab failed; the Secret in place still works.
     RenewalFailing = "RenewalFailing", Warning,
         "Nothing while the current token is valid; the operator retries with backoff. Check GitLab's health if it persists.";
-    /// The token's connection is gone, so it cannot be revoked; it dies at its GitLab expiry.
-    RevocationImpossible = "RevocationImpossible", Warning,
-        "Revoke the token in GitLab by hand (its id is in the GitLabToken's history), or recreate the connection first.";
+    /// The token's connection is gone, so it could not be revoked on deletion; it was handed to
+    /// the orphan sweep, which revokes it through any connection to the same GitLab.
+    HandedToSweep = "HandedToSweep", Warning,
+        "Create (or keep) a GitLabConnection to that GitLab so the sweep revokes it, or revoke the token in GitLab by hand (its id is in the event).";
 }
 
 impl fmt::Display for Reason {

@@ -126,3 +126,124 @@ async fn the_orphan_sweep_revokes_old_tokens_with_our_marker_that_no_ledger_acco
     );
     env.stop().await;
 }
+
+/// Issue 9: a GitLabToken deleted after an admin removed its connection by hand (finalizer
+/// stripped) cannot revoke its token; it hands it to the orphan sweep (event `HandedToSweep`,
+/// the handover ConfigMap), lets go, and the sweep of a connection created later to the same
+/// GitLab revokes it and clears the record. Nothing else is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_whose_connection_was_removed_by_hand_is_handed_to_the_sweep() {
+    use e2e::{CONNECTION, OPERATOR_NS, crash::issued_app};
+    use gitlab_token_operator::crd::GitLabConnection;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{DeleteParams, Patch, PatchParams};
+
+    let mut env = Env::start_with(Options {
+        operator_env: vec![("GTO_SWEEP_INTERVAL".into(), "1s".into())],
+        ..Default::default()
+    })
+    .await;
+    let (uid, id) = issued_app(&env, "team-a").await;
+    // A bystander on another namespace keeps its token through all of this (until its own deletion).
+    let (_, bystander) = issued_app(&env, "team-b").await;
+
+    // The admin lets go of the connection by hand while the operator is down (a running operator
+    // still holds the connection's client and revokes through it: ConnectionDeleted).
+    env.kill_operator().await;
+    let connections: Api<GitLabConnection> = Api::all(env.client.clone());
+    let spec = connections.get(CONNECTION).await.expect("connection").spec;
+    connections
+        .patch(
+            CONNECTION,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("finalizer removed");
+    connections
+        .delete(CONNECTION, &DeleteParams::default())
+        .await
+        .expect("connection deleted");
+    eventually("the connection to be gone", || async {
+        connections
+            .get_opt(CONNECTION)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    env.start_operator().await;
+
+    // Deleting the source: the token cannot be revoked, so it is handed over, evented, and let go.
+    env.delete(&e2e::lifecycle::git_repositories(&env, "team-a").await, "app")
+        .await;
+    let message = env
+        .wait_warning("team-a", "app-gitlab-token", "HandedToSweep")
+        .await;
+    assert!(
+        message.contains(&id.to_string()) && message.contains("gitlab-token-operator-handover"),
+        "the event names the token and the record: {message}"
+    );
+    let tokens: Api<GitLabToken> = Api::namespaced(env.client.clone(), "team-a");
+    eventually("the GitLabToken to be released", || async {
+        tokens
+            .get_opt("app-gitlab-token")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let record = || async {
+        Api::<ConfigMap>::namespaced(env.client.clone(), OPERATOR_NS)
+            .get_opt("gitlab-token-operator-handover")
+            .await
+            .expect("read")
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("tokens.json").cloned())
+            .unwrap_or_default()
+    };
+    let recorded = record().await;
+    assert!(
+        recorded.contains(&format!("\"tokenId\": {id}")) && recorded.contains(&uid),
+        "the handover record names the token and its owner: {recorded}"
+    );
+    assert_eq!(
+        state_of(&env, id),
+        "active",
+        "no connection: nobody could revoke it yet"
+    );
+    assert!(!recorded.contains("glpat-"), "no token value in the record");
+
+    // A connection to the same GitLab appears: its sweep revokes the handed-over token.
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabConnection",
+        "metadata": {"name": "gitlab-again"}, "spec": spec}),
+    )
+    .await;
+    eventually(
+        "the handed-over token to be revoked and the record cleared",
+        || async {
+            let cleared = !record().await.contains(&format!("\"tokenId\": {id}"));
+            (state_of(&env, id) == "revoked" && cleared).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        state_of(&env, bystander),
+        "active",
+        "the sweep touched another token"
+    );
+    assert!(
+        env.metric(
+            "gitlab_token_operator_tokens_revoked_total",
+            &[("reason", "HandedToSweep")]
+        )
+        .await
+            >= 1.0
+    );
+    env.stop().await;
+}

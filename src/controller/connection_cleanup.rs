@@ -5,8 +5,10 @@
 //! connection's credentials forgotten.
 //!
 //! An admin who must let go of a connection whose GitLab can no longer be reached removes the
-//! finalizer by hand (docs/admin-guide.md): the tokens then die at their GitLab expiry, and each
-//! `GitLabToken` reports `RevocationImpossible` before releasing its own finalizer.
+//! finalizer by hand (docs/admin-guide.md): a process that still holds the connection's client
+//! revokes through it; otherwise each
+//! `GitLabToken` deleted when no running process knows the connection hands them to the orphan
+//! sweep (`HandedToSweep`, [`super::handover`]) before releasing its own finalizer.
 
 use std::{sync::Arc, time::Duration};
 

@@ -4,6 +4,8 @@
 //! or pending by name). Young tokens are left alone, so a token being issued right now (whose
 //! status is not written yet) is never touched. Tokens of deleted `GitLabToken`s are orphans too,
 //! unless a policy on the connection allows `deletionPolicy: Retain` (then they may be retained).
+//! Tokens handed over by a deleted `GitLabToken` whose connection was gone are settled here too
+//! ([`super::handover`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -233,6 +235,7 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
             }
         }
     }
+    revoked += super::handover::sweep(ctx, &everywhere.token_ids).await?;
     Ok(revoked)
 }
 

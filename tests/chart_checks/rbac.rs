@@ -141,7 +141,23 @@ const PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[
     ("notification.toolkit.fluxcd.io", "providers", &["patch"]),
 ];
 /// Writes in the operator's namespace.
-const OPERATOR_NAMESPACE: &[(&str, &str, &[&str])] = &[("", "secrets", &["patch"])];
+const OPERATOR_NAMESPACE: &[(&str, &str, &[&str])] =
+    &[("", "secrets", &["patch"]), ("", "configmaps", &["create"])];
+
+/// Writes in the operator's namespace: the table, plus read and replace of the handover ConfigMap only.
+fn operator_namespace_grants() -> BTreeSet<Grant> {
+    let mut want = expand(Some(NAMESPACE), OPERATOR_NAMESPACE);
+    for verb in ["get", "update"] {
+        want.insert(Grant {
+            namespace: Some(NAMESPACE.into()),
+            group: String::new(),
+            resource: "configmaps".into(),
+            verb: verb.into(),
+            name: Some("gitlab-token-operator-handover".into()),
+        });
+    }
+    want
+}
 
 fn expand(scope: Option<&str>, table: &[(&str, &str, &[&str])]) -> BTreeSet<Grant> {
     table
@@ -169,7 +185,7 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
     let have = effective_grants(&r, &sa, NAMESPACE);
     let mut want = expand(None, CLUSTER_WIDE);
     want.extend(expand(None, PER_SERVED_NAMESPACE));
-    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
+    want.extend(operator_namespace_grants());
     want.extend(lease_grants());
     assert_eq!(have, want, "default RBAC differs from what the operator needs");
 
@@ -178,7 +194,7 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
     let have = effective_grants(&off, &sa, NAMESPACE);
     let mut want = expand(None, CLUSTER_WIDE);
     want.extend(expand(None, PER_SERVED_NAMESPACE));
-    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
+    want.extend(operator_namespace_grants());
     assert_eq!(
         have, want,
         "RBAC without leader election differs from what the operator needs"
@@ -191,7 +207,7 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
     for ns in ["team-a", "team-b"] {
         want.extend(expand(Some(ns), PER_SERVED_NAMESPACE));
     }
-    want.extend(expand(Some(NAMESPACE), OPERATOR_NAMESPACE));
+    want.extend(operator_namespace_grants());
     want.extend(lease_grants());
     assert_eq!(
         have, want,

@@ -151,7 +151,15 @@ impl Env {
             .with_env_filter("warn")
             .with_test_writer()
             .try_init();
-        let dir = tempfile::tempdir().expect("temp dir");
+        // GTO_E2E_KEEP: the test's files (operator.log, the world) stay on disk, even after a panic.
+        let keep = std::env::var_os("GTO_E2E_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("temp dir");
+        if keep {
+            eprintln!("keeping the test's files in {}", dir.path().display());
+        }
         let world = World::start(WorldConfig::new(dir.path().join("world")))
             .await
             .expect("world starts");
@@ -480,12 +488,7 @@ impl Env {
             self.kill_replica(i).await;
         }
         self.world.stop().await;
-        if std::env::var_os("GTO_E2E_KEEP").is_some() {
-            // For debugging a failure: the operator's log and the world's files stay on disk.
-            eprintln!("kept the test's files in {}", self.dir.keep().display());
-        } else {
-            drop(self.dir);
-        }
+        drop(self.dir);
     }
 
     /// The namespace API.

@@ -13,7 +13,10 @@ use super::{
     status::{self as st, end_history, token_labels},
 };
 use crate::{
-    controller::context::Context,
+    controller::{
+        context::Context,
+        handover::{self, HANDOVER_CONFIGMAP, HandedOver},
+    },
     crd::{DeletionPolicy, GitLabToken, GitLabTokenStatus},
     gitlab::{GitLabApi, GitLabError},
     reason::Reason,
@@ -149,8 +152,8 @@ fn retain_allowed(token: &GitLabToken, status: &GitLabTokenStatus, ctx: &Context
 
 /// The Cleanup half of the finalizer: every token in the ledger is revoked (unless retained as
 /// allowed), and the finalizer is released only once GitLab has confirmed each one dead. When
-/// the connection is gone for good, the leftovers are reported (`RevocationImpossible`) and
-/// left to expire.
+/// the connection is gone for good, the leftovers are handed to the orphan sweep
+/// (`HandedToSweep`, [`handover`]) before the finalizer is released.
 pub async fn cleanup(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, TokenError> {
     let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &cached.namespace().unwrap_or_default());
     let token = match api.get_opt(&cached.name_any()).await? {
@@ -186,15 +189,33 @@ pub async fn cleanup(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, 
                 .iter()
                 .map(|b| format!("{} (project {})", b.token_id, b.project_id))
                 .collect();
+            // Durable before the ledger lets go: the sweep takes over from here.
+            let owner = format!("{}/{}", token.namespace().unwrap_or_default(), token.name_any());
+            let handed: Vec<HandedOver> = blocked
+                .iter()
+                .map(|b| HandedOver {
+                    connection: b.connection.clone(),
+                    token_id: b.token_id,
+                    project_id: b.project_id,
+                    owner_uid: uid.clone(),
+                    owner: owner.clone(),
+                    since: now,
+                })
+                .collect();
+            handover::hand_over(ctx, &handed).await?;
             ctx.event(
                 token.as_ref(),
                 true,
-                Reason::RevocationImpossible.as_str(),
+                Reason::HandedToSweep.as_str(),
                 "Revoke",
                 format!(
-                    "GitLabConnection {} is gone, so token(s) {} cannot be revoked; they die at their GitLab expiry",
+                    "GitLabConnection {} is gone, so token(s) {} cannot be revoked here; handed to the orphan sweep \
+                     (ConfigMap {}/{}): any GitLabConnection that reaches their GitLab revokes them, otherwise \
+                     they die at their GitLab expiry",
                     blocked[0].connection,
-                    ids.join(", ")
+                    ids.join(", "),
+                    ctx.config.namespace,
+                    HANDOVER_CONFIGMAP
                 ),
             )
             .await;
