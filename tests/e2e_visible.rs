@@ -380,3 +380,92 @@ async fn connection_urls_of_the_wrong_shape_say_what_to_do() {
     ));
     env.stop().await;
 }
+
+/// `kubectl get` shows READY, REASON and a short MESSAGE for tokens, connections and policies:
+/// the message column is `status.summary` (first clause, at most 60 characters), so a refusal's
+/// row stays on one line while the condition keeps the whole advice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_get_shows_ready_reason_and_a_short_message() {
+    let env = Env::start().await;
+    // A namespace no policy selects: NoPolicy, whose message is long advice.
+    env.namespace("elsewhere").await;
+    let mut source = git_source(
+        "app",
+        &repo_url(&env, "acme/team-a/app"),
+        &[("inject", "true")],
+        json!({}),
+    );
+    source["metadata"]["namespace"] = json!("elsewhere");
+    env.apply(source).await;
+    let t = env
+        .wait_token_condition("elsewhere", "app-gitlab-token", "Ready", "False", None)
+        .await;
+    let (_, reason, message) = ready_of(&t).unwrap();
+    let summary = t
+        .status
+        .as_ref()
+        .and_then(|s| s.summary.clone())
+        .expect("a summary");
+    assert!(summary.chars().count() <= 60, "{summary}");
+    assert!(
+        message.len() > summary.len(),
+        "the condition keeps the whole message: {message}"
+    );
+
+    let kubeconfig = env.dir.path().join("admin-kubeconfig");
+    env.world
+        .kube
+        .write_kubeconfig(&kubeconfig, env.world.kube.admin_token())
+        .expect("kubeconfig");
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .env("KUBECONFIG", &kubeconfig)
+            .arg("--cache-dir")
+            .arg(env.dir.path().join("kubectl-cache"))
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let tokens = kubectl(&["get", "gitlabtokens", "-n", "elsewhere"]);
+    eprintln!("{tokens}");
+    let header = tokens.lines().next().unwrap_or_default();
+    for column in ["READY", "REASON", "MESSAGE"] {
+        assert!(header.contains(column), "{column} in {header}");
+    }
+    let row = tokens.lines().nth(1).unwrap_or_default();
+    assert!(
+        row.contains(&reason) && row.trim_end().ends_with(&summary),
+        "row {row:?}, summary {summary:?}"
+    );
+
+    let connections = kubectl(&["get", "gitlabconnections"]);
+    assert!(
+        connections.lines().next().unwrap_or_default().contains("MESSAGE"),
+        "{connections}"
+    );
+    let policies = kubectl(&["get", "gitlabtokenpolicies"]);
+    assert!(
+        policies.lines().next().unwrap_or_default().contains("MESSAGE"),
+        "{policies}"
+    );
+    for (kind, table) in [("connections", &connections), ("policies", &policies)] {
+        let row = table.lines().nth(1).unwrap_or_default();
+        let message = row
+            .split("  ")
+            .filter(|c| !c.trim().is_empty())
+            .last()
+            .unwrap_or_default()
+            .trim();
+        assert!(
+            !message.is_empty() && message.chars().count() <= 60,
+            "{kind}: short message in {row:?}"
+        );
+    }
+    env.stop().await;
+}

@@ -307,6 +307,7 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
         &mut status.conditions,
         condition("Ready", ready, reason, message.clone(), generation, now),
     );
+    status.summary = crate::crd::summary(&status.conditions);
     status.observed_generation = generation;
     let api: Api<GitLabConnection> = Api::all(ctx.client.clone());
     if conn.status.as_ref() != Some(&status) {

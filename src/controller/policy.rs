@@ -33,6 +33,7 @@ pub async fn reconcile(policy: Arc<GitLabTokenPolicy>, ctx: Arc<Context>) -> Res
         &mut status.conditions,
         condition("Ready", ready, reason, message.clone(), generation, ctx.now()),
     );
+    status.summary = crate::crd::summary(&status.conditions);
     status.observed_generation = generation;
     if policy.status.as_ref() != Some(&status) {
         let api: Api<GitLabTokenPolicy> = Api::all(ctx.client.clone());

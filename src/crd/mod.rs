@@ -8,7 +8,7 @@ mod policy;
 mod token;
 mod values;
 
-pub use condition::{Condition, ConditionStatus, set_condition};
+pub use condition::{Condition, ConditionStatus, set_condition, summary};
 pub use connection::{
     ConnectionCredentials, GitLabConnection, GitLabConnectionSpec, GitLabConnectionStatus, GitLabUserRef,
     RateLimit, SecretKeyReference, SelfRotation,

@@ -34,11 +34,7 @@ use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.current.expiresAt"),
     printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(
-        name = "Message",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].message"
-    )
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.summary")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct GitLabTokenSpec {
@@ -127,6 +123,9 @@ pub struct GitLabTokenStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The `Ready` message's first clause, at most 60 characters (the `Message` print column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
     /// Generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

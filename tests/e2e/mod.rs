@@ -65,7 +65,8 @@ pub struct Env {
     pub metrics_addr: String,
     /// The kubeconfig the operator uses (the chart's ServiceAccount, unless overridden).
     pub operator_kubeconfig: PathBuf,
-    dir: tempfile::TempDir,
+    /// The test's temporary directory (operator log, kubeconfigs; kept with `GTO_E2E_KEEP`).
+    pub dir: tempfile::TempDir,
     /// Replicas started with leader election ([`Options::leader_election`]); empty otherwise.
     pub replicas: Vec<Replica>,
     /// Extra environment for every operator process ([`Options::operator_env`]).

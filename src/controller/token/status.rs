@@ -31,7 +31,9 @@ pub async fn write(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatu
     body.metadata.namespace = token.namespace();
     body.metadata.uid = token.uid();
     body.metadata.resource_version = fence;
-    body.status = Some(status.clone());
+    let mut written_status = status.clone();
+    written_status.summary = crate::crd::summary(&written_status.conditions);
+    body.status = Some(written_status);
     let written = api.replace_status(&token.name_any(), &params, &body).await;
     match written {
         Ok(w) => ctx.set_fence(&uid, w.metadata.resource_version),
