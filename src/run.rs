@@ -428,10 +428,13 @@ async fn token_controller(
     let by_namespace = reader.clone();
     let deleting = ctx.connections.clone();
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=gitlab-token-operator"));
+    let (secrets, secrets_writer) = reflector::store();
+    ctx.secrets.set_store(secrets);
     Controller::for_stream(token_events, reader)
         .owns_stream(
             watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), managed)
                 .default_backoff()
+                .reflect(secrets_writer)
                 .touched_objects(),
         )
         .watches_stream(policy_events, move |_policy| {
@@ -518,10 +521,13 @@ async fn shim_controller(
     };
     let (by_connection, by_policy) = (every_namespace.clone(), every_namespace);
     let shim_tokens = watcher::Config::default().labels(&format!("{}=true", shim::SHIM_LABEL));
+    let (tokens, tokens_writer) = reflector::store();
+    let token_events = watcher(Api::<GitLabToken>::all(client.clone()), shim_tokens)
+        .default_backoff()
+        .reflect(tokens_writer)
+        .touched_objects();
     controller
-        .watches(Api::<GitLabToken>::all(client.clone()), shim_tokens, |t| {
-            t.namespace().map(|ns| ObjectRef::new(&ns))
-        })
+        .watches_stream(token_events, |t| t.namespace().map(|ns| ObjectRef::new(&ns)))
         .watches(
             Api::<GitLabConnection>::all(client.clone()),
             watcher::Config::default(),
@@ -537,7 +543,7 @@ async fn shim_controller(
         .run(
             shim::reconcile,
             |_, _: &shim::ShimError, _| Action::requeue(Duration::from_secs(10)),
-            Arc::new(ShimContext { ctx, state }),
+            Arc::new(ShimContext { ctx, state, tokens }),
         )
         .for_each(|_| async {})
         .await;

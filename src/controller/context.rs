@@ -76,7 +76,9 @@ pub struct Context {
     pub incarnation: String,
     /// Per `GitLabToken` uid, the resourceVersion of our last read or write: status writes are
     /// conditional on it, so of two writers only one may record intent and mint.
-    fences: Mutex<HashMap<String, String>>,
+    /// Per `GitLabToken` uid: the resourceVersion last read or written, and (when this process
+    /// wrote it) a fingerprint of the status written at that version.
+    fences: Mutex<HashMap<String, (String, Option<u64>)>>,
     /// Minted tokens whose Secret write has not succeeded yet, by `GitLabToken` uid. The value
     /// exists nowhere else: the write is retried from here, and a restart (which loses it)
     /// revokes the token instead.
@@ -85,6 +87,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Per-project listings of active tokens, shared by every token's liveness check.
     pub liveness: super::token::liveness::LivenessCache,
+    /// The managed Secrets' metadata and last classification (reads only what may have changed).
+    pub secrets: super::secret_view::SecretView,
     /// The last compiled policy set and the policy versions it was compiled from.
     compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
@@ -122,6 +126,7 @@ impl Context {
             unstored: Mutex::default(),
             failures: Mutex::default(),
             liveness: Default::default(),
+            secrets: Default::default(),
             compiled_policies: Mutex::default(),
         }
     }
@@ -148,15 +153,36 @@ impl Context {
 
     /// The resourceVersion the next status write of this `GitLabToken` must be conditional on.
     pub fn fence(&self, uid: &str) -> Option<String> {
-        self.fences.lock().ok()?.get(uid).cloned()
+        self.fences.lock().ok()?.get(uid).map(|(rv, _)| rv.clone())
+    }
+
+    /// The fingerprint of the status this process wrote at the current fence, if it did.
+    pub fn written_status(&self, uid: &str) -> Option<u64> {
+        self.fences.lock().ok()?.get(uid).and_then(|(_, h)| *h)
+    }
+
+    /// Records a status write: the new resourceVersion and a fingerprint of what was written.
+    pub fn set_written(&self, uid: &str, resource_version: Option<String>, fingerprint: u64) {
+        if let Ok(mut f) = self.fences.lock() {
+            match resource_version {
+                Some(rv) => f.insert(uid.to_string(), (rv, Some(fingerprint))),
+                None => f.remove(uid),
+            };
+        }
     }
 
     /// Records the resourceVersion last read or written (`None` forgets it).
     pub fn set_fence(&self, uid: &str, resource_version: Option<String>) {
         if let Ok(mut f) = self.fences.lock() {
             match resource_version {
-                Some(rv) => f.insert(uid.to_string(), rv),
-                None => f.remove(uid),
+                // The same version keeps what is known of it; another one forgets that.
+                Some(rv) if f.get(uid).is_some_and(|(known, _)| *known == rv) => {}
+                Some(rv) => {
+                    f.insert(uid.to_string(), (rv, None));
+                }
+                None => {
+                    f.remove(uid);
+                }
             };
         }
     }

@@ -7,6 +7,7 @@ pub mod consumers;
 pub mod context;
 pub mod handover;
 pub mod policy;
+pub mod secret_view;
 pub mod shim;
 pub mod sweep;
 pub mod token;

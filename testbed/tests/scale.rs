@@ -1,7 +1,8 @@
 //! `testbed scale` at a small seeded size (30 sources over 3 namespaces, 5 projects) with the
 //! real operator binary. Asserts counts only, never timings: every token issued exactly once,
 //! nothing written to GitLab and nothing changed in Kubernetes at steady state or by a restart.
-//! Calls per token are printed, not asserted yet (the targets of issue 10 are not met today).
+//! Calls and requests per token are bounded at what the code achieves today (issue 10's targets
+//! at 10,000 sources are tighter; `make bench` reports them).
 
 use std::{path::PathBuf, time::Duration};
 
@@ -51,6 +52,21 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         issue.traffic.gitlab
     );
 
+    // Regression bounds on the request counts (issue 10's targets are 1.05 and 8 at 10,000 over
+    // 1,000 projects; here 5 projects over 30 tokens add 0.17 project reads per token). Measured
+    // after the reflector and no-op-write work: 1.17 and about 14.
+    assert!(
+        issue.gitlab_per_token <= 1.0 + 5.0 / 30.0 + 0.01,
+        "GitLab calls per token {:.2}: {:?}",
+        issue.gitlab_per_token,
+        issue.traffic.gitlab
+    );
+    assert!(
+        issue.kube_per_token <= 15.0,
+        "Kubernetes requests per token {:.1}: {:?}",
+        issue.kube_per_token,
+        issue.traffic.kube
+    );
     let steady = report.steady.as_ref().expect("steady phase ran");
     assert_eq!(
         steady.traffic.gitlab_writes(),
@@ -84,8 +100,12 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         "a restart writes nothing to GitLab: {:?}",
         restart.traffic.gitlab
     );
-    // Today's shim re-applies every GitLabToken on start (no-op applies, counted in
-    // `kube_writes`); what must hold already is that nothing stored changes.
+    assert_eq!(
+        restart.traffic.kube_writes(),
+        0,
+        "a restart writes nothing to Kubernetes, not even a no-op: {:?}",
+        restart.traffic.kube
+    );
     assert_eq!(
         restart.traffic.kube_changes, 0,
         "a restart changes nothing in Kubernetes: {:?}",

@@ -84,6 +84,8 @@ pub struct ShimContext {
     pub ctx: Arc<Context>,
     /// The shim's state.
     pub state: Arc<ShimState>,
+    /// Every shim-labelled `GitLabToken` (a reflector: reconciles read it instead of listing).
+    pub tokens: Store<GitLabToken>,
 }
 
 /// Whether the shim sees everything its decisions depend on: every Flux kind discovered (and
@@ -100,7 +102,10 @@ async fn view_complete(sc: &ShimContext) -> Result<bool, ShimError> {
     let policies_listed = tokio::time::timeout(Duration::from_millis(50), sc.ctx.policies.wait_until_ready())
         .await
         .is_ok_and(|r| r.is_ok());
-    if !policies_listed {
+    let tokens_listed = tokio::time::timeout(Duration::from_millis(50), sc.tokens.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if !policies_listed || !tokens_listed {
         return Ok(false);
     }
     let connections = Api::<GitLabConnection>::all(sc.ctx.client.clone())
@@ -140,9 +145,16 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     }
     let sources: Vec<&Source> = all.iter().filter(|s| s.opted_in).collect();
     let tokens: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = tokens
-        .list(&ListParams::default().labels(&format!("{SHIM_LABEL}=true")))
-        .await?;
+    // From the reflector: one that lags behind our own apply only costs a no-op re-apply.
+    let existing = ExistingTokens {
+        items: sc
+            .tokens
+            .state()
+            .iter()
+            .filter(|t| t.namespace().as_deref() == Some(namespace.as_str()))
+            .map(|t| t.as_ref().clone())
+            .collect(),
+    };
     if sources.is_empty() && existing.items.is_empty() {
         return Ok(requeue(retry_soon, Action::await_change()));
     }
@@ -262,14 +274,24 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
         .filter(|t| !wanted.contains(&t.name_any()) && !kept(t) && t.metadata.deletion_timestamp.is_none())
     {
         tracing::info!(namespace = %namespace, token = %stale.name_any(), "no annotated source needs this token any more; deleting it");
-        tokens
+        match tokens
             .delete(&stale.name_any(), &DeleteParams::background())
-            .await?;
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     for (source, refusal) in unseen {
         report(ctx, &sc.state, &namespace, source, &refusal).await;
     }
     Ok(requeue(retry_soon, Action::requeue(Duration::from_secs(600))))
+}
+
+/// The namespace's shim `GitLabToken`s as the reflector holds them.
+struct ExistingTokens {
+    items: Vec<GitLabToken>,
 }
 
 fn requeue(soon: bool, otherwise: Action) -> Action {

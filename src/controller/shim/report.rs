@@ -113,6 +113,18 @@ pub async fn point_at_secret(
     source: &Source,
     secret: &str,
 ) -> kube::Result<()> {
+    let points = source
+        .value
+        .pointer("/spec/secretRef/name")
+        .and_then(Value::as_str)
+        == Some(secret);
+    let marked = crate::shim::infer::annotations_of(&source.value)
+        .get(SECRET_REF_SET)
+        .is_some_and(|set| set == secret);
+    if points && marked {
+        // Already done (a write that changes nothing is still a request, per source per reconcile).
+        return Ok(());
+    }
     let api = Api::<DynamicObject>::namespaced_with(ctx.client.clone(), namespace, &source.resource);
     let patch = json!({
         "metadata": {"annotations": {SECRET_REF_SET: secret}},

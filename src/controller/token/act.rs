@@ -156,7 +156,7 @@ async fn run_steps(
                     set_ready(status, true, reason, &message, generation, now);
                     set_issuing(status, false, "", generation, now);
                 }
-                if token.status.as_ref() != Some(&*status) {
+                if st::needs_write(ctx, token, status) {
                     st::write(ctx, token, status).await?;
                 } else {
                     st::observe_metrics(ctx, token, status);

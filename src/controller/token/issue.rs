@@ -266,7 +266,9 @@ pub async fn nudge_all(
     if let Some(prev) = status.previous.as_mut() {
         prev.nudged_at = Some(at);
     }
-    if !nudged.is_empty() {
+    // An overlap's nudge is worth an event (the old token waits on it); a first issue's nudge is
+    // part of the Issued event already published on the token and each consumer.
+    if !nudged.is_empty() && status.previous.is_some() {
         ctx.event(
             token,
             false,
@@ -395,6 +397,19 @@ pub async fn write_secret(
         };
         TokenError::SecretWrite(name.clone(), message)
     };
+    if !dry_run {
+        // Whatever was read of it before is stale from here on.
+        ctx.secrets.forget(&namespace, &name);
+    }
+    if !ctx.secrets.holds(&namespace, &name) {
+        // Most likely absent (the reflector holds every Secret we own): create without a read;
+        // one that exists after all answers 409 and takes the path below.
+        match api.create(&create, secret).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(failed(e)),
+        }
+    }
     let result = match api.get_opt(&name).await.map_err(failed)? {
         None => api.create(&create, secret).await.map(|_| ()),
         Some(existing) if !secret_is_owned_by(&existing.metadata, &token.name_any()) => {

@@ -326,10 +326,32 @@ pub async fn secret_state(
     registry_host: Option<&str>,
 ) -> Result<SecretState, kube::Error> {
     let namespace = token.namespace().unwrap_or_default();
+    let name = &token.spec.secret.name;
+    let recorded = token
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .and_then(|c| c.secret_digest.clone())
+        .unwrap_or_default();
+    let uid = token.uid().unwrap_or_default();
+    let format = format!("{:?}", token.spec.secret.format);
+    let inputs = crate::controller::secret_view::inputs_of(&[
+        &token.name_any(),
+        &uid,
+        &recorded,
+        &format,
+        registry_host.unwrap_or_default(),
+    ]);
+    if let Some(state) = ctx.secrets.cached(&namespace, name, inputs) {
+        return Ok(state);
+    }
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-        .get_opt(&token.spec.secret.name)
+        .get_opt(name)
         .await?;
-    Ok(classify_secret(secret.as_ref(), token, registry_host))
+    let state = classify_secret(secret.as_ref(), token, registry_host);
+    let version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
+    ctx.secrets.remember(&namespace, name, version, inputs, &state);
+    Ok(state)
 }
 
 /// Missing, foreign (no ownership label for this token), or ours with whether it still holds

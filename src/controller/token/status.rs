@@ -36,7 +36,7 @@ pub async fn write(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatu
     body.status = Some(written_status);
     let written = api.replace_status(&token.name_any(), &params, &body).await;
     match written {
-        Ok(w) => ctx.set_fence(&uid, w.metadata.resource_version),
+        Ok(w) => ctx.set_written(&uid, w.metadata.resource_version, fingerprint(status)),
         Err(e) => {
             ctx.set_fence(&uid, None);
             return Err(e);
@@ -44,6 +44,20 @@ pub async fn write(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatu
     }
     observe_metrics(ctx, token, status);
     Ok(())
+}
+
+/// A fingerprint of a status, to tell whether it is the one last written.
+pub fn fingerprint(status: &GitLabTokenStatus) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    serde_json::to_string(status).unwrap_or_default().hash(&mut h);
+    h.finish()
+}
+
+/// Whether `status` differs from both what the object showed and what this process last wrote.
+pub fn needs_write(ctx: &Context, token: &GitLabToken, status: &GitLabTokenStatus) -> bool {
+    token.status.as_ref() != Some(status)
+        && ctx.written_status(&token.uid().unwrap_or_default()) != Some(fingerprint(status))
 }
 
 /// Sets `Ready`, and `Denied`/`Issuing` consistently with it.
