@@ -423,6 +423,7 @@ async fn token_controller(
             Default::default(),
         );
     let _ = ready.send(reader.clone());
+    let consumer_triggers = ctx.consumer_changes.token_triggers(reader.clone());
     let all_tokens = reader.clone();
     let by_connection = reader.clone();
     let by_namespace = reader.clone();
@@ -478,6 +479,7 @@ async fn token_controller(
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(on_clock_moves(clock_moves))
+        .reconcile_on(consumer_triggers)
         .graceful_shutdown_on(stopped)
         .run(gated(token::reconcile), token::error_policy, ctx)
         .for_each(|_| async {})
@@ -509,7 +511,7 @@ async fn shim_controller(
     let client = ctx.client.clone();
     let state = Arc::new(ShimState::default());
     let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    shim::spawn_kind_watchers(client.clone(), state.clone(), wake_tx);
+    shim::spawn_kind_watchers(client.clone(), state.clone(), wake_tx, ctx.clone());
     let controller = Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default());
     let namespaces = controller.store();
     let every_namespace = move || {

@@ -89,6 +89,8 @@ pub struct Context {
     pub liveness: super::token::liveness::LivenessCache,
     /// The managed Secrets' metadata and last classification (reads only what may have changed).
     pub secrets: super::secret_view::SecretView,
+    /// Flux source changes, from the shim's watchers to tokens waiting on their consumers.
+    pub consumer_changes: super::consumer_watch::ConsumerChanges,
     /// The last compiled policy set and the policy versions it was compiled from.
     compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
@@ -127,6 +129,7 @@ impl Context {
             failures: Mutex::default(),
             liveness: Default::default(),
             secrets: Default::default(),
+            consumer_changes: Default::default(),
             compiled_policies: Mutex::default(),
         }
     }

@@ -3,6 +3,7 @@
 pub mod conditions;
 pub mod connection;
 pub mod connection_cleanup;
+pub mod consumer_watch;
 pub mod consumers;
 pub mod context;
 pub mod handover;

@@ -62,9 +62,10 @@ pub fn spawn_kind_watchers(
     client: Client,
     state: Arc<ShimState>,
     wake: mpsc::UnboundedSender<ObjectRef<Namespace>>,
+    ctx: Arc<crate::controller::context::Context>,
 ) {
     for (group, kind, plural, versions) in FLUX_KINDS {
-        let (client, state, wake) = (client.clone(), state.clone(), wake.clone());
+        let (client, state, wake, ctx) = (client.clone(), state.clone(), wake.clone(), ctx.clone());
         tokio::spawn(async move {
             let mut concluded = false;
             let resource = loop {
@@ -111,6 +112,13 @@ pub fn spawn_kind_watchers(
                         for o in objects {
                             if let Some(ns) = o.namespace() {
                                 let _ = wake.send(ObjectRef::new(&ns));
+                                ctx.consumer_changes.notify(
+                                    crate::controller::consumer_watch::ConsumerChange {
+                                        namespace: ns,
+                                        kind: kind.to_string(),
+                                        name: o.name_any(),
+                                    },
+                                );
                             }
                         }
                     }

@@ -135,8 +135,10 @@ pub enum Step {
     Wait(Duration),
 }
 
-/// How often to look at consumers while an overlap is open.
-pub const OVERLAP_POLL: Duration = Duration::from_secs(5);
+/// How often to look at consumers while an overlap is open, at the latest: a change of a
+/// consumer wakes the token at once ([`crate::controller::consumer_watch`]); this is the net
+/// under that (a consumer kind discovered late, a missed event).
+pub const OVERLAP_POLL: Duration = Duration::from_secs(30);
 /// Longest wait between reconciles even when nothing is scheduled (resync).
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
 /// How long another process' write-ahead record is left alone: it may be minting right now.
