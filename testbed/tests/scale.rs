@@ -101,6 +101,17 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         restart.traffic.gitlab
     );
     assert_eq!(
+        restart
+            .traffic
+            .gitlab
+            .get("GET /projects/:id")
+            .copied()
+            .unwrap_or(0),
+        0,
+        "a restart re-reads no project the ledgers recorded: {:?}",
+        restart.traffic.gitlab
+    );
+    assert_eq!(
         restart.traffic.kube_writes(),
         0,
         "a restart writes nothing to Kubernetes, not even a no-op: {:?}",

@@ -312,11 +312,26 @@ async fn project_of(
     } else {
         Freshness::Cached
     };
+    // What the ledger recorded for this spec and connection serves until the renewal re-resolves
+    // it: a restart then asks GitLab nothing about projects it already knows.
+    if freshness == Freshness::Cached
+        && let Some(recorded) = status
+            .filter(|s| s.connection.as_deref() == Some(connection.name.as_str()))
+            .and_then(|s| s.project.as_ref())
+            .filter(|p| names_project(&token.spec.project, p))
+    {
+        return Ok(recorded.clone());
+    }
     let p = connection.resolve_project(&token.spec.project, freshness).await?;
     Ok(ResolvedProject {
         id: p.id,
         path: p.path_with_namespace.clone(),
     })
+}
+
+/// Whether a spec's `project` (a path in any case, or a numeric id) names the resolved project.
+pub fn names_project(spec_project: &str, resolved: &ResolvedProject) -> bool {
+    spec_project.eq_ignore_ascii_case(&resolved.path) || spec_project == resolved.id.to_string()
 }
 
 /// Classifies the target Secret.
@@ -400,5 +415,29 @@ fn has_shape(secret: &Secret, token: &GitLabToken, registry_host: Option<&str>) 
             type_ == "kubernetes.io/dockerconfigjson"
                 && registry_host.is_some_and(|h| auths.as_ref().is_some_and(|a| a.get(h).is_some()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_recorded_project_serves_the_same_spec_only() {
+        let p = ResolvedProject {
+            id: 42,
+            path: "acme/team-a/app".into(),
+        };
+        assert!(names_project("acme/team-a/app", &p));
+        assert!(
+            names_project("Acme/Team-A/App", &p),
+            "GitLab paths are case-insensitive"
+        );
+        assert!(names_project("42", &p));
+        assert!(
+            !names_project("acme/team-a/web", &p),
+            "another project: resolve afresh"
+        );
+        assert!(!names_project("43", &p));
     }
 }
