@@ -12,7 +12,7 @@
 //! others in its namespace.
 
 mod report;
-mod resolve;
+pub(crate) mod resolve;
 mod watch;
 
 use std::{
