@@ -94,4 +94,71 @@ mod tests {
         assert_eq!(d["type"], "helm");
         assert_eq!(d["name"], "gitlab-team-a-stable");
     }
+
+    #[test]
+    fn the_built_secret_is_labelled_for_argo_cd_and_its_digest_notices_a_stripped_label() {
+        use chrono::{NaiveDate, TimeZone, Utc};
+
+        use crate::{
+            crd::SecretFormat,
+            secret::{Owner, SecretParams, build_secret, secret_digest},
+        };
+        let r = repo(ArgoCdRepoType::Git, "https://gitlab.example.com/acme/app.git");
+        let params = SecretParams {
+            owner: Owner {
+                name: "argocd-team-a-0123456789",
+                namespace: "argocd",
+                uid: "uid-1",
+            },
+            name: "argocd-team-a-0123456789",
+            format: SecretFormat::ArgoCdRepository,
+            registry_host: None,
+            username: "project_7_bot",
+            token_id: 1,
+            expires_at: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            renewal_time: Utc.with_ymd_and_hms(2026, 2, 19, 0, 0, 0).unwrap(),
+            argo_cd: Some(&r),
+        };
+        let built = build_secret(&params, &SecretString::from("glpat-x".to_string())).unwrap();
+        let secret = built.secret().clone();
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+        assert_eq!(
+            secret
+                .metadata
+                .labels
+                .as_ref()
+                .unwrap()
+                .get(SECRET_TYPE_LABEL)
+                .map(String::as_str),
+            Some(SECRET_TYPE_REPOSITORY)
+        );
+        assert!(!format!("{built:?}").contains("glpat-x"), "Debug shows the token");
+        let digest = secret_digest(&secret, "uid-1");
+        // Argo CD's UI "disconnect" strips the type label: an edit the operator repairs.
+        let mut stripped = secret.clone();
+        stripped
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .remove(SECRET_TYPE_LABEL);
+        assert_ne!(secret_digest(&stripped, "uid-1"), digest);
+        // Another scope written into the Secret is an edit too.
+        let mut moved = secret.clone();
+        moved
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("project".into(), ByteString(b"team-b".to_vec()));
+        assert_ne!(secret_digest(&moved, "uid-1"), digest);
+        // Without spec.argoCD nothing is built.
+        let without = SecretParams {
+            argo_cd: None,
+            ..params
+        };
+        assert_eq!(
+            build_secret(&without, &SecretString::from("t".to_string())).unwrap_err(),
+            crate::secret::SecretBuildError::MissingArgoCdRepository
+        );
+    }
 }

@@ -34,7 +34,11 @@ use super::{
     watch::{self, ArgoView},
 };
 use crate::{
-    controller::{context::Context, shim::resolve::ProjectCache, token::observe::choose_connection},
+    controller::{
+        context::Context,
+        shim::{is_passing, resolve::ProjectCache},
+        token::observe::choose_connection,
+    },
     crd::{ConsumerRef, GitLabConnection, GitLabToken},
     reason::Reason,
     shim::{
@@ -194,18 +198,6 @@ fn app_project_object(shim: &ArgoShim, name: &str) -> Option<Value> {
                 && p.namespace().as_deref() == Some(shim.ctx.config.argocd_namespace.as_str())
         })
         .map(|p| serde_json::to_value(p.as_ref()).unwrap_or_default())
-}
-
-/// Refusals that say nothing about the request, only about the moment: tokens stay.
-fn is_passing(reason: Reason) -> bool {
-    matches!(
-        reason,
-        Reason::ConnectionNotReady
-            | Reason::ConnectionNotFound
-            | Reason::AmbiguousConnection
-            | Reason::GitLabUnavailable
-            | Reason::RateLimited
-    )
 }
 
 /// The token name and repository URL a per-repository refusal is carried under.

@@ -461,7 +461,7 @@ async fn apply(
 }
 
 /// Refusals that say nothing about the request itself, only about the moment.
-fn is_passing(reason: Reason) -> bool {
+pub(crate) fn is_passing(reason: Reason) -> bool {
     matches!(
         reason,
         Reason::ConnectionNotReady
