@@ -516,3 +516,92 @@ async fn rotation_while_argo_cd_refreshes_never_fails_a_comparison() {
     );
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helm_chart_is_fetched_with_its_secret_and_a_restart_keeps_every_token() {
+    let mut env = start().await;
+    // The platform's charts, for AppProject team-a.
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy",
+        "metadata": {"name": "argocd-platform-charts"},
+        "spec": {"namespaceSelector": {"matchNames": [ARGOCD]}, "projects": ["acme/platform/charts"],
+                 "argoCD": {"appProjects": ["team-a"]}, "consumers": ["Application"]}}),
+    )
+    .await;
+    let charts_id = env
+        .world
+        .seed
+        .as_ref()
+        .and_then(|s| s.projects.iter().find(|p| p.path == "acme/platform/charts"))
+        .map(|p| p.id)
+        .expect("seeded project");
+    let helm_url = format!(
+        "{}/api/v4/projects/{charts_id}/packages/helm/stable",
+        env.world.gitlab_url()
+    );
+    let git = git_source(&env, "acme/team-a/app");
+    let git_url = git["repoURL"].as_str().unwrap().to_string();
+    env.apply(app(ARGOCD, "web", "team-a", true, git)).await;
+    env.apply(app(
+        ARGOCD,
+        "charts",
+        "team-a",
+        true,
+        json!({"repoURL": helm_url, "chart": "charts", "targetRevision": testbed::world::SEED_CHART_VERSION}),
+    ))
+    .await;
+    let helm = ready_token(&env, &helm_url, "team-a").await;
+    let git_token = ready_token(&env, &git_url, "team-a").await;
+    let secret = env.wait_secret(ARGOCD, &helm.spec.secret.name).await;
+    assert_eq!(value(&secret, "type"), "helm");
+    assert_eq!(value(&secret, "name"), "gitlab-team-a-stable");
+    assert_eq!(
+        helm.status.as_ref().and_then(|s| s.policy.clone()).as_deref(),
+        Some("argocd-platform-charts")
+    );
+    let synced_chart = wait_app(&env, ARGOCD, "charts", "Synced", synced).await;
+    assert_eq!(
+        synced_chart["status"]["sync"]["revision"],
+        testbed::world::SEED_CHART_VERSION,
+        "Argo CD resolved the chart from GitLab's package registry with the Secret"
+    );
+    wait_app(&env, ARGOCD, "web", "Synced", synced).await;
+
+    // A restart: the shim waits for its view before deciding, so nothing is deleted or re-minted.
+    let ids = |t: &GitLabToken| {
+        t.status
+            .as_ref()
+            .and_then(|s| s.current.as_ref())
+            .map(|c| c.token_id)
+    };
+    let before: Vec<Option<u64>> = vec![ids(&git_token), ids(&helm)];
+    let minted = env.all_operator_tokens().len();
+    env.kill_operator().await;
+    env.start_operator().await;
+    // A change after the restart proves the new process's shim ran a full pass.
+    env.apply(app(
+        ARGOCD,
+        "web-2",
+        "team-a",
+        true,
+        git_source(&env, "acme/team-a/app"),
+    ))
+    .await;
+    let tokens: Api<GitLabToken> = Api::namespaced(env.client.clone(), ARGOCD);
+    eventually("the restarted shim to add web-2 to the shared token", || {
+        let tokens = tokens.clone();
+        let name = git_token.name_any();
+        async move {
+            let t = tokens.get_opt(&name).await.ok()??;
+            (t.spec.consumers.len() == 2).then_some(())
+        }
+    })
+    .await;
+    let after: Vec<Option<u64>> = vec![
+        ids(&tokens.get(&git_token.name_any()).await.unwrap()),
+        ids(&tokens.get(&helm.name_any()).await.unwrap()),
+    ];
+    assert_eq!(after, before, "a restart changed the tokens");
+    assert_eq!(env.all_operator_tokens().len(), minted, "a restart minted tokens");
+    env.stop().await;
+}
