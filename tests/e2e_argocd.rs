@@ -605,3 +605,94 @@ async fn a_helm_chart_is_fetched_with_its_secret_and_a_restart_keeps_every_token
     assert_eq!(env.all_operator_tokens().len(), minted, "a restart minted tokens");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overlap_waits_for_argo_cd_and_ends_with_the_grace_when_it_never_refreshes() {
+    let env = start().await;
+    // Namespace apps-x is allowed by the AppProject and the policy, but Argo CD does not watch it
+    // (its application.namespaces are team-*): the Application is never compared.
+    env.namespace("apps-x").await;
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy",
+        "metadata": {"name": "argocd-apps-x"},
+        "spec": {"namespaceSelector": {"matchNames": ["apps-x"]}, "projects": ["acme/team-a/**"],
+                 "argoCD": {"appProjects": ["apps-x"]}, "overlapGrace": "10m"}}),
+    )
+    .await;
+    env.apply(json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "AppProject",
+        "metadata": {"name": "apps-x", "namespace": ARGOCD},
+        "spec": {"sourceRepos": ["*"], "sourceNamespaces": ["apps-x"],
+                 "destinations": [{"server": "*", "namespace": "*"}]}}))
+        .await;
+    let source = git_source(&env, "acme/team-a/app");
+    let url = source["repoURL"].as_str().unwrap().to_string();
+    env.apply(app("apps-x", "web", "apps-x", true, source)).await;
+    let token = ready_token(&env, &url, "apps-x").await;
+    let old = token
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .map(|c| c.token_id)
+        .unwrap();
+    let tokens: Api<GitLabToken> = Api::namespaced(env.client.clone(), ARGOCD);
+    tokens
+        .patch(
+            &token.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"gitlabtokens.io/renew-requested-at": chrono::Utc::now().to_rfc3339()}}})),
+        )
+        .await
+        .unwrap();
+    // The successor is in the Secret and the Application was asked for a hard refresh ...
+    let overlapping = eventually("the overlap to start with the Application nudged", || {
+        let tokens = tokens.clone();
+        let name = token.name_any();
+        async move {
+            let t = tokens.get_opt(&name).await.ok()??;
+            let s = t.status.as_ref()?;
+            (s.previous.as_ref()?.token_id == old && s.previous.as_ref()?.nudged_at.is_some()).then_some(t)
+        }
+    })
+    .await;
+    let nudged = wait_app(&env, "apps-x", "web", "asked for a hard refresh", |o| {
+        o.pointer("/metadata/annotations/argocd.argoproj.io~1refresh") == Some(&json!("hard"))
+    })
+    .await;
+    assert!(
+        nudged.pointer("/status/reconciledAt").is_none(),
+        "Argo CD never compared it"
+    );
+    let new = overlapping
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .map(|c| c.token_id)
+        .unwrap();
+    assert_ne!(new, old);
+    // ... and the old token stays alive while Argo CD has not used the new one.
+    let state = |id: u64| {
+        env.world
+            .gitlab
+            .tokens()
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.state)
+            .unwrap_or_default()
+    };
+    let reconciles = env.token_reconciles().await;
+    eventually("a few more token reconciles during the overlap", || async {
+        (env.token_reconciles().await >= reconciles + 2.0).then_some(())
+    })
+    .await;
+    assert_eq!(state(old), "active", "revoked before Argo CD used the new token");
+    // The grace (10 minutes on the operator's clock) ends: the old token is revoked.
+    env.world
+        .advance_clock(chrono::Duration::minutes(11))
+        .expect("clock");
+    eventually("the old token to be revoked once the grace ended", || async {
+        (state(old) == "revoked").then_some(())
+    })
+    .await;
+    assert_eq!(state(new), "active");
+    env.stop().await;
+}
