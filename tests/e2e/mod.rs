@@ -13,6 +13,7 @@
 
 #![allow(dead_code)]
 
+pub mod argocd;
 #[path = "../common/helm.rs"]
 mod common_helm;
 pub mod crash;
