@@ -156,6 +156,15 @@ reasons! {
     /// the orphan sweep, which revokes it through any connection to the same GitLab.
     HandedToSweep = "HandedToSweep", Warning,
         "Create (or keep) a GitLabConnection to that GitLab so the sweep revokes it, or revoke the token in GitLab by hand (its id is in the event).";
+    /// The Application names an AppProject that does not exist in Argo CD's namespace.
+    ArgoCdProjectNotFound = "ArgoCDProjectNotFound", Warning,
+        "Create the AppProject in Argo CD's namespace, or set the Application's spec.project to an existing one.";
+    /// The Application's namespace is not in its AppProject's spec.sourceNamespaces.
+    ArgoCdNamespaceNotPermitted = "ArgoCDNamespaceNotPermitted", Warning,
+        "An Argo CD admin must list the namespace in the AppProject's spec.sourceNamespaces, or move the Application.";
+    /// An argocd-repository token outside Argo CD's namespace (Argo CD reads Secrets only there).
+    ArgoCdNamespaceRequired = "ArgoCDNamespaceRequired", Warning,
+        "Create argocd-repository GitLabTokens in Argo CD's namespace (the operator's --argocd-namespace).";
 }
 
 impl fmt::Display for Reason {

@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// How often each connection's projects are swept for orphaned tokens.
     #[arg(long, env = "GTO_SWEEP_INTERVAL", value_parser = parse_duration, default_value = "1h")]
     pub sweep_interval: Duration,
+    /// Argo CD's control-plane namespace (usually `argocd`): annotated Applications get repository
+    /// Secrets there. Empty (the default): Argo CD is not served.
+    #[arg(long, env = "GTO_ARGOCD_NAMESPACE", default_value = "")]
+    pub argocd_namespace: String,
     /// This replica's name in events and leases (defaults to the host name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -184,6 +188,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         controller_name: "gitlab-token-operator".into(),
         instance,
         exclusive: args.leader_elect,
+        argocd_namespace: args.argocd_namespace.clone(),
     };
     let (policies, policy_writer) = reflector::store();
     let policy_events = watcher(
@@ -247,6 +252,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         )
         .boxed(),
         shim_controller(ctx.clone(), stopped()).boxed(),
+        if ctx.config.argocd_namespace.is_empty() {
+            futures::future::ready(()).boxed()
+        } else {
+            crate::controller::argocd::shim::run(ctx.clone(), stopped()).boxed()
+        },
         policy_status_controller(ctx.clone(), stopped()).boxed(),
     ];
     tokio::spawn(sweep::run(ctx.clone(), args.sweep_interval));

@@ -292,6 +292,7 @@ fn the_deployment_passes_exactly_the_operators_settings_and_never_the_test_clock
         if all {
             assert_eq!(env["GTO_CLUSTER_NAME"], "prod-eu");
             assert_eq!(env["GTO_WATCH_NAMESPACES"], "team-a,team-b");
+            assert_eq!(env["GTO_ARGOCD_NAMESPACE"], "argocd");
             assert_eq!(env["GTO_LOG_FORMAT"], "plain");
             assert_eq!(env["GTO_LEADER_ELECT"], "true");
             assert_eq!(env["GTO_LEASE_NAME"], "gto-gitlab-token-operator");
@@ -301,6 +302,10 @@ fn the_deployment_passes_exactly_the_operators_settings_and_never_the_test_clock
             assert!(
                 !env.contains_key("GTO_WATCH_NAMESPACES"),
                 "empty means all namespaces"
+            );
+            assert!(
+                !env.contains_key("GTO_ARGOCD_NAMESPACE"),
+                "Argo CD is off by default"
             );
             assert_eq!(env["GTO_LOG_FORMAT"], "json");
             assert_eq!(env["GTO_LEADER_ELECT"], "true", "one writer by default");

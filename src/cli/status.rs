@@ -408,8 +408,10 @@ mod tests {
                     api_version: "source.toolkit.fluxcd.io/v1".into(),
                     kind: "GitRepository".into(),
                     name: "app".into(),
+                    namespace: None,
                 }],
                 deletion_policy: Default::default(),
+                argo_cd: None,
             },
         );
         t.metadata.namespace = Some(ns.into());

@@ -1,5 +1,5 @@
 //! Waking a token in an Overlap wait when one of its consumers changes, instead of polling: the
-//! shim already watches every Flux source kind; each change is passed here, and the tokens whose
+//! shims already watch every Flux source kind and Argo CD Applications; each change is passed here, and the tokens whose
 //! overlap waits on that source (nudged, not finished) are reconciled at once. The token
 //! controller still looks again after [`super::token::decide::OVERLAP_POLL`] as a safety net.
 
@@ -72,17 +72,18 @@ impl ConsumerChanges {
 
 /// Whether `token` is in an Overlap wait (nudged, previous not retired) on the changed source.
 pub fn waits_on(token: &GitLabToken, change: &ConsumerChange) -> bool {
-    token.namespace().as_deref() == Some(change.namespace.as_str())
-        && token
-            .status
-            .as_ref()
-            .and_then(|s| s.previous.as_ref())
-            .is_some_and(|p| p.nudged_at.is_some())
-        && token
-            .spec
-            .consumers
-            .iter()
-            .any(|c| c.kind == change.kind && c.name == change.name)
+    let own_namespace = token.namespace().unwrap_or_default();
+    token
+        .status
+        .as_ref()
+        .and_then(|s| s.previous.as_ref())
+        .is_some_and(|p| p.nudged_at.is_some())
+        && token.spec.consumers.iter().any(|c| {
+            // An Argo CD Application may live in another namespace than its token.
+            c.namespace.as_deref().unwrap_or(&own_namespace) == change.namespace
+                && c.kind == change.kind
+                && c.name == change.name
+        })
 }
 
 #[cfg(test)]

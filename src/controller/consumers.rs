@@ -23,12 +23,18 @@ pub fn consumer_resource(consumer: &ConsumerRef) -> Option<ApiResource> {
         "HelmRepository" => "helmrepositories",
         "ImageRepository" => "imagerepositories",
         "Provider" => "providers",
+        "Application" => "applications",
         _ => return None,
     };
     Some(ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(group, version, &consumer.kind),
         plural,
     ))
+}
+
+/// Whether the consumer is an Argo CD Application (nudged with a hard refresh).
+fn is_application(consumer: &ConsumerRef) -> bool {
+    consumer.kind == "Application" && consumer.api_version.starts_with("argoproj.io/")
 }
 
 /// The value written to `requestedAt` for a nudge at `at` (RFC 3339 with nanoseconds, as `flux reconcile`).
@@ -46,8 +52,13 @@ pub async fn nudge(
     let Some(ar) = consumer_resource(consumer) else {
         return Ok(false);
     };
+    let namespace = consumer.namespace.as_deref().unwrap_or(namespace);
     let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar);
-    let patch = json!({"metadata": {"annotations": {REQUESTED_AT: nudge_value(at)}}});
+    let patch = if is_application(consumer) {
+        super::argocd::consumer::nudge_patch()
+    } else {
+        json!({"metadata": {"annotations": {REQUESTED_AT: nudge_value(at)}}})
+    };
     let params = PatchParams {
         field_manager: Some(format!("{FIELD_MANAGER}/nudge")),
         ..Default::default()
@@ -156,8 +167,15 @@ pub async fn report(
         let Some(ar) = consumer_resource(consumer) else {
             continue;
         };
-        let api = Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &ar);
+        let ns = consumer.namespace.as_deref().unwrap_or(namespace);
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar);
         if let Some(obj) = api.get_opt(&consumer.name).await? {
+            if is_application(consumer) {
+                let app = serde_json::to_value(&obj).unwrap_or_default();
+                out.caught_up &= super::argocd::consumer::caught_up(&app, nudged_at);
+                out.auth_failed |= super::argocd::consumer::auth_failed_since(&app, nudged_at);
+                continue;
+            }
             let status = obj.data.get("status").unwrap_or(&Value::Null);
             out.caught_up &= caught_up(status, nudged_at);
             out.auth_failed |= auth_failed_since(status, nudged_at);
@@ -294,6 +312,7 @@ mod tests {
                 api_version: api.into(),
                 kind: kind.into(),
                 name: "x".into(),
+                namespace: None,
             })
         };
         assert_eq!(

@@ -45,12 +45,18 @@ pub struct OperatorConfig {
     /// Whether this process acts only while holding the leader Lease: then a write-ahead record of
     /// another process is a dead leader's and is recovered at once.
     pub exclusive: bool,
+    /// Argo CD's control-plane namespace: its repository Secrets (and their GitLabTokens) live
+    /// here; empty when Argo CD is not served.
+    pub argocd_namespace: String,
 }
 
 impl OperatorConfig {
     /// Whether a namespace is served.
     pub fn serves_namespace(&self, namespace: &str) -> bool {
-        self.watch_namespaces.is_empty() || self.watch_namespaces.iter().any(|n| n == namespace)
+        self.watch_namespaces.is_empty()
+            || self.watch_namespaces.iter().any(|n| n == namespace)
+            // Argo CD's namespace is served whenever Argo CD is: its repository Secrets live there.
+            || (!self.argocd_namespace.is_empty() && self.argocd_namespace == namespace)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Controllers: one module per concern.
 
+pub mod argocd;
 pub mod conditions;
 pub mod connection;
 pub mod connection_cleanup;

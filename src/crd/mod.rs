@@ -15,13 +15,13 @@ pub use connection::{
 };
 pub use duration::{Days, DurationParseError, ShortDuration};
 pub use policy::{
-    GitLabTokenPolicy, GitLabTokenPolicySpec, GitLabTokenPolicyStatus, LifetimeBounds, NamespaceSelector,
-    RenewBeforeBounds, RotationStrategy,
+    ArgoCdSelector, GitLabTokenPolicy, GitLabTokenPolicySpec, GitLabTokenPolicyStatus, LifetimeBounds,
+    NamespaceSelector, RenewBeforeBounds, RotationStrategy,
 };
 pub use token::{
-    ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken, GitLabTokenSpec, GitLabTokenStatus, HistoryEntry,
-    ObjectName, PendingIssue, PendingOperation, PreviousToken, ProjectRef, ResolvedProject, RevokingToken,
-    SecretTarget,
+    ArgoCdRepoType, ArgoCdRepository, ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken,
+    GitLabTokenSpec, GitLabTokenStatus, HistoryEntry, ObjectName, PendingIssue, PendingOperation,
+    PreviousToken, ProjectRef, ResolvedProject, RevokingToken, SecretTarget,
 };
 pub use values::{AccessLevel, ConsumerKind, Scope, SecretFormat};
 

@@ -70,6 +70,19 @@ pub struct GitLabTokenPolicySpec {
     /// always revokes, so a tenant cannot keep a live token once its request is gone).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_retain: bool,
+    /// Argo CD requests this policy selects, by AppProject (the Application's namespace must also
+    /// match `namespaceSelector`); absent means none: a policy without it never serves Argo CD.
+    #[serde(default, rename = "argoCD", skip_serializing_if = "Option::is_none")]
+    pub argo_cd: Option<ArgoCdSelector>,
+}
+
+/// Which Argo CD requests a policy selects.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoCdSelector {
+    /// AppProject name globs (`team-a`, `team-*`); the request's AppProject must match one.
+    #[schemars(length(min = 1))]
+    pub app_projects: Vec<String>,
 }
 
 fn default_max_access_level() -> AccessLevel {

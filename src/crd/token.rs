@@ -64,6 +64,52 @@ pub struct GitLabTokenSpec {
     /// What happens to the GitLab token when this object is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// For `secret.format: argocd-repository`: the Argo CD repository the Secret describes.
+    #[serde(default, rename = "argoCD", skip_serializing_if = "Option::is_none")]
+    pub argo_cd: Option<ArgoCdRepository>,
+}
+
+/// The Argo CD repository an `argocd-repository` Secret describes (`reference/argocd-secrets.md` §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgoCdRepository {
+    /// The repository URL written to the Secret's `url` key (what Argo CD clones or pulls).
+    #[schemars(length(min = 1, max = 2048))]
+    pub url: String,
+    /// The Secret's `type` key.
+    #[serde(rename = "type", default)]
+    pub repo_type: ArgoCdRepoType,
+    /// The AppProject the Secret is scoped to (its `project` key): only that project's Applications use it.
+    #[schemars(length(min = 1, max = 253))]
+    pub project: String,
+    /// Namespaces of the Applications served (policies select the request by each of them and
+    /// by `project`); empty means Argo CD's own namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub application_namespaces: Vec<String>,
+}
+
+/// Argo CD's repository `type`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ArgoCdRepoType {
+    /// Git over HTTPS.
+    #[default]
+    Git,
+    /// Helm chart repository over HTTP(S) (GitLab's package registry).
+    Helm,
+    /// OCI registry (`oci://` URL).
+    Oci,
+}
+
+impl ArgoCdRepoType {
+    /// The value of the Secret's `type` key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Git => "git",
+            Self::Helm => "helm",
+            Self::Oci => "oci",
+        }
+    }
 }
 
 fn default_access_level() -> AccessLevel {
@@ -103,6 +149,9 @@ pub struct ConsumerRef {
     pub kind: String,
     /// Name of the source.
     pub name: String,
+    /// Namespace of the consumer when not the token's (Argo CD Applications in other namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 /// What deletion does to the GitLab token.

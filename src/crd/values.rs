@@ -144,16 +144,19 @@ pub enum ConsumerKind {
     ImageRepository,
     /// `notification.toolkit.fluxcd.io` Provider of `type: gitlab`.
     Provider,
+    /// `argoproj.io` Application (Argo CD; its repository Secret lives in Argo CD's namespace).
+    Application,
 }
 
 impl ConsumerKind {
     /// Every kind.
-    pub const ALL: [ConsumerKind; 5] = [
+    pub const ALL: [ConsumerKind; 6] = [
         Self::GitRepository,
         Self::OciRepository,
         Self::HelmRepository,
         Self::ImageRepository,
         Self::Provider,
+        Self::Application,
     ];
 
     /// The Kubernetes kind name.
@@ -164,6 +167,7 @@ impl ConsumerKind {
             Self::HelmRepository => "HelmRepository",
             Self::ImageRepository => "ImageRepository",
             Self::Provider => "Provider",
+            Self::Application => "Application",
         }
     }
 
@@ -173,6 +177,7 @@ impl ConsumerKind {
             Self::GitRepository | Self::OciRepository | Self::HelmRepository => "source.toolkit.fluxcd.io",
             Self::ImageRepository => "image.toolkit.fluxcd.io",
             Self::Provider => "notification.toolkit.fluxcd.io",
+            Self::Application => "argoproj.io",
         }
     }
 }
@@ -189,7 +194,7 @@ impl FromStr for ConsumerKind {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == s.trim())
-            .ok_or_else(|| format!("{s:?} is not a Flux consumer kind"))
+            .ok_or_else(|| format!("{s:?} is not a consumer kind the operator serves"))
     }
 }
 
@@ -203,6 +208,10 @@ pub enum SecretFormat {
     DockerConfig,
     /// Opaque with `token` (notification Provider).
     Token,
+    /// Argo CD `repository` Secret: label `argocd.argoproj.io/secret-type: repository`, keys
+    /// `type`, `url`, `username`, `password`, `project` (and `name` for Helm); see `spec.argoCD`.
+    #[serde(rename = "argocd-repository")]
+    ArgoCdRepository,
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub struct CompiledPolicy {
     pub overlap_grace: ShortDuration,
     /// Whether tokens it allows may be retained on deletion.
     pub allow_retain: bool,
+    /// AppProject globs of `argoCD.appProjects` (`None`: the policy selects no Argo CD request).
+    argocd_projects: Option<GlobSet>,
 }
 
 /// Why a policy cannot be used at all.
@@ -118,6 +120,14 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
         problems.push("projects: the list is empty, so no project can match".to_string());
     }
     let projects = glob_set("projects", &spec.projects, &mut problems);
+    let argocd_projects = match &spec.argo_cd {
+        None => Some(None),
+        Some(a) if a.app_projects.is_empty() => {
+            problems.push("argoCD.appProjects: the list is empty, so no AppProject can match".to_string());
+            None
+        }
+        Some(a) => glob_set("argoCD.appProjects", &a.app_projects, &mut problems).map(Some),
+    };
 
     let (ld, lm) = (spec.lifetime.default, spec.lifetime.max);
     if lm.get() > MAX_POLICY_LIFETIME_DAYS {
@@ -142,29 +152,32 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             "renewBefore.min: {m} is not shorter than lifetime.max {lm}, so no lifetime fits"
         ));
     }
-    match (namespace_globs, projects) {
-        (Some(namespace_globs), Some(projects)) if problems.is_empty() => Ok(CompiledPolicy {
-            name,
-            connection: spec.connection_ref.as_ref().map(|c| c.name.clone()),
-            namespace_globs,
-            match_labels: spec.namespace_selector.match_labels.clone(),
-            projects,
-            project_patterns: spec.projects.clone(),
-            consumers: spec.consumers.clone(),
-            scopes: if spec.scopes.is_empty() {
-                DEFAULT_ALLOWED_SCOPES.to_vec()
-            } else {
-                spec.scopes.clone()
-            },
-            max_access_level: spec.max_access_level,
-            lifetime_default: ld,
-            lifetime_max: lm,
-            renew_before_default: spec.renew_before.default,
-            renew_before_min: spec.renew_before.min,
-            rotation_strategy: spec.rotation_strategy,
-            overlap_grace: spec.overlap_grace,
-            allow_retain: spec.allow_retain,
-        }),
+    match (namespace_globs, projects, argocd_projects) {
+        (Some(namespace_globs), Some(projects), Some(argocd_projects)) if problems.is_empty() => {
+            Ok(CompiledPolicy {
+                name,
+                connection: spec.connection_ref.as_ref().map(|c| c.name.clone()),
+                namespace_globs,
+                match_labels: spec.namespace_selector.match_labels.clone(),
+                projects,
+                project_patterns: spec.projects.clone(),
+                consumers: spec.consumers.clone(),
+                scopes: if spec.scopes.is_empty() {
+                    DEFAULT_ALLOWED_SCOPES.to_vec()
+                } else {
+                    spec.scopes.clone()
+                },
+                max_access_level: spec.max_access_level,
+                lifetime_default: ld,
+                lifetime_max: lm,
+                renew_before_default: spec.renew_before.default,
+                renew_before_min: spec.renew_before.min,
+                rotation_strategy: spec.rotation_strategy,
+                overlap_grace: spec.overlap_grace,
+                allow_retain: spec.allow_retain,
+                argocd_projects,
+            })
+        }
         _ => Err(UnusablePolicy { name, problems }),
     }
 }
@@ -180,6 +193,16 @@ impl CompiledPolicy {
     /// Whether the policy governs this connection.
     pub fn selects_connection(&self, connection: &str) -> bool {
         self.connection.as_deref().is_none_or(|c| c == connection)
+    }
+
+    /// Whether the policy selects a request of this Argo CD AppProject (`None`: not an Argo CD
+    /// request, selected as before). Only policies with `argoCD` select Argo CD requests.
+    pub fn selects_argocd_project(&self, app_project: Option<&str>) -> bool {
+        match (app_project, &self.argocd_projects) {
+            (None, _) => true,
+            (Some(p), Some(globs)) => globs.is_match(p),
+            (Some(_), None) => false,
+        }
     }
 
     /// Whether a canonical project path matches one of the project globs (case-sensitive).

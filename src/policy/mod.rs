@@ -5,6 +5,8 @@
 //! namespace and connection allows all of it; otherwise the answer names the closest policy
 //! (fewest violations, ties by name) and every field it violates.
 
+#[cfg(test)]
+mod argocd_tests;
 mod compile;
 #[cfg(test)]
 mod tests;
@@ -40,6 +42,8 @@ pub struct TokenRequest {
     pub lifetime: Option<Days>,
     /// Renew-before asked for (`None`: the policy default or one third of the lifetime).
     pub renew_before: Option<Days>,
+    /// The Argo CD AppProject the request is for (`None`: not an Argo CD request).
+    pub argocd_project: Option<String>,
 }
 
 impl TokenRequest {
@@ -60,6 +64,7 @@ impl TokenRequest {
             access_level: spec.access_level,
             lifetime: spec.lifetime,
             renew_before: spec.renew_before,
+            argocd_project: spec.argo_cd.as_ref().map(|a| a.project.clone()),
         })
     }
 }
@@ -209,6 +214,7 @@ impl PolicySet {
         let selecting = self.usable.iter().filter(|p| {
             p.selects_namespace(&namespace.name, &namespace.labels)
                 && p.selects_connection(&request.connection)
+                && p.selects_argocd_project(request.argocd_project.as_deref())
         });
         let mut closest: Option<(&CompiledPolicy, Vec<Violation>)> = None;
         for p in selecting {

@@ -29,6 +29,7 @@ fn req(project: &str) -> TokenRequest {
         access_level: AccessLevel::Reporter,
         lifetime: None,
         renew_before: None,
+        argocd_project: None,
     }
 }
 

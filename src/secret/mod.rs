@@ -28,7 +28,9 @@ use k8s_openapi::{
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::crd::{API_GROUP, API_VERSION, SecretFormat};
+use crate::crd::{API_GROUP, API_VERSION, ArgoCdRepository, SecretFormat};
+
+pub mod argocd;
 
 /// Label every operator-written Secret carries: `app.kubernetes.io/managed-by`.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -67,6 +69,9 @@ pub enum SecretBuildError {
     /// GitLab returned an empty token.
     #[error("the token value is empty")]
     EmptyToken,
+    /// `argocd-repository` needs `spec.argoCD` and the GitLabToken has none.
+    #[error("secret format argocd-repository needs spec.argoCD (url, type, project)")]
+    MissingArgoCdRepository,
     /// The owner has no name, namespace or uid yet (not read from the API server).
     #[error("the GitLabToken has no {0} (build the Secret from an object read from the API server)")]
     OwnerIncomplete(&'static str),
@@ -102,6 +107,8 @@ pub struct SecretParams<'a> {
     pub expires_at: NaiveDate,
     /// Planned renewal time.
     pub renewal_time: DateTime<Utc>,
+    /// For `argocd-repository`: the repository the Secret describes.
+    pub argo_cd: Option<&'a ArgoCdRepository>,
 }
 
 /// A built Secret whose Debug output shows metadata and key names only.
@@ -197,6 +204,10 @@ pub fn build_secret(
                 ByteString(token.expose_secret().as_bytes().to_vec()),
             )]),
         ),
+        SecretFormat::ArgoCdRepository => {
+            let repo = params.argo_cd.ok_or(SecretBuildError::MissingArgoCdRepository)?;
+            (TYPE_OPAQUE, argocd::repository_data(repo, params.username, token))
+        }
         SecretFormat::DockerConfig => {
             let host = params
                 .registry_host
@@ -221,10 +232,16 @@ pub fn build_secret(
             )
         }
     };
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
         (TOKEN_LABEL.to_string(), o.name.to_string()),
     ]);
+    if params.format == SecretFormat::ArgoCdRepository {
+        labels.insert(
+            argocd::SECRET_TYPE_LABEL.to_string(),
+            argocd::SECRET_TYPE_REPOSITORY.to_string(),
+        );
+    }
     let annotations = BTreeMap::from([
         (TOKEN_ID_ANNOTATION.to_string(), params.token_id.to_string()),
         (
@@ -281,7 +298,16 @@ pub fn secret_digest(secret: &Secret, owner_uid: &str) -> String {
         msg.extend_from_slice(bytes);
     };
     put(secret.type_.as_deref().unwrap_or(TYPE_OPAQUE).as_bytes());
-    let ours = |k: &String| OPERATOR_KEYS.contains(&k.as_str());
+    // An Argo CD repository Secret's url, type, project and name are the operator's too.
+    let argocd = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(argocd::SECRET_TYPE_LABEL))
+        .is_some();
+    let ours = |k: &String| {
+        OPERATOR_KEYS.contains(&k.as_str()) || (argocd && argocd::ARGOCD_KEYS.contains(&k.as_str()))
+    };
     for (k, v) in secret.data.iter().flatten().filter(|(k, _)| ours(k)) {
         put(k.as_bytes());
         put(&v.0);

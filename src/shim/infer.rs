@@ -217,6 +217,12 @@ pub fn infer(
                 Some(r.authority),
             )
         }
+        ConsumerKind::Application => {
+            return Err(Refusal::new(
+                Reason::UnsupportedKind,
+                "Argo CD Applications are served by the Argo CD shim, not as Flux sources",
+            ));
+        }
         ConsumerKind::Provider => {
             let t = str_at(spec, &["type"]).unwrap_or_default();
             if t != "gitlab" {
@@ -292,6 +298,7 @@ pub fn infer(
             api_version,
             kind: consumer_kind.as_str().to_string(),
             name: name.to_string(),
+            namespace: None,
         },
         kind,
         connection: ann.connection.clone(),
@@ -338,7 +345,7 @@ fn reject_provider(spec: &Value, kind: &str, allowed: &[&str]) -> Result<(), Ref
     }
 }
 
-fn is_ssh(url: &str) -> bool {
+pub(crate) fn is_ssh(url: &str) -> bool {
     let lower = url.to_ascii_lowercase();
     lower.starts_with("ssh://")
         || lower.starts_with("git+ssh://")
@@ -370,7 +377,7 @@ fn plain_project_path(segments: &[Segment], raw: &str, what: &str) -> Result<Str
 }
 
 /// GitRepository `https://<gitlab>/<path>(.git)` → `<path>`; ssh is refused.
-fn git_project(url: &str, conn: &ConnectionFacts) -> Result<ProjectHint, Refusal> {
+pub(crate) fn git_project(url: &str, conn: &ConnectionFacts) -> Result<ProjectHint, Refusal> {
     if is_ssh(url) {
         return Err(Refusal::new(
             Reason::SshNotSupported,
@@ -395,7 +402,7 @@ fn valid_helm_channel(c: &str) -> bool {
 }
 
 /// HelmRepository HTTP `https://<gitlab>/api/v4/projects/<id | url-encoded path>/packages/helm/<channel>`.
-fn helm_http_project(url: &str, conn: &ConnectionFacts) -> Result<ProjectHint, Refusal> {
+pub(crate) fn helm_http_project(url: &str, conn: &ConnectionFacts) -> Result<ProjectHint, Refusal> {
     let invalid = |m: String| Refusal::new(Reason::InvalidUrl, m);
     if url.to_ascii_lowercase().starts_with("oci://") {
         return Err(invalid(format!(

@@ -8,6 +8,7 @@
 //! - [`warnings`]: Warning events for annotations that are ignored (typos, with a did-you-mean).
 
 pub mod annotations;
+pub mod argocd;
 pub mod infer;
 pub mod refused;
 pub mod share;

@@ -104,6 +104,7 @@ pub fn refused_spec(source: &Value, secret_name: &str) -> GitLabTokenSpec {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
+        namespace: None,
     };
     let format = match identify(source).map(|(k, _)| k.as_str()) {
         Ok("OCIRepository" | "ImageRepository") => SecretFormat::DockerConfig,
@@ -124,6 +125,7 @@ pub fn refused_spec(source: &Value, secret_name: &str) -> GitLabTokenSpec {
         },
         consumers: vec![consumer],
         deletion_policy: DeletionPolicy::Revoke,
+        argo_cd: None,
     }
 }
 
@@ -220,7 +222,8 @@ mod tests {
             [ConsumerRef {
                 api_version: "image.toolkit.fluxcd.io/v1".into(),
                 kind: "ImageRepository".into(),
-                name: "img".into()
+                name: "img".into(),
+                namespace: None,
             }]
         );
     }

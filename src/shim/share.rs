@@ -127,6 +127,7 @@ pub fn spec_for_sources(needs: &[SourceNeed]) -> Option<SharedToken> {
             },
             consumers: served.clone(),
             deletion_policy: DeletionPolicy::Revoke,
+            argo_cd: None,
         },
         served,
         conflicts,

@@ -64,6 +64,8 @@ fn the_sandbox_shows_every_step_and_passes() {
         "✓ Provider (gitlab): Secret written: Opaque [token]",
         "✓ denied source: refused by policy: Ready=False PolicyDenied",
         "✓ denied source: nothing minted",
+        "✓ Argo CD repository Secret: argocd-team-a-",
+        "✓ Argo CD fetches with it: Synced at",
         "✓ renewal of app-gitlab-token: new token: #",
         "✓ renewal of app-gitlab-token: old token revoked",
         "✓ renewal of app-gitlab-token: old token refused",

@@ -140,6 +140,15 @@ const PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[
     ("image.toolkit.fluxcd.io", "imagerepositories", &["patch"]),
     ("notification.toolkit.fluxcd.io", "providers", &["patch"]),
 ];
+/// Argo CD (all-features values): Applications read cluster-wide.
+const ARGOCD_CLUSTER_WIDE: &[(&str, &str, &[&str])] =
+    &[("argoproj.io", "applications", &["get", "list", "watch"])];
+/// Argo CD: the rotation's hard refresh, wherever tenant writes are granted.
+const ARGOCD_PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[("argoproj.io", "applications", &["patch"])];
+/// Argo CD: AppProjects, read in Argo CD's namespace only.
+const ARGOCD_NAMESPACE: &[(&str, &str, &[&str])] =
+    &[("argoproj.io", "appprojects", &["get", "list", "watch"])];
+
 /// Writes in the operator's namespace.
 const OPERATOR_NAMESPACE: &[(&str, &str, &[&str])] =
     &[("", "secrets", &["patch"]), ("", "configmaps", &["create"])];
@@ -189,6 +198,18 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
     want.extend(lease_grants());
     assert_eq!(have, want, "default RBAC differs from what the operator needs");
 
+    // Argo CD on, every namespace served: Applications cluster-wide, AppProjects in its namespace.
+    let argo = render(&["--set", "argocd.enabled=true", "--set", "argocd.namespace=gitops"]);
+    let have = effective_grants(&argo, &sa, NAMESPACE);
+    let mut want = expand(None, CLUSTER_WIDE);
+    want.extend(expand(None, PER_SERVED_NAMESPACE));
+    want.extend(expand(None, ARGOCD_CLUSTER_WIDE));
+    want.extend(expand(None, ARGOCD_PER_SERVED_NAMESPACE));
+    want.extend(expand(Some("gitops"), ARGOCD_NAMESPACE));
+    want.extend(operator_namespace_grants());
+    want.extend(lease_grants());
+    assert_eq!(have, want, "Argo CD RBAC differs from what the operator needs");
+
     // Leader election switched off (development): no Lease access at all.
     let off = render(&["--set", "leaderElection.enabled=false"]);
     let have = effective_grants(&off, &sa, NAMESPACE);
@@ -200,13 +221,17 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
         "RBAC without leader election differs from what the operator needs"
     );
 
-    // watchNamespaces: tenant writes only there; leader election: one named Lease.
+    // watchNamespaces: tenant writes only there and in Argo CD's namespace (Argo CD on); leader
+    // election: one named Lease.
     let r = render_all_features();
     let have = effective_grants(&r, &sa, NAMESPACE);
     let mut want = expand(None, CLUSTER_WIDE);
-    for ns in ["team-a", "team-b"] {
+    want.extend(expand(None, ARGOCD_CLUSTER_WIDE));
+    for ns in ["team-a", "team-b", "argocd"] {
         want.extend(expand(Some(ns), PER_SERVED_NAMESPACE));
+        want.extend(expand(Some(ns), ARGOCD_PER_SERVED_NAMESPACE));
     }
+    want.extend(expand(Some("argocd"), ARGOCD_NAMESPACE));
     want.extend(operator_namespace_grants());
     want.extend(lease_grants());
     assert_eq!(

@@ -15,7 +15,8 @@ impl Env {
             return;
         }
         let mut service_account = None;
-        for object in chart_rbac() {
+        let argocd = self.argocd;
+        for object in chart_rbac_with(argocd) {
             let mut object = object;
             if object["kind"] == "ServiceAccount" {
                 service_account = object
@@ -23,10 +24,13 @@ impl Env {
                     .and_then(Value::as_str)
                     .map(str::to_string);
             }
-            if matches!(
-                object["kind"].as_str(),
-                Some("ServiceAccount" | "Role" | "RoleBinding")
-            ) {
+            let in_argocd = argocd && object.pointer("/metadata/namespace") == Some(&json!("argocd"));
+            if !in_argocd
+                && matches!(
+                    object["kind"].as_str(),
+                    Some("ServiceAccount" | "Role" | "RoleBinding")
+                )
+            {
                 object["metadata"]["namespace"] = json!(OPERATOR_NS);
             }
             self.apply(object).await;
@@ -53,11 +57,22 @@ fn uuid_like() -> String {
 
 /// The ServiceAccount and RBAC objects the chart renders for release `gto` in the operator namespace.
 pub fn chart_rbac() -> Vec<Value> {
+    chart_rbac_with(false)
+}
+
+/// Like [`chart_rbac`], with Argo CD served (`argocd.enabled`, namespace `argocd`) when `argocd`.
+pub fn chart_rbac_with(argocd: bool) -> Vec<Value> {
     let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/gitlab-token-operator");
+    let argocd_values: &[&str] = if argocd {
+        &["--set", "argocd.enabled=true", "--set", "argocd.namespace=argocd"]
+    } else {
+        &[]
+    };
     let out = std::process::Command::new(helm())
         .args(["template", "gto"])
         .arg(&chart)
         .args(["--namespace", OPERATOR_NS])
+        .args(argocd_values)
         .env("HELM_CACHE_HOME", std::env::temp_dir().join("gto-e2e-helm-cache"))
         .output()
         .expect("helm runs");

@@ -13,6 +13,7 @@
 
 #![allow(dead_code)]
 
+pub mod argocd;
 #[path = "../common/helm.rs"]
 mod common_helm;
 pub mod crash;
@@ -71,6 +72,8 @@ pub struct Env {
     pub replicas: Vec<Replica>,
     /// Extra environment for every operator process ([`Options::operator_env`]).
     operator_env: Vec<(String, String)>,
+    /// Whether Argo CD is served ([`Options::argocd`]).
+    pub argocd: bool,
 }
 
 /// How [`Env::start_with`] runs the operator.
@@ -86,6 +89,10 @@ pub struct Options {
     /// The test starts the operator itself (e.g. from the container image): `start_with` starts
     /// none and returns without waiting for the connection to be Ready.
     pub external_operator: bool,
+    /// Argo CD served in namespace `argocd`: the stand-in runs with this configuration, Argo CD's
+    /// CRDs are installed, the chart's RBAC is rendered with `argocd.enabled`, and the operator
+    /// gets `GTO_ARGOCD_NAMESPACE=argocd`. `None`: the world's default stand-in, not served.
+    pub argocd: Option<testbed::argocd::ArgoCdConfig>,
 }
 
 /// Several operator processes electing a leader over one Lease.
@@ -161,9 +168,11 @@ impl Env {
         if keep {
             eprintln!("keeping the test's files in {}", dir.path().display());
         }
-        let world = World::start(WorldConfig::new(dir.path().join("world")))
-            .await
-            .expect("world starts");
+        let mut config = WorldConfig::new(dir.path().join("world"));
+        if let Some(argocd) = &options.argocd {
+            config.argocd = Some(argocd.clone());
+        }
+        let world = World::start(config).await.expect("world starts");
         let client = world.kube.admin_client().await.expect("admin client");
         install_crds(
             &client,
@@ -185,9 +194,18 @@ impl Env {
             dir,
             replicas: Vec::new(),
             operator_env: options.operator_env.clone(),
+            argocd: options.argocd.is_some(),
         };
         env.namespace(OPERATOR_NS).await;
         env.namespace("team-a").await;
+        if env.argocd {
+            env.namespace("argocd").await;
+            install_crds(&env.client, &fixtures_dir().join("argocd-crds"))
+                .await
+                .expect("Argo CD CRDs");
+            env.operator_env
+                .push(("GTO_ARGOCD_NAMESPACE".into(), "argocd".into()));
+        }
         env.install_operator_identity().await;
         let token = env.world.operator_token().expect("seeded").to_string();
         env.apply(json!({"apiVersion": "v1", "kind": "Secret",

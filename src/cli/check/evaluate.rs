@@ -221,6 +221,11 @@ pub fn secret_report(r: &InferredRequest, conn_registry: Option<&str>) -> Secret
     let (type_, keys, registry_host) = match r.secret_format {
         SecretFormat::BasicAuth => (TYPE_OPAQUE, vec!["username", "password"], None),
         SecretFormat::Token => (TYPE_OPAQUE, vec!["token"], None),
+        SecretFormat::ArgoCdRepository => (
+            TYPE_OPAQUE,
+            vec!["type", "url", "username", "password", "project"],
+            None,
+        ),
         SecretFormat::DockerConfig => (
             TYPE_DOCKER_CONFIG_JSON,
             vec![DOCKER_CONFIG_KEY],
@@ -480,6 +485,7 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
             access_level: p.request.access_level,
             lifetime: shared.lifetime,
             renew_before: shared.renew_before,
+            argocd_project: None,
         };
         let decision = inputs.policies.evaluate(&req, &p.namespace);
         report.evaluations.push(evaluation(path, &decision));

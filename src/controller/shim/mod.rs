@@ -12,7 +12,7 @@
 //! others in its namespace.
 
 mod report;
-mod resolve;
+pub(crate) mod resolve;
 mod watch;
 
 use std::{
@@ -483,7 +483,7 @@ async fn apply(
 }
 
 /// Refusals that say nothing about the request itself, only about the moment.
-fn is_passing(reason: Reason) -> bool {
+pub(crate) fn is_passing(reason: Reason) -> bool {
     matches!(
         reason,
         Reason::ConnectionNotReady

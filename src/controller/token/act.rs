@@ -413,7 +413,7 @@ pub(super) async fn publish_on_consumers(
             api_version: Some(c.api_version.clone()),
             kind: Some(c.kind.clone()),
             name: Some(c.name.clone()),
-            namespace: Some(namespace.clone()),
+            namespace: Some(c.namespace.clone().unwrap_or_else(|| namespace.clone())),
             ..Default::default()
         };
         let event = kube::runtime::events::Event {

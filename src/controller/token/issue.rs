@@ -363,6 +363,7 @@ pub fn build(
         token_id,
         expires_at,
         renewal_time: renewal,
+        argo_cd: token.spec.argo_cd.as_ref(),
     };
     build_secret(&params, value)
         .map(|b| b.into_secret())

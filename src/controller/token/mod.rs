@@ -7,6 +7,7 @@
 //! in the operator's namespace, so it works while a tenant namespace is torn down.
 
 pub mod act;
+pub mod argocd;
 pub mod decide;
 pub mod issue;
 pub mod ledger;

@@ -63,8 +63,12 @@ pub struct Resolved {
 /// Resolves connection, project and policy. `Ok(Err(_))` is a refusal to report, `Err` a
 /// failure to retry.
 pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolved, Refusal>, TokenError> {
-    let namespace = token.namespace().unwrap_or_default();
-    let ns_info = ctx.namespace_info(&namespace).await?;
+    if let Err(r) = super::argocd::check_placement(token, &ctx.config.argocd_namespace) {
+        return Ok(Err(r));
+    }
+    // An Argo CD request is selected by the namespace of the Applications it serves.
+    let request_namespaces = super::argocd::request_namespaces(token);
+    let ns_info = ctx.namespace_info(&request_namespaces[0]).await?;
     let policies = ctx.policy_set();
 
     let explicit = token.spec.connection_ref.as_ref().map(|c| c.name.as_str());
@@ -127,7 +131,14 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         Ok(r) => r,
         Err(e) => return Ok(Err(refuse(Reason::UnsupportedKind, e))),
     };
-    let allowance = match policies.evaluate(&request, &ns_info) {
+    let mut decision = policies.evaluate(&request, &ns_info);
+    for other in &request_namespaces[1..] {
+        if !matches!(decision, PolicyDecision::Allowed(_)) {
+            break;
+        }
+        decision = policies.evaluate(&request, &ctx.namespace_info(other).await?);
+    }
+    let allowance = match decision {
         PolicyDecision::Allowed(a) => a,
         PolicyDecision::Denied(d) => {
             return Ok(Err(Refusal {
@@ -407,6 +418,12 @@ fn has_shape(secret: &Secret, token: &GitLabToken, registry_host: Option<&str>) 
             type_ == "Opaque" && keys.contains(&"username") && keys.contains(&"password")
         }
         SecretFormat::Token => type_ == "Opaque" && keys.contains(&"token"),
+        SecretFormat::ArgoCdRepository => {
+            type_ == "Opaque"
+                && ["username", "password", "url", "type", "project"]
+                    .iter()
+                    .all(|k| keys.contains(k))
+        }
         SecretFormat::DockerConfig => {
             let config = secret.data.as_ref().and_then(|d| d.get(".dockerconfigjson"));
             let auths = config

@@ -4,6 +4,7 @@
 //! clock, revocation on deletion), proves each Secret with real clients, and ends with a summary.
 //! The run passes only if every step it showed happened; every wait has a deadline.
 
+pub mod argocd;
 pub mod checks;
 pub mod lifecycle;
 pub mod live;
@@ -99,7 +100,9 @@ pub async fn run(options: SandboxOptions) -> Result<bool, SandboxError> {
     };
     view.heading("Test world and operator");
     view.info(&format!("state directory {}", state_dir.display()));
-    let world = World::start(WorldConfig::new(state_dir.join("world"))).await?;
+    let mut config = WorldConfig::new(state_dir.join("world"));
+    config.argocd = Some(argocd::standin_config());
+    let world = World::start(config).await?;
     let ledger = Ledger::new(view.clone());
     ledger.record(
         "start the test world",
@@ -213,8 +216,20 @@ async fn play(
 ) -> bool {
     let installed =
         setup::install_all_crds(&client, &options.crds_dir, &options.flux_crds_dir, state_dir).await;
-    let crds =
-        installed.map(|(ours, flux)| format!("{ours} gitlabtokens.io, {flux} Flux (Provider minimal)"));
+    let argo_dir = options
+        .flux_crds_dir
+        .parent()
+        .map(|p| p.join("argocd-crds"))
+        .unwrap_or_default();
+    let installed = match installed {
+        Ok(counts) => crate::world::install_crds(&client, &argo_dir)
+            .await
+            .map(|argo| (counts, argo.len())),
+        Err(e) => Err(e),
+    };
+    let crds = installed.map(|((ours, flux), argo)| {
+        format!("{ours} gitlabtokens.io, {flux} Flux (Provider minimal), {argo} Argo CD")
+    });
     if !ledger.record("install CRDs", "Established", crds.map_err(|e| e.to_string())) {
         return false;
     }
@@ -291,7 +306,7 @@ async fn admin(world: &World, client: &kube::Client, ledger: &Ledger) -> bool {
         Ok(o) => o,
         Err(e) => return ledger.record("admin objects", "applied", Err(e)),
     };
-    for object in &objects {
+    for object in objects.iter().chain(&argocd::admin_objects()) {
         if let Err(e) = setup::apply(client, object).await {
             return ledger.record("admin objects", "applied", Err(e));
         }
@@ -300,7 +315,7 @@ async fn admin(world: &World, client: &kube::Client, ledger: &Ledger) -> bool {
         "admin: connection and policy",
         "applied",
         Ok(format!(
-            "GitLabConnection {CONNECTION}, GitLabTokenPolicy {POLICY} (team-* → acme/team-a/**, acme/platform/**)"
+            "GitLabConnection {CONNECTION}, GitLabTokenPolicy {POLICY} (team-* → acme/team-a/**, acme/platform/**), Argo CD AppProject team-a with policy argocd-team-a"
         )),
     )
 }
@@ -362,6 +377,11 @@ async fn tenant(scenario: &mut Scenario<'_>) {
     }
     scenario.view.heading("A source the policy denies");
     scenario.denied(denied_secret, denied_project).await;
+
+    scenario
+        .view
+        .heading("Argo CD: an annotated Application gets a project-scoped repository Secret");
+    scenario.argocd().await;
 
     scenario
         .view

@@ -67,6 +67,8 @@ pub struct OperatorArgs {
     pub kubeconfig: PathBuf,
     /// `RUST_LOG`.
     pub rust_log: String,
+    /// `--argocd-namespace` (`None`: Argo CD not served).
+    pub argocd_namespace: Option<String>,
 }
 
 /// A running operator process (killed when dropped).
@@ -94,6 +96,7 @@ impl OperatorProcess {
                 cluster_name: "sandbox".into(),
                 kubeconfig: world.kubeconfig_path(),
                 rust_log: "info,gitlab_token_operator=debug".into(),
+                argocd_namespace: Some(super::argocd::ARGOCD_NS.into()),
             },
             log_path,
         )
@@ -128,6 +131,10 @@ impl OperatorProcess {
             .arg(world.clock_offset_path())
             .env("KUBECONFIG", &args.kubeconfig)
             .env("RUST_LOG", &args.rust_log)
+            .env(
+                "GTO_ARGOCD_NAMESPACE",
+                args.argocd_namespace.as_deref().unwrap_or_default(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))

@@ -279,6 +279,7 @@ pub async fn run(options: ScaleOptions) -> Result<Report, ScaleError> {
         cluster_name: "scale".into(),
         kubeconfig,
         rust_log: "info".into(),
+        argocd_namespace: None,
     };
     let log_path = options.state_dir.join("operator.log");
     let mut bench = Bench {
