@@ -155,6 +155,17 @@ reasons! {
     /// The token's connection is gone, so it cannot be revoked; it dies at its GitLab expiry.
     RevocationImpossible = "RevocationImpossible", Warning,
         "Revoke the token in GitLab by hand (its id is in the GitLabToken's history), or recreate the connection first.";
+
+    // ---- delegation to GitLab (issue 11) ----
+    /// A delegating policy allows the request, but its GitLab identity lacks the role on the project in GitLab.
+    GitLabAccessDenied = "GitLabAccessDenied", Warning,
+        "Ask a GitLab admin to give the identity named in the message the role on the project (membership or a share), or ask for a lower accessLevel.";
+    /// The delegating policy's GitLab identity lost all access to the project: token revoked, Secret removed.
+    AccessWithdrawn = "AccessWithdrawn", Warning,
+        "GitLab no longer grants the identity named in the message access to the project; ask a GitLab admin to restore it.";
+    /// The GitLab identity's role on the project was lowered: the token was re-issued at the new role.
+    AccessLowered = "AccessLowered", Warning,
+        "Nothing, if the lower role is enough; else ask a GitLab admin to restore the identity's role on the project.";
 }
 
 impl fmt::Display for Reason {

@@ -290,7 +290,11 @@ impl Inputs {
             .unwrap_or_else(|| self.default_labels.clone());
         // The API server sets this label on every namespace.
         labels.insert("kubernetes.io/metadata.name".into(), name.clone());
-        Ok(NamespaceInfo { name, labels })
+        Ok(NamespaceInfo {
+            name,
+            labels,
+            annotations: Default::default(),
+        })
     }
 
     /// Picks the connection like the operator: the named one, else the only one, else the one the
@@ -437,6 +441,7 @@ mod tests {
         let ns = NamespaceInfo {
             name: "team-a".into(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
         };
         // (policies, connections, from flags, annotation) -> Ok(name) or Err(reason)
         type Row<'a> = (

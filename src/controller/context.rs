@@ -38,6 +38,8 @@ pub struct OperatorConfig {
     pub verify_interval: Duration,
     /// How often each connection's projects are swept for orphaned tokens.
     pub sweep_interval: Duration,
+    /// Within this interval a delegated token is re-checked against GitLab (issue 11).
+    pub access_recheck_interval: Duration,
     /// Name events are reported under (`reportingController`).
     pub controller_name: String,
     /// This replica's identity (`reportingInstance`), e.g. the pod name.
@@ -85,6 +87,8 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Per-project listings of active tokens, shared by every token's liveness check.
     pub liveness: super::token::liveness::LivenessCache,
+    /// GitLab's answers about delegating policies' identities, shared by every reconcile.
+    pub delegation: super::delegation::DelegationCache,
     /// The last compiled policy set and the policy versions it was compiled from.
     compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
@@ -122,6 +126,7 @@ impl Context {
             unstored: Mutex::default(),
             failures: Mutex::default(),
             liveness: Default::default(),
+            delegation: Default::default(),
             compiled_policies: Mutex::default(),
         }
     }
@@ -184,17 +189,18 @@ impl Context {
     pub async fn namespace_info(&self, namespace: &str) -> kube::Result<NamespaceInfo> {
         use kube::ResourceExt;
         let key = kube::runtime::reflector::ObjectRef::new(namespace);
-        let labels = match self.namespaces.get(&key) {
-            Some(ns) => ns.labels().clone(),
+        let (labels, annotations) = match self.namespaces.get(&key) {
+            Some(ns) => (ns.labels().clone(), ns.annotations().clone()),
             None => kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
                 .get_opt(namespace)
                 .await?
-                .map(|n| n.labels().clone())
+                .map(|n| (n.labels().clone(), n.annotations().clone()))
                 .unwrap_or_default(),
         };
         Ok(NamespaceInfo {
             name: namespace.to_string(),
             labels,
+            annotations,
         })
     }
 

@@ -5,6 +5,7 @@ pub mod connection;
 pub mod connection_cleanup;
 pub mod consumers;
 pub mod context;
+pub mod delegation;
 pub mod policy;
 pub mod shim;
 pub mod sweep;

@@ -14,6 +14,7 @@ pub use connection::{
     RateLimit, SecretKeyReference, SelfRotation,
 };
 pub use duration::{Days, DurationParseError, ShortDuration};
+pub use policy::GitLabAccess;
 pub use policy::{
     GitLabTokenPolicy, GitLabTokenPolicySpec, GitLabTokenPolicyStatus, LifetimeBounds, NamespaceSelector,
     RenewBeforeBounds, RotationStrategy,

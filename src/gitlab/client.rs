@@ -20,8 +20,8 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::{
-    AccessToken, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, Member, NewToken, Project,
-    RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
+    AccessToken, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, GroupDetail, Member,
+    NewToken, Project, RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
     credential::Credential,
     error::parse_retry_after,
     pagination::{PER_PAGE, next_page_url},
@@ -491,6 +491,25 @@ impl GitLabApi for GitLabClient {
                 .append_pair("search", search)
                 .append_pair("search_namespaces", "true");
             self.get_all("list_projects", url).await
+        })
+    }
+
+    fn group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupDetail>> {
+        Box::pin(async move {
+            // Group paths encode like project paths: one `%2F`-joined segment.
+            self.get("group", &format!("groups/{}", project_segment(group)?))
+                .await
+        })
+    }
+
+    fn user_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>> {
+        Box::pin(async move {
+            let mut url = self.url("users")?;
+            url.query_pairs_mut().append_pair("username", username);
+            let users: Vec<User> = self.get_all("user_by_username", url).await?;
+            Ok(users
+                .into_iter()
+                .find(|u| u.username.eq_ignore_ascii_case(username)))
         })
     }
 }

@@ -11,6 +11,7 @@
 //! - [`GitLabError`]: failures by family, with a static `reason()`; never carries a secret.
 //! - [`RequestObserver`]: a hook the metrics layer implements to count and time requests.
 
+mod access_types;
 mod client;
 mod config;
 mod credential;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 
+pub use access_types::{GroupDetail, SharedWithGroup};
 pub use client::GitLabClient;
 pub use config::ClientConfig;
 pub use error::GitLabError;
@@ -97,6 +99,10 @@ pub trait GitLabApi: Send + Sync {
     /// `GET /projects?search=…&search_namespaces=true` (all pages, bounded): projects the
     /// operator can see whose name or full path matches.
     fn list_projects<'a>(&'a self, search: &'a str) -> BoxFuture<'a, Result<Vec<Project>>>;
+    /// `GET /groups/:id` (numeric id or full path), with its `shared_with_groups`.
+    fn group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupDetail>>;
+    /// `GET /users?username=…`: the user (or service account) of that username, if any.
+    fn user_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>>;
     /// GitLab's last `RateLimit-Remaining` on this connection (for the metric), if known.
     fn rate_limit_remaining(&self) -> Option<u64> {
         None

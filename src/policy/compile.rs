@@ -49,6 +49,8 @@ pub struct CompiledPolicy {
     pub overlap_grace: ShortDuration,
     /// Whether tokens it allows may be retained on deletion.
     pub allow_retain: bool,
+    /// The GitLab identity bounding its tokens (`None`: not delegating).
+    pub gitlab_access: Option<super::delegation::AccessSource>,
 }
 
 /// Why a policy cannot be used at all.
@@ -142,6 +144,14 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             "renewBefore.min: {m} is not shorter than lifetime.max {lm}, so no lifetime fits"
         ));
     }
+    let gitlab_access = match spec.gitlab_access.as_ref().map(super::delegation::compile_access) {
+        None => None,
+        Some(Ok(source)) => Some(source),
+        Some(Err(found)) => {
+            problems.extend(found);
+            None
+        }
+    };
     match (namespace_globs, projects) {
         (Some(namespace_globs), Some(projects)) if problems.is_empty() => Ok(CompiledPolicy {
             name,
@@ -164,6 +174,7 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             rotation_strategy: spec.rotation_strategy,
             overlap_grace: spec.overlap_grace,
             allow_retain: spec.allow_retain,
+            gitlab_access,
         }),
         _ => Err(UnusablePolicy { name, problems }),
     }

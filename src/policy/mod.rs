@@ -6,6 +6,7 @@
 //! (fewest violations, ties by name) and every field it violates.
 
 mod compile;
+pub mod delegation;
 #[cfg(test)]
 mod tests;
 
@@ -71,6 +72,8 @@ pub struct NamespaceInfo {
     pub name: String,
     /// Namespace labels.
     pub labels: BTreeMap<String, String>,
+    /// Namespace annotations (a delegating policy may read its GitLab identity from one).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The outcome of evaluating a request against every policy.
@@ -97,6 +100,9 @@ pub struct Allowance {
     pub overlap_grace: ShortDuration,
     /// Whether the token may be left alive when its GitLabToken is deleted (`deletionPolicy: Retain`).
     pub allow_retain: bool,
+    /// A delegating policy's GitLab identity: the grant holds only while it has at least the
+    /// requested role on the project in GitLab (the caller asks GitLab).
+    pub delegate: Option<delegation::Identity>,
 }
 
 /// One violated field of a policy.
@@ -211,9 +217,14 @@ impl PolicySet {
                 && p.selects_connection(&request.connection)
         });
         let mut closest: Option<(&CompiledPolicy, Vec<Violation>)> = None;
+        // A policy that grants on its own wins over one that still needs GitLab's word.
+        let mut delegated: Option<Allowance> = None;
         for p in selecting {
-            match check(p, request) {
-                Ok(allowance) => return PolicyDecision::Allowed(allowance),
+            match check(p, request, namespace) {
+                Ok(allowance) if allowance.delegate.is_none() => return PolicyDecision::Allowed(allowance),
+                Ok(allowance) => {
+                    delegated.get_or_insert(allowance);
+                }
                 Err(v) => {
                     // Policies are sorted by name, so strict `<` keeps the first name on ties.
                     if closest.as_ref().is_none_or(|(_, best)| v.len() < best.len()) {
@@ -221,6 +232,9 @@ impl PolicySet {
                     }
                 }
             }
+        }
+        if let Some(allowance) = delegated {
+            return PolicyDecision::Allowed(allowance);
         }
         let unusable = self
             .unusable
@@ -272,9 +286,36 @@ fn are(n: usize) -> &'static str {
 }
 
 /// Checks every field of a request against one policy; `Err` lists each violated field.
-fn check(p: &CompiledPolicy, r: &TokenRequest) -> Result<Allowance, Vec<Violation>> {
+fn check(p: &CompiledPolicy, r: &TokenRequest, ns: &NamespaceInfo) -> Result<Allowance, Vec<Violation>> {
     let name = &p.name;
     let mut v = Vec::new();
+
+    let delegate = match &p.gitlab_access {
+        None => None,
+        Some(delegation::AccessSource::Fixed(id)) => Some(id.clone()),
+        Some(delegation::AccessSource::NamespaceAnnotation(key)) => match ns.annotations.get(key) {
+            None => {
+                v.push(Violation {
+                    field: "gitlabAccess",
+                    message: format!(
+                        "gitlabAccess: namespace {} has no annotation {key}, which policy {name} reads its GitLab identity from",
+                        ns.name
+                    ),
+                });
+                None
+            }
+            Some(value) => match delegation::Identity::parse(value) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    v.push(Violation {
+                        field: "gitlabAccess",
+                        message: format!("gitlabAccess: namespace {}'s annotation {key}: {e}", ns.name),
+                    });
+                    None
+                }
+            },
+        },
+    };
 
     if !p.matches_project(&r.project_path) {
         v.push(Violation {
@@ -388,6 +429,7 @@ fn check(p: &CompiledPolicy, r: &TokenRequest) -> Result<Allowance, Vec<Violatio
             rotation_strategy: p.rotation_strategy,
             overlap_grace: p.overlap_grace,
             allow_retain: p.allow_retain,
+            delegate,
         })
     } else {
         Err(v)
