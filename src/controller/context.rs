@@ -89,6 +89,9 @@ pub struct Context {
     pub liveness: super::token::liveness::LivenessCache,
     /// GitLab's answers about delegating policies' identities, shared by every reconcile.
     pub delegation: super::delegation::DelegationCache,
+    /// Policies in force from each connection's GitLab-kept policy file: the commit and the
+    /// policies (validated and bounded by the ceiling).
+    pub file_policies: Mutex<std::collections::BTreeMap<String, super::policy_file::InForce>>,
     /// The last compiled policy set and the policy versions it was compiled from.
     compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
@@ -127,6 +130,7 @@ impl Context {
             failures: Mutex::default(),
             liveness: Default::default(),
             delegation: Default::default(),
+            file_policies: Default::default(),
             compiled_policies: Mutex::default(),
         }
     }
@@ -214,6 +218,21 @@ impl Context {
             .map(|p| (p.name_any(), p.resource_version().unwrap_or_default()))
             .collect();
         key.sort();
+        let files: Vec<(String, Vec<crate::policy::CompiledPolicy>)> = self
+            .file_policies
+            .lock()
+            .map(|f| {
+                f.iter()
+                    .map(|(conn, in_force)| {
+                        (conn.clone(), in_force.commit.clone(), in_force.policies.clone())
+                    })
+                    .map(|(conn, commit, policies)| {
+                        key.push((format!("gitlab:{conn}"), commit));
+                        (conn, policies)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Ok(cache) = self.compiled_policies.lock()
             && let Some((k, set)) = cache.as_ref()
             && *k == key
@@ -221,7 +240,8 @@ impl Context {
             return set.clone();
         }
         let policies: Vec<GitLabTokenPolicy> = state.iter().map(|p| p.as_ref().clone()).collect();
-        let set = Arc::new(PolicySet::compile(&policies));
+        let extra = files.into_iter().flat_map(|(_, p)| p).collect();
+        let set = Arc::new(PolicySet::compile_with(&policies, extra));
         if let Ok(mut cache) = self.compiled_policies.lock() {
             *cache = Some((key, set.clone()));
         }

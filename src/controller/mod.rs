@@ -7,6 +7,7 @@ pub mod consumers;
 pub mod context;
 pub mod delegation;
 pub mod policy;
+pub mod policy_file;
 pub mod shim;
 pub mod sweep;
 pub mod token;

@@ -5,6 +5,7 @@ mod condition;
 mod connection;
 mod duration;
 mod policy;
+mod policy_file;
 mod token;
 mod values;
 
@@ -19,6 +20,7 @@ pub use policy::{
     GitLabTokenPolicy, GitLabTokenPolicySpec, GitLabTokenPolicyStatus, LifetimeBounds, NamespaceSelector,
     RenewBeforeBounds, RotationStrategy,
 };
+pub use policy_file::{PolicyCeiling, PolicyFile, PolicyFileStatus};
 pub use token::{
     ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken, GitLabTokenSpec, GitLabTokenStatus, HistoryEntry,
     ObjectName, PendingIssue, PendingOperation, PreviousToken, ProjectRef, ResolvedProject, RevokingToken,

@@ -36,3 +36,28 @@ pub(super) fn null_empty_shares<'de, D: serde::Deserializer<'de>>(
 ) -> Result<Vec<SharedWithGroup>, D::Error> {
     Ok(Option::<Vec<SharedWithGroup>>::deserialize(d)?.unwrap_or_default())
 }
+
+/// `GET /projects/:id/repository/files/:file_path?ref=`: a file with its content and commits.
+#[derive(Clone, Deserialize)]
+pub struct RepositoryFile {
+    /// `base64` (the only encoding GitLab answers with here).
+    #[serde(default)]
+    pub encoding: Option<String>,
+    /// The content, base64-encoded.
+    pub content: String,
+    /// The commit the ref points at.
+    #[serde(default)]
+    pub commit_id: Option<String>,
+    /// The last commit that changed this file on the ref.
+    #[serde(default)]
+    pub last_commit_id: Option<String>,
+}
+
+impl std::fmt::Debug for RepositoryFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepositoryFile")
+            .field("last_commit_id", &self.last_commit_id)
+            .field("bytes", &self.content.len())
+            .finish()
+    }
+}

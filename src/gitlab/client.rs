@@ -21,7 +21,7 @@ use url::Url;
 
 use super::{
     AccessToken, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, GroupDetail, Member,
-    NewToken, Project, RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
+    NewToken, Project, RepositoryFile, RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
     credential::Credential,
     error::parse_retry_after,
     pagination::{PER_PAGE, next_page_url},
@@ -256,7 +256,11 @@ impl GitLabClient {
     }
 
     async fn get<T: DeserializeOwned>(&self, operation: &'static str, path: &str) -> Result<T> {
-        let url = self.url(path)?;
+        self.get_url(operation, self.url(path)?).await
+    }
+
+    /// GETs a URL (with its query) and decodes the answer.
+    async fn get_url<T: DeserializeOwned>(&self, operation: &'static str, url: Url) -> Result<T> {
         let raw = self
             .send(operation, Method::GET, &url, None, Idempotency::Safe)
             .await?;
@@ -499,6 +503,24 @@ impl GitLabApi for GitLabClient {
             // Group paths encode like project paths: one `%2F`-joined segment.
             self.get("group", &format!("groups/{}", project_segment(group)?))
                 .await
+        })
+    }
+
+    fn repository_file<'a>(
+        &'a self,
+        project: &'a str,
+        path: &'a str,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<RepositoryFile>> {
+        Box::pin(async move {
+            // The file path is one segment: every `/` encoded, like a project path.
+            let mut url = self.url(&format!(
+                "projects/{}/repository/files/{}",
+                project_segment(project)?,
+                project_segment(path)?
+            ))?;
+            url.query_pairs_mut().append_pair("ref", reference);
+            self.get_url("repository_file", url).await
         })
     }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 
-pub use access_types::{GroupDetail, SharedWithGroup};
+pub use access_types::{GroupDetail, RepositoryFile, SharedWithGroup};
 pub use client::GitLabClient;
 pub use config::ClientConfig;
 pub use error::GitLabError;
@@ -103,6 +103,14 @@ pub trait GitLabApi: Send + Sync {
     fn group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupDetail>>;
     /// `GET /users?username=…`: the user (or service account) of that username, if any.
     fn user_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>>;
+    /// `GET /projects/:id/repository/files/:file_path?ref=`: a file at a ref (404: no such file,
+    /// ref or project).
+    fn repository_file<'a>(
+        &'a self,
+        project: &'a str,
+        path: &'a str,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<RepositoryFile>>;
     /// GitLab's last `RateLimit-Remaining` on this connection (for the metric), if known.
     fn rate_limit_remaining(&self) -> Option<u64> {
         None

@@ -51,6 +51,14 @@ pub struct CompiledPolicy {
     pub allow_retain: bool,
     /// The GitLab identity bounding its tokens (`None`: not delegating).
     pub gitlab_access: Option<super::delegation::AccessSource>,
+    /// A GitLab-kept policy's cluster-side ceiling on namespace names (`None`: no ceiling).
+    namespace_ceiling: Option<GlobSet>,
+}
+
+/// Namespace name globs as one set (`Err`: the first problem).
+pub(super) fn namespace_globs(patterns: &[String]) -> Result<GlobSet, String> {
+    let mut problems = Vec::new();
+    glob_set("namespaces", patterns, &mut problems).ok_or_else(|| problems.join("; "))
 }
 
 /// Why a policy cannot be used at all.
@@ -175,6 +183,7 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             overlap_grace: spec.overlap_grace,
             allow_retain: spec.allow_retain,
             gitlab_access,
+            namespace_ceiling: None,
         }),
         _ => Err(UnusablePolicy { name, problems }),
     }
@@ -185,7 +194,15 @@ impl CompiledPolicy {
     pub fn selects_namespace(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
         let names_ok = self.namespace_globs.as_ref().is_none_or(|g| g.is_match(name));
         let labels_ok = self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v));
-        names_ok && labels_ok
+        let ceiling_ok = self.namespace_ceiling.as_ref().is_none_or(|g| g.is_match(name));
+        names_ok && labels_ok && ceiling_ok
+    }
+
+    /// Limits the namespaces the policy may select to these name globs (a GitLab-kept policy's
+    /// ceiling).
+    pub fn with_namespace_ceiling(mut self, patterns: &[String]) -> Result<Self, String> {
+        self.namespace_ceiling = Some(namespace_globs(patterns)?);
+        Ok(self)
     }
 
     /// Whether the policy governs this connection.

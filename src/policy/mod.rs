@@ -7,6 +7,7 @@
 
 mod compile;
 pub mod delegation;
+pub mod gitlab_file;
 #[cfg(test)]
 mod tests;
 
@@ -184,6 +185,15 @@ impl PolicySet {
         }
         set.usable.sort_by(|a, b| a.name.cmp(&b.name));
         set.unusable.sort_by(|a, b| a.1.name.cmp(&b.1.name));
+        set
+    }
+
+    /// Compiles the cluster's policies and adds policies compiled elsewhere (GitLab-kept ones,
+    /// already validated and bounded by their ceiling).
+    pub fn compile_with(policies: &[GitLabTokenPolicy], extra: Vec<CompiledPolicy>) -> Self {
+        let mut set = Self::compile(policies);
+        set.usable.extend(extra);
+        set.usable.sort_by(|a, b| a.name.cmp(&b.name));
         set
     }
 
