@@ -104,6 +104,33 @@ async fn a_gitlab_kept_policy_follows_commits_within_the_cluster_ceiling() {
     let v1 = wait_file(&env, "Valid", None).await;
     assert_eq!(v1.policies, ["gitlab:gitlab/payments"]);
     assert_eq!(v1.applied_commit, v1.commit);
+    // The operator's own reach, from GitLab's associations: Owner of acme and other-org.
+    let reach = Api::<GitLabConnection>::all(env.client.clone())
+        .get(CONNECTION)
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.reach)
+        .expect("reach in status");
+    assert_eq!(reach.source, "associations");
+    let level_of = |path: &str| {
+        reach
+            .groups
+            .iter()
+            .find(|g| g.path == path)
+            .and_then(|g| g.access_level)
+    };
+    assert_eq!(
+        (level_of("acme"), level_of("other-org")),
+        (Some(50), Some(50)),
+        "{reach:?}"
+    );
+    assert!(
+        reach
+            .projects
+            .iter()
+            .any(|p| p.path == "acme/team-a/app" && p.access_level == Some(50))
+    );
 
     // In force, within the ceiling: Developer is served; Maintainer (the file's own bound) is not.
     env.apply(token("svc-p", "app", "acme/team-a/app", "developer"))

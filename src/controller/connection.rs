@@ -296,7 +296,10 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
     let generation = conn.metadata.generation;
     let outcome = check(&conn, &ctx, &mut status).await;
     let file_event = match (&outcome, ctx.connections.get(&name)) {
-        (Ok(_), Some(live)) => super::policy_file::refresh(&conn, &live, &ctx, &mut status.policy_file).await,
+        (Ok(_), Some(live)) => {
+            super::reach::refresh(&live, ctx.now(), &mut status.reach).await;
+            super::policy_file::refresh(&conn, &live, &ctx, &mut status.policy_file).await
+        }
         _ => None,
     };
     let (ready, reason, message) = match &outcome {

@@ -8,6 +8,7 @@ pub mod context;
 pub mod delegation;
 pub mod policy;
 pub mod policy_file;
+pub mod reach;
 pub mod shim;
 pub mod sweep;
 pub mod token;

@@ -161,6 +161,9 @@ pub struct GitLabConnectionStatus {
     /// The GitLab-kept policy file: commit, validity, problems, what is in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_file: Option<super::PolicyFileStatus>,
+    /// Which groups and projects the operator's GitLab credential reaches, at what level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<super::OperatorReach>,
 }
 
 /// A GitLab user by id and name.

@@ -6,6 +6,7 @@ mod connection;
 mod duration;
 mod policy;
 mod policy_file;
+mod reach;
 mod token;
 mod values;
 
@@ -21,6 +22,7 @@ pub use policy::{
     RenewBeforeBounds, RotationStrategy,
 };
 pub use policy_file::{PolicyCeiling, PolicyFile, PolicyFileStatus};
+pub use reach::{OperatorReach, ReachEntry};
 pub use token::{
     ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken, GitLabTokenSpec, GitLabTokenStatus, HistoryEntry,
     ObjectName, PendingIssue, PendingOperation, PreviousToken, ProjectRef, ResolvedProject, RevokingToken,

@@ -61,3 +61,71 @@ impl std::fmt::Debug for RepositoryFile {
             .finish()
     }
 }
+
+/// `GET /personal_access_tokens/self/associations` (17.4+): one page of what the token reaches.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct Associations {
+    /// Groups, with the highest direct membership level in them or an ancestor.
+    #[serde(default)]
+    pub groups: Vec<AssociatedGroup>,
+    /// Projects, with the direct and the group membership level.
+    #[serde(default)]
+    pub projects: Vec<AssociatedProject>,
+}
+
+/// A group in `associations` (no `full_path` there: it is read from `web_url`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct AssociatedGroup {
+    /// Numeric id.
+    pub id: u64,
+    /// `<gitlab>/groups/<full path>`.
+    #[serde(default)]
+    pub web_url: Option<String>,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Highest direct membership level in the group or an ancestor (`null`: none).
+    #[serde(default)]
+    pub access_levels: Option<u32>,
+}
+
+impl AssociatedGroup {
+    /// The group's full path, from its `web_url`.
+    pub fn full_path(&self) -> Option<String> {
+        let url = self.web_url.as_deref()?;
+        url.split_once("/groups/")
+            .map(|(_, p)| p.trim_end_matches('/').to_string())
+    }
+}
+
+/// A project in `associations`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct AssociatedProject {
+    /// Numeric id.
+    pub id: u64,
+    /// Full path.
+    pub path_with_namespace: String,
+    /// Direct and group membership levels.
+    #[serde(default)]
+    pub access_levels: Option<ProjectAccessLevels>,
+}
+
+/// A project's membership levels in `associations` (either may be `null`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct ProjectAccessLevels {
+    /// Direct project membership.
+    #[serde(default)]
+    pub project_access_level: Option<u32>,
+    /// Highest direct membership in the project's group or an ancestor.
+    #[serde(default)]
+    pub group_access_level: Option<u32>,
+}
+
+/// A group in `GET /groups` (the membership-listing fallback).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ListedGroup {
+    /// Numeric id.
+    pub id: u64,
+    /// Full path.
+    pub full_path: String,
+}

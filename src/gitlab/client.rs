@@ -20,8 +20,9 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::{
-    AccessToken, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, GroupDetail, Member,
-    NewToken, Project, RepositoryFile, RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
+    AccessToken, Associations, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, GroupDetail,
+    ListedGroup, Member, NewToken, Project, RepositoryFile, RequestObserver, Result, RevokeOutcome,
+    TokenState, User, Version,
     credential::Credential,
     error::parse_retry_after,
     pagination::{PER_PAGE, next_page_url},
@@ -503,6 +504,39 @@ impl GitLabApi for GitLabClient {
             // Group paths encode like project paths: one `%2F`-joined segment.
             self.get("group", &format!("groups/{}", project_segment(group)?))
                 .await
+        })
+    }
+
+    fn associations(&self, min_access_level: u32) -> BoxFuture<'_, Result<Associations>> {
+        Box::pin(async move {
+            // Both lists are paginated with the same page parameters: read pages until both are short.
+            let mut out = Associations::default();
+            for page in 1..=self.max_pages {
+                let mut url = self.url("personal_access_tokens/self/associations")?;
+                url.query_pairs_mut()
+                    .append_pair("min_access_level", &min_access_level.to_string())
+                    .append_pair("per_page", &PER_PAGE.to_string())
+                    .append_pair("page", &page.to_string());
+                let one: Associations = self.get_url("associations", url).await?;
+                let full = one.groups.len() >= PER_PAGE as usize || one.projects.len() >= PER_PAGE as usize;
+                out.groups.extend(one.groups);
+                out.projects.extend(one.projects);
+                if !full {
+                    return Ok(out);
+                }
+            }
+            Err(GitLabError::InvalidResponse {
+                message: format!("associations: more than {} pages", self.max_pages),
+            })
+        })
+    }
+
+    fn member_groups(&self, min_access_level: u32) -> BoxFuture<'_, Result<Vec<ListedGroup>>> {
+        Box::pin(async move {
+            let mut url = self.url("groups")?;
+            url.query_pairs_mut()
+                .append_pair("min_access_level", &min_access_level.to_string());
+            self.get_all("member_groups", url).await
         })
     }
 

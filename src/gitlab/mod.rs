@@ -29,7 +29,10 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 
-pub use access_types::{GroupDetail, RepositoryFile, SharedWithGroup};
+pub use access_types::{
+    AssociatedGroup, AssociatedProject, Associations, GroupDetail, ListedGroup, ProjectAccessLevels,
+    RepositoryFile, SharedWithGroup,
+};
 pub use client::GitLabClient;
 pub use config::ClientConfig;
 pub use error::GitLabError;
@@ -103,6 +106,10 @@ pub trait GitLabApi: Send + Sync {
     fn group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupDetail>>;
     /// `GET /users?username=…`: the user (or service account) of that username, if any.
     fn user_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>>;
+    /// `GET /personal_access_tokens/self/associations?min_access_level=`: every page, merged.
+    fn associations(&self, min_access_level: u32) -> BoxFuture<'_, Result<Associations>>;
+    /// `GET /groups?min_access_level=`: groups the operator's user is a member of at that level.
+    fn member_groups(&self, min_access_level: u32) -> BoxFuture<'_, Result<Vec<ListedGroup>>>;
     /// `GET /projects/:id/repository/files/:file_path?ref=`: a file at a ref (404: no such file,
     /// ref or project).
     fn repository_file<'a>(
