@@ -281,6 +281,9 @@ pub async fn withdraw(token: &GitLabToken, ctx: &Context, had_tokens: bool) -> R
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
             Err(e) => return Err(e),
         }
+        // The ledger still holds the withdrawn tokens (status is written after): a crash here
+        // finds them again at the next reconcile and revokes them.
+        crate::crash_point!("withdraw.after_secret_delete");
     }
     if had_tokens {
         ctx.metrics.access_changed(Reason::AccessWithdrawn.as_str());
