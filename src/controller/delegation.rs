@@ -183,13 +183,6 @@ impl DelegationCache {
             answers.insert((connection.to_string(), key), (now, answer));
         }
     }
-
-    /// Forgets every answer of a connection (it was deleted or now talks to another GitLab).
-    pub fn forget_connection(&self, connection: &str) {
-        if let Ok(mut answers) = self.answers.lock() {
-            answers.retain(|(c, _), _| c != connection);
-        }
-    }
 }
 
 /// What GitLab's answer means for one token.
