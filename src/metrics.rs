@@ -111,6 +111,8 @@ pub struct Metrics {
     pub reconcile_duration: Family<ControllerLabels, Histogram>,
     /// 1 while this replica leads (holds the Lease, or runs without election), else 0.
     pub leader: Gauge,
+    /// Delegated tokens GitLab took access from, by reason (`AccessWithdrawn`, `AccessLowered`).
+    pub access_changes: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -141,6 +143,7 @@ impl Metrics {
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(latency_histogram),
             leader: Gauge::default(),
+            access_changes: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -208,6 +211,11 @@ impl Metrics {
             "1 while this replica leads (holds the leader Lease, or runs without election)",
             m.leader.clone(),
         );
+        registry.register(
+            "access_changes",
+            "Delegated tokens whose access GitLab withdrew or lowered",
+            m.access_changes.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -248,6 +256,15 @@ impl Metrics {
     /// Counts a refusal.
     pub fn denied(&self, reason: &str) {
         self.policy_denials
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a delegated token whose access GitLab withdrew or lowered.
+    pub fn access_changed(&self, reason: &str) {
+        self.access_changes
             .get_or_create(&ReasonLabels {
                 reason: reason.into(),
             })

@@ -165,6 +165,30 @@ reasons! {
     /// An argocd-repository token outside Argo CD's namespace (Argo CD reads Secrets only there).
     ArgoCdNamespaceRequired = "ArgoCDNamespaceRequired", Warning,
         "Create argocd-repository GitLabTokens in Argo CD's namespace (the operator's --argocd-namespace).";
+
+    // ---- delegation to GitLab (issue 11) ----
+    /// A delegating policy allows the request, but its GitLab identity lacks the role on the project in GitLab.
+    GitLabAccessDenied = "GitLabAccessDenied", Warning,
+        "Ask a GitLab admin to give the identity named in the message the role on the project (membership or a share), or ask for a lower accessLevel.";
+    /// The delegating policy's GitLab identity lost all access to the project: token revoked, Secret removed.
+    AccessWithdrawn = "AccessWithdrawn", Warning,
+        "GitLab no longer grants the identity named in the message access to the project; ask a GitLab admin to restore it.";
+    /// The GitLab identity's role on the project was lowered: the token was re-issued at the new role.
+    AccessLowered = "AccessLowered", Warning,
+        "Nothing, if the lower role is enough; else ask a GitLab admin to restore the identity's role on the project.";
+
+    // ---- policies kept in GitLab (issue 11) ----
+    /// A new version of the connection's GitLab-kept policy file is in force.
+    PolicyFileApplied = "PolicyFileApplied", Normal, "Nothing to do.";
+    /// The GitLab-kept policy file is invalid at its latest commit: the last valid version stays in force.
+    PolicyFileInvalid = "PolicyFileInvalid", Warning,
+        "Fix the file in GitLab (the message lists every problem, by document); until then the last valid version applies.";
+    /// The GitLab-kept policy file (or its ref, or project) is gone: its grants are withdrawn.
+    PolicyFileMissing = "PolicyFileMissing", Warning,
+        "Restore the file in GitLab, or remove spec.policyFile from the GitLabConnection.";
+    /// The GitLab-kept policy file could not be read (GitLab failed): what was in force stays.
+    PolicyFileUnreadable = "PolicyFileUnreadable", Warning,
+        "Nothing while GitLab recovers; check that the operator's user may read the project's repository (Reporter+).";
 }
 
 impl fmt::Display for Reason {

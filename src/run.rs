@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// Secrets there. Empty (the default): Argo CD is not served.
     #[arg(long, env = "GTO_ARGOCD_NAMESPACE", default_value = "")]
     pub argocd_namespace: String,
+    /// Delegated tokens (policies with `gitlabAccess`) are re-checked against GitLab within this
+    /// interval: the longest a change in GitLab takes to reach them.
+    #[arg(long, env = "GTO_ACCESS_RECHECK_INTERVAL", value_parser = parse_duration, default_value = "5m")]
+    pub access_recheck_interval: Duration,
     /// This replica's name in events and leases (defaults to the host name).
     #[arg(long, env = "POD_NAME")]
     pub instance: Option<String>,
@@ -185,6 +189,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         watch_namespaces: args.watch_namespaces.clone(),
         verify_interval: args.verify_interval,
         sweep_interval: args.sweep_interval,
+        access_recheck_interval: args.access_recheck_interval,
         controller_name: "gitlab-token-operator".into(),
         instance,
         exclusive: args.leader_elect,
@@ -207,7 +212,11 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     .default_backoff()
     .reflect(namespace_writer)
     .touched_objects()
-    .predicate_filter(predicates::labels, Default::default());
+    // Labels select namespaces; an annotation may name a delegating policy's GitLab identity.
+    .predicate_filter(
+        predicates::labels.combine(predicates::annotations),
+        Default::default(),
+    );
     let ctx = Arc::new(Context::new(
         client.clone(),
         config,

@@ -22,6 +22,7 @@ use crate::{
     shim::{ConnectionFacts, Refusal, infer::annotations_of, is_opted_in},
 };
 
+mod delegated;
 mod evaluate;
 mod render;
 mod share;
@@ -82,6 +83,10 @@ pub struct CheckArgs {
     /// The canonical path of a numeric project id (ID=group/project), repeatable.
     #[arg(long = "project-id", value_name = "ID=PATH", value_parser = parse_project_id)]
     pub project_ids: Vec<(u64, String)>,
+    /// Saved GitLab answers for delegating policies: a YAML/JSON map of identity
+    /// (`group:<path>`, `user:<name>`) to project path to `access_level`.
+    #[arg(long = "gitlab-access", value_name = "FILE")]
+    pub gitlab_access: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -148,6 +153,10 @@ pub struct Inputs {
     pub project_ids: BTreeMap<u64, String>,
     /// The objects to check, with their files.
     pub sources: Vec<manifests::Doc>,
+    /// Annotations of namespaces from Namespace objects.
+    pub namespace_annotations: BTreeMap<String, BTreeMap<String, String>>,
+    /// Saved GitLab answers for delegating policies (`--gitlab-access`).
+    pub gitlab_access: delegated::SavedAccess,
 }
 
 /// Runs `check` and prints the report; see [`AFTER_HELP`] for exit codes.
@@ -249,6 +258,11 @@ pub fn load(args: &CheckArgs) -> Result<Inputs, CheckError> {
         namespace: args.namespace.clone(),
         project_ids: args.project_ids.iter().cloned().collect(),
         sources: m.others,
+        namespace_annotations: m.namespace_annotations,
+        gitlab_access: match &args.gitlab_access {
+            Some(path) => delegated::read(path)?,
+            None => Default::default(),
+        },
     })
 }
 
@@ -290,7 +304,12 @@ impl Inputs {
             .unwrap_or_else(|| self.default_labels.clone());
         // The API server sets this label on every namespace.
         labels.insert("kubernetes.io/metadata.name".into(), name.clone());
-        Ok(NamespaceInfo { name, labels })
+        let annotations = self.namespace_annotations.get(&name).cloned().unwrap_or_default();
+        Ok(NamespaceInfo {
+            name,
+            labels,
+            annotations,
+        })
     }
 
     /// Picks the connection like the operator: the named one, else the only one, else the one the
@@ -376,6 +395,8 @@ mod tests {
             namespace: Some("team-a".into()),
             project_ids: BTreeMap::new(),
             sources: Vec::new(),
+            namespace_annotations: BTreeMap::new(),
+            gitlab_access: Default::default(),
         }
     }
 
@@ -437,6 +458,7 @@ mod tests {
         let ns = NamespaceInfo {
             name: "team-a".into(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
         };
         // (policies, connections, from flags, annotation) -> Ok(name) or Err(reason)
         type Row<'a> = (

@@ -28,6 +28,8 @@ pub struct Manifests {
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     /// Everything else (Flux sources and other objects), in file order.
     pub others: Vec<Doc>,
+    /// Annotations of `Namespace` objects, by name (a delegating policy may read its identity there).
+    pub namespace_annotations: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Why a manifest could not be read; always names the file.
@@ -144,6 +146,15 @@ impl Manifests {
                         .transpose()
                         .map_err(|e| invalid(format!("metadata.labels: {e}")))?
                         .unwrap_or_default();
+                    let annotations: BTreeMap<String, String> = doc
+                        .value
+                        .pointer("/metadata/annotations")
+                        .cloned()
+                        .map(serde_json::from_value)
+                        .transpose()
+                        .map_err(|e| invalid(format!("metadata.annotations: {e}")))?
+                        .unwrap_or_default();
+                    m.namespace_annotations.insert(name.clone(), annotations);
                     m.namespaces.insert(name, labels);
                 }
                 _ => m.others.push(doc),

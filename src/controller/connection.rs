@@ -295,6 +295,13 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
     let mut status = conn.status.clone().unwrap_or_default();
     let generation = conn.metadata.generation;
     let outcome = check(&conn, &ctx, &mut status).await;
+    let file_event = match (&outcome, ctx.connections.get(&name)) {
+        (Ok(_), Some(live)) => {
+            super::reach::refresh(&live, ctx.now(), &mut status.reach).await;
+            super::policy_file::refresh(&conn, &live, &ctx, &mut status.policy_file).await
+        }
+        _ => None,
+    };
     let (ready, reason, message) = match &outcome {
         Ok(msg) => (true, "Connected", msg.clone()),
         Err(e) => {
@@ -331,12 +338,20 @@ pub async fn reconcile(conn: Arc<GitLabConnection>, ctx: Arc<Context>) -> Result
             ctx.event(conn.as_ref(), !ready, reason, "Check", message).await;
         }
     }
+    if let Some((reason, note)) = file_event {
+        let warning = reason.severity() == crate::reason::Severity::Warning;
+        ctx.event(conn.as_ref(), warning, reason.as_str(), "ReadPolicyFile", note)
+            .await;
+    }
     ctx.metrics.reconciled(
         "connection",
         if ready { "success" } else { reason },
         started.elapsed().as_secs_f64(),
     );
-    let next = if ready {
+    let next = if ready && conn.spec.policy_file.is_some() {
+        // The GitLab-kept policy file is read again within the re-check interval.
+        RECHECK.min(ctx.config.access_recheck_interval)
+    } else if ready {
         RECHECK
     } else {
         // Never before GitLab's Retry-After window closes: a check inside it would be refused.

@@ -38,6 +38,8 @@ pub struct OperatorConfig {
     pub verify_interval: Duration,
     /// How often each connection's projects are swept for orphaned tokens.
     pub sweep_interval: Duration,
+    /// Within this interval a delegated token is re-checked against GitLab (issue 11).
+    pub access_recheck_interval: Duration,
     /// Name events are reported under (`reportingController`).
     pub controller_name: String,
     /// This replica's identity (`reportingInstance`), e.g. the pod name.
@@ -97,6 +99,11 @@ pub struct Context {
     pub secrets: super::secret_view::SecretView,
     /// Flux source changes, from the shim's watchers to tokens waiting on their consumers.
     pub consumer_changes: super::consumer_watch::ConsumerChanges,
+    /// GitLab's answers about delegating policies' identities, shared by every reconcile.
+    pub delegation: super::delegation::DelegationCache,
+    /// Policies in force from each connection's GitLab-kept policy file: the commit and the
+    /// policies (validated and bounded by the ceiling).
+    pub file_policies: Mutex<std::collections::BTreeMap<String, super::policy_file::InForce>>,
     /// The last compiled policy set and the policy versions it was compiled from.
     compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
@@ -136,6 +143,8 @@ impl Context {
             liveness: Default::default(),
             secrets: Default::default(),
             consumer_changes: Default::default(),
+            delegation: Default::default(),
+            file_policies: Default::default(),
             compiled_policies: Mutex::default(),
         }
     }
@@ -219,17 +228,18 @@ impl Context {
     pub async fn namespace_info(&self, namespace: &str) -> kube::Result<NamespaceInfo> {
         use kube::ResourceExt;
         let key = kube::runtime::reflector::ObjectRef::new(namespace);
-        let labels = match self.namespaces.get(&key) {
-            Some(ns) => ns.labels().clone(),
+        let (labels, annotations) = match self.namespaces.get(&key) {
+            Some(ns) => (ns.labels().clone(), ns.annotations().clone()),
             None => kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
                 .get_opt(namespace)
                 .await?
-                .map(|n| n.labels().clone())
+                .map(|n| (n.labels().clone(), n.annotations().clone()))
                 .unwrap_or_default(),
         };
         Ok(NamespaceInfo {
             name: namespace.to_string(),
             labels,
+            annotations,
         })
     }
 
@@ -243,6 +253,21 @@ impl Context {
             .map(|p| (p.name_any(), p.resource_version().unwrap_or_default()))
             .collect();
         key.sort();
+        let files: Vec<(String, Vec<crate::policy::CompiledPolicy>)> = self
+            .file_policies
+            .lock()
+            .map(|f| {
+                f.iter()
+                    .map(|(conn, in_force)| {
+                        (conn.clone(), in_force.commit.clone(), in_force.policies.clone())
+                    })
+                    .map(|(conn, commit, policies)| {
+                        key.push((format!("gitlab:{conn}"), commit));
+                        (conn, policies)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         if let Ok(cache) = self.compiled_policies.lock()
             && let Some((k, set)) = cache.as_ref()
             && *k == key
@@ -250,7 +275,8 @@ impl Context {
             return set.clone();
         }
         let policies: Vec<GitLabTokenPolicy> = state.iter().map(|p| p.as_ref().clone()).collect();
-        let set = Arc::new(PolicySet::compile(&policies));
+        let extra = files.into_iter().flat_map(|(_, p)| p).collect();
+        let set = Arc::new(PolicySet::compile_with(&policies, extra));
         if let Ok(mut cache) = self.compiled_policies.lock() {
             *cache = Some((key, set.clone()));
         }

@@ -60,6 +60,10 @@ pub struct GitLabConnectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"))]
     pub cluster_name: Option<String>,
+    /// Policies kept in a GitLab repository (issue 11), applied in addition to the cluster's
+    /// `GitLabTokenPolicy` objects, bounded by `policyFile.ceiling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<super::PolicyFile>,
 }
 
 fn default_token_name_prefix() -> String {
@@ -153,6 +157,12 @@ pub struct GitLabConnectionStatus {
     /// When the operator's own token was last rotated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<DateTime<Utc>>,
+    /// The GitLab-kept policy file: commit, validity, problems, what is in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_file: Option<super::PolicyFileStatus>,
+    /// Which groups and projects the operator's GitLab credential reaches, at what level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reach: Option<super::OperatorReach>,
 }
 
 /// A GitLab user by id and name.

@@ -5,6 +5,8 @@ mod condition;
 mod connection;
 mod duration;
 mod policy;
+mod policy_file;
+mod reach;
 mod token;
 mod values;
 
@@ -14,10 +16,13 @@ pub use connection::{
     RateLimit, SecretKeyReference, SelfRotation,
 };
 pub use duration::{Days, DurationParseError, ShortDuration};
+pub use policy::GitLabAccess;
 pub use policy::{
     ArgoCdSelector, GitLabTokenPolicy, GitLabTokenPolicySpec, GitLabTokenPolicyStatus, LifetimeBounds,
     NamespaceSelector, RenewBeforeBounds, RotationStrategy,
 };
+pub use policy_file::{PolicyCeiling, PolicyFile, PolicyFileStatus};
+pub use reach::{OperatorReach, ReachEntry};
 pub use token::{
     ArgoCdRepoType, ArgoCdRepository, ConsumerRef, CurrentToken, DeletionPolicy, GitLabToken,
     GitLabTokenSpec, GitLabTokenStatus, HistoryEntry, ObjectName, PendingIssue, PendingOperation,

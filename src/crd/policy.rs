@@ -74,6 +74,10 @@ pub struct GitLabTokenPolicySpec {
     /// match `namespaceSelector`); absent means none: a policy without it never serves Argo CD.
     #[serde(default, rename = "argoCD", skip_serializing_if = "Option::is_none")]
     pub argo_cd: Option<ArgoCdSelector>,
+    /// Delegation to GitLab: a GitLab identity whose access on the project, in GitLab, now, bounds
+    /// what the selected namespaces get (issue 11). Absent: the globs above decide alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gitlab_access: Option<GitLabAccess>,
 }
 
 /// Which Argo CD requests a policy selects.
@@ -83,6 +87,25 @@ pub struct ArgoCdSelector {
     /// AppProject name globs (`team-a`, `team-*`); the request's AppProject must match one.
     #[schemars(length(min = 1))]
     pub app_projects: Vec<String>,
+}
+
+/// The GitLab identity whose effective access on a project bounds a delegating policy's tokens.
+/// Exactly one of `group`, `user` and `namespaceAnnotation` is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GitLabAccess {
+    /// A GitLab group by full path (`acme/team-a`): projects in it or its subgroups, and projects
+    /// (or their parent groups) shared with it, at the share's level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// A GitLab username (a user or a service account): its effective role on the project, as
+    /// GitLab's `members/all` reports it (inherited and shared memberships included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A namespace annotation naming the identity per namespace (`group:acme/team-a` or
+    /// `user:deployer`); only cluster admins may set it (SECURITY.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_annotation: Option<String>,
 }
 
 fn default_max_access_level() -> AccessLevel {

@@ -20,8 +20,9 @@ use serde::de::DeserializeOwned;
 use url::Url;
 
 use super::{
-    AccessToken, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, Member, NewToken, Project,
-    RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
+    AccessToken, Associations, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, GroupDetail,
+    ListedGroup, Member, NewToken, Project, RepositoryFile, RequestObserver, Result, RevokeOutcome,
+    TokenState, User, Version,
     credential::Credential,
     error::parse_retry_after,
     pagination::{PER_PAGE, next_page_url},
@@ -256,7 +257,11 @@ impl GitLabClient {
     }
 
     async fn get<T: DeserializeOwned>(&self, operation: &'static str, path: &str) -> Result<T> {
-        let url = self.url(path)?;
+        self.get_url(operation, self.url(path)?).await
+    }
+
+    /// GETs a URL (with its query) and decodes the answer.
+    async fn get_url<T: DeserializeOwned>(&self, operation: &'static str, url: Url) -> Result<T> {
         let raw = self
             .send(operation, Method::GET, &url, None, Idempotency::Safe)
             .await?;
@@ -491,6 +496,76 @@ impl GitLabApi for GitLabClient {
                 .append_pair("search", search)
                 .append_pair("search_namespaces", "true");
             self.get_all("list_projects", url).await
+        })
+    }
+
+    fn group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupDetail>> {
+        Box::pin(async move {
+            // Group paths encode like project paths: one `%2F`-joined segment.
+            self.get("group", &format!("groups/{}", project_segment(group)?))
+                .await
+        })
+    }
+
+    fn associations(&self, min_access_level: u32) -> BoxFuture<'_, Result<Associations>> {
+        Box::pin(async move {
+            // Both lists are paginated with the same page parameters: read pages until both are short.
+            let mut out = Associations::default();
+            for page in 1..=self.max_pages {
+                let mut url = self.url("personal_access_tokens/self/associations")?;
+                url.query_pairs_mut()
+                    .append_pair("min_access_level", &min_access_level.to_string())
+                    .append_pair("per_page", &PER_PAGE.to_string())
+                    .append_pair("page", &page.to_string());
+                let one: Associations = self.get_url("associations", url).await?;
+                let full = one.groups.len() >= PER_PAGE as usize || one.projects.len() >= PER_PAGE as usize;
+                out.groups.extend(one.groups);
+                out.projects.extend(one.projects);
+                if !full {
+                    return Ok(out);
+                }
+            }
+            Err(GitLabError::InvalidResponse {
+                message: format!("associations: more than {} pages", self.max_pages),
+            })
+        })
+    }
+
+    fn member_groups(&self, min_access_level: u32) -> BoxFuture<'_, Result<Vec<ListedGroup>>> {
+        Box::pin(async move {
+            let mut url = self.url("groups")?;
+            url.query_pairs_mut()
+                .append_pair("min_access_level", &min_access_level.to_string());
+            self.get_all("member_groups", url).await
+        })
+    }
+
+    fn repository_file<'a>(
+        &'a self,
+        project: &'a str,
+        path: &'a str,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<RepositoryFile>> {
+        Box::pin(async move {
+            // The file path is one segment: every `/` encoded, like a project path.
+            let mut url = self.url(&format!(
+                "projects/{}/repository/files/{}",
+                project_segment(project)?,
+                project_segment(path)?
+            ))?;
+            url.query_pairs_mut().append_pair("ref", reference);
+            self.get_url("repository_file", url).await
+        })
+    }
+
+    fn user_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>> {
+        Box::pin(async move {
+            let mut url = self.url("users")?;
+            url.query_pairs_mut().append_pair("username", username);
+            let users: Vec<User> = self.get_all("user_by_username", url).await?;
+            Ok(users
+                .into_iter()
+                .find(|u| u.username.eq_ignore_ascii_case(username)))
         })
     }
 }

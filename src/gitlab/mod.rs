@@ -11,6 +11,7 @@
 //! - [`GitLabError`]: failures by family, with a static `reason()`; never carries a secret.
 //! - [`RequestObserver`]: a hook the metrics layer implements to count and time requests.
 
+mod access_types;
 mod client;
 mod config;
 mod credential;
@@ -28,6 +29,10 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
 
+pub use access_types::{
+    AssociatedGroup, AssociatedProject, Associations, GroupDetail, ListedGroup, ProjectAccessLevels,
+    RepositoryFile, SharedWithGroup,
+};
 pub use client::GitLabClient;
 pub use config::ClientConfig;
 pub use error::GitLabError;
@@ -97,6 +102,22 @@ pub trait GitLabApi: Send + Sync {
     /// `GET /projects?search=…&search_namespaces=true` (all pages, bounded): projects the
     /// operator can see whose name or full path matches.
     fn list_projects<'a>(&'a self, search: &'a str) -> BoxFuture<'a, Result<Vec<Project>>>;
+    /// `GET /groups/:id` (numeric id or full path), with its `shared_with_groups`.
+    fn group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupDetail>>;
+    /// `GET /users?username=…`: the user (or service account) of that username, if any.
+    fn user_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>>;
+    /// `GET /personal_access_tokens/self/associations?min_access_level=`: every page, merged.
+    fn associations(&self, min_access_level: u32) -> BoxFuture<'_, Result<Associations>>;
+    /// `GET /groups?min_access_level=`: groups the operator's user is a member of at that level.
+    fn member_groups(&self, min_access_level: u32) -> BoxFuture<'_, Result<Vec<ListedGroup>>>;
+    /// `GET /projects/:id/repository/files/:file_path?ref=`: a file at a ref (404: no such file,
+    /// ref or project).
+    fn repository_file<'a>(
+        &'a self,
+        project: &'a str,
+        path: &'a str,
+        reference: &'a str,
+    ) -> BoxFuture<'a, Result<RepositoryFile>>;
     /// GitLab's last `RateLimit-Remaining` on this connection (for the metric), if known.
     fn rate_limit_remaining(&self) -> Option<u64> {
         None

@@ -209,6 +209,9 @@ pub struct Project {
     /// The caller's direct and group membership (not the effective role).
     #[serde(default)]
     pub permissions: Option<ProjectPermissions>,
+    /// Groups the project is shared with (delegation reads them).
+    #[serde(default, deserialize_with = "super::access_types::null_empty_shares")]
+    pub shared_with_groups: Vec<super::access_types::SharedWithGroup>,
 }
 
 /// A project's namespace (group or user).

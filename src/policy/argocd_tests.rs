@@ -12,6 +12,7 @@ fn ns(name: &str) -> NamespaceInfo {
     NamespaceInfo {
         name: name.into(),
         labels: Default::default(),
+        annotations: Default::default(),
     }
 }
 

@@ -51,6 +51,16 @@ pub struct CompiledPolicy {
     pub allow_retain: bool,
     /// AppProject globs of `argoCD.appProjects` (`None`: the policy selects no Argo CD request).
     argocd_projects: Option<GlobSet>,
+    /// The GitLab identity bounding its tokens (`None`: not delegating).
+    pub gitlab_access: Option<super::delegation::AccessSource>,
+    /// A GitLab-kept policy's cluster-side ceiling on namespace names (`None`: no ceiling).
+    namespace_ceiling: Option<GlobSet>,
+}
+
+/// Namespace name globs as one set (`Err`: the first problem).
+pub(super) fn namespace_globs(patterns: &[String]) -> Result<GlobSet, String> {
+    let mut problems = Vec::new();
+    glob_set("namespaces", patterns, &mut problems).ok_or_else(|| problems.join("; "))
 }
 
 /// Why a policy cannot be used at all.
@@ -152,6 +162,14 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             "renewBefore.min: {m} is not shorter than lifetime.max {lm}, so no lifetime fits"
         ));
     }
+    let gitlab_access = match spec.gitlab_access.as_ref().map(super::delegation::compile_access) {
+        None => None,
+        Some(Ok(source)) => Some(source),
+        Some(Err(found)) => {
+            problems.extend(found);
+            None
+        }
+    };
     match (namespace_globs, projects, argocd_projects) {
         (Some(namespace_globs), Some(projects), Some(argocd_projects)) if problems.is_empty() => {
             Ok(CompiledPolicy {
@@ -176,6 +194,8 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
                 overlap_grace: spec.overlap_grace,
                 allow_retain: spec.allow_retain,
                 argocd_projects,
+                gitlab_access,
+                namespace_ceiling: None,
             })
         }
         _ => Err(UnusablePolicy { name, problems }),
@@ -187,7 +207,15 @@ impl CompiledPolicy {
     pub fn selects_namespace(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
         let names_ok = self.namespace_globs.as_ref().is_none_or(|g| g.is_match(name));
         let labels_ok = self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v));
-        names_ok && labels_ok
+        let ceiling_ok = self.namespace_ceiling.as_ref().is_none_or(|g| g.is_match(name));
+        names_ok && labels_ok && ceiling_ok
+    }
+
+    /// Limits the namespaces the policy may select to these name globs (a GitLab-kept policy's
+    /// ceiling).
+    pub fn with_namespace_ceiling(mut self, patterns: &[String]) -> Result<Self, String> {
+        self.namespace_ceiling = Some(namespace_globs(patterns)?);
+        Ok(self)
     }
 
     /// Whether the policy governs this connection.

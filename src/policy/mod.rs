@@ -8,6 +8,8 @@
 #[cfg(test)]
 mod argocd_tests;
 mod compile;
+pub mod delegation;
+pub mod gitlab_file;
 #[cfg(test)]
 mod tests;
 
@@ -76,6 +78,8 @@ pub struct NamespaceInfo {
     pub name: String,
     /// Namespace labels.
     pub labels: BTreeMap<String, String>,
+    /// Namespace annotations (a delegating policy may read its GitLab identity from one).
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// The outcome of evaluating a request against every policy.
@@ -102,6 +106,9 @@ pub struct Allowance {
     pub overlap_grace: ShortDuration,
     /// Whether the token may be left alive when its GitLabToken is deleted (`deletionPolicy: Retain`).
     pub allow_retain: bool,
+    /// A delegating policy's GitLab identity: the grant holds only while it has at least the
+    /// requested role on the project in GitLab (the caller asks GitLab).
+    pub delegate: Option<delegation::Identity>,
 }
 
 /// One violated field of a policy.
@@ -186,6 +193,15 @@ impl PolicySet {
         set
     }
 
+    /// Compiles the cluster's policies and adds policies compiled elsewhere (GitLab-kept ones,
+    /// already validated and bounded by their ceiling).
+    pub fn compile_with(policies: &[GitLabTokenPolicy], extra: Vec<CompiledPolicy>) -> Self {
+        let mut set = Self::compile(policies);
+        set.usable.extend(extra);
+        set.usable.sort_by(|a, b| a.name.cmp(&b.name));
+        set
+    }
+
     /// Policies that cannot be used, with their problems.
     pub fn unusable(&self) -> impl Iterator<Item = &UnusablePolicy> {
         self.unusable.iter().map(|(_, u)| u)
@@ -217,9 +233,14 @@ impl PolicySet {
                 && p.selects_argocd_project(request.argocd_project.as_deref())
         });
         let mut closest: Option<(&CompiledPolicy, Vec<Violation>)> = None;
+        // A policy that grants on its own wins over one that still needs GitLab's word.
+        let mut delegated: Option<Allowance> = None;
         for p in selecting {
-            match check(p, request) {
-                Ok(allowance) => return PolicyDecision::Allowed(allowance),
+            match check(p, request, namespace) {
+                Ok(allowance) if allowance.delegate.is_none() => return PolicyDecision::Allowed(allowance),
+                Ok(allowance) => {
+                    delegated.get_or_insert(allowance);
+                }
                 Err(v) => {
                     // Policies are sorted by name, so strict `<` keeps the first name on ties.
                     if closest.as_ref().is_none_or(|(_, best)| v.len() < best.len()) {
@@ -227,6 +248,9 @@ impl PolicySet {
                     }
                 }
             }
+        }
+        if let Some(allowance) = delegated {
+            return PolicyDecision::Allowed(allowance);
         }
         let unusable = self
             .unusable
@@ -278,9 +302,36 @@ fn are(n: usize) -> &'static str {
 }
 
 /// Checks every field of a request against one policy; `Err` lists each violated field.
-fn check(p: &CompiledPolicy, r: &TokenRequest) -> Result<Allowance, Vec<Violation>> {
+fn check(p: &CompiledPolicy, r: &TokenRequest, ns: &NamespaceInfo) -> Result<Allowance, Vec<Violation>> {
     let name = &p.name;
     let mut v = Vec::new();
+
+    let delegate = match &p.gitlab_access {
+        None => None,
+        Some(delegation::AccessSource::Fixed(id)) => Some(id.clone()),
+        Some(delegation::AccessSource::NamespaceAnnotation(key)) => match ns.annotations.get(key) {
+            None => {
+                v.push(Violation {
+                    field: "gitlabAccess",
+                    message: format!(
+                        "gitlabAccess: namespace {} has no annotation {key}, which policy {name} reads its GitLab identity from",
+                        ns.name
+                    ),
+                });
+                None
+            }
+            Some(value) => match delegation::Identity::parse(value) {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    v.push(Violation {
+                        field: "gitlabAccess",
+                        message: format!("gitlabAccess: namespace {}'s annotation {key}: {e}", ns.name),
+                    });
+                    None
+                }
+            },
+        },
+    };
 
     if !p.matches_project(&r.project_path) {
         v.push(Violation {
@@ -394,6 +445,7 @@ fn check(p: &CompiledPolicy, r: &TokenRequest) -> Result<Allowance, Vec<Violatio
             rotation_strategy: p.rotation_strategy,
             overlap_grace: p.overlap_grace,
             allow_retain: p.allow_retain,
+            delegate,
         })
     } else {
         Err(v)

@@ -17,6 +17,7 @@ fn ns(name: &str, labels: &[(&str, &str)]) -> NamespaceInfo {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        annotations: Default::default(),
     }
 }
 
@@ -357,5 +358,88 @@ fn request_from_spec_collects_consumer_kinds() {
         TokenRequest::from_spec(&bad, "gitlab", "acme/x")
             .unwrap_err()
             .contains("Bucket")
+    );
+}
+
+#[test]
+fn delegating_policies_name_their_gitlab_identity() {
+    let fixed = policy(
+        "delegated",
+        "namespaceSelector: {matchNames: ['team-*']}\nprojects: ['**']\ngitlabAccess: {group: acme/team-a}\n",
+    );
+    let per_ns = policy(
+        "per-namespace",
+        "namespaceSelector: {matchNames: ['team-*']}\nprojects: ['**']\ngitlabAccess: {namespaceAnnotation: gitlabtokens.io/gitlab-identity}\n",
+    );
+    let set = PolicySet::compile(std::slice::from_ref(&fixed));
+    match set.evaluate(&req("acme/other/app"), &ns("team-x", &[])) {
+        PolicyDecision::Allowed(a) => {
+            assert_eq!(
+                a.delegate,
+                Some(delegation::Identity::Group("acme/team-a".into()))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The identity from the namespace's annotation; none (or a bad one) is a violation.
+    let set = PolicySet::compile(&[per_ns]);
+    let mut annotated = ns("team-b", &[]);
+    annotated
+        .annotations
+        .insert("gitlabtokens.io/gitlab-identity".into(), "user:svc-b".into());
+    match set.evaluate(&req("acme/x/app"), &annotated) {
+        PolicyDecision::Allowed(a) => {
+            assert_eq!(a.delegate, Some(delegation::Identity::User("svc-b".into())))
+        }
+        other => panic!("{other:?}"),
+    }
+    match set.evaluate(&req("acme/x/app"), &ns("team-c", &[])) {
+        PolicyDecision::Denied(d) => {
+            assert_eq!(d.violations.len(), 1, "{d:?}");
+            assert_eq!(d.violations[0].field, "gitlabAccess");
+            assert!(
+                d.message()
+                    .contains("has no annotation gitlabtokens.io/gitlab-identity"),
+                "{}",
+                d.message()
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    annotated
+        .annotations
+        .insert("gitlabtokens.io/gitlab-identity".into(), "acme/team-b".into());
+    assert!(matches!(
+        set.evaluate(&req("acme/x/app"), &annotated),
+        PolicyDecision::Denied(_)
+    ));
+    // A policy that grants on its own wins over a delegating one, whatever the names.
+    let plain = policy(
+        "z-plain",
+        "namespaceSelector: {matchNames: ['team-*']}\nprojects: ['acme/**']\n",
+    );
+    match PolicySet::compile(&[fixed, plain]).evaluate(&req("acme/x/app"), &ns("team-x", &[])) {
+        PolicyDecision::Allowed(a) => {
+            assert_eq!(a.policy, "z-plain");
+            assert_eq!(a.delegate, None);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_gitlab_access_makes_the_policy_unusable() {
+    let bad = policy(
+        "bad",
+        "namespaceSelector: {}\nprojects: ['**']\ngitlabAccess: {group: acme/a, user: bob}\n",
+    );
+    let set = PolicySet::compile(&[bad]);
+    let problems: Vec<_> = set.unusable().flat_map(|u| u.problems.clone()).collect();
+    assert_eq!(
+        problems,
+        vec![
+            "gitlabAccess: exactly one of group, user and namespaceAnnotation must be set (2 are)"
+                .to_string()
+        ]
     );
 }

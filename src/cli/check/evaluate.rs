@@ -476,6 +476,7 @@ fn prepare(
 
 /// Evaluates the policies for every path of a source, with what its shared token asks for.
 fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shared) {
+    let mut unknown = Vec::new();
     for path in &p.paths {
         let req = TokenRequest {
             connection: p.connection.clone(),
@@ -488,10 +489,30 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
             argocd_project: None,
         };
         let decision = inputs.policies.evaluate(&req, &p.namespace);
-        report.evaluations.push(evaluation(path, &decision));
+        let mut e = evaluation(path, &decision);
+        match super::delegated::explain(&decision, path, req.access_level, &inputs.gitlab_access) {
+            super::delegated::Explained::Plain => {}
+            super::delegated::Explained::Granted(why) => e.message = Some(why),
+            super::delegated::Explained::Denied(reason, why) => {
+                e.allowed = false;
+                e.reason = Some(reason.to_string());
+                e.message = Some(why);
+            }
+            super::delegated::Explained::Unknown(why) => unknown.push(why),
+        }
+        report.evaluations.push(e);
     }
     report.shared_with = shared.with.clone();
     conclude(report);
+    if !unknown.is_empty() && report.verdict == Verdict::Served {
+        report.verdict = Verdict::Undecided;
+        report.message = Some(unknown.join("; "));
+        report.what_to_do = Some(
+            "Pass --gitlab-access FILE with GitLab's access_level of that identity on the project (a user's from \
+             GET /projects/:id/members/all/:user_id, a group's from the project's or its groups' shared_with_groups)."
+                .into(),
+        );
+    }
 }
 
 /// Sets verdict, policy, violations and hints from the evaluations.

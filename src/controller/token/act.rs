@@ -161,6 +161,8 @@ async fn run_steps(
                 } else {
                     st::observe_metrics(ctx, token, status);
                 }
+                // A delegated token is asked about in GitLab again within the re-check interval.
+                let after = crate::controller::delegation::cap_wait(after, token, ctx, resolved);
                 return Ok(Action::requeue(after));
             }
             Step::RecoverPending => {
@@ -187,7 +189,11 @@ async fn run_steps(
                 return refuse(token, ctx, status.clone(), refusal).await;
             }
             Step::Issue(reason) => {
+                let reason = crate::controller::delegation::issue_reason(reason, resolved);
                 super::issue::issue(token, ctx, resolved, status, reason).await?;
+                if reason == super::decide::IssueReason::AccessLowered {
+                    crate::controller::delegation::report_lowered(token, ctx, resolved).await;
+                }
                 let id = status.current.as_ref().map(|c| c.token_id);
                 secret = SecretState::Ours {
                     token_id: id,
@@ -289,7 +295,11 @@ pub(super) fn ready_message(status: &GitLabTokenStatus) -> String {
 fn withdraws(reason: Reason) -> bool {
     matches!(
         reason,
-        Reason::PolicyDenied | Reason::NoPolicy | Reason::ConnectionDeleted
+        Reason::PolicyDenied
+            | Reason::NoPolicy
+            | Reason::ConnectionDeleted
+            | Reason::GitLabAccessDenied
+            | Reason::AccessWithdrawn
     )
 }
 
@@ -318,12 +328,15 @@ async fn refuse(
     let reason = refusal.reason.as_str();
     let withdrawn = withdraws(refusal.reason);
     if withdrawn {
-        let label = if refusal.reason == Reason::ConnectionDeleted {
-            "ConnectionDeleted"
-        } else {
-            "PolicyWithdrawn"
+        let label = match refusal.reason {
+            Reason::ConnectionDeleted => "ConnectionDeleted",
+            Reason::AccessWithdrawn => "AccessWithdrawn",
+            _ => "PolicyWithdrawn",
         };
         let ids = ledger::retire_all(&mut status, label, now);
+        if refusal.reason == Reason::AccessWithdrawn {
+            crate::controller::delegation::withdraw(token, ctx, !ids.is_empty()).await?;
+        }
         if !ids.is_empty() {
             tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), ?ids, reason, "access withdrawn; revoking");
         }
@@ -358,7 +371,13 @@ async fn refuse(
         set_ready(&mut status, false, reason, &refusal.message, generation, now);
         set_denied(
             &mut status,
-            matches!(refusal.reason, Reason::PolicyDenied | Reason::NoPolicy),
+            matches!(
+                refusal.reason,
+                Reason::PolicyDenied
+                    | Reason::NoPolicy
+                    | Reason::GitLabAccessDenied
+                    | Reason::AccessWithdrawn
+            ),
             reason,
             &refusal.message,
             generation,
@@ -386,7 +405,18 @@ async fn refuse(
             .map_or(5, |d| d.as_secs().max(1)),
         reason => retry_after(reason),
     };
-    Ok(Action::requeue(Duration::from_secs(retry)))
+    let retry = Duration::from_secs(retry);
+    // GitLab may grant access again: asked within the re-check interval.
+    if matches!(
+        refusal.reason,
+        Reason::GitLabAccessDenied | Reason::AccessWithdrawn
+    ) {
+        let seed = crate::schedule::seed_from(&token.uid().unwrap_or_default());
+        let recheck =
+            crate::controller::delegation::next_recheck(ctx.config.access_recheck_interval, seed, ctx.now());
+        return Ok(Action::requeue(retry.min(recheck)));
+    }
+    Ok(Action::requeue(retry))
 }
 
 /// Seconds until a refused request is looked at again (sooner for passing reasons).

@@ -96,6 +96,9 @@ pub enum IssueReason {
     RevokedExternally,
     /// Scheduled or requested renewal with the `Overlap` strategy.
     Renewal,
+    /// A delegating policy's GitLab identity lost role on the project: re-issued at the lower role
+    /// (the old token is revoked at once, not kept for an overlap).
+    AccessLowered,
 }
 
 impl IssueReason {
@@ -107,6 +110,7 @@ impl IssueReason {
             Self::SecretChanged => "SecretChanged",
             Self::RevokedExternally => "RevokedExternally",
             Self::Renewal => "Renewal",
+            Self::AccessLowered => "AccessLowered",
         }
     }
 }

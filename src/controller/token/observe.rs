@@ -58,6 +58,8 @@ pub struct Resolved {
     pub token_name: String,
     /// For `docker-config` Secrets: the registry host key (checked against the connection's).
     pub registry_host: Option<String>,
+    /// A delegated token whose GitLab identity's role fell below the live token's: from, to.
+    pub lowered: Option<(crate::crd::AccessLevel, crate::crd::AccessLevel)>,
 }
 
 /// Resolves connection, project and policy. `Ok(Err(_))` is a refusal to report, `Err` a
@@ -150,6 +152,32 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
             }));
         }
     };
+    let (access_level, lowered) = match &allowance.delegate {
+        None => (token.spec.access_level, None),
+        Some(identity) => match delegated_level(token, ctx, &connection, identity, &project).await? {
+            Ok(granted) => granted,
+            Err(message) => {
+                // Once withdrawn, the refusal keeps saying so (not a fresh denial).
+                let live = token.status.as_ref().is_some_and(|s| {
+                    s.current.is_some()
+                        || s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.reason == Reason::AccessWithdrawn.as_str())
+                });
+                return Ok(Err(Refusal {
+                    reason: if live {
+                        Reason::AccessWithdrawn
+                    } else {
+                        Reason::GitLabAccessDenied
+                    },
+                    message: format!("{message} (policy {} delegates to it)", allowance.policy),
+                    policy: Some(allowance.policy.clone()),
+                    connection: Some(connection.name.clone()),
+                    project: Some(project),
+                }));
+            }
+        },
+    };
     let mut scopes = token.spec.scopes.clone();
     scopes.sort();
     scopes.dedup();
@@ -157,7 +185,7 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         connection: connection.name.clone(),
         project_id: project.id,
         scopes,
-        access_level: token.spec.access_level,
+        access_level,
         strategy: allowance.rotation_strategy,
     };
     let cluster = connection
@@ -177,7 +205,62 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         desired,
         token_name,
         registry_host,
+        lowered,
     }))
+}
+
+/// The role a delegated token gets now, and whether that lowers the live token (`Ok(Err)`: the
+/// identity lacks access, with the message; `Err`: GitLab failed, which is never withdrawal).
+async fn delegated_level(
+    token: &GitLabToken,
+    ctx: &Context,
+    connection: &LiveConnection,
+    identity: &crate::policy::delegation::Identity,
+    project: &ResolvedProject,
+) -> Result<
+    Result<
+        (
+            crate::crd::AccessLevel,
+            Option<(crate::crd::AccessLevel, crate::crd::AccessLevel)>,
+        ),
+        String,
+    >,
+    TokenError,
+> {
+    use crate::controller::delegation::{Judgement, answer_max_age, judge};
+    let effective = ctx
+        .delegation
+        .effective(
+            &connection.name,
+            connection.api.as_ref(),
+            identity,
+            &project.path,
+            ctx.now(),
+            answer_max_age(ctx.config.access_recheck_interval),
+        )
+        .await?;
+    let requested = token.spec.access_level;
+    let live = token
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .map(|c| c.access_level);
+    let has = match effective.level {
+        Some(l) => format!("has {l} (GitLab access_level {})", effective.raw),
+        None => "has no access".to_string(),
+    };
+    Ok(match judge(requested, effective.level, live) {
+        Judgement::Grant(level) => Ok((level, None)),
+        Judgement::Lowered { from, to } => Ok((to, Some((from, to)))),
+        Judgement::Deny => Err(format!(
+            "denied: GitLab identity {identity} {has} on project {} in GitLab, below the requested {requested}",
+            project.path
+        )),
+        Judgement::Withdraw => Err(format!(
+            "access withdrawn: GitLab identity {identity} {has} on project {} in GitLab any more; the token is revoked and the Secret removed",
+            project.path
+        )),
+    })
 }
 
 /// The start of every token name this operator gives on a connection: `<prefix>-<cluster>-`,

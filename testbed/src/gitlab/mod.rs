@@ -19,7 +19,7 @@
 //! in the call log through the `middleware::RequestMeta` request extension (`set_acting`).
 //!
 //! # REST API (`/api/v4`, `PRIVATE-TOKEN` or `Authorization: Bearer`)
-//! `version`, `metadata`, `user`; `projects` (`membership`, `search`, `search_namespaces`,
+//! `version`, `metadata`, `user`, `users` (`username`: exact, case-insensitive); `projects` (`membership`, `search`, `search_namespaces`,
 //! `archived`, `visibility`, `min_access_level`, `order_by`, `sort`, paginated), `projects/:id`
 //! (numeric or `%2F`-encoded path, with `shared_with_groups`), `projects/:id/registry/repositories`,
 //! `groups` and `groups/:id/{subgroups,descendant_groups}` (`min_access_level`, `search`, `owned`),

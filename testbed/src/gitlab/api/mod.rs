@@ -16,6 +16,7 @@ mod repository_files;
 mod resolve;
 mod resource_tokens;
 mod sharing;
+mod users;
 
 use std::sync::Arc;
 
@@ -147,6 +148,7 @@ pub fn router() -> Router<S> {
             route(get(projects::group_projects)),
         )
         .route("/api/v4/groups", route(get(groups::list_groups)))
+        .route("/api/v4/users", route(get(users::list)))
         .route(
             "/api/v4/personal_access_tokens/self/associations",
             route(get(associations::associations)),
