@@ -363,3 +363,17 @@ pub struct HistoryEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+impl GitLabToken {
+    /// The object as a server-side apply body: `apiVersion` and `kind` set, no `status` (a status
+    /// in an apply to the main resource would be ignored, and must never be claimed).
+    pub fn apply_body(&self) -> serde_json::Value {
+        let mut body = serde_json::to_value(self).unwrap_or_default();
+        body["apiVersion"] = serde_json::json!("gitlabtokens.io/v1alpha1");
+        body["kind"] = serde_json::json!("GitLabToken");
+        if let Some(o) = body.as_object_mut() {
+            o.remove("status");
+        }
+        body
+    }
+}

@@ -4,7 +4,7 @@ use kube::{
     Api, ResourceExt,
     api::{ObjectMeta, Patch, PatchParams},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::shim::{App, Member};
 use crate::{
@@ -103,13 +103,7 @@ pub(super) fn body(
         spec,
         status: None,
     };
-    let mut body = serde_json::to_value(&token).unwrap_or_default();
-    body["apiVersion"] = json!("gitlabtokens.io/v1alpha1");
-    body["kind"] = json!("GitLabToken");
-    if let Some(o) = body.as_object_mut() {
-        o.remove("status");
-    }
-    body
+    token.apply_body()
 }
 
 fn already_applied(live: &GitLabToken, body: &Value) -> bool {

@@ -30,7 +30,6 @@ use kube::{
     api::{ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams},
     runtime::{controller::Action, reflector::Store},
 };
-use serde_json::json;
 
 pub use self::watch::{FLUX_KINDS, served_flux_kinds, spawn_kind_watchers};
 use self::{
@@ -398,13 +397,7 @@ fn token_body(
         spec: spec.clone(),
         status: None,
     };
-    let mut body = serde_json::to_value(&token).unwrap_or_default();
-    body["apiVersion"] = json!("gitlabtokens.io/v1alpha1");
-    body["kind"] = json!("GitLabToken");
-    if let Some(o) = body.as_object_mut() {
-        o.remove("status");
-    }
-    body
+    token.apply_body()
 }
 
 /// Why a `GitLabToken` write failed.
