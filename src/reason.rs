@@ -155,6 +155,20 @@ reasons! {
     /// The token's connection is gone, so it cannot be revoked; it dies at its GitLab expiry.
     RevocationImpossible = "RevocationImpossible", Warning,
         "Revoke the token in GitLab by hand (its id is in the GitLabToken's history), or recreate the connection first.";
+
+    // ---- credential kinds ----
+    /// The credential kind, group, scopes and Secret format of the request do not fit together.
+    InvalidCredentialRequest = "InvalidCredentialRequest", Warning,
+        "Fix the GitLabToken as the message says (docs/reference.md lists the scopes and formats of each kind).";
+    /// The group named for a group-level credential does not exist or is invisible to the operator.
+    GroupNotFound = "GroupNotFound", Warning,
+        "Check spec.group; the operator's GitLab user must see the group (Owner to mint group tokens).";
+    /// The project does not sit below the group the credential would live on.
+    ProjectOutsideGroup = "ProjectOutsideGroup", Warning,
+        "Name a group the project belongs to, or use a project-level credential.";
+    /// A deploy key Secret needs the connection's pinned SSH host keys and none are pinned.
+    SshHostKeysMissing = "SSHHostKeysMissing", Warning,
+        "Ask an admin to pin GitLab's SSH host keys in the GitLabConnection's spec.sshHostKeys (checked against the published fingerprints).";
 }
 
 impl fmt::Display for Reason {

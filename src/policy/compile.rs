@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::crd::{
-    AccessLevel, ConsumerKind, Days, GitLabTokenPolicy, RotationStrategy, Scope, ShortDuration,
+    AccessLevel, ConsumerKind, CredentialKind, Days, GitLabTokenPolicy, RotationStrategy, Scope,
+    ShortDuration,
 };
 
 /// Scopes a policy allows when its `scopes` list is empty.
@@ -49,6 +50,14 @@ pub struct CompiledPolicy {
     pub overlap_grace: ShortDuration,
     /// Whether tokens it allows may be retained on deletion.
     pub allow_retain: bool,
+    /// Allowed credential kinds (defaults applied).
+    pub credential_kinds: Vec<CredentialKind>,
+    /// Group globs for group-level credentials (`None`: no group allowed).
+    groups: Option<GlobSet>,
+    /// The group globs as written (for messages).
+    pub group_patterns: Vec<String>,
+    /// Whether deploy keys may get push access.
+    pub allow_deploy_key_push: bool,
 }
 
 /// Why a policy cannot be used at all.
@@ -142,8 +151,24 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             "renewBefore.min: {m} is not shorter than lifetime.max {lm}, so no lifetime fits"
         ));
     }
-    match (namespace_globs, projects) {
-        (Some(namespace_globs), Some(projects)) if problems.is_empty() => Ok(CompiledPolicy {
+    let credential_kinds = if spec.credential_kinds.is_empty() {
+        CredentialKind::DEFAULT_ALLOWED.to_vec()
+    } else {
+        spec.credential_kinds.clone()
+    };
+    if credential_kinds.contains(&CredentialKind::GroupAccessToken) && spec.groups.is_empty() {
+        problems.push(
+            "credentialKinds: GroupAccessToken is allowed but groups is empty, so no group can match"
+                .to_string(),
+        );
+    }
+    let groups = if spec.groups.is_empty() {
+        Some(None)
+    } else {
+        glob_set("groups", &spec.groups, &mut problems).map(Some)
+    };
+    match (namespace_globs, projects, groups) {
+        (Some(namespace_globs), Some(projects), Some(groups)) if problems.is_empty() => Ok(CompiledPolicy {
             name,
             connection: spec.connection_ref.as_ref().map(|c| c.name.clone()),
             namespace_globs,
@@ -164,6 +189,10 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             rotation_strategy: spec.rotation_strategy,
             overlap_grace: spec.overlap_grace,
             allow_retain: spec.allow_retain,
+            credential_kinds,
+            groups,
+            group_patterns: spec.groups.clone(),
+            allow_deploy_key_push: spec.allow_deploy_key_push,
         }),
         _ => Err(UnusablePolicy { name, problems }),
     }
@@ -185,5 +214,10 @@ impl CompiledPolicy {
     /// Whether a canonical project path matches one of the project globs (case-sensitive).
     pub fn matches_project(&self, path: &str) -> bool {
         self.projects.is_match(path)
+    }
+
+    /// Whether group-level credentials may be minted on this group (its canonical full path).
+    pub fn matches_group(&self, path: &str) -> bool {
+        self.groups.as_ref().is_some_and(|g| g.is_match(path))
     }
 }

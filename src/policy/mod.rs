@@ -6,6 +6,7 @@
 //! (fewest violations, ties by name) and every field it violates.
 
 mod compile;
+mod kinds;
 #[cfg(test)]
 mod tests;
 
@@ -17,8 +18,8 @@ pub use compile::{
 
 use crate::{
     crd::{
-        AccessLevel, ConsumerKind, Days, GitLabTokenPolicy, GitLabTokenSpec, RotationStrategy, Scope,
-        ShortDuration,
+        AccessLevel, ConsumerKind, CredentialKind, Days, GitLabTokenPolicy, GitLabTokenSpec,
+        RotationStrategy, Scope, ShortDuration,
     },
     reason::Reason,
 };
@@ -40,6 +41,12 @@ pub struct TokenRequest {
     pub lifetime: Option<Days>,
     /// Renew-before asked for (`None`: the policy default or one third of the lifetime).
     pub renew_before: Option<Days>,
+    /// Kind of credential asked for.
+    pub kind: CredentialKind,
+    /// For a group-level credential: the group's canonical full path.
+    pub group_path: Option<String>,
+    /// Push access asked for (a deploy key with `gitlabtokens.io/write`).
+    pub write: bool,
 }
 
 impl TokenRequest {
@@ -60,6 +67,9 @@ impl TokenRequest {
             access_level: spec.access_level,
             lifetime: spec.lifetime,
             renew_before: spec.renew_before,
+            kind: spec.kind,
+            group_path: None,
+            write: false,
         })
     }
 }
@@ -324,6 +334,8 @@ fn check(p: &CompiledPolicy, r: &TokenRequest) -> Result<Allowance, Vec<Violatio
             ),
         });
     }
+
+    v.extend(kinds::check_kind(p, r));
 
     if r.access_level > p.max_access_level {
         v.push(Violation {

@@ -29,6 +29,9 @@ fn req(project: &str) -> TokenRequest {
         access_level: AccessLevel::Reporter,
         lifetime: None,
         renew_before: None,
+        kind: CredentialKind::ProjectAccessToken,
+        group_path: None,
+        write: false,
     }
 }
 

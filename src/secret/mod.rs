@@ -5,6 +5,8 @@
 //! - `docker-config`: `kubernetes.io/dockerconfigjson`, key `.dockerconfigjson` with
 //!   `{"auths":{"<bare host[:port]>":{"username","password","auth"}}}` (OCI, ImageRepository, Helm oci).
 //! - `token`: `Opaque`, key `token` (notification Provider `gitlab`).
+//! - `ssh`: `Opaque`, keys `identity` (OpenSSH private key), `identity.pub`, `known_hosts`
+//!   (GitRepository over `ssh://` with a deploy key).
 //!
 //! Ownership: the Secret has one ownerReference, to its `GitLabToken`, with `controller: true`
 //! (so `Controller::owns` maps Secret events back, and garbage collection removes the Secret after
@@ -27,6 +29,8 @@ use k8s_openapi::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+
+pub mod ssh;
 
 use crate::crd::{API_GROUP, API_VERSION, SecretFormat};
 
@@ -70,6 +74,12 @@ pub enum SecretBuildError {
     /// The owner has no name, namespace or uid yet (not read from the API server).
     #[error("the GitLabToken has no {0} (build the Secret from an object read from the API server)")]
     OwnerIncomplete(&'static str),
+    /// `ssh` needs `known_hosts` (the connection's pinned host keys) and none was given.
+    #[error("secret format ssh needs known_hosts, but the connection pins no SSH host keys")]
+    MissingKnownHosts,
+    /// The SSH key material is unusable.
+    #[error("{0}")]
+    Ssh(#[from] ssh::SshError),
 }
 
 /// The `GitLabToken` that owns the Secret.
@@ -102,6 +112,8 @@ pub struct SecretParams<'a> {
     pub expires_at: NaiveDate,
     /// Planned renewal time.
     pub renewal_time: DateTime<Utc>,
+    /// For `ssh`: the `known_hosts` content (the connection's pinned host keys).
+    pub known_hosts: Option<&'a str>,
 }
 
 /// A built Secret whose Debug output shows metadata and key names only.
@@ -190,6 +202,27 @@ pub fn build_secret(
                 ),
             ]),
         ),
+        SecretFormat::Ssh => {
+            let known_hosts = params
+                .known_hosts
+                .filter(|k| !k.trim().is_empty())
+                .ok_or(SecretBuildError::MissingKnownHosts)?;
+            let public = ssh::public_of(token)?;
+            (
+                TYPE_OPAQUE,
+                BTreeMap::from([
+                    (
+                        "identity".to_string(),
+                        ByteString(token.expose_secret().as_bytes().to_vec()),
+                    ),
+                    ("identity.pub".to_string(), ByteString(public.into_bytes())),
+                    (
+                        "known_hosts".to_string(),
+                        ByteString(known_hosts.as_bytes().to_vec()),
+                    ),
+                ]),
+            )
+        }
         SecretFormat::Token => (
             TYPE_OPAQUE,
             BTreeMap::from([(

@@ -98,6 +98,8 @@ pub struct InferredRequest {
     pub write: bool,
     /// The source has no `spec.secretRef`: the shim must set it to `secret_name`.
     pub set_secret_ref: bool,
+    /// Kind of GitLab credential the source needs (a deploy key for `ssh://` GitRepositories).
+    pub credential_kind: crate::crd::CredentialKind,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -288,6 +290,7 @@ pub fn infer(
     }
 
     Ok(InferredRequest {
+        credential_kind: crate::crd::CredentialKind::ProjectAccessToken,
         consumer: ConsumerRef {
             api_version,
             kind: consumer_kind.as_str().to_string(),

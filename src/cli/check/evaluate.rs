@@ -221,6 +221,7 @@ pub fn secret_report(r: &InferredRequest, conn_registry: Option<&str>) -> Secret
     let (type_, keys, registry_host) = match r.secret_format {
         SecretFormat::BasicAuth => (TYPE_OPAQUE, vec!["username", "password"], None),
         SecretFormat::Token => (TYPE_OPAQUE, vec!["token"], None),
+        SecretFormat::Ssh => (TYPE_OPAQUE, vec!["identity", "identity.pub", "known_hosts"], None),
         SecretFormat::DockerConfig => (
             TYPE_DOCKER_CONFIG_JSON,
             vec![DOCKER_CONFIG_KEY],
@@ -480,6 +481,9 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
             access_level: p.request.access_level,
             lifetime: shared.lifetime,
             renew_before: shared.renew_before,
+            kind: p.request.credential_kind,
+            group_path: None,
+            write: p.request.write,
         };
         let decision = inputs.policies.evaluate(&req, &p.namespace);
         report.evaluations.push(evaluation(path, &decision));

@@ -289,7 +289,7 @@ pub(super) fn ready_message(status: &GitLabTokenStatus) -> String {
 fn withdraws(reason: Reason) -> bool {
     matches!(
         reason,
-        Reason::PolicyDenied | Reason::NoPolicy | Reason::ConnectionDeleted
+        Reason::PolicyDenied | Reason::NoPolicy | Reason::ConnectionDeleted | Reason::ProjectOutsideGroup
     )
 }
 

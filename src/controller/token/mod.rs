@@ -9,6 +9,7 @@
 pub mod act;
 pub mod decide;
 pub mod issue;
+pub mod kinds;
 pub mod ledger;
 pub mod liveness;
 pub mod observe;

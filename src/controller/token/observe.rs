@@ -58,11 +58,16 @@ pub struct Resolved {
     pub token_name: String,
     /// For `docker-config` Secrets: the registry host key (checked against the connection's).
     pub registry_host: Option<String>,
+    /// For `ssh` Secrets: the `known_hosts` content from the connection's pinned host keys.
+    pub known_hosts: Option<String>,
 }
 
 /// Resolves connection, project and policy. `Ok(Err(_))` is a refusal to report, `Err` a
 /// failure to retry.
 pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolved, Refusal>, TokenError> {
+    if let Err(message) = super::kinds::validate(&token.spec) {
+        return Ok(Err(super::kinds::invalid(message)));
+    }
     let namespace = token.namespace().unwrap_or_default();
     let ns_info = ctx.namespace_info(&namespace).await?;
     let policies = ctx.policy_set();
@@ -123,9 +128,30 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
             }));
         }
     };
-    let request = match TokenRequest::from_spec(&token.spec, &connection.name, &project.path) {
+    let mut request = match TokenRequest::from_spec(&token.spec, &connection.name, &project.path) {
         Ok(r) => r,
         Err(e) => return Ok(Err(refuse(Reason::UnsupportedKind, e))),
+    };
+    let group = match super::kinds::resolve_group(&token.spec, &connection, &project).await? {
+        Ok(g) => g,
+        Err((reason, message)) => {
+            return Ok(Err(Refusal {
+                connection: Some(connection.name.clone()),
+                project: Some(project),
+                ..refuse(reason, message)
+            }));
+        }
+    };
+    super::kinds::complete_request(&mut request, &token.spec, group.as_ref());
+    let known_hosts = match super::kinds::known_hosts_for(token, &connection) {
+        Ok(k) => k,
+        Err(r) => {
+            return Ok(Err(Refusal {
+                connection: Some(connection.name.clone()),
+                project: Some(project),
+                ..r
+            }));
+        }
     };
     let allowance = match policies.evaluate(&request, &ns_info) {
         PolicyDecision::Allowed(a) => a,
@@ -147,7 +173,9 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         project_id: project.id,
         scopes,
         access_level: token.spec.access_level,
-        strategy: allowance.rotation_strategy,
+        strategy: super::kinds::strategy(token.spec.kind, allowance.rotation_strategy),
+        kind: token.spec.kind,
+        group_id: group.map(|g| g.id),
     };
     let cluster = connection
         .spec
@@ -166,6 +194,7 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         desired,
         token_name,
         registry_host,
+        known_hosts,
     }))
 }
 
@@ -370,6 +399,12 @@ fn has_shape(secret: &Secret, token: &GitLabToken, registry_host: Option<&str>) 
             type_ == "Opaque" && keys.contains(&"username") && keys.contains(&"password")
         }
         SecretFormat::Token => type_ == "Opaque" && keys.contains(&"token"),
+        SecretFormat::Ssh => {
+            type_ == "Opaque"
+                && ["identity", "identity.pub", "known_hosts"]
+                    .iter()
+                    .all(|k| keys.contains(k))
+        }
         SecretFormat::DockerConfig => {
             let config = secret.data.as_ref().and_then(|d| d.get(".dockerconfigjson"));
             let auths = config
