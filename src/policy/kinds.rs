@@ -112,7 +112,10 @@ mod tests {
             "groups",
             "  credentialKinds: [ProjectAccessToken, DeployToken, GroupAccessToken, DeployKey]\n  groups: ['acme/team-a']\n  allowDeployKeyPush: true\n",
         );
-        assert_eq!(verdict(&p, &req(GroupAccessToken, Some("acme/team-a"), false)), Ok(()));
+        assert_eq!(
+            verdict(&p, &req(GroupAccessToken, Some("acme/team-a"), false)),
+            Ok(())
+        );
         assert_eq!(verdict(&p, &req(DeployToken, Some("acme/team-a"), false)), Ok(()));
         assert_eq!(verdict(&p, &req(DeployToken, None, false)), Ok(()));
         assert_eq!(

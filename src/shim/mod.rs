@@ -11,6 +11,7 @@ pub mod annotations;
 pub mod infer;
 pub mod refused;
 pub mod share;
+pub mod ssh_url;
 pub mod url;
 pub mod warnings;
 

@@ -111,7 +111,7 @@ pub fn spec_for_sources(needs: &[SourceNeed]) -> Option<SharedToken> {
     let r = &merged.request;
     Some(SharedToken {
         spec: GitLabTokenSpec {
-            kind: Default::default(),
+            kind: r.credential_kind,
             group: None,
             connection_ref: r
                 .connection

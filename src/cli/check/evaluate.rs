@@ -106,6 +106,8 @@ pub struct RequestReport {
     pub lifetime: Option<String>,
     /// Renew-before asked for (`None`: the policy default).
     pub renew_before: Option<String>,
+    /// Kind of GitLab credential (`ProjectAccessToken`, `DeployKey` for `ssh://` sources).
+    pub credential_kind: String,
 }
 
 /// The Secret the source would get.
@@ -434,6 +436,7 @@ fn prepare(
         access_level: request.access_level.to_string(),
         lifetime: request.lifetime.map(|d| d.to_string()),
         renew_before: request.renew_before.map(|d| d.to_string()),
+        credential_kind: request.credential_kind.to_string(),
     });
     report.secret = Some(secret_report(&request, conn.facts.registry_host.as_deref()));
 
