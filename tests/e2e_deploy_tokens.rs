@@ -265,3 +265,66 @@ async fn group_access_token_serves_the_projects_of_its_group_only() {
     assert!(env.assert_no_leaks(&values).await > 0);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orphan_sweep_covers_the_groups_a_ledger_names() {
+    let env = Env::start_with(e2e::Options {
+        operator_env: vec![("GTO_SWEEP_INTERVAL".into(), "1s".into())],
+        ..Default::default()
+    })
+    .await;
+    env.apply(kinds_policy(&["acme/platform"])).await;
+    env.apply(token(
+        "platform",
+        "acme/platform/infra",
+        "GroupAccessToken",
+        Some("acme/platform"),
+        &[],
+    ))
+    .await;
+    let t = env
+        .wait_token_condition(NS, "platform", "Ready", "True", Some("Issued"))
+        .await;
+    let c = t
+        .status
+        .as_ref()
+        .and_then(|s| s.current.clone())
+        .expect("current");
+    let group = c.group_id.expect("group id in the ledger");
+    let uid = kube::ResourceExt::uid(&t).expect("uid");
+
+    // As if a crash lost a group token minted for this GitLabToken (our marker, no ledger entry).
+    let expires = (env.gitlab_now() + chrono::Duration::days(30))
+        .date_naive()
+        .to_string();
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "{}/api/v4/groups/{group}/access_tokens",
+            env.world.gitlab_url()
+        ))
+        .header("PRIVATE-TOKEN", env.world.operator_token().expect("seeded"))
+        .json(
+            &json!({"name": format!("gto-e2e-{uid}"), "scopes": ["read_repository"],
+                      "access_level": 20, "expires_at": expires}),
+        )
+        .send()
+        .await
+        .expect("mint");
+    assert_eq!(resp.status(), 201);
+    let lost = resp.json::<Value>().await.expect("json")["id"]
+        .as_u64()
+        .expect("id");
+    env.world
+        .advance_clock(chrono::Duration::hours(1))
+        .expect("clock");
+    e2e::eventually("the lost group token to be swept", || async {
+        (record(&env, "group", lost).state == "revoked").then_some(())
+    })
+    .await;
+    assert_eq!(
+        record(&env, "group", c.token_id).state,
+        "active",
+        "the live group token stays"
+    );
+    env.stop().await;
+}
