@@ -280,6 +280,7 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
                     continue;
                 }
             };
+            let listed = with_first_seen(&conn.name, kind, owner, listed, now);
             for t in listed.iter().filter(|t| is_orphan(t, &marker, a, retain, now)) {
                 crate::crash_point!("sweep.before_revoke");
                 match conn.api.revoke_credential(kind, owner, t.id).await {
@@ -296,6 +297,35 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
         }
     }
     Ok(revoked)
+}
+
+/// When this process first listed each credential GitLab gives no creation time for (deploy
+/// tokens), so the sweep's minimum age still holds for them.
+static FIRST_SEEN: std::sync::Mutex<BTreeMap<SeenKey, DateTime<Utc>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// A listed credential: connection, kind, owner, id.
+type SeenKey = (String, CredentialKind, Owner, u64);
+
+/// Fills a missing `created_at` with the time this process first listed the credential (an
+/// over-estimate of its age never happens: it can only look younger than it is).
+fn with_first_seen(
+    connection: &str,
+    kind: CredentialKind,
+    owner: Owner,
+    mut listed: Vec<CredentialRecord>,
+    now: DateTime<Utc>,
+) -> Vec<CredentialRecord> {
+    let Ok(mut seen) = FIRST_SEEN.lock() else {
+        return listed;
+    };
+    for r in listed.iter_mut().filter(|r| r.created_at.is_none()) {
+        let first = *seen
+            .entry((connection.to_string(), kind, owner, r.id))
+            .or_insert(now);
+        r.created_at = Some(first);
+    }
+    listed
 }
 
 /// Sweeps every `interval` until the process stops.
@@ -329,6 +359,32 @@ mod tests {
         }))
         .unwrap();
         CredentialRecord::from_access_token(&t)
+    }
+
+    #[test]
+    fn credentials_without_a_creation_time_age_from_when_first_listed() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let marker = "gto-prod-";
+        let deleted = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+        let record = CredentialRecord {
+            id: 77,
+            name: format!("{marker}{deleted}"),
+            active: true,
+            created_at: None,
+            expires_at: None,
+            user_id: None,
+        };
+        let place = (CredentialKind::DeployToken, Owner::Group(3));
+        let a = Accounted::default();
+        let first = with_first_seen("c", place.0, place.1, vec![record.clone()], now);
+        assert!(
+            !is_orphan(&first[0], marker, &a, false, now),
+            "just seen: may be in flight"
+        );
+        let later = now + chrono::Duration::minutes(11);
+        let again = with_first_seen("c", place.0, place.1, vec![record], later);
+        assert_eq!(again[0].created_at, Some(now), "aged from the first listing");
+        assert!(is_orphan(&again[0], marker, &a, false, later));
     }
 
     #[test]
