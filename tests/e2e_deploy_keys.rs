@@ -269,3 +269,82 @@ async fn ssh_git_repository_gets_a_deploy_key_that_clones_rotates_and_goes() {
     assert!(scanned > 0);
     env.stop().await;
 }
+
+/// A crash at each issue step of a deploy key (after the write-ahead record, after GitLab created
+/// the key, after the Secret was written) leaves, once restarted, exactly one key of this
+/// GitLabToken on the project: the one the Secret and the ledger hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_deploy_key_issue_step_leaves_exactly_the_key_the_secret_holds() {
+    let mut env = Env::start().await;
+    let ssh = env.world.ssh().expect("Git over SSH must run here (make deps)");
+    let (address, host_key, url) = (
+        ssh.address(),
+        ssh.host_public_key().to_string(),
+        ssh.clone_url(PROJECT),
+    );
+    pin_ssh(&env, &address, &[host_key]).await;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    for (failpoint, ns) in [
+        ("issue.after_pending", "team-kp"),
+        ("issue.after_create", "team-kc"),
+        ("issue.after_secret", "team-ks"),
+    ] {
+        env.namespace(ns).await;
+        env.arm_crash_point(failpoint).await;
+        env.apply(
+            json!({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": SOURCE, "namespace": ns, "annotations": {"gitlabtokens.io/inject": "true"}},
+            "spec": {"interval": "1m", "url": url, "ref": {"branch": "main"}}}),
+        )
+        .await;
+        env.expect_crash(failpoint, Duration::from_secs(30))
+            .await
+            .expect("crashed there");
+        // Past the in-flight record's takeover time, so the restarted process recovers it.
+        env.world
+            .advance_clock(chrono::Duration::hours(1))
+            .expect("clock");
+        let t = env
+            .wait_token(ns, SECRET, "Ready with nothing pending", |t| {
+                t.status.as_ref().is_some_and(|s| {
+                    s.pending.is_none()
+                        && s.revoking.is_empty()
+                        && s.current.is_some()
+                        && s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && format!("{:?}", c.status) == "True")
+                })
+            })
+            .await;
+        let uid = kube::ResourceExt::uid(&t).expect("uid");
+        let current = t
+            .status
+            .as_ref()
+            .and_then(|s| s.current.clone())
+            .expect("current");
+        let ours = eventually(
+            &format!("{failpoint}: one key of this GitLabToken left"),
+            || async {
+                let ours: Vec<u64> = deploy_keys(&env, PROJECT)
+                    .await
+                    .iter()
+                    .filter(|k| k["title"].as_str().is_some_and(|t| t.ends_with(&uid)))
+                    .filter_map(|k| k["id"].as_u64())
+                    .collect();
+                (ours.len() == 1).then_some(ours)
+            },
+        )
+        .await;
+        assert_eq!(
+            ours,
+            vec![current.token_id],
+            "{failpoint}: the key left is the current one"
+        );
+        let secret = env.wait_secret(ns, SECRET).await;
+        assert_eq!(secret_token_id(&secret), Some(current.token_id), "{failpoint}");
+        ssh_ls_remote(scratch.path(), &url, &secret)
+            .await
+            .unwrap_or_else(|e| panic!("{failpoint}: the Secret's key clones: {e}"));
+    }
+    env.stop().await;
+}
