@@ -189,6 +189,20 @@ reasons! {
     /// The GitLab-kept policy file could not be read (GitLab failed): what was in force stays.
     PolicyFileUnreadable = "PolicyFileUnreadable", Warning,
         "Nothing while GitLab recovers; check that the operator's user may read the project's repository (Reporter+).";
+
+    // ---- credential kinds ----
+    /// The credential kind, group, scopes and Secret format of the request do not fit together.
+    InvalidCredentialRequest = "InvalidCredentialRequest", Warning,
+        "Fix the GitLabToken as the message says (docs/reference.md lists the scopes and formats of each kind).";
+    /// The group named for a group-level credential does not exist or is invisible to the operator.
+    GroupNotFound = "GroupNotFound", Warning,
+        "Check spec.group; the operator's GitLab user must see the group (Owner to mint group tokens).";
+    /// The project does not sit below the group the credential would live on.
+    ProjectOutsideGroup = "ProjectOutsideGroup", Warning,
+        "Name a group the project belongs to, or use a project-level credential.";
+    /// A deploy key Secret needs the connection's pinned SSH host keys and none are pinned.
+    SshHostKeysMissing = "SSHHostKeysMissing", Warning,
+        "Ask an admin to pin GitLab's SSH host keys in the GitLabConnection's spec.sshHostKeys (checked against the published fingerprints).";
 }
 
 impl fmt::Display for Reason {

@@ -238,21 +238,38 @@ fn namespace_labels_come_from_namespace_objects_or_the_flag() {
 }
 
 #[test]
-fn ssh_url_is_refused_with_what_to_do() {
+fn ssh_url_is_served_with_a_deploy_key_and_a_foreign_ssh_host_is_refused() {
     let out = check(
         &policy("team-a", TEAM_A),
         &git("app", "ssh://git@gitlab.example.com/acme/team-a/app.git", ""),
         &[],
     );
-    assert_eq!(out.code, 1);
-    assert!(
-        out.stdout.contains("verdict:    REFUSED (SSHNotSupported)"),
-        "{}",
-        out.stdout
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    assert!(out.stdout.contains("credential: DeployKey"), "{}", out.stdout);
+    assert!(out.stdout.contains("identity.pub"), "{}", out.stdout);
+    let out = check(
+        &policy("team-a", TEAM_A),
+        &git("app", "git@gitlab.example.com:acme/team-a/app.git", ""),
+        &[],
     );
+    assert_eq!(out.code, 0, "scp-like form: {}", out.stdout);
+    let out = check(
+        &policy("team-a", TEAM_A),
+        &git("app", "ssh://git@github.com/acme/team-a/app.git", ""),
+        &[],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("REFUSED (ForeignHost)"), "{}", out.stdout);
+    // A policy that allows only project access tokens denies the deploy key and says why.
+    let tokens_only = TEAM_A.to_string() + "  credentialKinds: [ProjectAccessToken]\n";
+    let out = check(
+        &policy("team-a", &tokens_only),
+        &git("app", "ssh://git@gitlab.example.com/acme/team-a/app.git", ""),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
     assert!(
-        out.stdout
-            .contains("what to do: Use the project's https:// clone URL"),
+        out.stdout.contains("kind: DeployKey is not allowed"),
         "{}",
         out.stdout
     );

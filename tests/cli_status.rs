@@ -112,6 +112,8 @@ impl World {
         let mut t = GitLabToken::new(
             name,
             GitLabTokenSpec {
+                kind: Default::default(),
+                group: None,
                 connection_ref: None,
                 project: "Acme/App".into(),
                 scopes: vec![Scope::ReadRepository],

@@ -264,12 +264,14 @@ async fn a_url_on_another_host_gets_no_credentials() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ssh_url_is_refused_with_a_pointer_to_https() {
+async fn an_ssh_url_off_the_connections_ssh_endpoint_is_refused_naming_ssh_host() {
+    // ssh:// sources are served with deploy keys (tests/e2e_deploy_keys.rs); one whose host:port
+    // is not the connection's SSH endpoint (spec.sshHost, else GitLab's host on port 22) is foreign.
     let env = Env::start().await;
     let host = env.world.gitlab_url().replace("http://", "");
     let url = format!("ssh://git@{host}/acme/team-a/app.git");
     env.apply(git_source(NS, "over-ssh", &url, &[])).await;
-    shim_refused(&env, "over-ssh", "SSHNotSupported", "https").await;
+    shim_refused(&env, "over-ssh", "ForeignHost", "spec.sshHost").await;
     env.stop().await;
 }
 

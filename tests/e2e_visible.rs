@@ -90,27 +90,21 @@ async fn every_annotated_source_is_listed_with_its_reason() {
     ))
     .await;
     let t = env
-        .wait_token_condition(
-            NS,
-            "over-ssh-gitlab-token",
-            "Ready",
-            "False",
-            Some("SSHNotSupported"),
-        )
+        .wait_token_condition(NS, "over-ssh-gitlab-token", "Ready", "False", Some("ForeignHost"))
         .await;
     assert_eq!(
         t.annotations().get(REFUSED_REASON).map(String::as_str),
-        Some("SSHNotSupported")
+        Some("ForeignHost")
     );
     let (_, _, message) = ready_of(&t).unwrap();
     assert_eq!(
-        message.matches("https://").count(),
+        message.matches("spec.sshHost").count(),
         1,
         "the advice is given once: {message}"
     );
-    let event = env.wait_warning(NS, "over-ssh", "SSHNotSupported").await;
+    let event = env.wait_warning(NS, "over-ssh", "ForeignHost").await;
     assert_eq!(
-        event.matches("https://").count(),
+        event.matches("spec.sshHost").count(),
         1,
         "no repeated advice: {event}"
     );
@@ -121,7 +115,7 @@ async fn every_annotated_source_is_listed_with_its_reason() {
         let listed = report["tokens"]
             .as_array()?
             .iter()
-            .any(|r| r["name"] == "over-ssh-gitlab-token" && r["reason"] == "SSHNotSupported");
+            .any(|r| r["name"] == "over-ssh-gitlab-token" && r["reason"] == "ForeignHost");
         let row = report["sourcesWithoutToken"]
             .as_array()?
             .iter()

@@ -197,6 +197,7 @@ fn read_all(files: &[PathBuf]) -> Result<Vec<manifests::Doc>, CheckError> {
 fn connection_from_object(c: &GitLabConnection) -> Result<KnownConnection, CheckError> {
     let name = c.metadata.name.clone().unwrap_or_default();
     let facts = ConnectionFacts::new(&c.spec.url, c.spec.registry_host.as_deref())
+        .map(|f| f.with_ssh_host(c.spec.ssh_host.clone()))
         .map_err(|e| CheckError::Usage(format!("GitLabConnection {name}: {e}")))?;
     Ok(KnownConnection {
         name: Some(name),

@@ -393,6 +393,8 @@ mod tests {
         let mut t = GitLabToken::new(
             name,
             GitLabTokenSpec {
+                kind: Default::default(),
+                group: None,
                 connection_ref: None,
                 project: "Acme/App".into(),
                 scopes: vec![crate::crd::Scope::ReadRepository],
@@ -434,6 +436,8 @@ mod tests {
                 path: "acme/app".into(),
             }),
             current: Some(CurrentToken {
+                kind: Default::default(),
+                group_id: None,
                 token_id: 7,
                 connection: None,
                 project_id: None,

@@ -107,6 +107,8 @@ mod tests {
                 revoke_after: chrono::Utc::now(),
                 nudged_at: nudged.then(chrono::Utc::now),
                 replaced_at: None,
+                kind: Default::default(),
+                group_id: None,
             }),
             ..Default::default()
         });

@@ -20,8 +20,8 @@ use super::{
     token::{ledger, observe::token_name_marker},
 };
 use crate::{
-    crd::{GitLabConnection, GitLabToken},
-    gitlab::{AccessToken, GitLabApi, TokenState},
+    crd::{CredentialKind, GitLabConnection, GitLabToken, Owner},
+    gitlab::{CredentialRecord, GitLabApi},
 };
 
 /// Tokens younger than this are never swept.
@@ -34,6 +34,8 @@ pub struct Accounted {
     pub uids: BTreeSet<String>,
     /// Project ids served.
     pub projects: BTreeSet<u64>,
+    /// Where credentials of the other kinds (deploy keys, deploy tokens, group tokens) live.
+    pub places: BTreeSet<(CredentialKind, Owner)>,
     /// Token ids in current/previous.
     pub token_ids: BTreeSet<u64>,
     /// Token names with an issue in flight.
@@ -44,7 +46,7 @@ pub struct Accounted {
 /// starts like ours is never touched), not accounted for by any ledger, and old enough. With
 /// `retain_possible`, a token whose GitLabToken is gone may have been retained and is spared.
 pub fn is_orphan(
-    token: &AccessToken,
+    token: &CredentialRecord,
     marker: &str,
     accounted: &Accounted,
     retain_possible: bool,
@@ -89,10 +91,15 @@ pub fn accounted_by_connection(tokens: &[GitLabToken]) -> BTreeMap<String, Accou
             .pending_names
             .extend(status.pending.as_ref().map(|p| p.token_name.clone()));
         for at in ledger::locations(&status) {
-            out.entry(at.connection)
-                .or_default()
-                .projects
-                .insert(at.project_id);
+            let a = out.entry(at.connection.clone()).or_default();
+            match at.kind {
+                CredentialKind::ProjectAccessToken if at.group_id.is_none() => {
+                    a.projects.insert(at.project_id);
+                }
+                kind => {
+                    a.places.insert((kind, at.owner()));
+                }
+            }
         }
         if let (Some(conn), Some(project)) = (&status.connection, &status.project) {
             out.entry(conn.clone()).or_default().projects.insert(project.id);
@@ -113,6 +120,7 @@ fn accounted_everywhere(tokens: &[GitLabToken]) -> Accounted {
         .next()
         .map(|a| Accounted {
             projects: BTreeSet::new(),
+            places: BTreeSet::new(),
             ..a
         })
         .unwrap_or_default()
@@ -130,8 +138,45 @@ fn recorded_projects(conn: &GitLabConnection) -> BTreeSet<u64> {
         .unwrap_or_default()
 }
 
-async fn record_projects(api: &Api<GitLabConnection>, name: &str, projects: &BTreeSet<u64>) {
-    let list: Vec<String> = projects.iter().map(u64::to_string).collect();
+/// Places of the other kinds in the same annotation, as `Kind@project/7` or `Kind@group/3`
+/// (older readers skip them: they are not numbers).
+fn recorded_places(conn: &GitLabConnection) -> BTreeSet<(CredentialKind, Owner)> {
+    conn.annotations()
+        .get(SWEPT_PROJECTS_ANNOTATION)
+        .map(|v| v.split(',').filter_map(|p| parse_place(p.trim())).collect())
+        .unwrap_or_default()
+}
+
+fn parse_place(s: &str) -> Option<(CredentialKind, Owner)> {
+    let (kind, owner) = s.split_once('@')?;
+    let (what, id) = owner.split_once('/')?;
+    let id: u64 = id.parse().ok()?;
+    let owner = match what {
+        "project" => Owner::Project(id),
+        "group" => Owner::Group(id),
+        _ => return None,
+    };
+    Some((kind.parse().ok()?, owner))
+}
+
+fn place_text((kind, owner): &(CredentialKind, Owner)) -> String {
+    match owner {
+        Owner::Project(id) => format!("{kind}@project/{id}"),
+        Owner::Group(id) => format!("{kind}@group/{id}"),
+    }
+}
+
+async fn record_projects(
+    api: &Api<GitLabConnection>,
+    name: &str,
+    projects: &BTreeSet<u64>,
+    places: &BTreeSet<(CredentialKind, Owner)>,
+) {
+    let list: Vec<String> = projects
+        .iter()
+        .map(u64::to_string)
+        .chain(places.iter().map(place_text))
+        .collect();
     let patch = serde_json::json!({"metadata": {"annotations": {SWEPT_PROJECTS_ANNOTATION: list.join(",")}}});
     let params = kube::api::PatchParams {
         field_manager: Some(format!("{}/sweep", crate::crd::FIELD_MANAGER)),
@@ -147,6 +192,10 @@ async fn record_projects(api: &Api<GitLabConnection>, name: &str, projects: &BTr
 static SEEN_PROJECTS: std::sync::Mutex<BTreeMap<String, BTreeSet<u64>>> =
     std::sync::Mutex::new(BTreeMap::new());
 
+/// The same for the places of the other kinds.
+static SEEN_PLACES: std::sync::Mutex<BTreeMap<String, BTreeSet<(CredentialKind, Owner)>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
 /// One sweep over every live connection; returns how many tokens were revoked.
 pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
     let tokens = Api::<GitLabToken>::all(ctx.client.clone())
@@ -156,18 +205,21 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
     let mut accounted = accounted_by_connection(&tokens);
     let everywhere = accounted_everywhere(&tokens);
     let connections = Api::<GitLabConnection>::all(ctx.client.clone());
-    let recorded: BTreeMap<String, BTreeSet<u64>> = connections
-        .list(&ListParams::default())
-        .await?
-        .items
+    let listed_connections = connections.list(&ListParams::default()).await?.items;
+    let recorded: BTreeMap<String, BTreeSet<u64>> = listed_connections
         .iter()
         .map(|c| (c.name_any(), recorded_projects(c)))
+        .collect();
+    let recorded_other: BTreeMap<String, BTreeSet<(CredentialKind, Owner)>> = listed_connections
+        .iter()
+        .map(|c| (c.name_any(), recorded_places(c)))
         .collect();
     if let Ok(mut seen) = SEEN_PROJECTS.lock() {
         for conn in ctx.connections.all() {
             let a = accounted.entry(conn.name.clone()).or_insert_with(|| Accounted {
                 uids: everywhere.uids.clone(),
                 projects: BTreeSet::new(),
+                places: BTreeSet::new(),
                 token_ids: everywhere.token_ids.clone(),
                 pending_names: everywhere.pending_names.clone(),
             });
@@ -177,9 +229,19 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
             a.projects.clone_from(known);
         }
     }
+    if let Ok(mut seen) = SEEN_PLACES.lock() {
+        for (name, a) in accounted.iter_mut() {
+            let known = seen.entry(name.clone()).or_default();
+            known.extend(a.places.iter().copied());
+            known.extend(recorded_other.get(name).into_iter().flatten().copied());
+            a.places.clone_from(known);
+        }
+    }
     for (name, a) in &accounted {
-        if recorded.get(name).is_some_and(|r| *r != a.projects) {
-            record_projects(&connections, name, &a.projects).await;
+        let changed = recorded.get(name).is_some_and(|r| *r != a.projects)
+            || recorded_other.get(name).is_some_and(|r| *r != a.places);
+        if changed {
+            record_projects(&connections, name, &a.projects, &a.places).await;
         }
     }
     let retain_possible: BTreeSet<String> = ctx
@@ -207,26 +269,27 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
             .unwrap_or_else(|| ctx.config.cluster_name.clone());
         let marker = token_name_marker(&conn.spec.token_name_prefix, &cluster);
         let retain = retain_possible.contains(&conn.name) || retain_possible.contains("");
-        for project in &a.projects {
-            let key = project.to_string();
-            let listed = match conn
-                .api
-                .list_project_access_tokens(&key, Some(TokenState::Active))
-                .await
-            {
+        let places = a
+            .projects
+            .iter()
+            .map(|p| (CredentialKind::ProjectAccessToken, Owner::Project(*p)))
+            .chain(a.places.iter().copied());
+        for (kind, owner) in places {
+            let listed = match conn.api.list_active_credentials(kind, owner).await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(connection = %conn.name, project, error = %e, "orphan sweep could not list tokens");
+                    tracing::warn!(connection = %conn.name, %owner, %kind, error = %e, "orphan sweep could not list credentials");
                     continue;
                 }
             };
+            let listed = with_first_seen(&conn.name, kind, owner, listed, now);
             for t in listed.iter().filter(|t| is_orphan(t, &marker, a, retain, now)) {
                 crate::crash_point!("sweep.before_revoke");
-                match conn.api.revoke_project_access_token(&key, t.id).await {
+                match conn.api.revoke_credential(kind, owner, t.id).await {
                     Ok(_) => {
                         revoked += 1;
                         ctx.metrics.revoked("Orphaned");
-                        tracing::info!(connection = %conn.name, project, token_id = t.id, name = %t.name, "revoked an orphaned token");
+                        tracing::info!(connection = %conn.name, %owner, %kind, token_id = t.id, name = %t.name, "revoked an orphaned credential");
                     }
                     Err(e) => {
                         tracing::warn!(token_id = t.id, error = %e, "could not revoke an orphaned token")
@@ -237,6 +300,35 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
     }
     revoked += super::handover::sweep(ctx, &everywhere.token_ids).await?;
     Ok(revoked)
+}
+
+/// When this process first listed each credential GitLab gives no creation time for (deploy
+/// tokens), so the sweep's minimum age still holds for them.
+static FIRST_SEEN: std::sync::Mutex<BTreeMap<SeenKey, DateTime<Utc>>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// A listed credential: connection, kind, owner, id.
+type SeenKey = (String, CredentialKind, Owner, u64);
+
+/// Fills a missing `created_at` with the time this process first listed the credential (an
+/// over-estimate of its age never happens: it can only look younger than it is).
+fn with_first_seen(
+    connection: &str,
+    kind: CredentialKind,
+    owner: Owner,
+    mut listed: Vec<CredentialRecord>,
+    now: DateTime<Utc>,
+) -> Vec<CredentialRecord> {
+    let Ok(mut seen) = FIRST_SEEN.lock() else {
+        return listed;
+    };
+    for r in listed.iter_mut().filter(|r| r.created_at.is_none()) {
+        let first = *seen
+            .entry((connection.to_string(), kind, owner, r.id))
+            .or_insert(now);
+        r.created_at = Some(first);
+    }
+    listed
 }
 
 /// Sweeps every `interval` until the process stops.
@@ -256,13 +348,60 @@ mod tests {
 
     use super::*;
 
-    fn token(id: u64, name: &str, active: bool, created_min_ago: i64, now: DateTime<Utc>) -> AccessToken {
-        serde_json::from_value(serde_json::json!({
+    fn token(
+        id: u64,
+        name: &str,
+        active: bool,
+        created_min_ago: i64,
+        now: DateTime<Utc>,
+    ) -> CredentialRecord {
+        let t: crate::gitlab::AccessToken = serde_json::from_value(serde_json::json!({
             "id": id, "name": name, "revoked": !active, "active": active,
             "created_at": (now - chrono::Duration::minutes(created_min_ago)).to_rfc3339(),
             "scopes": ["read_repository"], "user_id": 9
         }))
-        .unwrap()
+        .unwrap();
+        CredentialRecord::from_access_token(&t)
+    }
+
+    #[test]
+    fn credentials_without_a_creation_time_age_from_when_first_listed() {
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let marker = "gto-prod-";
+        let deleted = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+        let record = CredentialRecord {
+            id: 77,
+            name: format!("{marker}{deleted}"),
+            active: true,
+            created_at: None,
+            expires_at: None,
+            user_id: None,
+        };
+        let place = (CredentialKind::DeployToken, Owner::Group(3));
+        let a = Accounted::default();
+        let first = with_first_seen("c", place.0, place.1, vec![record.clone()], now);
+        assert!(
+            !is_orphan(&first[0], marker, &a, false, now),
+            "just seen: may be in flight"
+        );
+        let later = now + chrono::Duration::minutes(11);
+        let again = with_first_seen("c", place.0, place.1, vec![record], later);
+        assert_eq!(again[0].created_at, Some(now), "aged from the first listing");
+        assert!(is_orphan(&again[0], marker, &a, false, later));
+    }
+
+    #[test]
+    fn places_of_other_kinds_round_trip_through_the_annotation() {
+        for place in [
+            (CredentialKind::DeployKey, Owner::Project(7)),
+            (CredentialKind::DeployToken, Owner::Group(3)),
+            (CredentialKind::GroupAccessToken, Owner::Group(3)),
+        ] {
+            assert_eq!(parse_place(&place_text(&place)), Some(place));
+        }
+        for bad in ["812", "DeployKey@user/1", "Nope@project/1", "DeployKey@project/x"] {
+            assert_eq!(parse_place(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -64,6 +64,16 @@ pub struct GitLabConnectionSpec {
     /// `GitLabTokenPolicy` objects, bounded by `policyFile.ceiling`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_file: Option<super::PolicyFile>,
+    /// Git over SSH endpoint `host` or `host:port` (default: the URL's host, port 22), written as
+    /// the host of every deploy key Secret's `known_hosts`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"))]
+    pub ssh_host: Option<String>,
+    /// The SSH host keys of GitLab, pinned (`ssh-ed25519 AAAA…`, as `ssh-keyscan` prints them
+    /// after the host; check them against the instance's published fingerprints). Deploy key
+    /// Secrets are refused (`SSHHostKeysMissing`) while none is pinned: never trust on first use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_host_keys: Vec<String>,
 }
 
 fn default_token_name_prefix() -> String {

@@ -3,6 +3,7 @@
 
 mod condition;
 mod connection;
+mod credential;
 mod duration;
 mod policy;
 mod policy_file;
@@ -15,6 +16,7 @@ pub use connection::{
     ConnectionCredentials, GitLabConnection, GitLabConnectionSpec, GitLabConnectionStatus, GitLabUserRef,
     RateLimit, SecretKeyReference, SelfRotation,
 };
+pub use credential::{CredentialKind, Owner};
 pub use duration::{Days, DurationParseError, ShortDuration};
 pub use policy::GitLabAccess;
 pub use policy::{

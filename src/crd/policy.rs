@@ -6,7 +6,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AccessLevel, Condition, ConsumerKind, Days, Scope, ShortDuration};
+use super::{AccessLevel, Condition, ConsumerKind, CredentialKind, Days, Scope, ShortDuration};
 
 /// An admin's rule: namespaces it selects may get tokens for matching projects within bounds.
 // kube's `printcolumn(...)` repeats `type_ = "string"` by design; the lint mistakes it for a duplicate.
@@ -78,6 +78,17 @@ pub struct GitLabTokenPolicySpec {
     /// what the selected namespaces get (issue 11). Absent: the globs above decide alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitlab_access: Option<GitLabAccess>,
+    /// Credential kinds allowed; empty means `ProjectAccessToken` and `DeployKey` (deploy keys are
+    /// asked for by `ssh://` sources). `GroupAccessToken` is opt-in and needs `groups`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential_kinds: Vec<CredentialKind>,
+    /// Globs over group full paths (`acme/team-a`) on which group-level credentials (group access
+    /// tokens, group deploy tokens) may be minted; empty allows none. Their reach is the whole group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// Whether deploy keys this policy allows may get push access (`gitlabtokens.io/write`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_deploy_key_push: bool,
 }
 
 /// Which Argo CD requests a policy selects.

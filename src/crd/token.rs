@@ -5,7 +5,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{AccessLevel, Condition, Days, Scope, SecretFormat};
+use super::{AccessLevel, Condition, CredentialKind, Days, Scope, SecretFormat};
 
 /// A project access token the operator keeps alive in a Secret.
 // kube's `printcolumn(...)` repeats `type_ = "string"` by design; the lint mistakes it for a duplicate.
@@ -67,6 +67,14 @@ pub struct GitLabTokenSpec {
     /// For `secret.format: argocd-repository`: the Argo CD repository the Secret describes.
     #[serde(default, rename = "argoCD", skip_serializing_if = "Option::is_none")]
     pub argo_cd: Option<ArgoCdRepository>,
+    /// Which kind of GitLab credential to keep (default `ProjectAccessToken`).
+    #[serde(default, skip_serializing_if = "CredentialKind::is_default")]
+    pub kind: CredentialKind,
+    /// Group path or id the credential lives on: required for `GroupAccessToken`, optional for
+    /// `DeployToken` (a group deploy token), refused for the other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub group: Option<String>,
 }
 
 /// The Argo CD repository an `argocd-repository` Secret describes (`reference/argocd-secrets.md` §2).
@@ -229,6 +237,12 @@ pub type ProjectRef = ResolvedProject;
 pub struct CurrentToken {
     /// GitLab token id (changes on every rotation).
     pub token_id: u64,
+    /// Kind of credential (absent: `ProjectAccessToken`), so it is revoked at the right endpoint.
+    #[serde(default, skip_serializing_if = "CredentialKind::is_default")]
+    pub kind: CredentialKind,
+    /// GitLab group id it lives on, for group-level credentials (then revoked there, not on the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
     /// Connection that minted it (where it must be revoked); absent only in records written before the ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
@@ -266,6 +280,12 @@ pub struct CurrentToken {
 pub struct PreviousToken {
     /// GitLab token id.
     pub token_id: u64,
+    /// Kind of credential (absent: `ProjectAccessToken`), so it is revoked at the right endpoint.
+    #[serde(default, skip_serializing_if = "CredentialKind::is_default")]
+    pub kind: CredentialKind,
+    /// GitLab group id it lives on, for group-level credentials (then revoked there, not on the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
     /// Connection that minted it (where it must be revoked); absent only in records written before the ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
@@ -290,6 +310,12 @@ pub struct PreviousToken {
 pub struct RevokingToken {
     /// GitLab token id.
     pub token_id: u64,
+    /// Kind of credential (absent: `ProjectAccessToken`), so it is revoked at the right endpoint.
+    #[serde(default, skip_serializing_if = "CredentialKind::is_default")]
+    pub kind: CredentialKind,
+    /// GitLab group id it lives on, for group-level credentials (then revoked there, not on the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
     /// Connection that minted it.
     pub connection: String,
     /// GitLab project id it belongs to.
@@ -328,6 +354,12 @@ pub enum PendingOperation {
 pub struct PendingIssue {
     /// The token name sent to GitLab, so a restart can find what was created.
     pub token_name: String,
+    /// Kind of credential (absent: `ProjectAccessToken`), so it is revoked at the right endpoint.
+    #[serde(default, skip_serializing_if = "CredentialKind::is_default")]
+    pub kind: CredentialKind,
+    /// GitLab group id it lives on, for group-level credentials (then revoked there, not on the project).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
     /// Connection that minted it (where it must be revoked); absent only in records written before the ledger.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,

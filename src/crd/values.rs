@@ -87,17 +87,23 @@ pub enum Scope {
     ReadRegistry,
     /// Push images.
     WriteRegistry,
+    /// Pull packages (Helm HTTP repositories); deploy tokens only.
+    ReadPackageRegistry,
+    /// Publish packages; deploy tokens only.
+    WritePackageRegistry,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Self::Api,
         Self::ReadApi,
         Self::ReadRepository,
         Self::WriteRepository,
         Self::ReadRegistry,
         Self::WriteRegistry,
+        Self::ReadPackageRegistry,
+        Self::WritePackageRegistry,
     ];
 
     /// GitLab's spelling.
@@ -109,6 +115,8 @@ impl Scope {
             Self::WriteRepository => "write_repository",
             Self::ReadRegistry => "read_registry",
             Self::WriteRegistry => "write_registry",
+            Self::ReadPackageRegistry => "read_package_registry",
+            Self::WritePackageRegistry => "write_package_registry",
         }
     }
 }
@@ -212,6 +220,8 @@ pub enum SecretFormat {
     /// `type`, `url`, `username`, `password`, `project` (and `name` for Helm); see `spec.argoCD`.
     #[serde(rename = "argocd-repository")]
     ArgoCdRepository,
+    /// Opaque with `identity`, `identity.pub` and `known_hosts` (GitRepository over `ssh://`).
+    Ssh,
 }
 
 #[cfg(test)]

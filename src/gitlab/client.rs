@@ -19,10 +19,12 @@ use secrecy::SecretString;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::crd::{CredentialKind, Owner};
+
 use super::{
-    AccessToken, Associations, ClientConfig, CreateProjectAccessToken, GitLabApi, GitLabError, GroupDetail,
-    ListedGroup, Member, NewToken, Project, RepositoryFile, RequestObserver, Result, RevokeOutcome,
-    TokenState, User, Version,
+    AccessToken, Associations, ClientConfig, CreateDeployKey, CreateDeployToken, CreateProjectAccessToken,
+    CredentialRecord, GitLabApi, GitLabError, GroupDetail, ListedGroup, Member, NewDeployToken, NewToken,
+    Project, RepositoryFile, RequestObserver, Result, RevokeOutcome, TokenState, User, Version,
     credential::Credential,
     error::parse_retry_after,
     pagination::{PER_PAGE, next_page_url},
@@ -366,6 +368,9 @@ fn decode<T: DeserializeOwned>(operation: &'static str, raw: &Raw) -> Result<T> 
     serde_json::from_slice(&raw.body).map_err(|e| GitLabError::decode(operation, &e))
 }
 
+#[path = "client_kinds.rs"]
+mod kinds;
+
 impl GitLabApi for GitLabClient {
     fn rate_limit_remaining(&self) -> Option<u64> {
         self.limiter.remaining()
@@ -486,6 +491,53 @@ impl GitLabApi for GitLabClient {
                 Err(GitLabError::NotFound { .. }) => Ok(RevokeOutcome::AlreadyGone),
                 Err(err) => Err(err),
             }
+        })
+    }
+
+    fn list_active_credentials(
+        &self,
+        kind: CredentialKind,
+        owner: Owner,
+    ) -> BoxFuture<'_, Result<Vec<CredentialRecord>>> {
+        Box::pin(self.active_credentials(kind, owner))
+    }
+
+    fn revoke_credential(
+        &self,
+        kind: CredentialKind,
+        owner: Owner,
+        id: u64,
+    ) -> BoxFuture<'_, Result<RevokeOutcome>> {
+        Box::pin(self.delete_credential(kind, owner, id))
+    }
+
+    fn create_deploy_key<'a>(
+        &'a self,
+        project_id: u64,
+        request: &'a CreateDeployKey,
+    ) -> BoxFuture<'a, Result<super::DeployKey>> {
+        let path = CredentialKind::DeployKey.collection(Owner::Project(project_id));
+        Box::pin(async move { self.post_unsafe("create_deploy_key", &path, request).await })
+    }
+
+    fn create_deploy_token<'a>(
+        &'a self,
+        owner: Owner,
+        request: &'a CreateDeployToken,
+    ) -> BoxFuture<'a, Result<NewDeployToken>> {
+        let path = CredentialKind::DeployToken.collection(owner);
+        Box::pin(async move { self.post_unsafe("create_deploy_token", &path, request).await })
+    }
+
+    fn create_group_access_token<'a>(
+        &'a self,
+        group_id: u64,
+        request: &'a CreateProjectAccessToken,
+    ) -> BoxFuture<'a, Result<NewToken>> {
+        let path = CredentialKind::GroupAccessToken.collection(Owner::Group(group_id));
+        Box::pin(async move {
+            self.post_unsafe("create_group_access_token", &path, request)
+                .await
         })
     }
 

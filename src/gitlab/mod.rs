@@ -17,6 +17,7 @@ mod config;
 mod credential;
 pub mod error;
 mod error_body;
+pub mod kinds;
 pub mod pagination;
 pub mod project_cache;
 pub mod ratelimit;
@@ -28,6 +29,11 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::future::BoxFuture;
+pub use kinds::{
+    CreateDeployKey, CreateDeployToken, CredentialRecord, DeployKey, DeployToken, Group, NewDeployToken,
+};
+
+use crate::crd::{CredentialKind, Owner};
 
 pub use access_types::{
     AssociatedGroup, AssociatedProject, Associations, GroupDetail, ListedGroup, ProjectAccessLevels,
@@ -118,6 +124,39 @@ pub trait GitLabApi: Send + Sync {
         path: &'a str,
         reference: &'a str,
     ) -> BoxFuture<'a, Result<RepositoryFile>>;
+    /// The active credentials of `kind` on `owner` (all pages): access tokens with
+    /// `state=active`, deploy tokens with `active=true`, deploy keys not past their expiry.
+    fn list_active_credentials(
+        &self,
+        kind: CredentialKind,
+        owner: Owner,
+    ) -> BoxFuture<'_, Result<Vec<CredentialRecord>>>;
+    /// `DELETE /{projects|groups}/:id/{access_tokens|deploy_keys|deploy_tokens}/:id`; 404 is
+    /// `Ok(RevokeOutcome::AlreadyGone)`.
+    fn revoke_credential(
+        &self,
+        kind: CredentialKind,
+        owner: Owner,
+        id: u64,
+    ) -> BoxFuture<'_, Result<RevokeOutcome>>;
+    /// `POST /projects/:id/deploy_keys`; never retried after an ambiguous failure.
+    fn create_deploy_key<'a>(
+        &'a self,
+        project_id: u64,
+        request: &'a CreateDeployKey,
+    ) -> BoxFuture<'a, Result<DeployKey>>;
+    /// `POST /{projects|groups}/:id/deploy_tokens`; never retried after an ambiguous failure.
+    fn create_deploy_token<'a>(
+        &'a self,
+        owner: Owner,
+        request: &'a CreateDeployToken,
+    ) -> BoxFuture<'a, Result<NewDeployToken>>;
+    /// `POST /groups/:id/access_tokens`; never retried after an ambiguous failure.
+    fn create_group_access_token<'a>(
+        &'a self,
+        group_id: u64,
+        request: &'a CreateProjectAccessToken,
+    ) -> BoxFuture<'a, Result<NewToken>>;
     /// GitLab's last `RateLimit-Remaining` on this connection (for the metric), if known.
     fn rate_limit_remaining(&self) -> Option<u64> {
         None

@@ -53,7 +53,7 @@ pub struct User {
 }
 
 /// A personal, project or group access token record, without its secret (§2.1, §2.2).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct AccessToken {
     /// Token record id; changes on every rotation.
     pub id: u64,

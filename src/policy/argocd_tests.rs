@@ -26,6 +26,9 @@ fn argo_req(app_project: Option<&str>) -> TokenRequest {
         lifetime: None,
         renew_before: None,
         argocd_project: app_project.map(str::to_string),
+        kind: Default::default(),
+        group_path: None,
+        write: false,
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 
 use crate::crd::{
-    AccessLevel, ConsumerKind, Days, GitLabTokenPolicy, RotationStrategy, Scope, ShortDuration,
+    AccessLevel, ConsumerKind, CredentialKind, Days, GitLabTokenPolicy, RotationStrategy, Scope,
+    ShortDuration,
 };
 
 /// Scopes a policy allows when its `scopes` list is empty.
@@ -55,6 +56,14 @@ pub struct CompiledPolicy {
     pub gitlab_access: Option<super::delegation::AccessSource>,
     /// A GitLab-kept policy's cluster-side ceiling on namespace names (`None`: no ceiling).
     namespace_ceiling: Option<GlobSet>,
+    /// Allowed credential kinds (defaults applied).
+    pub credential_kinds: Vec<CredentialKind>,
+    /// Group globs for group-level credentials (`None`: no group allowed).
+    groups: Option<GlobSet>,
+    /// The group globs as written (for messages).
+    pub group_patterns: Vec<String>,
+    /// Whether deploy keys may get push access.
+    pub allow_deploy_key_push: bool,
 }
 
 /// Namespace name globs as one set (`Err`: the first problem).
@@ -170,8 +179,26 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
             None
         }
     };
-    match (namespace_globs, projects, argocd_projects) {
-        (Some(namespace_globs), Some(projects), Some(argocd_projects)) if problems.is_empty() => {
+    let credential_kinds = if spec.credential_kinds.is_empty() {
+        CredentialKind::DEFAULT_ALLOWED.to_vec()
+    } else {
+        spec.credential_kinds.clone()
+    };
+    if credential_kinds.contains(&CredentialKind::GroupAccessToken) && spec.groups.is_empty() {
+        problems.push(
+            "credentialKinds: GroupAccessToken is allowed but groups is empty, so no group can match"
+                .to_string(),
+        );
+    }
+    let groups = if spec.groups.is_empty() {
+        Some(None)
+    } else {
+        glob_set("groups", &spec.groups, &mut problems).map(Some)
+    };
+    match (namespace_globs, projects, argocd_projects, groups) {
+        (Some(namespace_globs), Some(projects), Some(argocd_projects), Some(groups))
+            if problems.is_empty() =>
+        {
             Ok(CompiledPolicy {
                 name,
                 connection: spec.connection_ref.as_ref().map(|c| c.name.clone()),
@@ -196,6 +223,10 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
                 argocd_projects,
                 gitlab_access,
                 namespace_ceiling: None,
+                credential_kinds,
+                groups,
+                group_patterns: spec.groups.clone(),
+                allow_deploy_key_push: spec.allow_deploy_key_push,
             })
         }
         _ => Err(UnusablePolicy { name, problems }),
@@ -236,5 +267,10 @@ impl CompiledPolicy {
     /// Whether a canonical project path matches one of the project globs (case-sensitive).
     pub fn matches_project(&self, path: &str) -> bool {
         self.projects.is_match(path)
+    }
+
+    /// Whether group-level credentials may be minted on this group (its canonical full path).
+    pub fn matches_group(&self, path: &str) -> bool {
+        self.groups.as_ref().is_some_and(|g| g.is_match(path))
     }
 }

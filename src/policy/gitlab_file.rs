@@ -205,6 +205,9 @@ spec:
             lifetime: None,
             renew_before: None,
             argocd_project: None,
+            kind: Default::default(),
+            group_path: None,
+            write: false,
         }
     }
 

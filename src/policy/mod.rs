@@ -10,6 +10,7 @@ mod argocd_tests;
 mod compile;
 pub mod delegation;
 pub mod gitlab_file;
+mod kinds;
 #[cfg(test)]
 mod tests;
 
@@ -21,8 +22,8 @@ pub use compile::{
 
 use crate::{
     crd::{
-        AccessLevel, ConsumerKind, Days, GitLabTokenPolicy, GitLabTokenSpec, RotationStrategy, Scope,
-        ShortDuration,
+        AccessLevel, ConsumerKind, CredentialKind, Days, GitLabTokenPolicy, GitLabTokenSpec,
+        RotationStrategy, Scope, ShortDuration,
     },
     reason::Reason,
 };
@@ -46,6 +47,12 @@ pub struct TokenRequest {
     pub renew_before: Option<Days>,
     /// The Argo CD AppProject the request is for (`None`: not an Argo CD request).
     pub argocd_project: Option<String>,
+    /// Kind of credential asked for.
+    pub kind: CredentialKind,
+    /// For a group-level credential: the group's canonical full path.
+    pub group_path: Option<String>,
+    /// Push access asked for (a deploy key with `gitlabtokens.io/write`).
+    pub write: bool,
 }
 
 impl TokenRequest {
@@ -67,6 +74,9 @@ impl TokenRequest {
             lifetime: spec.lifetime,
             renew_before: spec.renew_before,
             argocd_project: spec.argo_cd.as_ref().map(|a| a.project.clone()),
+            kind: spec.kind,
+            group_path: None,
+            write: false,
         })
     }
 }
@@ -381,6 +391,8 @@ fn check(p: &CompiledPolicy, r: &TokenRequest, ns: &NamespaceInfo) -> Result<All
             ),
         });
     }
+
+    v.extend(kinds::check_kind(p, r));
 
     if r.access_level > p.max_access_level {
         v.push(Violation {

@@ -31,6 +31,9 @@ fn req(project: &str) -> TokenRequest {
         lifetime: None,
         renew_before: None,
         argocd_project: None,
+        kind: CredentialKind::ProjectAccessToken,
+        group_path: None,
+        write: false,
     }
 }
 

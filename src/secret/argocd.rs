@@ -118,6 +118,7 @@ mod tests {
             expires_at: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
             renewal_time: Utc.with_ymd_and_hms(2026, 2, 19, 0, 0, 0).unwrap(),
             argo_cd: Some(&r),
+            known_hosts: None,
         };
         let built = build_secret(&params, &SecretString::from("glpat-x".to_string())).unwrap();
         let secret = built.secret().clone();

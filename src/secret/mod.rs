@@ -5,6 +5,8 @@
 //! - `docker-config`: `kubernetes.io/dockerconfigjson`, key `.dockerconfigjson` with
 //!   `{"auths":{"<bare host[:port]>":{"username","password","auth"}}}` (OCI, ImageRepository, Helm oci).
 //! - `token`: `Opaque`, key `token` (notification Provider `gitlab`).
+//! - `ssh`: `Opaque`, keys `identity` (OpenSSH private key), `identity.pub`, `known_hosts`
+//!   (GitRepository over `ssh://` with a deploy key).
 //!
 //! Ownership: the Secret has one ownerReference, to its `GitLabToken`, with `controller: true`
 //! (so `Controller::owns` maps Secret events back, and garbage collection removes the Secret after
@@ -31,6 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::crd::{API_GROUP, API_VERSION, ArgoCdRepository, SecretFormat};
 
 pub mod argocd;
+pub mod ssh;
 
 /// Label every operator-written Secret carries: `app.kubernetes.io/managed-by`.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -75,6 +78,12 @@ pub enum SecretBuildError {
     /// The owner has no name, namespace or uid yet (not read from the API server).
     #[error("the GitLabToken has no {0} (build the Secret from an object read from the API server)")]
     OwnerIncomplete(&'static str),
+    /// `ssh` needs `known_hosts` (the connection's pinned host keys) and none was given.
+    #[error("secret format ssh needs known_hosts, but the connection pins no SSH host keys")]
+    MissingKnownHosts,
+    /// The SSH key material is unusable.
+    #[error("{0}")]
+    Ssh(#[from] ssh::SshError),
 }
 
 /// The `GitLabToken` that owns the Secret.
@@ -109,6 +118,8 @@ pub struct SecretParams<'a> {
     pub renewal_time: DateTime<Utc>,
     /// For `argocd-repository`: the repository the Secret describes.
     pub argo_cd: Option<&'a ArgoCdRepository>,
+    /// For `ssh`: the `known_hosts` content (the connection's pinned host keys).
+    pub known_hosts: Option<&'a str>,
 }
 
 /// A built Secret whose Debug output shows metadata and key names only.
@@ -197,6 +208,27 @@ pub fn build_secret(
                 ),
             ]),
         ),
+        SecretFormat::Ssh => {
+            let known_hosts = params
+                .known_hosts
+                .filter(|k| !k.trim().is_empty())
+                .ok_or(SecretBuildError::MissingKnownHosts)?;
+            let public = ssh::public_of(token)?;
+            (
+                TYPE_OPAQUE,
+                BTreeMap::from([
+                    (
+                        "identity".to_string(),
+                        ByteString(token.expose_secret().as_bytes().to_vec()),
+                    ),
+                    ("identity.pub".to_string(), ByteString(public.into_bytes())),
+                    (
+                        "known_hosts".to_string(),
+                        ByteString(known_hosts.as_bytes().to_vec()),
+                    ),
+                ]),
+            )
+        }
         SecretFormat::Token => (
             TYPE_OPAQUE,
             BTreeMap::from([(

@@ -21,6 +21,7 @@ fn params(format: SecretFormat, registry_host: Option<&'static str>) -> SecretPa
         expires_at: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
         renewal_time: Utc.with_ymd_and_hms(2026, 2, 19, 13, 4, 5).unwrap(),
         argo_cd: None,
+        known_hosts: None,
     }
 }
 

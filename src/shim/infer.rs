@@ -33,13 +33,15 @@ pub enum SourceKind {
     ImageRepository,
     /// notification Provider of type `gitlab`.
     GitLabProvider,
+    /// GitRepository over SSH (`ssh://` or scp-like): served with a deploy key.
+    GitRepositorySsh,
 }
 
 impl SourceKind {
     /// The Kubernetes kind.
     pub fn consumer_kind(self) -> ConsumerKind {
         match self {
-            Self::GitRepository => ConsumerKind::GitRepository,
+            Self::GitRepository | Self::GitRepositorySsh => ConsumerKind::GitRepository,
             Self::OciRepository => ConsumerKind::OciRepository,
             Self::HelmRepositoryHttp | Self::HelmRepositoryOci => ConsumerKind::HelmRepository,
             Self::ImageRepository => ConsumerKind::ImageRepository,
@@ -50,7 +52,7 @@ impl SourceKind {
     /// Scopes inferred for this consumer (DESIGN §3 table).
     pub fn base_scopes(self) -> &'static [Scope] {
         match self {
-            Self::GitRepository => &[Scope::ReadRepository],
+            Self::GitRepository | Self::GitRepositorySsh => &[Scope::ReadRepository],
             Self::HelmRepositoryHttp => &[Scope::ReadApi],
             Self::HelmRepositoryOci | Self::OciRepository | Self::ImageRepository => &[Scope::ReadRegistry],
             Self::GitLabProvider => &[Scope::Api],
@@ -65,6 +67,15 @@ impl SourceKind {
                 SecretFormat::DockerConfig
             }
             Self::GitLabProvider => SecretFormat::Token,
+            Self::GitRepositorySsh => SecretFormat::Ssh,
+        }
+    }
+
+    /// The kind of GitLab credential this consumer is served with.
+    pub fn credential_kind(self) -> crate::crd::CredentialKind {
+        match self {
+            Self::GitRepositorySsh => crate::crd::CredentialKind::DeployKey,
+            _ => crate::crd::CredentialKind::ProjectAccessToken,
         }
     }
 }
@@ -98,6 +109,8 @@ pub struct InferredRequest {
     pub write: bool,
     /// The source has no `spec.secretRef`: the shim must set it to `secret_name`.
     pub set_secret_ref: bool,
+    /// Kind of GitLab credential the source needs (a deploy key for `ssh://` GitRepositories).
+    pub credential_kind: crate::crd::CredentialKind,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -164,11 +177,16 @@ pub fn infer(
     let (kind, inferred, registry_host) = match consumer_kind {
         ConsumerKind::GitRepository => {
             reject_provider(spec, "GitRepository", &["generic"])?;
-            (
-                SourceKind::GitRepository,
-                git_project(spec_str(spec, "url")?, conn)?,
-                None,
-            )
+            let url = spec_str(spec, "url")?;
+            if is_ssh(url) {
+                (
+                    SourceKind::GitRepositorySsh,
+                    super::ssh_url::git_ssh_project(url, conn)?,
+                    None,
+                )
+            } else {
+                (SourceKind::GitRepository, git_project(url, conn)?, None)
+            }
         }
         ConsumerKind::HelmRepository => match str_at(spec, &["type"]).unwrap_or("default") {
             "default" | "" => {
@@ -239,7 +257,7 @@ pub fn infer(
         }
     };
 
-    if ann.write && kind != SourceKind::GitRepository {
+    if ann.write && kind.consumer_kind() != ConsumerKind::GitRepository {
         return Err(Refusal::new(
             Reason::InvalidAnnotation,
             format!(
@@ -249,7 +267,7 @@ pub fn infer(
             ),
         ));
     }
-    if ann.write && ann.access_level < AccessLevel::Developer {
+    if ann.write && kind == SourceKind::GitRepository && ann.access_level < AccessLevel::Developer {
         return Err(Refusal::new(
             Reason::InvalidAnnotation,
             format!(
@@ -294,6 +312,7 @@ pub fn infer(
     }
 
     Ok(InferredRequest {
+        credential_kind: kind.credential_kind(),
         consumer: ConsumerRef {
             api_version,
             kind: consumer_kind.as_str().to_string(),

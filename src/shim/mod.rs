@@ -12,6 +12,7 @@ pub mod argocd;
 pub mod infer;
 pub mod refused;
 pub mod share;
+pub mod ssh_url;
 pub mod url;
 pub mod warnings;
 

@@ -112,6 +112,8 @@ pub fn refused_spec(source: &Value, secret_name: &str) -> GitLabTokenSpec {
         _ => SecretFormat::BasicAuth,
     };
     GitLabTokenSpec {
+        kind: Default::default(),
+        group: None,
         connection_ref: None,
         project: PLACEHOLDER_PROJECT.to_string(),
         scopes: vec![Scope::ReadApi],

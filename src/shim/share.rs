@@ -111,6 +111,8 @@ pub fn spec_for_sources(needs: &[SourceNeed]) -> Option<SharedToken> {
     let r = &merged.request;
     Some(SharedToken {
         spec: GitLabTokenSpec {
+            kind: r.credential_kind,
+            group: None,
             connection_ref: r
                 .connection
                 .as_ref()

@@ -24,6 +24,8 @@ pub struct ConnectionFacts {
     pub root: Vec<String>,
     /// Registry host, lower case, `:443` removed.
     pub registry_host: Option<String>,
+    /// Git over SSH endpoint `host[:port]` (`spec.sshHost`); `None`: GitLab's host, port 22.
+    pub ssh_host: Option<String>,
 }
 
 impl ConnectionFacts {
@@ -53,7 +55,13 @@ impl ConnectionFacts {
             port: u.port,
             root,
             registry_host,
+            ssh_host: None,
         })
+    }
+
+    /// The same facts with the connection's SSH endpoint (`spec.sshHost`).
+    pub fn with_ssh_host(self, ssh_host: Option<String>) -> Self {
+        Self { ssh_host, ..self }
     }
 
     /// The GitLab base URL for messages (`https://host[:port]/root`).

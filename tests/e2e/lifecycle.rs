@@ -227,7 +227,7 @@ pub fn token_values_of(secret: &Secret) -> Vec<String> {
     for (key, value) in secret.data.iter().flatten() {
         let text = String::from_utf8_lossy(&value.0).into_owned();
         match key.as_str() {
-            "password" | "token" => out.push(text),
+            "password" | "token" | "identity" => out.push(text),
             ".dockerconfigjson" => {
                 if let Ok(v) = serde_json::from_str::<Value>(&text) {
                     for auth in v["auths"].as_object().into_iter().flat_map(|a| a.values()) {

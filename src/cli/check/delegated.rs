@@ -117,6 +117,9 @@ mod tests {
             lifetime: None,
             renew_before: None,
             argocd_project: None,
+            kind: Default::default(),
+            group_path: None,
+            write: false,
         };
         let ns = NamespaceInfo {
             name: "svc".into(),

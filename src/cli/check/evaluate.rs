@@ -106,6 +106,8 @@ pub struct RequestReport {
     pub lifetime: Option<String>,
     /// Renew-before asked for (`None`: the policy default).
     pub renew_before: Option<String>,
+    /// Kind of GitLab credential (`ProjectAccessToken`, `DeployKey` for `ssh://` sources).
+    pub credential_kind: String,
 }
 
 /// The Secret the source would get.
@@ -226,6 +228,7 @@ pub fn secret_report(r: &InferredRequest, conn_registry: Option<&str>) -> Secret
             vec!["type", "url", "username", "password", "project"],
             None,
         ),
+        SecretFormat::Ssh => (TYPE_OPAQUE, vec!["identity", "identity.pub", "known_hosts"], None),
         SecretFormat::DockerConfig => (
             TYPE_DOCKER_CONFIG_JSON,
             vec![DOCKER_CONFIG_KEY],
@@ -438,6 +441,7 @@ fn prepare(
         access_level: request.access_level.to_string(),
         lifetime: request.lifetime.map(|d| d.to_string()),
         renew_before: request.renew_before.map(|d| d.to_string()),
+        credential_kind: request.credential_kind.to_string(),
     });
     report.secret = Some(secret_report(&request, conn.facts.registry_host.as_deref()));
 
@@ -487,6 +491,9 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
             lifetime: shared.lifetime,
             renew_before: shared.renew_before,
             argocd_project: None,
+            kind: p.request.credential_kind,
+            group_path: None,
+            write: p.request.write,
         };
         let decision = inputs.policies.evaluate(&req, &p.namespace);
         let mut e = evaluation(path, &decision);

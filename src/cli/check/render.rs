@@ -76,6 +76,14 @@ fn source(out: &mut String, s: &SourceReport) {
                 r.renew_before.as_deref().unwrap_or("policy default"),
             ),
         );
+        field(
+            out,
+            "credential",
+            format!(
+                "{} (the policy's credentialKinds must allow it)",
+                r.credential_kind
+            ),
+        );
     }
     match s.verdict {
         Verdict::Served => {

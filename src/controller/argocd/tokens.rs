@@ -50,6 +50,8 @@ pub(super) fn spec_for(members: &[&Member]) -> GitLabTokenSpec {
         },
         consumers,
         deletion_policy: DeletionPolicy::Revoke,
+        kind: Default::default(),
+        group: None,
         argo_cd: Some(ArgoCdRepository {
             url: first.need.url.clone(),
             repo_type: first.need.repo_type,
@@ -75,6 +77,8 @@ pub(super) fn refused_spec(app: &App, app_project: &str, url: &str) -> GitLabTok
         },
         consumers: vec![app.consumer()],
         deletion_policy: DeletionPolicy::Revoke,
+        kind: Default::default(),
+        group: None,
         argo_cd: Some(ArgoCdRepository {
             url: url.chars().take(2048).collect(),
             repo_type: ArgoCdRepoType::Git,

@@ -503,6 +503,7 @@ async fn need_of(
         Err((reason, message)) => return Err(connection_refusal(reason, message, policies, ns_info)),
     };
     let facts = ConnectionFacts::new(&connection.spec.url, connection.spec.registry_host.as_deref())
+        .map(|f| f.with_ssh_host(connection.spec.ssh_host.clone()))
         .map_err(|e| Refusal::new(Reason::ConnectionNotReady, e))?;
     let request = infer_source(&source.value, &facts)?;
     let project = match &request.project {

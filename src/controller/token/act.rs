@@ -300,6 +300,7 @@ fn withdraws(reason: Reason) -> bool {
             | Reason::ConnectionDeleted
             | Reason::GitLabAccessDenied
             | Reason::AccessWithdrawn
+            | Reason::ProjectOutsideGroup
     )
 }
 

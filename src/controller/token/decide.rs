@@ -25,6 +25,17 @@ pub struct Desired {
     pub access_level: AccessLevel,
     /// How replacements happen.
     pub strategy: RotationStrategy,
+    /// Kind of credential.
+    pub kind: crate::crd::CredentialKind,
+    /// The group a group-level credential lives on.
+    pub group_id: Option<u64>,
+}
+
+impl Desired {
+    /// Where the credential lives: its group, else its project.
+    pub fn owner(&self) -> crate::crd::Owner {
+        crate::crd::Owner::of(self.project_id, self.group_id)
+    }
 }
 
 /// The target Secret as found in the cluster.
@@ -177,6 +188,8 @@ pub fn next_step(o: &Observed<'_>) -> Step {
     let wanted = Location {
         connection: o.desired.connection.clone(),
         project_id: o.desired.project_id,
+        kind: o.desired.kind,
+        group_id: o.desired.group_id,
     };
     let project_changed = ledger::current_location(current).is_some_and(|at| at != wanted);
     let mut granted = current.scopes.clone();

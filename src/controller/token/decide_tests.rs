@@ -10,6 +10,8 @@ fn t(h: u32) -> DateTime<Utc> {
 
 fn desired() -> Desired {
     Desired {
+        kind: Default::default(),
+        group_id: None,
         connection: "gitlab".into(),
         project_id: 7,
         scopes: vec![Scope::ReadRepository],
@@ -25,6 +27,8 @@ fn issued() -> GitLabTokenStatus {
             path: "acme/app".into(),
         }),
         current: Some(CurrentToken {
+            kind: Default::default(),
+            group_id: None,
             token_id: 100,
             connection: Some("gitlab".into()),
             project_id: Some(7),
@@ -74,6 +78,8 @@ fn decision_table() {
     let steady = issued();
     let mut pending = issued();
     pending.pending = Some(PendingIssue {
+        kind: Default::default(),
+        group_id: None,
         token_name: "n".into(),
         connection: Some("gitlab".into()),
         project_id: Some(7),
@@ -93,6 +99,8 @@ fn decision_table() {
     }
     let mut revoking = issued();
     revoking.revoking.push(crate::crd::RevokingToken {
+        kind: Default::default(),
+        group_id: None,
         token_id: 50,
         connection: "gitlab".into(),
         project_id: 6,
@@ -111,6 +119,8 @@ fn decision_table() {
     };
     let mut overlapping = issued();
     overlapping.previous = Some(PreviousToken {
+        kind: Default::default(),
+        group_id: None,
         token_id: 99,
         connection: Some("gitlab".into()),
         project_id: Some(7),

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     controller::{consumers, context::Context},
     crd::{CurrentToken, FIELD_MANAGER, GitLabToken, GitLabTokenStatus, PendingIssue, PendingOperation},
-    gitlab::{CreateProjectAccessToken, GitLabApi, NewToken},
+    gitlab::{CreateProjectAccessToken, NewToken},
     metrics::StrategyLabels,
     reason::Reason,
     schedule::{expires_at_for, renewal_time, seed_from},
@@ -40,7 +40,6 @@ pub async fn issue(
     let now = ctx.now();
     let generation = token.metadata.generation;
     let api = &resolved.connection.api;
-    let project_key = resolved.project.id.to_string();
     let username = status.current.as_ref().map_or_else(
         || format!("project_{}_bot", resolved.project.id),
         |c| c.bot_user.clone(),
@@ -48,6 +47,8 @@ pub async fn issue(
     probe_secret_write(token, ctx, resolved, &username, now).await?;
     status.pending = Some(PendingIssue {
         token_name: resolved.token_name.clone(),
+        kind: resolved.desired.kind,
+        group_id: resolved.desired.group_id,
         connection: Some(resolved.connection.name.clone()),
         project_id: Some(resolved.project.id),
         instance: Some(ctx.incarnation.clone()),
@@ -75,7 +76,7 @@ pub async fn issue(
         access_level: resolved.desired.access_level.gitlab_value(),
         expires_at: expires_at_for(now, resolved.allowance.lifetime),
     };
-    let new = match api.create_project_access_token(&project_key, &request).await {
+    let new = match super::kinds::create_token(api.as_ref(), resolved, &request).await {
         Ok(n) => n,
         Err(e) => {
             if matches!(e, crate::gitlab::GitLabError::NotFound { .. }) {
@@ -218,7 +219,15 @@ pub async fn probe_secret_write(
     username: &str,
     now: DateTime<Utc>,
 ) -> Result<(), TokenError> {
-    let placeholder = SecretString::from("dry-run-placeholder-value".to_string());
+    let placeholder = match token.spec.secret.format {
+        // The ssh shape derives identity.pub from the key, so the probe needs a real (throwaway) one.
+        crate::crd::SecretFormat::Ssh => {
+            crate::secret::ssh::generate("dry-run")
+                .map_err(|e| TokenError::SecretWrite(token.spec.secret.name.clone(), e.to_string()))?
+                .private
+        }
+        _ => SecretString::from("dry-run-placeholder-value".to_string()),
+    };
     let expires_at = expires_at_for(now, resolved.allowance.lifetime);
     let probe = build(token, resolved, username, 0, expires_at, now, &placeholder)?;
     write_secret(ctx, token, &probe, true).await
@@ -297,7 +306,10 @@ pub async fn store_new_token(
     known_username: Option<&str>,
 ) -> Result<CurrentToken, TokenError> {
     let now = ctx.now();
-    let username = known_username.map_or_else(|| access_token_username(resolved.project.id), str::to_string);
+    let username = known_username.map_or_else(
+        || super::kinds::username(resolved.desired.kind, resolved.desired.owner(), new.info.id),
+        str::to_string,
+    );
     let created_at = new.info.created_at.unwrap_or(now);
     let expires_at = new
         .info
@@ -323,6 +335,8 @@ pub async fn store_new_token(
     write_secret(ctx, token, &secret, false).await?;
     Ok(CurrentToken {
         token_id: new.info.id,
+        kind: resolved.desired.kind,
+        group_id: resolved.desired.group_id,
         connection: Some(resolved.connection.name.clone()),
         project_id: Some(resolved.project.id),
         name: resolved.token_name.clone(),
@@ -364,6 +378,7 @@ pub fn build(
         expires_at,
         renewal_time: renewal,
         argo_cd: token.spec.argo_cd.as_ref(),
+        known_hosts: resolved.known_hosts.as_deref(),
     };
     build_secret(&params, value)
         .map(|b| b.into_secret())

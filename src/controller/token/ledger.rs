@@ -13,15 +13,42 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::crd::{CurrentToken, GitLabTokenStatus, PreviousToken, RevokingToken};
+use crate::crd::{CredentialKind, CurrentToken, GitLabTokenStatus, Owner, PreviousToken, RevokingToken};
 
-/// Where a token lives in GitLab.
+/// Where a credential lives in GitLab, and which kind it is (so it is listed and revoked at the
+/// right endpoint).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
     /// The connection that minted it.
     pub connection: String,
-    /// Its project id.
+    /// The project it serves (its owner unless `group_id` is set).
     pub project_id: u64,
+    /// Kind of credential.
+    pub kind: CredentialKind,
+    /// The group it lives on, for group-level credentials.
+    pub group_id: Option<u64>,
+}
+
+impl Location {
+    /// A project access token's location (the kind every record written before kinds had).
+    pub fn project_token(connection: impl Into<String>, project_id: u64) -> Self {
+        Self {
+            connection: connection.into(),
+            project_id,
+            kind: CredentialKind::ProjectAccessToken,
+            group_id: None,
+        }
+    }
+
+    /// The project or group whose endpoints hold the credential.
+    pub fn owner(&self) -> Owner {
+        Owner::of(self.project_id, self.group_id)
+    }
+
+    /// The endpoint collection holding the credential (`groups/3/deploy_tokens`).
+    pub fn collection(&self) -> String {
+        self.kind.collection(self.owner())
+    }
 }
 
 /// First retry of a failed revocation.
@@ -31,10 +58,10 @@ const REVOKE_BACKOFF_MAX: Duration = Duration::minutes(10);
 
 /// The location status recorded before the ledger existed: the connection and project last resolved.
 fn legacy_location(status: &GitLabTokenStatus) -> Option<Location> {
-    Some(Location {
-        connection: status.connection.clone()?,
-        project_id: status.project.as_ref()?.id,
-    })
+    Some(Location::project_token(
+        status.connection.clone()?,
+        status.project.as_ref()?.id,
+    ))
 }
 
 /// Fills the location of records written before the ledger existed from the status' last resolved
@@ -61,21 +88,38 @@ pub fn backfill_locations(status: &mut GitLabTokenStatus) {
     }
 }
 
-fn location(connection: &Option<String>, project_id: Option<u64>) -> Option<Location> {
+fn location(
+    connection: &Option<String>,
+    project_id: Option<u64>,
+    kind: CredentialKind,
+    group_id: Option<u64>,
+) -> Option<Location> {
     Some(Location {
         connection: connection.clone()?,
         project_id: project_id?,
+        kind,
+        group_id,
     })
 }
 
 /// Where the current token lives.
 pub fn current_location(c: &CurrentToken) -> Option<Location> {
-    location(&c.connection, c.project_id)
+    location(&c.connection, c.project_id, c.kind, c.group_id)
 }
 
 /// Where the retiring token lives.
 pub fn previous_location(p: &PreviousToken) -> Option<Location> {
-    location(&p.connection, p.project_id)
+    location(&p.connection, p.project_id, p.kind, p.group_id)
+}
+
+/// Where a revoking entry lives.
+pub fn revoking_location(r: &RevokingToken) -> Location {
+    Location {
+        connection: r.connection.clone(),
+        project_id: r.project_id,
+        kind: r.kind,
+        group_id: r.group_id,
+    }
 }
 
 /// Keeps the replaced current token as `previous` until `revoke_after` (an `Overlap` rotation:
@@ -89,6 +133,8 @@ pub fn keep_for_overlap(
     retire_previous(status, "Superseded", now);
     status.previous = Some(PreviousToken {
         token_id: old.token_id,
+        kind: old.kind,
+        group_id: old.group_id,
         connection: old.connection,
         project_id: old.project_id,
         revoke_after,
@@ -107,10 +153,12 @@ pub fn retire(status: &mut GitLabTokenStatus, token_id: u64, at: Location, reaso
     let known = status
         .revoking
         .iter()
-        .any(|r| r.token_id == token_id && r.connection == at.connection && r.project_id == at.project_id);
+        .any(|r| r.token_id == token_id && revoking_location(r) == at);
     if !known {
         status.revoking.push(RevokingToken {
             token_id,
+            kind: at.kind,
+            group_id: at.group_id,
             connection: at.connection,
             project_id: at.project_id,
             reason: reason.to_string(),
@@ -191,14 +239,11 @@ pub fn locations(status: &GitLabTokenStatus) -> Vec<Location> {
         status
             .pending
             .as_ref()
-            .and_then(|p| location(&p.connection, p.project_id)),
+            .and_then(|p| location(&p.connection, p.project_id, p.kind, p.group_id)),
     ]
     .into_iter()
     .flatten()
-    .chain(status.revoking.iter().map(|r| Location {
-        connection: r.connection.clone(),
-        project_id: r.project_id,
-    }))
+    .chain(status.revoking.iter().map(revoking_location))
     .collect();
     out.sort();
     out.dedup();
@@ -239,6 +284,8 @@ mod tests {
     fn current(id: u64, at: Option<(&str, u64)>) -> CurrentToken {
         CurrentToken {
             token_id: id,
+            kind: CredentialKind::ProjectAccessToken,
+            group_id: None,
             connection: at.map(|a| a.0.to_string()),
             project_id: at.map(|a| a.1),
             name: "gto-c-uid".into(),
@@ -264,6 +311,8 @@ mod tests {
             current: Some(current(1, None)),
             previous: Some(PreviousToken {
                 token_id: 2,
+                kind: CredentialKind::ProjectAccessToken,
+                group_id: None,
                 connection: Some("other".into()),
                 project_id: Some(9),
                 revoke_after: now(),
@@ -285,6 +334,8 @@ mod tests {
             current: Some(current(1, Some(("gitlab", 7)))),
             previous: Some(PreviousToken {
                 token_id: 2,
+                kind: CredentialKind::ProjectAccessToken,
+                group_id: None,
                 connection: Some("gitlab".into()),
                 project_id: Some(8),
                 revoke_after: now(),
@@ -299,16 +350,7 @@ mod tests {
         assert_eq!(places, vec![(1, 7), (2, 8)]);
         assert!(!is_empty(&s), "not empty until GitLab confirms");
         // Idempotent.
-        retire(
-            &mut s,
-            1,
-            Location {
-                connection: "gitlab".into(),
-                project_id: 7,
-            },
-            "again",
-            now(),
-        );
+        retire(&mut s, 1, Location::project_token("gitlab", 7), "again", now());
         assert_eq!(s.revoking.len(), 2);
         assert_eq!(due_revocation(&s, now()), Some(0));
         revocation_failed(&mut s.revoking[0], "GitLab answered 503", now(), 0.0);

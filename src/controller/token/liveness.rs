@@ -10,7 +10,7 @@ use std::{
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::ledger::Location;
-use crate::gitlab::{GitLabApi, GitLabError, TokenState};
+use crate::gitlab::{GitLabApi, GitLabError};
 
 /// One project's active token ids as GitLab listed them, and when.
 #[derive(Clone, Debug)]
@@ -50,16 +50,10 @@ impl LivenessCache {
         {
             return Ok(true);
         }
-        let listed = api
-            .list_project_access_tokens(&at.project_id.to_string(), Some(TokenState::Active))
-            .await?;
+        let listed = api.list_active_credentials(at.kind, at.owner()).await?;
         let listing = Listing {
             fetched_at: now,
-            active: listed
-                .iter()
-                .filter(|t| t.active && !t.revoked)
-                .map(|t| t.id)
-                .collect(),
+            active: listed.iter().filter(|t| t.active).map(|t| t.id).collect(),
         };
         let alive = listing.active.contains(&token_id);
         if let Ok(mut l) = self.listings.lock() {

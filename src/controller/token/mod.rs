@@ -10,6 +10,7 @@ pub mod act;
 pub mod argocd;
 pub mod decide;
 pub mod issue;
+pub mod kinds;
 pub mod ledger;
 pub mod liveness;
 pub mod observe;

@@ -60,11 +60,16 @@ pub struct Resolved {
     pub registry_host: Option<String>,
     /// A delegated token whose GitLab identity's role fell below the live token's: from, to.
     pub lowered: Option<(crate::crd::AccessLevel, crate::crd::AccessLevel)>,
+    /// For `ssh` Secrets: the `known_hosts` content from the connection's pinned host keys.
+    pub known_hosts: Option<String>,
 }
 
 /// Resolves connection, project and policy. `Ok(Err(_))` is a refusal to report, `Err` a
 /// failure to retry.
 pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolved, Refusal>, TokenError> {
+    if let Err(message) = super::kinds::validate(&token.spec) {
+        return Ok(Err(super::kinds::invalid(message)));
+    }
     if let Err(r) = super::argocd::check_placement(token, &ctx.config.argocd_namespace) {
         return Ok(Err(r));
     }
@@ -129,9 +134,30 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
             }));
         }
     };
-    let request = match TokenRequest::from_spec(&token.spec, &connection.name, &project.path) {
+    let mut request = match TokenRequest::from_spec(&token.spec, &connection.name, &project.path) {
         Ok(r) => r,
         Err(e) => return Ok(Err(refuse(Reason::UnsupportedKind, e))),
+    };
+    let group = match super::kinds::resolve_group(&token.spec, &connection, &project).await? {
+        Ok(g) => g,
+        Err((reason, message)) => {
+            return Ok(Err(Refusal {
+                connection: Some(connection.name.clone()),
+                project: Some(project),
+                ..refuse(reason, message)
+            }));
+        }
+    };
+    super::kinds::complete_request(&mut request, &token.spec, group.as_ref());
+    let known_hosts = match super::kinds::known_hosts_for(token, &connection) {
+        Ok(k) => k,
+        Err(r) => {
+            return Ok(Err(Refusal {
+                connection: Some(connection.name.clone()),
+                project: Some(project),
+                ..r
+            }));
+        }
     };
     let mut decision = policies.evaluate(&request, &ns_info);
     for other in &request_namespaces[1..] {
@@ -186,7 +212,9 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         project_id: project.id,
         scopes,
         access_level,
-        strategy: allowance.rotation_strategy,
+        strategy: super::kinds::strategy(token.spec.kind, allowance.rotation_strategy),
+        kind: token.spec.kind,
+        group_id: group.map(|g| g.id),
     };
     let cluster = connection
         .spec
@@ -206,6 +234,7 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
         token_name,
         registry_host,
         lowered,
+        known_hosts,
     }))
 }
 
@@ -504,6 +533,12 @@ fn has_shape(secret: &Secret, token: &GitLabToken, registry_host: Option<&str>) 
         SecretFormat::ArgoCdRepository => {
             type_ == "Opaque"
                 && ["username", "password", "url", "type", "project"]
+                    .iter()
+                    .all(|k| keys.contains(k))
+        }
+        SecretFormat::Ssh => {
+            type_ == "Opaque"
+                && ["identity", "identity.pub", "known_hosts"]
                     .iter()
                     .all(|k| keys.contains(k))
         }

@@ -22,9 +22,14 @@ use crate::{
     reason::Reason,
 };
 
-/// Revokes one token; 404 (already gone) counts as done.
-pub async fn revoke_token(api: &dyn GitLabApi, project: &str, token_id: u64) -> Result<(), TokenError> {
-    match api.revoke_project_access_token(project, token_id).await {
+/// Revokes one credential at its own location (kind and project or group); 404 (already gone)
+/// counts as done.
+pub async fn revoke_token(
+    api: &dyn GitLabApi,
+    at: &ledger::Location,
+    token_id: u64,
+) -> Result<(), TokenError> {
+    match api.revoke_credential(at.kind, at.owner(), token_id).await {
         Ok(_) | Err(GitLabError::NotFound { .. }) => Ok(()),
         Err(e) => Err(e.into()),
     }
@@ -44,7 +49,14 @@ pub async fn revoke_entry(
     };
     let now = ctx.now();
     let outcome = match ctx.connections.get(&entry.connection) {
-        Some(conn) => revoke_token(conn.api.as_ref(), &entry.project_id.to_string(), entry.token_id).await,
+        Some(conn) => {
+            revoke_token(
+                conn.api.as_ref(),
+                &ledger::revoking_location(&entry),
+                entry.token_id,
+            )
+            .await
+        }
         None => Err(TokenError::CleanupBlocked(format!(
             "GitLabConnection {} is not available",
             entry.connection
@@ -57,9 +69,13 @@ pub async fn revoke_entry(
             end_history(status, entry.token_id, now, &entry.reason);
             st::write(ctx, token, status).await?;
             ctx.metrics.revoked(&entry.reason);
+            let at = ledger::revoking_location(&entry);
             let message = format!(
-                "revoked token {} on project {} ({})",
-                entry.token_id, entry.project_id, entry.reason
+                "revoked {} {} on {} ({})",
+                at.kind,
+                entry.token_id,
+                at.owner(),
+                entry.reason
             );
             tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), "{message}");
             ctx.event(token, false, Reason::Revoked.as_str(), "Revoke", message)
@@ -94,9 +110,8 @@ pub async fn verify(
     let Some(current) = status.current.as_mut() else {
         return Ok(Liveness::Dead);
     };
-    let at = ledger::current_location(current).unwrap_or(ledger::Location {
-        connection: resolved.connection.name.clone(),
-        project_id: resolved.project.id,
+    let at = ledger::current_location(current).unwrap_or_else(|| {
+        ledger::Location::project_token(resolved.connection.name.clone(), resolved.project.id)
     });
     let max_age = if now_please {
         chrono::TimeDelta::zero()
@@ -271,10 +286,15 @@ async fn revoke_pending_leftovers(
     // Stop any other process from recording a mint, then look.
     st::write(ctx, token, status).await?;
     let keep = ledger::token_ids(status);
-    let key = project_id.to_string();
-    for t in conn.api.list_project_access_tokens(&key, None).await? {
+    let at = ledger::Location {
+        connection: connection.to_string(),
+        project_id,
+        kind: pending.kind,
+        group_id: pending.group_id,
+    };
+    for t in conn.api.list_active_credentials(at.kind, at.owner()).await? {
         if t.name == pending.token_name && t.active && !keep.contains(&t.id) {
-            revoke_token(conn.api.as_ref(), &key, t.id).await?;
+            revoke_token(conn.api.as_ref(), &at, t.id).await?;
             ctx.metrics.revoked("Deleted");
             tracing::info!(token_id = t.id, namespace = %token.namespace().unwrap_or_default(), "revoked an in-flight token on deletion");
         }

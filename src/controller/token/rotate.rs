@@ -45,6 +45,8 @@ pub async fn rotate_in_place(
 
     status.pending = Some(PendingIssue {
         token_name: resolved.token_name.clone(),
+        kind: at.kind,
+        group_id: at.group_id,
         connection: Some(at.connection.clone()),
         project_id: Some(at.project_id),
         instance: Some(ctx.incarnation.clone()),
@@ -145,9 +147,19 @@ pub async fn recover_pending(
         )));
     };
     let project_id = pending.project_id.unwrap_or(resolved.project.id);
-    let project_key = project_id.to_string();
+    let at = ledger::Location {
+        connection: connection_name.clone(),
+        project_id,
+        kind: pending.kind,
+        group_id: pending.group_id,
+    };
     if let Some(held) = ctx.unstored(&uid).filter(|n| n.info.name == pending.token_name) {
-        let username = status.current.as_ref().map(|c| c.bot_user.as_str());
+        // A deploy token's username names its own id: never the one it replaces.
+        let username = status
+            .current
+            .as_ref()
+            .filter(|_| pending.kind != crate::crd::CredentialKind::DeployToken)
+            .map(|c| c.bot_user.as_str());
         store_new_token(token, ctx, resolved, &held, username).await?;
         ctx.forget_unstored(&uid);
     }
@@ -160,7 +172,7 @@ pub async fn recover_pending(
     .into_iter()
     .flatten()
     .collect();
-    let listed = api.list_project_access_tokens(&project_key, None).await?;
+    let listed = api.list_active_credentials(at.kind, at.owner()).await?;
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &token.namespace().unwrap_or_default())
         .get_opt(&token.spec.secret.name)
         .await?;
@@ -186,11 +198,13 @@ pub async fn recover_pending(
                 .unwrap_or_else(|| super::issue::access_token_username(project_id));
             let adopted = CurrentToken {
                 token_id: t.id,
+                kind: at.kind,
+                group_id: at.group_id,
                 connection: Some(connection_name.clone()),
                 project_id: Some(project_id),
                 name: t.name.clone(),
                 bot_user: username,
-                bot_user_id: Some(t.user_id),
+                bot_user_id: t.user_id,
                 created_at: t.created_at.unwrap_or(now),
                 expires_at: t
                     .expires_at
@@ -218,7 +232,7 @@ pub async fn recover_pending(
             super::status::mark_renew_handled(token, status);
             tracing::info!(token_id = t.id, "adopted a token created before a restart");
         } else {
-            revoke_token(api.as_ref(), &project_key, t.id).await?;
+            revoke_token(api.as_ref(), &at, t.id).await?;
             ctx.metrics.revoked("LostInFlight");
             tracing::info!(token_id = t.id, "revoked a token whose value was lost in flight");
         }
@@ -226,7 +240,7 @@ pub async fn recover_pending(
     if pending.operation == PendingOperation::Rotate
         && let Some(current) = status.current.clone()
         && Some(current.token_id) == pending.rotating_token_id
-        && listed.iter().any(|t| t.id == current.token_id && !t.active)
+        && !listed.iter().any(|t| t.id == current.token_id)
     {
         end_history(status, current.token_id, now, "LostInRotation");
         status.current = None;
