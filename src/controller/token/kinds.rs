@@ -48,9 +48,14 @@ pub fn allowed_formats(kind: CredentialKind) -> &'static [SecretFormat] {
             SecretFormat::BasicAuth,
             SecretFormat::DockerConfig,
             SecretFormat::Token,
+            SecretFormat::ArgoCdRepository,
         ],
         CredentialKind::DeployKey => &[SecretFormat::Ssh],
-        CredentialKind::DeployToken => &[SecretFormat::BasicAuth, SecretFormat::DockerConfig],
+        CredentialKind::DeployToken => &[
+            SecretFormat::BasicAuth,
+            SecretFormat::DockerConfig,
+            SecretFormat::ArgoCdRepository,
+        ],
     }
 }
 
