@@ -5,16 +5,16 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use clap::Args;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::{
     Api, Client, ResourceExt,
     api::ListParams,
     core::PartialObjectMeta,
     runtime::{
-        Controller, Predicate, WatchStreamExt,
+        Predicate, WatchStreamExt,
         controller::Action,
         predicates,
-        reflector::{self, ObjectRef, Store},
+        reflector::{self, Store},
         watcher,
     },
 };
@@ -23,18 +23,18 @@ use tokio::sync::watch;
 use crate::{
     clock::{Clock, OffsetClock, SystemClock},
     controller::{
-        connection_cleanup,
         context::{Context, OperatorConfig},
-        policy as policy_controller,
-        shim::{self, ShimContext, ShimState},
-        sweep, token,
+        sweep,
     },
     crd::{GitLabConnection, GitLabToken, GitLabTokenPolicy},
     http::{self, HealthState},
     metrics::Metrics,
-    secret::MANAGED_BY_LABEL,
     telemetry::{self, LogFormat},
 };
+
+mod controllers;
+
+use controllers::{connection_controller, policy_status_controller, shim_controller, token_controller};
 
 /// Flags of `run` (each also readable from the environment).
 #[derive(Debug, Clone, Args)]
@@ -377,197 +377,6 @@ fn on_clock_moves(rx: Option<watch::Receiver<u64>>) -> futures::stream::BoxStrea
             .boxed(),
         None => futures::stream::pending().boxed(),
     }
-}
-
-async fn connection_controller(
-    ctx: Arc<Context>,
-    clock_moves: Option<watch::Receiver<u64>>,
-    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
-    let connections = Api::<GitLabConnection>::all(client.clone());
-    let secrets = Api::<Secret>::namespaced(client.clone(), &ctx.config.namespace);
-    let controller = Controller::new(connections, watcher::Config::default());
-    let store = controller.store();
-    controller
-        .watches(secrets, watcher::Config::default(), move |secret| {
-            // A credentials Secret changed: recheck every connection that names it.
-            let ns = secret.metadata.namespace.clone().unwrap_or_default();
-            let name = secret.metadata.name.clone().unwrap_or_default();
-            store
-                .state()
-                .into_iter()
-                .filter(|c| {
-                    let r = &c.spec.credentials.secret_ref;
-                    r.namespace == ns && r.name == name
-                })
-                .map(|c| ObjectRef::from_obj(c.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_all_on(on_clock_moves(clock_moves))
-        .graceful_shutdown_on(stopped)
-        .run(
-            connection_cleanup::reconcile,
-            connection_cleanup::error_policy,
-            ctx,
-        )
-        .for_each(|_| async {})
-        .await;
-}
-
-async fn token_controller(
-    ctx: Arc<Context>,
-    policy_events: futures::stream::BoxStream<'static, Result<GitLabTokenPolicy, watcher::Error>>,
-    namespace_events: futures::stream::BoxStream<
-        'static,
-        Result<PartialObjectMeta<Namespace>, watcher::Error>,
-    >,
-    concurrency: u16,
-    clock_moves: Option<watch::Receiver<u64>>,
-    ready: tokio::sync::oneshot::Sender<Store<GitLabToken>>,
-    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
-    let tokens = Api::<GitLabToken>::all(client.clone());
-    // Our own status writes must not wake us: react to spec, annotations, finalizers, deletion.
-    let (reader, writer) = reflector::store();
-    let token_events = watcher(tokens, watcher::Config::default())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation
-                .combine(predicates::annotations)
-                .combine(predicates::finalizers),
-            Default::default(),
-        );
-    let _ = ready.send(reader.clone());
-    let consumer_triggers = ctx.consumer_changes.token_triggers(reader.clone());
-    let all_tokens = reader.clone();
-    let by_connection = reader.clone();
-    let by_namespace = reader.clone();
-    let deleting = ctx.connections.clone();
-    let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=gitlab-token-operator"));
-    let (secrets, secrets_writer) = reflector::store();
-    ctx.secrets.set_store(secrets);
-    Controller::for_stream(token_events, reader)
-        .owns_stream(
-            watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), managed)
-                .default_backoff()
-                .reflect(secrets_writer)
-                .touched_objects(),
-        )
-        .watches_stream(policy_events, move |_policy| {
-            // A policy change can allow, deny or reshape any token.
-            all_tokens
-                .state()
-                .iter()
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches_stream(namespace_events, move |ns| {
-            // Relabelling a namespace can take it out of (or into) a policy's selector.
-            let name = ns.name_any();
-            by_namespace
-                .state()
-                .iter()
-                .filter(|t| t.namespace().as_deref() == Some(name.as_str()))
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .watches(
-            Api::<GitLabConnection>::all(client.clone()),
-            watcher::Config::default(),
-            move |conn| {
-                let name = conn.name_any();
-                // Known before the tokens reconcile (the connection controller may run later):
-                // a deleted connection's tokens are withdrawn.
-                deleting.set_deleting(&name, conn.metadata.deletion_timestamp.is_some());
-                by_connection
-                    .state()
-                    .iter()
-                    .filter(|t| {
-                        t.status
-                            .as_ref()
-                            .and_then(|s| s.connection.as_deref())
-                            .is_none_or(|c| c == name)
-                    })
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
-        .reconcile_all_on(on_clock_moves(clock_moves))
-        .reconcile_on(consumer_triggers)
-        .graceful_shutdown_on(stopped)
-        .run(gated(token::reconcile), token::error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
-}
-
-async fn policy_status_controller(
-    ctx: Arc<Context>,
-    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    Controller::new(
-        Api::<GitLabTokenPolicy>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(stopped)
-    .run(
-        policy_controller::reconcile,
-        |_, _: &kube::Error, _| Action::requeue(Duration::from_secs(30)),
-        ctx,
-    )
-    .for_each(|_| async {})
-    .await;
-}
-
-async fn shim_controller(
-    ctx: Arc<Context>,
-    stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) {
-    let client = ctx.client.clone();
-    let state = Arc::new(ShimState::default());
-    let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
-    shim::spawn_kind_watchers(client.clone(), state.clone(), wake_tx, ctx.clone());
-    let controller = Controller::new(Api::<Namespace>::all(client.clone()), watcher::Config::default());
-    let namespaces = controller.store();
-    let every_namespace = move || {
-        namespaces
-            .state()
-            .iter()
-            .map(|n| ObjectRef::from_obj(n.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    let (by_connection, by_policy) = (every_namespace.clone(), every_namespace);
-    let shim_tokens = watcher::Config::default().labels(&format!("{}=true", shim::SHIM_LABEL));
-    let (tokens, tokens_writer) = reflector::store();
-    let token_events = watcher(Api::<GitLabToken>::all(client.clone()), shim_tokens)
-        .default_backoff()
-        .reflect(tokens_writer)
-        .touched_objects();
-    controller
-        .watches_stream(token_events, |t| t.namespace().map(|ns| ObjectRef::new(&ns)))
-        .watches(
-            Api::<GitLabConnection>::all(client.clone()),
-            watcher::Config::default(),
-            move |_| by_connection(),
-        )
-        .watches(
-            Api::<GitLabTokenPolicy>::all(client.clone()),
-            watcher::Config::default(),
-            move |_| by_policy(),
-        )
-        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(wake_rx))
-        .graceful_shutdown_on(stopped)
-        .run(
-            shim::reconcile,
-            |_, _: &shim::ShimError, _| Action::requeue(Duration::from_secs(10)),
-            Arc::new(ShimContext { ctx, state, tokens }),
-        )
-        .for_each(|_| async {})
-        .await;
 }
 
 async fn shutdown_signal() {

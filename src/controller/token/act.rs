@@ -391,6 +391,8 @@ async fn refuse(
         st::write(ctx, token, &status).await?;
     }
     if changed {
+        // Once per change of verdict, so an on-call engineer reading the log sees every refusal.
+        tracing::info!(namespace = %token.namespace().unwrap_or_default(), name = %token.name_any(), reason, "refused: {}", refusal.message);
         ctx.metrics.denied(reason);
         ctx.event(token, true, reason, "Refuse", refusal.message.clone())
             .await;
