@@ -144,6 +144,36 @@ async fn a_token_whose_connection_was_removed_by_hand_is_handed_to_the_sweep() {
     })
     .await;
     let (uid, id) = issued_app(&env, "team-a").await;
+    // A group access token (another kind, held on a group's endpoints) is handed over too.
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabTokenPolicy",
+        "metadata": {"name": "team-groups"},
+        "spec": {"namespaceSelector": {"matchNames": ["team-a"]}, "projects": ["acme/**"],
+                 "scopes": ["read_repository"],
+                 "credentialKinds": ["ProjectAccessToken", "GroupAccessToken"],
+                 "groups": ["acme/platform"]}}),
+    )
+    .await;
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken",
+        "metadata": {"name": "platform", "namespace": "team-a"},
+        "spec": {"project": "acme/platform/infra", "kind": "GroupAccessToken", "group": "acme/platform",
+                 "scopes": ["read_repository"], "secret": {"name": "platform", "format": "basic-auth"}}}),
+    )
+    .await;
+    let group_token = env
+        .wait_token_condition("team-a", "platform", "Ready", "True", Some("Issued"))
+        .await;
+    let group_id = e2e::crash::current_token_id(&group_token).expect("group token issued");
+    let group_state = |env: &Env| {
+        env.world
+            .gitlab
+            .tokens()
+            .into_iter()
+            .find(|t| t.kind == "group" && t.id == group_id)
+            .map(|t| t.state)
+            .unwrap_or_default()
+    };
     // A bystander on another namespace keeps its token through all of this (until its own deletion).
     let (_, bystander) = issued_app(&env, "team-b").await;
 
@@ -187,6 +217,20 @@ async fn a_token_whose_connection_was_removed_by_hand_is_handed_to_the_sweep() {
         "the event names the token and the record: {message}"
     );
     let tokens: Api<GitLabToken> = Api::namespaced(env.client.clone(), "team-a");
+    tokens
+        .delete("platform", &DeleteParams::default())
+        .await
+        .expect("group token deleted");
+    eventually("the group token's GitLabToken to be released", || async {
+        tokens
+            .get_opt("platform")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
     eventually("the GitLabToken to be released", || async {
         tokens
             .get_opt("app-gitlab-token")
@@ -216,6 +260,11 @@ async fn a_token_whose_connection_was_removed_by_hand_is_handed_to_the_sweep() {
         "active",
         "no connection: nobody could revoke it yet"
     );
+    assert!(
+        recorded.contains(&format!("\"tokenId\": {group_id}")) && recorded.contains("GroupAccessToken"),
+        "the record names the group token with its kind: {recorded}"
+    );
+    assert_eq!(group_state(&env), "active");
     assert!(!recorded.contains("glpat-"), "no token value in the record");
 
     // A connection to the same GitLab appears: its sweep revokes the handed-over token.
@@ -227,8 +276,10 @@ async fn a_token_whose_connection_was_removed_by_hand_is_handed_to_the_sweep() {
     eventually(
         "the handed-over token to be revoked and the record cleared",
         || async {
-            let cleared = !record().await.contains(&format!("\"tokenId\": {id}"));
-            (state_of(&env, id) == "revoked" && cleared).then_some(())
+            let now = record().await;
+            let cleared = !now.contains(&format!("\"tokenId\": {id}"))
+                && !now.contains(&format!("\"tokenId\": {group_id}"));
+            (state_of(&env, id) == "revoked" && group_state(&env) == "revoked" && cleared).then_some(())
         },
     )
     .await;

@@ -51,6 +51,8 @@ pub struct LiveConnection {
     /// The connection's project lookups (outlive this object; see [`Self::resolve_project`]).
     pub projects: Arc<ProjectCache>,
     cache_key: String,
+    /// When GitLab last confirmed the token (the injected clock), if it did.
+    checked_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl LiveConnection {
@@ -440,6 +442,11 @@ async fn check(
         None => Arc::new(build(&name, conn, token, key, &ctx.metrics, &ctx.connections)?),
     };
 
+    if let Some(message) = recently_confirmed(&live, conn, ctx.now()) {
+        // A second trigger right after a check (a Secret event racing the first reconcile at
+        // start) does not ask GitLab again; the periodic re-check still does.
+        return Ok(message);
+    }
     let in_flight = secret.annotations().contains_key(SELF_ROTATION_ANNOTATION);
     let version = live
         .api
@@ -478,6 +485,7 @@ async fn check(
         ready: true,
         projects: live.projects.clone(),
         cache_key: live.cache_key.clone(),
+        checked_at: Some(ctx.now()),
     };
     if !own.scopes.iter().any(|s| s == "api") {
         ctx.connections.remove(&name);
@@ -512,6 +520,31 @@ async fn check(
     ))
 }
 
+/// How long a passed check stands for repeated triggers of the same configuration.
+const CONFIRMED_FOR: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// The Ready message of a check of this same configuration that passed within
+/// [`CONFIRMED_FOR`], if there is one.
+fn recently_confirmed(
+    live: &LiveConnection,
+    conn: &GitLabConnection,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let checked_at = live.checked_at.filter(|_| live.ready)?;
+    if now.signed_duration_since(checked_at) >= CONFIRMED_FOR || now < checked_at {
+        return None;
+    }
+    let ready = conn
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    (ready.status == crate::crd::ConditionStatus::True
+        && ready.observed_generation == conn.metadata.generation)
+        .then(|| ready.message.clone())
+}
+
 fn read_token(secret: &Secret, key: &str) -> Option<SecretString> {
     let bytes = secret.data.as_ref()?.get(key)?;
     let text = std::str::from_utf8(&bytes.0).ok()?.trim();
@@ -544,6 +577,7 @@ fn build(
         ready: false,
         projects: shared.projects.clone(),
         cache_key,
+        checked_at: None,
     })
 }
 

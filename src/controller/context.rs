@@ -104,6 +104,8 @@ pub struct Context {
     /// Policies in force from each connection's GitLab-kept policy file: the commit and the
     /// policies (validated and bounded by the ceiling).
     pub file_policies: Mutex<std::collections::BTreeMap<String, super::policy_file::InForce>>,
+    /// What the orphan sweep remembers between its runs.
+    pub sweep_memory: super::sweep::SweepMemory,
     /// The last compiled policy set and the policy versions it was compiled from.
     compiled_policies: Mutex<Option<(PolicyVersions, Arc<PolicySet>)>>,
 }
@@ -145,6 +147,7 @@ impl Context {
             consumer_changes: Default::default(),
             delegation: Default::default(),
             file_policies: Default::default(),
+            sweep_memory: Default::default(),
             compiled_policies: Mutex::default(),
         }
     }

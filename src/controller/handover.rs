@@ -16,8 +16,11 @@ use kube::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::context::Context;
-use crate::gitlab::{GitLabApi, GitLabError, TokenState};
+use super::{context::Context, token::ledger::Location};
+use crate::{
+    crd::{CredentialKind, Owner},
+    gitlab::{GitLabApi, RevokeOutcome},
+};
 
 /// The ConfigMap (in the operator's namespace) that holds the handed-over tokens.
 pub const HANDOVER_CONFIGMAP: &str = "gitlab-token-operator-handover";
@@ -38,10 +41,16 @@ const WRITE_ATTEMPTS: usize = 5;
 pub struct HandedOver {
     /// The connection that minted it (gone).
     pub connection: String,
-    /// GitLab token id.
+    /// GitLab id of the credential (token or deploy key).
     pub token_id: u64,
-    /// GitLab project id it belongs to.
+    /// GitLab project id it served (its owner unless `group_id` is set).
     pub project_id: u64,
+    /// Kind of credential (records written before kinds are project access tokens).
+    #[serde(default, skip_serializing_if = "CredentialKind::is_default")]
+    pub kind: CredentialKind,
+    /// The group it lives on, for group-level credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_id: Option<u64>,
     /// Uid of the `GitLabToken` it served: its name in GitLab ends with it.
     pub owner_uid: String,
     /// `namespace/name` of that `GitLabToken`, for people reading the record.
@@ -51,6 +60,31 @@ pub struct HandedOver {
 }
 
 impl HandedOver {
+    /// The entry for credential `token_id` at `location`, served to `owner` (uid and name).
+    pub fn new(
+        location: Location,
+        token_id: u64,
+        owner_uid: &str,
+        owner: &str,
+        since: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            connection: location.connection,
+            token_id,
+            project_id: location.project_id,
+            kind: location.kind,
+            group_id: location.group_id,
+            owner_uid: owner_uid.to_string(),
+            owner: owner.to_string(),
+            since,
+        }
+    }
+
+    /// The project or group whose endpoints hold the credential.
+    pub fn holder(&self) -> Owner {
+        Owner::of(self.project_id, self.group_id)
+    }
+
     /// Whether a token GitLab listed is this one: same id, and named for the same owner.
     pub fn matches(&self, id: u64, name: &str) -> bool {
         id == self.token_id && name.ends_with(&format!("-{}", self.owner_uid))
@@ -166,15 +200,12 @@ pub enum Outcome {
 /// Looks for one handed-over token through `apis` (each a live connection's client) and revokes
 /// it where found active.
 pub async fn settle_one(entry: &HandedOver, apis: &[(&str, &dyn GitLabApi)]) -> Outcome {
-    let project = entry.project_id.to_string();
+    let holder = entry.holder();
     for (name, api) in apis {
-        let listed = match api
-            .list_project_access_tokens(&project, Some(TokenState::Active))
-            .await
-        {
+        let listed = match api.list_active_credentials(entry.kind, holder).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::debug!(connection = name, project = entry.project_id, error = %e, "handed-over token: project not listed here");
+                tracing::debug!(connection = name, %holder, error = %e, "handed-over credential: not listed here");
                 continue;
             }
         };
@@ -185,13 +216,13 @@ pub async fn settle_one(entry: &HandedOver, apis: &[(&str, &dyn GitLabApi)]) -> 
             return Outcome::Dead;
         }
         crate::crash_point!("sweep.before_revoke");
-        match api.revoke_project_access_token(&project, found.id).await {
-            Ok(_) | Err(GitLabError::NotFound { .. }) => {
-                tracing::info!(connection = name, gone_connection = %entry.connection, project = entry.project_id, token_id = entry.token_id, owner = %entry.owner, "revoked a token handed over by a deleted connection");
+        match api.revoke_credential(entry.kind, holder, found.id).await {
+            Ok(RevokeOutcome::Revoked | RevokeOutcome::AlreadyGone) => {
+                tracing::info!(connection = name, gone_connection = %entry.connection, %holder, kind = %entry.kind, token_id = entry.token_id, owner = %entry.owner, "revoked a credential handed over by a deleted connection");
                 return Outcome::Revoked;
             }
             Err(e) => {
-                tracing::warn!(connection = name, token_id = entry.token_id, error = %e, "could not revoke a handed-over token");
+                tracing::warn!(connection = name, token_id = entry.token_id, error = %e, "could not revoke a handed-over credential");
             }
         }
     }
@@ -243,6 +274,8 @@ mod tests {
             connection: "gone".into(),
             token_id: 41,
             project_id: 7,
+            kind: CredentialKind::ProjectAccessToken,
+            group_id: None,
             owner_uid: "0f8b5a34-1c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
             owner: "team-a/app".into(),
             since: chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 3, 1, 0, 0, 0).unwrap(),

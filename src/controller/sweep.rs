@@ -187,14 +187,18 @@ async fn record_projects(
     }
 }
 
-/// Projects any ledger named since this process started, per connection (a ledger that empties
-/// still leaves its project to be swept).
-static SEEN_PROJECTS: std::sync::Mutex<BTreeMap<String, BTreeSet<u64>>> =
-    std::sync::Mutex::new(BTreeMap::new());
-
-/// The same for the places of the other kinds.
-static SEEN_PLACES: std::sync::Mutex<BTreeMap<String, BTreeSet<(CredentialKind, Owner)>>> =
-    std::sync::Mutex::new(BTreeMap::new());
+/// What the sweep remembers between runs of this process (held by the [`Context`]).
+#[derive(Default)]
+pub struct SweepMemory {
+    /// Projects any ledger named since this process started, per connection (a ledger that
+    /// empties still leaves its project to be swept).
+    projects: std::sync::Mutex<BTreeMap<String, BTreeSet<u64>>>,
+    /// The same for the places of the other kinds.
+    places: std::sync::Mutex<BTreeMap<String, BTreeSet<(CredentialKind, Owner)>>>,
+    /// When this process first listed each credential GitLab gives no creation time for (deploy
+    /// tokens), so the sweep's minimum age still holds for them.
+    first_seen: std::sync::Mutex<BTreeMap<SeenKey, DateTime<Utc>>>,
+}
 
 /// One sweep over every live connection; returns how many tokens were revoked.
 pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
@@ -214,7 +218,8 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
         .iter()
         .map(|c| (c.name_any(), recorded_places(c)))
         .collect();
-    if let Ok(mut seen) = SEEN_PROJECTS.lock() {
+    let memory = &ctx.sweep_memory;
+    if let Ok(mut seen) = memory.projects.lock() {
         for conn in ctx.connections.all() {
             let a = accounted.entry(conn.name.clone()).or_insert_with(|| Accounted {
                 uids: everywhere.uids.clone(),
@@ -229,7 +234,7 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
             a.projects.clone_from(known);
         }
     }
-    if let Ok(mut seen) = SEEN_PLACES.lock() {
+    if let Ok(mut seen) = memory.places.lock() {
         for (name, a) in accounted.iter_mut() {
             let known = seen.entry(name.clone()).or_default();
             known.extend(a.places.iter().copied());
@@ -282,7 +287,7 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
                     continue;
                 }
             };
-            let listed = with_first_seen(&conn.name, kind, owner, listed, now);
+            let listed = memory.with_first_seen(&conn.name, kind, owner, listed, now);
             for t in listed.iter().filter(|t| is_orphan(t, &marker, a, retain, now)) {
                 crate::crash_point!("sweep.before_revoke");
                 match conn.api.revoke_credential(kind, owner, t.id).await {
@@ -302,33 +307,31 @@ pub async fn sweep_once(ctx: &Context) -> Result<usize, kube::Error> {
     Ok(revoked)
 }
 
-/// When this process first listed each credential GitLab gives no creation time for (deploy
-/// tokens), so the sweep's minimum age still holds for them.
-static FIRST_SEEN: std::sync::Mutex<BTreeMap<SeenKey, DateTime<Utc>>> =
-    std::sync::Mutex::new(BTreeMap::new());
-
 /// A listed credential: connection, kind, owner, id.
 type SeenKey = (String, CredentialKind, Owner, u64);
 
-/// Fills a missing `created_at` with the time this process first listed the credential (an
-/// over-estimate of its age never happens: it can only look younger than it is).
-fn with_first_seen(
-    connection: &str,
-    kind: CredentialKind,
-    owner: Owner,
-    mut listed: Vec<CredentialRecord>,
-    now: DateTime<Utc>,
-) -> Vec<CredentialRecord> {
-    let Ok(mut seen) = FIRST_SEEN.lock() else {
-        return listed;
-    };
-    for r in listed.iter_mut().filter(|r| r.created_at.is_none()) {
-        let first = *seen
-            .entry((connection.to_string(), kind, owner, r.id))
-            .or_insert(now);
-        r.created_at = Some(first);
+impl SweepMemory {
+    /// Fills a missing `created_at` with the time this process first listed the credential (an
+    /// over-estimate of its age never happens: it can only look younger than it is).
+    fn with_first_seen(
+        &self,
+        connection: &str,
+        kind: CredentialKind,
+        owner: Owner,
+        mut listed: Vec<CredentialRecord>,
+        now: DateTime<Utc>,
+    ) -> Vec<CredentialRecord> {
+        let Ok(mut seen) = self.first_seen.lock() else {
+            return listed;
+        };
+        for r in listed.iter_mut().filter(|r| r.created_at.is_none()) {
+            let first = *seen
+                .entry((connection.to_string(), kind, owner, r.id))
+                .or_insert(now);
+            r.created_at = Some(first);
+        }
+        listed
     }
-    listed
 }
 
 /// Sweeps every `interval` until the process stops.
@@ -379,13 +382,14 @@ mod tests {
         };
         let place = (CredentialKind::DeployToken, Owner::Group(3));
         let a = Accounted::default();
-        let first = with_first_seen("c", place.0, place.1, vec![record.clone()], now);
+        let memory = SweepMemory::default();
+        let first = memory.with_first_seen("c", place.0, place.1, vec![record.clone()], now);
         assert!(
             !is_orphan(&first[0], marker, &a, false, now),
             "just seen: may be in flight"
         );
         let later = now + chrono::Duration::minutes(11);
-        let again = with_first_seen("c", place.0, place.1, vec![record], later);
+        let again = memory.with_first_seen("c", place.0, place.1, vec![record], later);
         assert_eq!(again[0].created_at, Some(now), "aged from the first listing");
         assert!(is_orphan(&again[0], marker, &a, false, later));
     }

@@ -39,9 +39,20 @@ pub(super) async fn connection_controller(
     let client = ctx.client.clone();
     let connections = Api::<GitLabConnection>::all(client.clone());
     let secrets = Api::<Secret>::namespaced(client.clone(), &ctx.config.namespace);
-    let controller = Controller::new(connections, watcher::Config::default());
-    let store = controller.store();
-    controller
+    // Our own status writes must not trigger a second check of GitLab (two calls each): react to
+    // spec, annotations, finalizers and deletion; the periodic re-check is the requeue.
+    let (store, writer) = reflector::store();
+    let connection_events = watcher(connections, watcher::Config::default())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation
+                .combine(predicates::annotations)
+                .combine(predicates::finalizers),
+            Default::default(),
+        );
+    Controller::for_stream(connection_events, store.clone())
         .watches(secrets, watcher::Config::default(), move |secret| {
             // A credentials Secret changed: recheck every connection that names it.
             let ns = secret.metadata.namespace.clone().unwrap_or_default();
@@ -83,9 +94,15 @@ pub(super) async fn token_controller(
     let tokens = Api::<GitLabToken>::all(client.clone());
     // Our own status writes must not wake us: react to spec, annotations, finalizers, deletion.
     let (reader, writer) = reflector::store();
+    let overlaps = ctx.consumer_changes.waiting.clone();
     let token_events = watcher(tokens, watcher::Config::default())
         .default_backoff()
         .reflect(writer)
+        .inspect(move |event| match event {
+            Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => overlaps.observe(t),
+            Ok(watcher::Event::Delete(t)) => overlaps.forget(t),
+            _ => {}
+        })
         .applied_objects()
         .predicate_filter(
             predicates::generation
@@ -94,7 +111,7 @@ pub(super) async fn token_controller(
             Default::default(),
         );
     let _ = ready.send(reader.clone());
-    let consumer_triggers = ctx.consumer_changes.token_triggers(reader.clone());
+    let consumer_triggers = ctx.consumer_changes.token_triggers();
     let all_tokens = reader.clone();
     let by_connection = reader.clone();
     let by_namespace = reader.clone();

@@ -52,6 +52,13 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         issue.traffic.gitlab
     );
 
+    assert_eq!(
+        issue.traffic.gitlab.get("GET /user"),
+        None,
+        "the connection is not checked again while tokens are issued (its own status write must \
+         not wake it): {:?}",
+        issue.traffic.gitlab
+    );
     // Regression bounds on the request counts (issue 10's targets are 1.05 and 8 at 10,000 over
     // 1,000 projects; here 5 projects over 30 tokens add 0.17 project reads per token). Measured
     // after the reflector and no-op-write work: 1.17 and about 14.
@@ -109,6 +116,11 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
             .unwrap_or(0),
         0,
         "a restart re-reads no project the ledgers recorded: {:?}",
+        restart.traffic.gitlab
+    );
+    assert!(
+        restart.traffic.gitlab.get("GET /user").copied().unwrap_or(0) <= 1,
+        "a restart checks the connection once, however many events wake it: {:?}",
         restart.traffic.gitlab
     );
     assert_eq!(

@@ -208,14 +208,7 @@ pub async fn cleanup(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, 
             let owner = format!("{}/{}", token.namespace().unwrap_or_default(), token.name_any());
             let handed: Vec<HandedOver> = blocked
                 .iter()
-                .map(|b| HandedOver {
-                    connection: b.connection.clone(),
-                    token_id: b.token_id,
-                    project_id: b.project_id,
-                    owner_uid: uid.clone(),
-                    owner: owner.clone(),
-                    since: now,
-                })
+                .map(|b| HandedOver::new(ledger::revoking_location(b), b.token_id, &uid, &owner, now))
                 .collect();
             handover::hand_over(ctx, &handed).await?;
             ctx.event(
