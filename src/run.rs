@@ -201,6 +201,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(crate::controller::cache::slim)
     .reflect(policy_writer)
     // Deletions too: a deleted policy withdraws the tokens it allowed.
     .touched_objects();
@@ -210,6 +211,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(crate::controller::cache::slim)
     .reflect(namespace_writer)
     .touched_objects()
     // Labels select namespaces; an annotation may name a delegating policy's GitLab identity.

@@ -1,6 +1,7 @@
 //! Controllers: one module per concern.
 
 pub mod argocd;
+pub mod cache;
 pub mod conditions;
 pub mod connection;
 pub mod connection_cleanup;

@@ -44,6 +44,7 @@ pub(super) async fn connection_controller(
     let (store, writer) = reflector::store();
     let connection_events = watcher(connections, watcher::Config::default())
         .default_backoff()
+        .modify(crate::controller::cache::slim)
         .reflect(writer)
         .applied_objects()
         .predicate_filter(
@@ -97,6 +98,7 @@ pub(super) async fn token_controller(
     let overlaps = ctx.consumer_changes.waiting.clone();
     let token_events = watcher(tokens, watcher::Config::default())
         .default_backoff()
+        .modify(crate::controller::cache::slim)
         .reflect(writer)
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => overlaps.observe(t),
@@ -123,6 +125,7 @@ pub(super) async fn token_controller(
         .owns_stream(
             watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), managed)
                 .default_backoff()
+                .modify(crate::controller::cache::slim)
                 .reflect(secrets_writer)
                 .touched_objects(),
         )
@@ -214,6 +217,7 @@ pub(super) async fn shim_controller(
     let (tokens, tokens_writer) = reflector::store();
     let token_events = watcher(Api::<GitLabToken>::all(client.clone()), shim_tokens)
         .default_backoff()
+        .modify(crate::controller::cache::slim)
         .reflect(tokens_writer)
         .touched_objects();
     controller

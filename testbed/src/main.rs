@@ -97,6 +97,11 @@ enum Command {
         /// (GitLab.com's authenticated-user limit, 2,000, when given without a value).
         #[arg(long, num_args = 0..=1, default_missing_value = "2000", value_name = "PER_MINUTE")]
         throttle: Option<u32>,
+        /// The connection's rate budget (`spec.rateLimit`), requests per second with a burst of
+        /// as many; default: the operator's own default (GitLab.com's limits). Raise it to
+        /// measure the operator rather than the budget.
+        #[arg(long, value_name = "PER_SECOND")]
+        rate_limit: Option<u32>,
         /// Also write the report as JSON to this file.
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
             restart_seconds,
             no_policy_edit,
             throttle,
+            rate_limit,
             json,
             operator_bin,
             state_dir,
@@ -164,6 +170,7 @@ fn main() -> ExitCode {
             options.restart_window = std::time::Duration::from_secs(restart_seconds);
             options.policy_edit = !no_policy_edit;
             options.throttle = throttle;
+            options.rate_limit = rate_limit;
             options.timeout = std::time::Duration::from_secs(timeout_secs.max(1));
             let outcome = runtime.block_on(async {
                 tokio::select! {

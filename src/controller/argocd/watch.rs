@@ -101,6 +101,7 @@ pub fn spawn(
             };
             watcher(api, watcher::Config::default())
                 .default_backoff()
+                .modify(crate::controller::cache::slim)
                 .reflect(writer)
                 .for_each(|event| {
                     if let Ok(watcher::Event::InitDone) = &event {

@@ -94,6 +94,7 @@ pub fn spawn_kind_watchers(
             let api = Api::<DynamicObject>::all_with(client, &resource);
             watcher(api, watcher::Config::default())
                 .default_backoff()
+                .modify(crate::controller::cache::slim)
                 .reflect(writer)
                 .for_each(|event| {
                     if let Ok(watcher::Event::InitDone) = &event

@@ -50,6 +50,8 @@ pub struct ScaleOptions {
     pub policy_edit: bool,
     /// GitLab throttle for a second batch, requests per minute (`None`: skip).
     pub throttle: Option<u32>,
+    /// The connection's `spec.rateLimit` (requests per second and burst; `None`: the default).
+    pub rate_limit: Option<u32>,
     /// How long any phase may take.
     pub timeout: Duration,
     /// How long without a request counts as quiet.
@@ -269,9 +271,12 @@ pub async fn run(options: ScaleOptions) -> Result<Report, ScaleError> {
     )
     .await
     .map_err(setup_err)?;
-    setup::apply_all(&client, &setup::admin_objects(&world).map_err(setup_err)?)
-        .await
-        .map_err(setup_err)?;
+    setup::apply_all(
+        &client,
+        &setup::admin_objects(&world, options.rate_limit).map_err(setup_err)?,
+    )
+    .await
+    .map_err(setup_err)?;
     let kubeconfig = options.state_dir.join("operator-kubeconfig");
     setup::operator_identity(&world, &kubeconfig).map_err(setup_err)?;
     let args = OperatorArgs {
@@ -346,6 +351,7 @@ async fn phases(bench: &mut Bench) -> Result<Report, ScaleError> {
         sources: o.sources,
         projects: o.projects,
         namespaces: o.sources.div_ceil(setup::SOURCES_PER_NAMESPACE),
+        rate_limit: o.rate_limit,
         issue,
         steady,
         policy_edit,
@@ -369,6 +375,7 @@ impl ScaleOptions {
             restart_window: Duration::from_secs(60),
             policy_edit: true,
             throttle: None,
+            rate_limit: None,
             timeout: Duration::from_secs(1800),
             quiet: Duration::from_secs(3),
             progress: true,

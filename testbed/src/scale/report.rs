@@ -16,6 +16,8 @@ pub struct Report {
     pub projects: usize,
     /// Namespaces they live in (per batch).
     pub namespaces: usize,
+    /// The connection's rate budget in requests per second (`None`: the operator's default).
+    pub rate_limit: Option<u32>,
     /// Issuing N tokens with GitLab unthrottled.
     pub issue: IssuePhase,
     /// An idle period after all were Ready.
@@ -320,8 +322,12 @@ impl Report {
         let rows = self.rows();
         let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
         let w2 = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0).max(6);
+        let budget = self.rate_limit.map_or_else(
+            || "the default connection budget".to_string(),
+            |r| format!("a connection budget of {r} requests/s"),
+        );
         let mut out = format!(
-            "testbed scale: {} sources over {} namespaces, {} projects, {} cores\n",
+            "testbed scale: {} sources over {} namespaces, {} projects, {} cores, {budget}\n",
             self.sources, self.namespaces, self.projects, self.cores
         );
         out.push_str(&format!("{:w0$}  {:w2$}  met  measured\n", "figure", "target"));

@@ -58,19 +58,22 @@ pub fn operator_identity(world: &World, path: &Path) -> std::io::Result<()> {
 }
 
 /// The credentials Secret, the connection and the policy (`scale-*` namespaces, `acme/scale/**`).
-pub fn admin_objects(world: &World) -> Result<Vec<Value>, String> {
+pub fn admin_objects(world: &World, rate_limit: Option<u32>) -> Result<Vec<Value>, String> {
     let token = world
         .operator_token()
         .ok_or("the world was started without its seed (no operator token)")?;
+    let mut connection = json!({"url": world.gitlab_url(), "registryHost": world.registry_host(),
+        "credentials": {"secretRef": {"namespace": OPERATOR_NS, "name": "gitlab-operator-token", "key": "token"}}});
+    if let Some(per_second) = rate_limit {
+        connection["rateLimit"] = json!({"requestsPerSecond": per_second, "burst": per_second});
+    }
     Ok(vec![
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NS}}),
         json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "gitlab-operator-token", "namespace": OPERATOR_NS},
             "stringData": {"token": token}}),
         json!({"apiVersion": GTO_API, "kind": "GitLabConnection",
-            "metadata": {"name": CONNECTION},
-            "spec": {"url": world.gitlab_url(), "registryHost": world.registry_host(),
-                     "credentials": {"secretRef": {"namespace": OPERATOR_NS, "name": "gitlab-operator-token", "key": "token"}}}}),
+            "metadata": {"name": CONNECTION}, "spec": connection}),
         policy(&["read_repository", "read_registry", "read_api"]),
     ])
 }
