@@ -129,6 +129,10 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         "a restart writes nothing to Kubernetes, not even a no-op: {:?}",
         restart.traffic.kube
     );
+    assert!(
+        report.late_source_secs.is_some(),
+        "a source created right after a restart was served"
+    );
     assert_eq!(
         restart.traffic.kube_changes, 0,
         "a restart changes nothing in Kubernetes: {:?}",

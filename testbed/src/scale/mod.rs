@@ -247,6 +247,40 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// Restarts the operator and, as soon as it answers `/readyz` (its re-check of every live
+    /// token still ahead), creates one new source: seconds until that source's token is Ready
+    /// (`None`: not within the phase deadline). A new source must not wait behind the queue.
+    async fn late_source(&mut self) -> Result<Option<f64>, ScaleError> {
+        if let Some(op) = self.operator.take() {
+            op.terminate(Duration::from_secs(30)).await;
+        }
+        self.start_operator().await?;
+        let started = Instant::now();
+        setup::create_sources(
+            &self.client,
+            &self.world.gitlab_url(),
+            "late",
+            1,
+            self.options.projects,
+        )
+        .await
+        .map_err(setup_err)?;
+        loop {
+            let (_, ready) = setup::token_readiness(&self.client, "late")
+                .await
+                .map_err(setup_err)?;
+            if ready >= 1 {
+                return Ok(Some(started.elapsed().as_secs_f64()));
+            }
+            if started.elapsed() >= self.options.timeout {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// Runs every phase the options ask for and returns the report.
 pub async fn run(options: ScaleOptions) -> Result<Report, ScaleError> {
     if let Some(limit) = measure::open_files_limit()
@@ -333,6 +367,12 @@ async fn phases(bench: &mut Bench) -> Result<Report, ScaleError> {
         bench.say("restart");
         Some(bench.restart().await?)
     };
+    let late_source = if o.restart_window.is_zero() {
+        None
+    } else {
+        bench.say("restart with a source created right after /readyz");
+        Some(bench.late_source().await?)
+    };
     let throttled = match o.throttle {
         Some(limit) => {
             bench.say(&format!("throttled batch: GitLab at {limit} requests a minute"));
@@ -356,6 +396,7 @@ async fn phases(bench: &mut Bench) -> Result<Report, ScaleError> {
         steady,
         policy_edit,
         restart,
+        late_source_secs: late_source.flatten(),
         throttled,
     })
 }

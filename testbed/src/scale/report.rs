@@ -26,6 +26,8 @@ pub struct Report {
     pub policy_edit: Option<SettlePhase>,
     /// A restart of the operator with every token live.
     pub restart: Option<RestartPhase>,
+    /// Seconds until a source created right after a restart's `/readyz` was Ready.
+    pub late_source_secs: Option<f64>,
     /// Issuing a second batch of N with GitLab throttled.
     pub throttled: Option<IssuePhase>,
 }
@@ -309,6 +311,14 @@ impl Report {
                 format!("{} / {:.0} MiB", r.ready_after, r.process.peak_rss_mib),
                 "≤ 128 MiB",
                 Some(r.process.peak_rss_mib <= 128.0),
+            ));
+        }
+        if self.restart.is_some() {
+            rows.push(Row(
+                "restart: a source created at /readyz Ready after".into(),
+                secs(self.late_source_secs),
+                "within seconds",
+                Some(self.late_source_secs.is_some_and(|s| s <= 5.0)),
             ));
         }
         if let Some(p) = &self.throttled {
