@@ -280,3 +280,51 @@ async fn restarting_the_operator_mints_nothing() {
     drop(seen);
     env.stop().await;
 }
+
+/// The Secret's data edited by someone else (here the tenant overwrites the password): the
+/// operator notices from the Secret's watch, even though it remembers what it wrote, and puts a
+/// working token back; the overwritten token is not left active.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_whose_token_was_overwritten_gets_a_working_token_back() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+
+    let env = Env::start().await;
+    let url = annotated_repo(&env, "team-a", "app", "acme/team-a/app", "1m").await;
+    let t1 = env
+        .wait_token_condition("team-a", TOKEN, "Ready", "True", Some("Issued"))
+        .await;
+    let c1 = t1.status.expect("status").current.expect("current");
+    wait_secret_token(&env, "team-a", TOKEN, c1.token_id).await;
+
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), "team-a");
+    secrets
+        .patch(
+            TOKEN,
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({"stringData": {"password": "not-a-token"}})),
+        )
+        .await
+        .expect("the tenant's edit");
+
+    let t2 = env
+        .wait_token("team-a", TOKEN, "a token issued for the edited Secret", |t| {
+            t.status
+                .as_ref()
+                .and_then(|s| s.current.as_ref())
+                .is_some_and(|c| c.token_id != c1.token_id)
+        })
+        .await;
+    let c2 = t2.status.expect("status").current.expect("current");
+    let secret = wait_secret_token(&env, "team-a", TOKEN, c2.token_id).await;
+    let (user, pass) = credentials(&secret);
+    assert_ne!(pass, "not-a-token");
+    e2e::git_ls_remote(&url, &user, &pass)
+        .await
+        .expect("the Secret works again");
+    e2e::eventually("the overwritten token to be revoked", || async {
+        (gitlab_token(&env, c1.token_id).state == "revoked").then_some(())
+    })
+    .await;
+    env.stop().await;
+}

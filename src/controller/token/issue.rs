@@ -230,7 +230,7 @@ pub async fn probe_secret_write(
     };
     let expires_at = expires_at_for(now, resolved.allowance.lifetime);
     let probe = build(token, resolved, username, 0, expires_at, now, &placeholder)?;
-    write_secret(ctx, token, &probe, true).await
+    write_secret(ctx, token, &probe, true).await.map(|_| ())
 }
 
 /// Nudges every consumer and records when in `previous` (so the overlap waits for them).
@@ -332,7 +332,18 @@ pub async fn store_new_token(
         &new.token,
     )?;
     let digest = secret_digest(&secret, &uid);
-    write_secret(ctx, token, &secret, false).await?;
+    if let Some(version) = write_secret(ctx, token, &secret, false).await? {
+        // What was just written is known: the next look at it needs no read while the Secret
+        // stays at this version and the status records this digest.
+        let namespace = token.namespace().unwrap_or_default();
+        let inputs = super::observe::secret_inputs(token, &digest, resolved.registry_host.as_deref());
+        let state = super::decide::SecretState::Ours {
+            token_id: Some(new.info.id),
+            matches: true,
+        };
+        ctx.secrets
+            .remember(&namespace, &token.spec.secret.name, Some(version), inputs, &state);
+    }
     Ok(CurrentToken {
         token_id: new.info.id,
         kind: resolved.desired.kind,
@@ -389,13 +400,14 @@ pub fn build(
 /// it: it is never overwritten); applied to only when it carries this token's ownership label; a
 /// format change (Secret `type` is immutable) replaces it, deleting with a uid precondition so
 /// only the Secret we looked at goes. Any other refusal (422, quota, admission) is reported as is:
-/// the working Secret is never deleted for it.
+/// the working Secret is never deleted for it. Returns the written Secret's resourceVersion
+/// (none for a dry run or a Secret left as it is).
 pub async fn write_secret(
     ctx: &Context,
     token: &GitLabToken,
     secret: &Secret,
     dry_run: bool,
-) -> Result<(), TokenError> {
+) -> Result<Option<String>, TokenError> {
     let namespace = token.namespace().unwrap_or_default();
     let name = token.spec.secret.name.clone();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -421,13 +433,13 @@ pub async fn write_secret(
         // Most likely absent (the reflector holds every Secret we own): create without a read;
         // one that exists after all answers 409 and takes the path below.
         match api.create(&create, secret).await {
-            Ok(_) => return Ok(()),
+            Ok(written) => return Ok(version_of(&written, dry_run)),
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(failed(e)),
         }
     }
     let result = match api.get_opt(&name).await.map_err(failed)? {
-        None => api.create(&create, secret).await.map(|_| ()),
+        None => api.create(&create, secret).await.map(|w| version_of(&w, dry_run)),
         Some(existing) if !secret_is_owned_by(&existing.metadata, &token.name_any()) => {
             return Err(TokenError::SecretWrite(
                 name,
@@ -444,10 +456,20 @@ pub async fn write_secret(
                 ..DeleteParams::default()
             };
             api.delete(&name, &delete).await.map_err(failed)?;
-            api.create(&create, secret).await.map(|_| ())
+            api.create(&create, secret).await.map(|w| version_of(&w, dry_run))
         }
-        Some(existing) if existing.type_ != secret.type_ => Ok(()),
-        Some(_) => api.patch(&name, &params, &Patch::Apply(secret)).await.map(|_| ()),
+        Some(existing) if existing.type_ != secret.type_ => Ok(None),
+        Some(_) => api
+            .patch(&name, &params, &Patch::Apply(secret))
+            .await
+            .map(|w| version_of(&w, dry_run)),
     };
     result.map_err(failed)
+}
+
+/// The resourceVersion of a Secret the API server answered a real write with.
+fn version_of(written: &Secret, dry_run: bool) -> Option<String> {
+    (!dry_run)
+        .then(|| written.metadata.resource_version.clone())
+        .flatten()
 }

@@ -471,15 +471,7 @@ pub async fn secret_state(
         .and_then(|s| s.current.as_ref())
         .and_then(|c| c.secret_digest.clone())
         .unwrap_or_default();
-    let uid = token.uid().unwrap_or_default();
-    let format = format!("{:?}", token.spec.secret.format);
-    let inputs = crate::controller::secret_view::inputs_of(&[
-        &token.name_any(),
-        &uid,
-        &recorded,
-        &format,
-        registry_host.unwrap_or_default(),
-    ]);
+    let inputs = secret_inputs(token, &recorded, registry_host);
     if let Some(state) = ctx.secrets.cached(&namespace, name, inputs) {
         return Ok(state);
     }
@@ -490,6 +482,20 @@ pub async fn secret_state(
     let version = secret.as_ref().and_then(|s| s.metadata.resource_version.clone());
     ctx.secrets.remember(&namespace, name, version, inputs, &state);
     Ok(state)
+}
+
+/// What a Secret's classification depends on besides the Secret itself: the owner, the digest
+/// its status records, the format and the registry host.
+pub fn secret_inputs(token: &GitLabToken, recorded_digest: &str, registry_host: Option<&str>) -> u64 {
+    let uid = token.uid().unwrap_or_default();
+    let format = format!("{:?}", token.spec.secret.format);
+    crate::controller::secret_view::inputs_of(&[
+        &token.name_any(),
+        &uid,
+        recorded_digest,
+        &format,
+        registry_host.unwrap_or_default(),
+    ])
 }
 
 /// Missing, foreign (no ownership label for this token), or ours with whether it still holds
