@@ -157,10 +157,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             "leader election is off (--leader-elect=false): run exactly one instance, or two would race on GitLab tokens"
         );
     }
-    let client = Client::try_default().await.map_err(|e| match e {
-        kube::Error::InferConfig(c) => RunError::Config(c),
-        other => RunError::Kube(other),
-    })?;
+    let kube_config = kube::Config::infer().await.map_err(RunError::Config)?;
+    let client = Client::try_from(kube_config.clone()).map_err(RunError::Kube)?;
     Api::<GitLabToken>::all(client.clone())
         .list(&ListParams::default().limit(1))
         .await
@@ -236,7 +234,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
     let gate = crate::leader::gate(
         args.leader_elect,
-        client.clone(),
+        kube_config,
         lease,
         &health,
         ctx.metrics.clone(),

@@ -449,6 +449,7 @@ mod tests {
                 scopes: vec![],
                 access_level: None,
                 secret_digest: None,
+                secret_version: None,
                 last_verified: None,
             }),
             renewal_time: Some(Utc.with_ymd_and_hms(2026, 12, 14, 3, 4, 5).unwrap()),

@@ -47,7 +47,8 @@ impl SecretView {
         let _ = self.meta.set(store);
     }
 
-    fn live_version(&self, namespace: &str, name: &str) -> Option<String> {
+    /// The resourceVersion the metadata reflector holds for an operator-labelled Secret.
+    pub fn live_version(&self, namespace: &str, name: &str) -> Option<String> {
         let store = self.meta.get()?;
         store
             .get(&ObjectRef::new(name).within(namespace))

@@ -269,6 +269,11 @@ pub struct CurrentToken {
     /// Digest of the Secret content written for this token, to notice edits (never the token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_digest: Option<String>,
+    /// The Secret as the operator wrote it for this token: its resourceVersion and a digest of
+    /// what its shape was written for (`<resourceVersion>/<digest>`). While the live Secret is
+    /// still at that version, it is known intact without reading it (a restart reads nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<String>,
     /// When GitLab last confirmed the token active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_verified: Option<DateTime<Utc>>,

@@ -129,6 +129,12 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         "a restart writes nothing to Kubernetes, not even a no-op: {:?}",
         restart.traffic.kube
     );
+    assert_eq!(
+        restart.traffic.kube.get("get secrets").copied().unwrap_or(0),
+        0,
+        "a restart reads no Secret: each status records the version it wrote: {:?}",
+        restart.traffic.kube
+    );
     assert!(
         report.late_source_secs.is_some(),
         "a source created right after a restart was served"

@@ -40,6 +40,7 @@ fn issued() -> GitLabTokenStatus {
             scopes: vec![Scope::ReadRepository],
             access_level: Some(AccessLevel::Reporter),
             secret_digest: Some("d".into()),
+            secret_version: None,
             last_verified: None,
         }),
         renewal_time: Some(t(20)),

@@ -332,18 +332,21 @@ pub async fn store_new_token(
         &new.token,
     )?;
     let digest = secret_digest(&secret, &uid);
-    if let Some(version) = write_secret(ctx, token, &secret, false).await? {
+    let written = write_secret(ctx, token, &secret, false).await?;
+    let secret_version = written.map(|version| {
         // What was just written is known: the next look at it needs no read while the Secret
-        // stays at this version and the status records this digest.
+        // stays at this version and the status records this digest (after a restart too).
         let namespace = token.namespace().unwrap_or_default();
         let inputs = super::observe::secret_inputs(token, &digest, resolved.registry_host.as_deref());
         let state = super::decide::SecretState::Ours {
             token_id: Some(new.info.id),
             matches: true,
         };
+        let recorded = super::observe::written_as(&version, inputs);
         ctx.secrets
             .remember(&namespace, &token.spec.secret.name, Some(version), inputs, &state);
-    }
+        recorded
+    });
     Ok(CurrentToken {
         token_id: new.info.id,
         kind: resolved.desired.kind,
@@ -358,6 +361,7 @@ pub async fn store_new_token(
         scopes: resolved.desired.scopes.clone(),
         access_level: Some(resolved.desired.access_level),
         secret_digest: Some(digest),
+        secret_version,
         last_verified: Some(now),
     })
 }

@@ -296,6 +296,7 @@ mod tests {
             scopes: vec![],
             access_level: None,
             secret_digest: None,
+            secret_version: None,
             last_verified: None,
         }
     }

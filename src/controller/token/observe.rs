@@ -475,6 +475,18 @@ pub async fn secret_state(
     if let Some(state) = ctx.secrets.cached(&namespace, name, inputs) {
         return Ok(state);
     }
+    if let Some(current) = token.status.as_ref().and_then(|s| s.current.as_ref())
+        && let Some(live) = ctx.secrets.live_version(&namespace, name)
+        && current.secret_version.as_deref() == Some(written_as(&live, inputs).as_str())
+    {
+        // Still the very Secret the operator wrote for this token (a restart lands here).
+        let state = SecretState::Ours {
+            token_id: Some(current.token_id),
+            matches: true,
+        };
+        ctx.secrets.remember(&namespace, name, Some(live), inputs, &state);
+        return Ok(state);
+    }
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
         .get_opt(name)
         .await?;
@@ -496,6 +508,12 @@ pub fn secret_inputs(token: &GitLabToken, recorded_digest: &str, registry_host: 
         &format,
         registry_host.unwrap_or_default(),
     ])
+}
+
+/// How a record names the Secret it wrote: `<resourceVersion>/<inputs>` (see
+/// [`secret_inputs`]; a different build may hash differently, which only costs a read).
+pub fn written_as(resource_version: &str, inputs: u64) -> String {
+    format!("{resource_version}/{inputs:016x}")
 }
 
 /// Missing, foreign (no ownership label for this token), or ours with whether it still holds

@@ -212,6 +212,7 @@ pub async fn recover_pending(
                 scopes: resolved.desired.scopes.clone(),
                 access_level: Some(resolved.desired.access_level),
                 secret_digest: Some(secret_digest(s, &uid)),
+                secret_version: None,
                 last_verified: Some(now),
             };
             match (status.current.take(), pending.operation) {
