@@ -264,3 +264,102 @@ fn online_needs_a_token_and_conflicts_with_saved_answers() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+/// The token read from the GitLabConnection's Secret through the kubeconfig (the default when
+/// no `--gitlab-token-file` is given); a missing Secret is a clear error, not a verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_check_reads_the_operators_token_from_the_connections_secret() {
+    use k8s_openapi::api::core::v1::{Namespace, Secret};
+    use kube::{Api, api::PostParams};
+
+    let (gl, token) = gitlab().await;
+    let url = gl.url();
+    testbed::init_crypto();
+    let kube = testbed::kube::KubeServer::start(testbed::kube::KubeServerConfig::default())
+        .await
+        .expect("kube");
+    let client = kube.admin_client().await.expect("client");
+    let dir = tempfile::tempdir().expect("dir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    kube.write_kubeconfig(&kubeconfig, kube.admin_token())
+        .expect("kubeconfig");
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "gitlab-token-operator"}}))
+            .expect("ns");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_string_lossy().into_owned()
+    };
+    let connection = write(
+        "conn.yaml",
+        &format!(
+            "apiVersion: gitlabtokens.io/v1alpha1\nkind: GitLabConnection\nmetadata: {{name: gitlab}}\nspec:\n  url: {url}\n  \
+             credentials:\n    secretRef: {{namespace: gitlab-token-operator, name: gitlab-operator-token, key: token}}\n"
+        ),
+    );
+    let policy = write("p.yaml", POLICY_AND_NAMESPACES);
+    let sources = write("s.yaml", &source(&url, "svc-a", "developer"));
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).expect("home");
+    let run = || {
+        let args = [
+            "check",
+            "--policy",
+            &policy,
+            "--connection",
+            &connection,
+            "--source",
+            &sources,
+            "--online",
+            "-o",
+            "json",
+        ]
+        .map(String::from);
+        let (kubeconfig, home) = (kubeconfig.clone(), home.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(&args)
+                .env("KUBECONFIG", &kubeconfig)
+                .env("HOME", &home)
+                .env_remove("KUBERNETES_SERVICE_HOST")
+                .env_remove("KUBERNETES_SERVICE_PORT")
+                .output()
+                .expect("run")
+        })
+    };
+
+    // No Secret yet: an error naming it, exit 2.
+    let out = run().await.expect("join");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Secret gitlab-token-operator/gitlab-operator-token"),
+        "{err}"
+    );
+
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "gitlab-operator-token", "namespace": "gitlab-token-operator"},
+        "stringData": {"token": token}
+    }))
+    .expect("secret");
+    Api::<Secret>::namespaced(client, "gitlab-token-operator")
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("secret");
+    let out = run().await.expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stdout.contains(&token) && !stderr.contains(&token));
+    let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        (out.status.code(), verdict(&v).0),
+        (Some(0), "SERVED"),
+        "{stdout} {stderr}"
+    );
+    assert!(verdict(&v).2.contains("GitLab's live answer"), "{v}");
+}
