@@ -396,3 +396,91 @@ async fn run(shape: Shape) -> f64 {
     assert_eq!(e.raw, 0, "the team has no access any more: {e:?}");
     per_interval
 }
+
+/// A namespace whose listing takes more pages than the watched projects it serves is not
+/// listed: after one try, its projects are read one by one (and their tokens woken once to
+/// switch), so a few tokens in a huge namespace never cost a page per 100 unrelated projects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_namespace_with_few_watched_projects_is_read_project_by_project() {
+    let w = world(Shape {
+        top_groups: 1,
+        subgroups: 1,
+        per_namespace: 1,
+        tokens: 0,
+        intervals: 0,
+    })
+    .await;
+    let seed = w.gitlab.seed();
+    for k in 0..250 {
+        seed.project(ProjectSeed {
+            full_path: format!("big/ns/p{k:03}"),
+            ..Default::default()
+        })
+        .expect("project");
+    }
+    for k in [7, 8] {
+        seed.share(ShareSeed {
+            path: format!("big/ns/p{k:03}"),
+            group: "teams/team-0".into(),
+            group_access: 30,
+            expires_at: None,
+        })
+        .expect("share");
+    }
+    let cache = DelegationCache::default();
+    let start = DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+    let max_age = answer_max_age(INTERVAL);
+    let team = Identity::Group("teams/team-0".into());
+    let tokens: Vec<(TokenRef, String)> = [7, 8]
+        .iter()
+        .map(|k| {
+            (
+                TokenRef {
+                    namespace: "svc".into(),
+                    name: format!("t{k}"),
+                },
+                format!("big/ns/p{k:03}"),
+            )
+        })
+        .collect();
+    let ask = |now| {
+        let (cache, w, team, tokens) = (&cache, &w, &team, &tokens);
+        async move {
+            for (r, project) in tokens {
+                let e = cache
+                    .effective_for(CONNECTION, &w.client, team, project, now, max_age, Some(r))
+                    .await
+                    .expect("effective");
+                assert_eq!(e.raw, 30);
+            }
+        }
+    };
+    ask(start).await;
+    let step = TimeDelta::seconds(10);
+    let mut woken = std::collections::BTreeSet::new();
+    let before = w.gitlab.calls().len();
+    for n in 1..=(4 * 30) {
+        let now = start + step * n;
+        let w_ = refresh_due(&cache, &w.client, now).await;
+        if !w_.is_empty() {
+            woken.extend(w_);
+            // The woken tokens reconcile at once.
+            ask(now).await;
+        }
+    }
+    let calls = delegation_calls(&w.gitlab, before);
+    let by = by_endpoint(&calls);
+    eprintln!("huge namespace, 2 watched of 250 projects, 4 intervals: {by:?}");
+    assert_eq!(
+        woken.len(),
+        2,
+        "both tokens woken once, when the listing gave way"
+    );
+    assert_eq!(
+        by.get("GET /groups/:id/projects").copied().unwrap_or(0),
+        0,
+        "no listing after the first: {by:?}"
+    );
+    // Two project reads and two group reads (big, big/ns) per interval, +1 each for the edges.
+    assert!(calls.len() <= 4 * 5, "{by:?}");
+}

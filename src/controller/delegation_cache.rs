@@ -88,6 +88,8 @@ struct Entry {
     used: DateTime<Utc>,
     answer: Answer,
     dependents: HashMap<TokenRef, DateTime<Utc>>,
+    /// The projects a namespace listing served (and when last), to weigh it against its pages.
+    served: HashMap<String, DateTime<Utc>>,
     retry_at: Option<DateTime<Utc>>,
 }
 
@@ -96,6 +98,9 @@ struct Entry {
 #[derive(Debug)]
 pub struct DelegationCache {
     entries: Mutex<HashMap<(String, Key), Entry>>,
+    /// The pages each namespace's listing took last (a listing is kept only while it serves at
+    /// least as many watched projects as it costs calls).
+    listing_pages: Mutex<HashMap<(String, String), usize>>,
     tx: mpsc::UnboundedSender<TokenRef>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<TokenRef>>>,
 }
@@ -105,6 +110,7 @@ impl Default for DelegationCache {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
             entries: Mutex::default(),
+            listing_pages: Mutex::default(),
             tx,
             rx: Mutex::new(Some(rx)),
         }
@@ -228,8 +234,10 @@ impl DelegationCache {
 
     /// Re-asks GitLab for the most overdue answer of `connection` due at `now`, if any: first
     /// forgetting the tokens, and the answers, not used for three intervals (a delegated token
-    /// uses its answers at least once an interval, see `delegation::cap_wait`). `Some(Err)`: GitLab failed; the answer stays as it was and is tried again
-    /// a quarter interval later.
+    /// uses its answers at least once an interval, see `delegation::cap_wait`). A namespace
+    /// listing that serves fewer watched projects than it takes pages is dropped instead (its
+    /// tokens woken to read their projects one by one). `Some(Err)`: GitLab failed; the answer
+    /// stays as it was and is tried again a quarter interval later.
     pub async fn refresh_one(
         &self,
         connection: &str,
@@ -248,13 +256,30 @@ impl DelegationCache {
                     true
                 }
             });
-            entries
+            let key = entries
                 .iter()
                 .filter(|((c, k), e)| c == connection && k.refreshed(&e.answer))
                 .map(|((c, k), e)| (due_at(c, k, e, interval), k.clone()))
                 .filter(|(due, _)| *due <= now)
                 .min()?
-                .1
+                .1;
+            // A listing that costs more pages than the watched projects it serves gives way to
+            // one read per project: its tokens are woken to ask those.
+            let id = (connection.to_string(), key.clone());
+            if let Some(e) = entries.get_mut(&id)
+                && let Answer::Listing { pages, .. } = e.answer
+            {
+                e.served.retain(|_, last| *last >= stale);
+                if e.served.len() < pages {
+                    let dependents = e.dependents.keys().cloned().collect();
+                    entries.remove(&id);
+                    return Some(Ok(Refreshed {
+                        changed: true,
+                        dependents,
+                    }));
+                }
+            }
+            key
         };
         let fetched = fetch(api, &key).await;
         let mut entries = self.entries.lock().ok()?;
@@ -295,7 +320,20 @@ impl DelegationCache {
         }
     }
 
+    fn note_served(&self, connection: &str, key: &Key, project: &str, now: DateTime<Utc>) {
+        if let Ok(mut entries) = self.entries.lock()
+            && let Some(e) = entries.get_mut(&(connection.to_string(), key.clone()))
+        {
+            e.served.insert(project.to_ascii_lowercase(), now);
+        }
+    }
+
     fn store(&self, connection: &str, key: Key, now: DateTime<Utc>, answer: Answer) {
+        if let (Key::NamespaceProjects(ns), Answer::Listing { pages, .. }) = (&key, &answer)
+            && let Ok(mut sizes) = self.listing_pages.lock()
+        {
+            sizes.insert((connection.to_string(), ns.to_ascii_lowercase()), *pages);
+        }
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -325,6 +363,7 @@ impl DelegationCache {
                 used: now,
                 answer: answer.clone(),
                 dependents: HashMap::new(),
+                served: HashMap::new(),
                 retry_at: None,
             });
         entry.at = now;
@@ -333,14 +372,25 @@ impl DelegationCache {
         entry.dependents.extend(dependents);
     }
 
-    /// Whether one listing of `ns` is worth it: another watched project shares the namespace.
+    /// Whether one listing of `ns` is worth it: at least two watched projects share the
+    /// namespace, and at least as many as the pages its last listing took.
     fn worth_listing(&self, connection: &str, ns: &str, project: &str) -> bool {
+        let pages = self
+            .listing_pages
+            .lock()
+            .ok()
+            .and_then(|p| p.get(&(connection.to_string(), ns.to_ascii_lowercase())).copied())
+            .unwrap_or(1);
         self.entries.lock().is_ok_and(|entries| {
-            entries.keys().any(|(c, k)| {
-                c == connection
-                    && matches!(k, Key::ProjectShares(p)
-                        if !p.eq_ignore_ascii_case(project) && parent(p).is_some_and(|n| n.eq_ignore_ascii_case(ns)))
-            })
+            let others = entries
+                .keys()
+                .filter(|(c, k)| {
+                    c == connection
+                        && matches!(k, Key::ProjectShares(p)
+                            if !p.eq_ignore_ascii_case(project) && parent(p).is_some_and(|n| n.eq_ignore_ascii_case(ns)))
+                })
+                .count();
+            others + 1 >= pages.max(2)
         })
     }
 }
@@ -383,9 +433,10 @@ impl Ask<'_> {
             if listed || self.cache.worth_listing(self.connection, ns, project) {
                 // A listing that does not hold the project (a user namespace, or a project
                 // newer than the listing) falls back to the project's own answer.
-                if let Answer::Listing { projects, .. } = self.get(key, self.max_age).await?
+                if let Answer::Listing { projects, .. } = self.get(key.clone(), self.max_age).await?
                     && let Some(links) = projects.get(&project.to_ascii_lowercase())
                 {
+                    self.cache.note_served(self.connection, &key, project, self.now);
                     return Ok(links.clone());
                 }
             }
@@ -480,6 +531,7 @@ mod tests {
             used: at,
             answer: Answer::Level(30),
             dependents: HashMap::new(),
+            served: HashMap::new(),
             retry_at: None,
         }
     }
