@@ -223,6 +223,14 @@ impl DelegationCache {
             .min()
     }
 
+    /// Forgets the answers of connections that no longer exist (`known` says which do; one
+    /// that is not usable for now keeps its answers and their tokens).
+    pub fn retain_connections(&self, known: impl Fn(&str) -> bool) {
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.retain(|(c, _), _| known(c));
+        }
+    }
+
     /// How many answers of `connection` are cached and re-checked (for tests and metrics).
     pub fn refreshed_answers(&self, connection: &str) -> usize {
         self.entries.lock().map_or(0, |e| {

@@ -22,8 +22,12 @@ pub async fn run(ctx: Arc<Context>) {
     let interval = ctx.config.access_recheck_interval;
     loop {
         let mut soonest = None;
-        for connection in ctx.connections.all() {
-            recheck_connection(&ctx, &connection, interval).await;
+        let connections = ctx.connections.all();
+        ctx.delegation.retain_connections(|name| {
+            connections.iter().any(|c| c.name == name) || ctx.connections.not_ready_reason(name).is_some()
+        });
+        for connection in &connections {
+            recheck_connection(&ctx, connection, interval).await;
             if let Some(due) = ctx.delegation.next_due(&connection.name, interval) {
                 soonest = Some(soonest.map_or(due, |s: chrono::DateTime<chrono::Utc>| s.min(due)));
             }
