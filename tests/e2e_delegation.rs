@@ -187,6 +187,19 @@ async fn a_share_grants_a_capped_token_and_unsharing_revokes_it_within_the_inter
         !steady.is_empty(),
         "the token is re-checked in GitLab while it lives"
     );
+    let metrics = env.metrics_text().await;
+    assert!(
+        metrics.contains("gitlab_token_operator_access_answers{connection=\"gitlab\"} 3"),
+        "three answers re-checked: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("access_"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(metrics.contains(
+        "gitlab_token_operator_access_rechecks_total{connection=\"gitlab\",outcome=\"unchanged\"}"
+    ));
 
     // Unshare: revoked in GitLab and the Secret removed, within the interval (plus one reconcile).
     let since = Instant::now();

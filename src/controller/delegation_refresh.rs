@@ -55,6 +55,13 @@ async fn recheck_connection(ctx: &Context, connection: &LiveConnection, interval
         else {
             return;
         };
+        let answers = ctx.delegation.refreshed_answers(&connection.name);
+        let label = match &outcome {
+            Ok(r) if r.changed => "changed",
+            Ok(_) => "unchanged",
+            Err(_) => "failed",
+        };
+        ctx.metrics.access_rechecked(&connection.name, label, answers);
         match outcome {
             Ok(r) if r.changed => {
                 tracing::info!(
