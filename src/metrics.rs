@@ -66,6 +66,15 @@ pub struct ConnectionLabels {
     pub connection: String,
 }
 
+/// One delegation re-check's outcome on a connection.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecheckLabels {
+    /// GitLabConnection name.
+    pub connection: String,
+    /// `unchanged`, `changed` or `failed`.
+    pub outcome: String,
+}
+
 /// One reconcile outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -113,6 +122,10 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Delegated tokens GitLab took access from, by reason (`AccessWithdrawn`, `AccessLowered`).
     pub access_changes: Family<ReasonLabels, Counter>,
+    /// Delegation answers re-asked of GitLab, by connection and outcome (one GitLab call each).
+    pub access_rechecks: Family<RecheckLabels, Counter>,
+    /// Delegation answers cached and re-checked every interval, by connection.
+    pub access_answers: Family<ConnectionLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -144,6 +157,8 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(latency_histogram),
             leader: Gauge::default(),
             access_changes: Family::default(),
+            access_rechecks: Family::default(),
+            access_answers: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -216,6 +231,16 @@ impl Metrics {
             "Delegated tokens whose access GitLab withdrew or lowered",
             m.access_changes.clone(),
         );
+        registry.register(
+            "access_rechecks",
+            "Delegation answers re-asked of GitLab (one call each), by outcome",
+            m.access_rechecks.clone(),
+        );
+        registry.register(
+            "access_answers",
+            "Delegation answers cached and re-checked once per interval",
+            m.access_answers.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -260,6 +285,22 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// Counts one delegation re-check (`unchanged`, `changed`, `failed`) and records how many
+    /// answers the connection keeps.
+    pub fn access_rechecked(&self, connection: &str, outcome: &str, answers: usize) {
+        self.access_rechecks
+            .get_or_create(&RecheckLabels {
+                connection: connection.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.access_answers
+            .get_or_create(&ConnectionLabels {
+                connection: connection.into(),
+            })
+            .set(i64::try_from(answers).unwrap_or(i64::MAX));
     }
 
     /// Counts a delegated token whose access GitLab withdrew or lowered.

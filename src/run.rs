@@ -269,6 +269,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         policy_status_controller(ctx.clone(), stopped()).boxed(),
     ];
     tokio::spawn(sweep::run(ctx.clone(), args.sweep_interval));
+    tokio::spawn(crate::controller::delegation_refresh::run(ctx.clone()));
     let readiness = health.clone();
     tokio::spawn(async move {
         // Ready once the caches the decisions depend on have synced.

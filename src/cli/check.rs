@@ -24,6 +24,7 @@ use crate::{
 
 mod delegated;
 mod evaluate;
+mod online;
 mod render;
 mod share;
 
@@ -49,8 +50,15 @@ Offline, the project path is evaluated AS WRITTEN; live, GitLab canonicalises it
 numeric ids) and resolves a registry path to its longest existing project, so the live verdict can
 differ. Numeric project ids need --project-id ID=PATH.
 
+Policies that delegate to GitLab (gitlabAccess) are decided by saved answers (--gitlab-access
+FILE) or, with --online, by asking the connection's GitLab as the operator does:
+  gitlab-token-operator check --policy admin.yaml ns.yaml --connection conn.yaml --source sources.yaml --online
+  gitlab-token-operator check --policy admin.yaml ns.yaml --source sources.yaml \\
+      --gitlab-url https://gitlab.example.com --online --gitlab-token-file ./operator-token
+
 Exit status: 0 every opted-in source would be served; 1 some source would be denied, refused or
-cannot be decided offline; 2 usage, file or manifest errors.";
+cannot be decided offline; 2 usage, file or manifest errors, or GitLab did not answer --online
+(never taken for a denial).";
 
 /// Flags of `check`.
 #[derive(Debug, Clone, Args)]
@@ -87,6 +95,15 @@ pub struct CheckArgs {
     /// (`group:<path>`, `user:<name>`) to project path to `access_level`.
     #[arg(long = "gitlab-access", value_name = "FILE")]
     pub gitlab_access: Option<PathBuf>,
+    /// Ask the connection's GitLab live for delegating policies' answers (the operator's own
+    /// lookups and judgement), with the operator's token from --gitlab-token-file or, by default,
+    /// from the GitLabConnection's Secret through the current kubeconfig.
+    #[arg(long, conflicts_with = "gitlab_access")]
+    pub online: bool,
+    /// File holding the GitLab token `--online` uses (for clusters you cannot reach, or without
+    /// a GitLabConnection file); never printed.
+    #[arg(long, value_name = "FILE", requires = "online")]
+    pub gitlab_token_file: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -155,19 +172,25 @@ pub struct Inputs {
     pub sources: Vec<manifests::Doc>,
     /// Annotations of namespaces from Namespace objects.
     pub namespace_annotations: BTreeMap<String, BTreeMap<String, String>>,
-    /// Saved GitLab answers for delegating policies (`--gitlab-access`).
-    pub gitlab_access: delegated::SavedAccess,
+    /// GitLab's answers for delegating policies (`--gitlab-access`, or `--online`).
+    pub gitlab_access: delegated::AccessAnswers,
 }
 
 /// Runs `check` and prints the report; see [`AFTER_HELP`] for exit codes.
 pub fn main(args: &CheckArgs) -> ExitCode {
-    let inputs = match load(args) {
+    let mut inputs = match load(args) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if args.online
+        && let Err(e) = online::answer(args, &mut inputs)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
     let report = match evaluate::evaluate(&inputs) {
         Ok(r) => r,
         Err(e) => {
@@ -261,7 +284,7 @@ pub fn load(args: &CheckArgs) -> Result<Inputs, CheckError> {
         sources: m.others,
         namespace_annotations: m.namespace_annotations,
         gitlab_access: match &args.gitlab_access {
-            Some(path) => delegated::read(path)?,
+            Some(path) => delegated::AccessAnswers::saved(delegated::read(path)?),
             None => Default::default(),
         },
     })

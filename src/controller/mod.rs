@@ -9,6 +9,8 @@ pub mod consumer_watch;
 pub mod consumers;
 pub mod context;
 pub mod delegation;
+pub mod delegation_cache;
+pub mod delegation_refresh;
 pub mod handover;
 pub mod policy;
 pub mod policy_file;

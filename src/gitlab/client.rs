@@ -559,6 +559,17 @@ impl GitLabApi for GitLabClient {
         })
     }
 
+    fn group_projects<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<Vec<Project>>> {
+        Box::pin(async move {
+            let mut url = self.url(&format!("groups/{}/projects", project_segment(group)?))?;
+            // GitLab's default `with_shared=true` would mix in projects shared with the group.
+            url.query_pairs_mut()
+                .append_pair("with_shared", "false")
+                .append_pair("include_subgroups", "false");
+            self.get_all("group_projects", url).await
+        })
+    }
+
     fn associations(&self, min_access_level: u32) -> BoxFuture<'_, Result<Associations>> {
         Box::pin(async move {
             // Both lists are paginated with the same page parameters: read pages until both are short.

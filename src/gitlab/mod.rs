@@ -110,6 +110,9 @@ pub trait GitLabApi: Send + Sync {
     fn list_projects<'a>(&'a self, search: &'a str) -> BoxFuture<'a, Result<Vec<Project>>>;
     /// `GET /groups/:id` (numeric id or full path), with its `shared_with_groups`.
     fn group<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<GroupDetail>>;
+    /// `GET /groups/:id/projects?with_shared=false`: every page of the projects directly in a
+    /// group (not its subgroups', not those shared with it), each with its `shared_with_groups`.
+    fn group_projects<'a>(&'a self, group: &'a str) -> BoxFuture<'a, Result<Vec<Project>>>;
     /// `GET /users?username=…`: the user (or service account) of that username, if any.
     fn user_by_username<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>>;
     /// `GET /personal_access_tokens/self/associations?min_access_level=`: every page, merged.

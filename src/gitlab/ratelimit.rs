@@ -197,6 +197,15 @@ impl RateLimiter {
         bucket.max(gate)
     }
 
+    /// Tokens in the bucket now, without taking one (negative: callers are queued for later
+    /// slots), and the refill rate: what background work checks before it takes its turn.
+    pub fn available(&self) -> (f64, f64) {
+        let now = self.clock.now();
+        let s = self.lock();
+        let elapsed = now.saturating_duration_since(s.updated).as_secs_f64();
+        ((s.tokens + elapsed * s.rate).min(s.burst), s.rate)
+    }
+
     /// Closes the gate until `until` (a 429's `Retry-After`); an earlier time never shortens it.
     pub fn block_until(&self, until: Instant) {
         let mut s = self.lock();
@@ -312,6 +321,20 @@ impl ConnectionBudget {
         Ok(())
     }
 
+    /// How long background work (the delegation re-check) should wait so that it takes a
+    /// request only while the general bucket still holds a quarter of its burst: issuing,
+    /// rotation and revocation, which take theirs at once, always find the budget first.
+    pub fn background_wait(&self) -> Duration {
+        let (available, rate) = self.general.available();
+        let reserve = (f64::from(self.general.config().burst) / 4.0).max(1.0);
+        let gate = self.general.blocked_for();
+        if available >= reserve {
+            gate
+        } else {
+            gate.max(Duration::from_secs_f64((reserve - available) / rate.max(0.01)))
+        }
+    }
+
     /// Closes the gate for `wait` (a 429's `Retry-After`) for every client of the connection.
     pub fn block_for(&self, wait: Duration) {
         self.general.block_for(wait);
@@ -351,6 +374,31 @@ mod tests {
 
     fn approx(a: Duration, b: Duration) -> bool {
         a.abs_diff(b) < Duration::from_micros(10)
+    }
+
+    #[test]
+    fn background_work_waits_until_a_quarter_of_the_burst_is_left_for_foreground_work() {
+        let clock = ManualMonotonic::new();
+        let config = RateLimitConfig {
+            requests_per_second: 10.0,
+            burst: 8,
+        };
+        let budget = ConnectionBudget::new(config, None, clock.clone());
+        assert_eq!(budget.background_wait(), Duration::ZERO, "a full bucket");
+        // Foreground work takes 7 of 8: background waits until 2 are back (100 ms).
+        for _ in 0..7 {
+            budget.general.reserve(clock.now());
+        }
+        assert!(
+            approx(budget.background_wait(), ms(100)),
+            "{:?}",
+            budget.background_wait()
+        );
+        clock.advance(ms(100));
+        assert!(approx(budget.background_wait(), Duration::ZERO));
+        // A 429 gate holds background work too.
+        budget.block_for(Duration::from_secs(3));
+        assert!(budget.background_wait() >= Duration::from_secs(2));
     }
 
     #[test]

@@ -171,6 +171,8 @@ pub(super) async fn token_controller(
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .reconcile_all_on(on_clock_moves(clock_moves))
         .reconcile_on(consumer_triggers)
+        // An answer about a delegating policy's GitLab identity changed (issue 11).
+        .reconcile_on(crate::controller::delegation_refresh::token_triggers(&ctx))
         .graceful_shutdown_on(stopped)
         .run(gated(token::reconcile), token::error_policy, ctx)
         .for_each(|_| async {})

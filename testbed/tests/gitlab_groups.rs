@@ -386,3 +386,59 @@ async fn member_writes_validate_authorise_and_count_at_once() {
         (404, json!({"message": "404 Not found"}))
     );
 }
+
+#[tokio::test]
+async fn a_groups_project_listing_includes_projects_shared_with_it_unless_with_shared_is_false() {
+    let w = world().await;
+    let (ops_id, _, _, _) = ops(&w);
+    let share = w
+        .post(
+            &format!("/api/v4/projects/{APP}/share"),
+            w.op(),
+            json!({"group_id": ops_id, "group_access": 30}),
+        )
+        .await;
+    assert_eq!(share.status, 201, "{}", share.text);
+    let paths = |resp: &gitlab_support::Resp| -> Vec<String> {
+        resp.body
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|p| p["path_with_namespace"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // GitLab's default `with_shared=true`: the shared project is listed, with its shares.
+    let all = w.get("/api/v4/groups/ops/projects", w.op()).await;
+    assert_eq!(all.status, 200, "{}", all.text);
+    assert!(
+        paths(&all).contains(&"acme/team-a/app".to_string()),
+        "{:?}",
+        paths(&all)
+    );
+    let app = all
+        .body
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["path_with_namespace"] == "acme/team-a/app"))
+        .expect("app");
+    assert_eq!(app["shared_with_groups"][0]["group_access_level"], 30);
+    let own = w
+        .get("/api/v4/groups/ops/projects?with_shared=false", w.op())
+        .await;
+    assert_eq!(own.status, 200);
+    assert!(
+        !paths(&own).contains(&"acme/team-a/app".to_string()),
+        "{:?}",
+        paths(&own)
+    );
+    // The namespace's own listing carries each project's shares (what delegation reads).
+    let team = w
+        .get("/api/v4/groups/acme%2Fteam-a/projects?with_shared=false", w.op())
+        .await;
+    let app = team
+        .body
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["path_with_namespace"] == "acme/team-a/app"))
+        .cloned()
+        .expect("app in its namespace");
+    assert_eq!(app["shared_with_groups"][0]["group_full_path"], "ops");
+}

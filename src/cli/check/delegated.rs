@@ -5,8 +5,14 @@
 //! The file maps each identity (`group:<full path>` or `user:<username>`) to the projects it
 //! reaches and GitLab's `access_level` there (the share's level for a group, the `members/all`
 //! level for a user), e.g. `{"group:acme/team-a": {"acme/platform/infra": 30}}` (YAML or JSON).
+//! With `--online` the answers are asked of GitLab instead (`super::online`), and judged here
+//! the same way.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::Path,
+    sync::Mutex,
+};
 
 use super::CheckError;
 use crate::{
@@ -39,6 +45,50 @@ pub fn read(path: &Path) -> Result<SavedAccess, CheckError> {
     Ok(saved)
 }
 
+/// A question only GitLab can answer: the connection, the identity and the project path.
+pub type Question = (String, Identity, String);
+
+/// GitLab's answers `check` decides delegated requests with, saved or asked live, and the
+/// questions it met without an answer (what `--online` asks GitLab).
+#[derive(Debug, Default)]
+pub struct AccessAnswers {
+    answers: SavedAccess,
+    live: bool,
+    missed: Mutex<BTreeSet<Question>>,
+}
+
+impl AccessAnswers {
+    /// Answers read from a `--gitlab-access` file.
+    pub fn saved(answers: SavedAccess) -> Self {
+        Self {
+            answers,
+            ..Self::default()
+        }
+    }
+
+    /// Answers GitLab gave just now (`--online`).
+    pub fn live(answers: SavedAccess) -> Self {
+        Self {
+            answers,
+            live: true,
+            ..Self::default()
+        }
+    }
+
+    /// The questions met without an answer so far.
+    pub fn missed(&self) -> BTreeSet<Question> {
+        self.missed.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+
+    fn source(&self) -> &'static str {
+        if self.live {
+            "GitLab's live answer"
+        } else {
+            "saved answer"
+        }
+    }
+}
+
 /// What a delegated allowance becomes given the saved answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Explained {
@@ -52,12 +102,14 @@ pub enum Explained {
     Unknown(String),
 }
 
-/// Explains a decision whose allowing policy delegates to GitLab.
+/// Explains a decision whose allowing policy delegates to GitLab, for a new token (and what a
+/// live one would become), judged as the operator judges ([`judge`]).
 pub fn explain(
     decision: &PolicyDecision,
+    connection: &str,
     project: &str,
     requested: AccessLevel,
-    saved: &SavedAccess,
+    answers: &AccessAnswers,
 ) -> Explained {
     let PolicyDecision::Allowed(a) = decision else {
         return Explained::Plain;
@@ -66,15 +118,20 @@ pub fn explain(
         return Explained::Plain;
     };
     let key = identity.to_string();
-    let Some(raw) = saved
+    let Some(raw) = answers
+        .answers
         .get(&key)
         .map(|projects| projects.get(project).copied().unwrap_or(0))
     else {
+        if let Ok(mut missed) = answers.missed.lock() {
+            missed.insert((connection.to_string(), identity.clone(), project.to_string()));
+        }
         return Explained::Unknown(format!(
             "policy {} delegates to GitLab identity {key}, whose access on {project} only GitLab knows",
             a.policy
         ));
     };
+    let source = answers.source();
     let level = level_from_gitlab(raw);
     let has = match level {
         Some(l) => format!("has {l} (access_level {raw})"),
@@ -82,16 +139,30 @@ pub fn explain(
     };
     match judge(requested, level, None) {
         Judgement::Grant(_) => Explained::Granted(format!(
-            "policy {} delegates to GitLab identity {key}, which {has} on {project} (saved answer): at least the requested {requested}",
+            "policy {} delegates to GitLab identity {key}, which {has} on {project} ({source}): at least the requested {requested}",
             a.policy
         )),
-        _ => Explained::Denied(
-            Reason::GitLabAccessDenied,
-            format!(
-                "denied: GitLab identity {key} {has} on project {project} in GitLab (saved answer), below the requested {requested} (policy {} delegates to it)",
-                a.policy
-            ),
-        ),
+        _ => {
+            // What the operator does to a token it already issued at the requested role.
+            let live = match judge(requested, level, Some(Some(requested))) {
+                Judgement::Lowered { to, .. } => format!(
+                    "; a token already issued at {requested} would be re-issued at {to} ({})",
+                    Reason::AccessLowered
+                ),
+                Judgement::Withdraw => format!(
+                    "; a token already issued would be revoked and its Secret removed ({})",
+                    Reason::AccessWithdrawn
+                ),
+                _ => String::new(),
+            };
+            Explained::Denied(
+                Reason::GitLabAccessDenied,
+                format!(
+                    "denied: GitLab identity {key} {has} on project {project} in GitLab ({source}), below the requested {requested} (policy {} delegates to it){live}",
+                    a.policy
+                ),
+            )
+        }
     }
 }
 
@@ -125,26 +196,39 @@ mod tests {
             name: "svc".into(),
             ..Default::default()
         };
-        let saved: SavedAccess =
-            serde_yaml_ng::from_str("group:acme/team-a: {acme/infra: 30}").expect("yaml");
+        let saved = AccessAnswers::saved(
+            serde_yaml_ng::from_str("group:acme/team-a: {acme/infra: 30}").expect("yaml"),
+        );
         let dev = set.evaluate(&req(AccessLevel::Developer), &ns);
         assert!(matches!(
-            explain(&dev, "acme/infra", AccessLevel::Developer, &saved),
+            explain(&dev, "gitlab", "acme/infra", AccessLevel::Developer, &saved),
             Explained::Granted(m) if m.contains("has developer (access_level 30)")
         ));
         let maint = set.evaluate(&req(AccessLevel::Maintainer), &ns);
         assert!(matches!(
-            explain(&maint, "acme/infra", AccessLevel::Maintainer, &saved),
-            Explained::Denied(Reason::GitLabAccessDenied, _)
+            explain(&maint, "gitlab", "acme/infra", AccessLevel::Maintainer, &saved),
+            Explained::Denied(Reason::GitLabAccessDenied, m) if m.contains("re-issued at developer (AccessLowered)")
         ));
+        let none = AccessAnswers::default();
         assert!(matches!(
-            explain(&dev, "acme/infra", AccessLevel::Developer, &SavedAccess::new()),
+            explain(&dev, "gitlab", "acme/infra", AccessLevel::Developer, &none),
             Explained::Unknown(_)
         ));
-        let other: SavedAccess = serde_yaml_ng::from_str("group:acme/team-a: {acme/else: 50}").expect("yaml");
+        assert_eq!(
+            none.missed().into_iter().collect::<Vec<_>>(),
+            vec![(
+                "gitlab".to_string(),
+                Identity::Group("acme/team-a".into()),
+                "acme/infra".to_string()
+            )],
+            "an unanswered question is kept for --online"
+        );
+        let other =
+            AccessAnswers::live(serde_yaml_ng::from_str("group:acme/team-a: {acme/else: 50}").expect("yaml"));
         assert!(matches!(
-            explain(&dev, "acme/infra", AccessLevel::Developer, &other),
-            Explained::Denied(_, m) if m.contains("has no access")
+            explain(&dev, "gitlab", "acme/infra", AccessLevel::Developer, &other),
+            Explained::Denied(_, m) if m.contains("has no access") && m.contains("GitLab's live answer")
+                && m.contains("revoked and its Secret removed (AccessWithdrawn)")
         ));
     }
 }

@@ -497,7 +497,13 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
         };
         let decision = inputs.policies.evaluate(&req, &p.namespace);
         let mut e = evaluation(path, &decision);
-        match super::delegated::explain(&decision, path, req.access_level, &inputs.gitlab_access) {
+        match super::delegated::explain(
+            &decision,
+            &req.connection,
+            path,
+            req.access_level,
+            &inputs.gitlab_access,
+        ) {
             super::delegated::Explained::Plain => {}
             super::delegated::Explained::Granted(why) => e.message = Some(why),
             super::delegated::Explained::Denied(reason, why) => {
@@ -515,8 +521,9 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
         report.verdict = Verdict::Undecided;
         report.message = Some(unknown.join("; "));
         report.what_to_do = Some(
-            "Pass --gitlab-access FILE with GitLab's access_level of that identity on the project (a user's from \
-             GET /projects/:id/members/all/:user_id, a group's from the project's or its groups' shared_with_groups)."
+            "Pass --online to ask the connection's GitLab, or --gitlab-access FILE with GitLab's access_level of that \
+             identity on the project (a user's from GET /projects/:id/members/all/:user_id, a group's from the \
+             project's or its groups' shared_with_groups)."
                 .into(),
         );
     }

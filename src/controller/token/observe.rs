@@ -259,13 +259,14 @@ async fn delegated_level(
     use crate::controller::delegation::{Judgement, answer_max_age, judge};
     let effective = ctx
         .delegation
-        .effective(
+        .effective_for(
             &connection.name,
             connection.api.as_ref(),
             identity,
             &project.path,
             ctx.now(),
             answer_max_age(ctx.config.access_recheck_interval),
+            Some(&crate::controller::delegation::token_ref(token)),
         )
         .await?;
     let requested = token.spec.access_level;

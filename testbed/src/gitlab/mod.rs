@@ -23,7 +23,7 @@
 //! `archived`, `visibility`, `min_access_level`, `order_by`, `sort`, paginated), `projects/:id`
 //! (numeric or `%2F`-encoded path, with `shared_with_groups`), `projects/:id/registry/repositories`,
 //! `groups` and `groups/:id/{subgroups,descendant_groups}` (`min_access_level`, `search`, `owned`),
-//! `groups/:id` (`GroupDetail` with `shared_with_groups`), `groups/:id/projects`;
+//! `groups/:id` (`GroupDetail` with `shared_with_groups`), `groups/:id/projects` (`include_subgroups`, `with_shared` default true);
 //! `{projects,groups}/:id/members[/all][/:user_id]` (GET; POST/PUT/DELETE on direct members with
 //! `access_level`, `expires_at`); `{projects,groups}/:id/share[/:group_id]` (POST/DELETE);
 //! `projects/:id/repository/files/:file_path[/raw]` (GET/HEAD; POST/PUT/DELETE commit to a branch),

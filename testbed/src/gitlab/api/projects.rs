@@ -173,14 +173,30 @@ pub async fn group_projects(
     }
     let spec = PageSpec::from_params(&params)?;
     let include_subgroups = params.bool("include_subgroups")?.unwrap_or(false);
+    // GitLab's default: projects shared with the group (a live project share) are listed too.
+    let with_shared = params.bool("with_shared")?.unwrap_or(true);
     let archived = params.bool("archived")?;
     let search = params.str("search").filter(|s| !s.is_empty());
     let settings = state.settings();
     let store = state.store();
     let user = caller.as_ref().map(|c| &c.user);
     let g = resolve::group(&store, user, &id)?;
-    let mut projects: Vec<_> = store
-        .group_projects(g.id, include_subgroups)
+    let today = store.today();
+    let mut projects = store.group_projects(g.id, include_subgroups);
+    if with_shared {
+        let shared = store.projects.values().filter(|p| {
+            store
+                .sharing
+                .live_links(Source::Project(p.id), today)
+                .any(|l| l.group_id == g.id)
+        });
+        for p in shared {
+            if !projects.iter().any(|q| q.id == p.id) {
+                projects.push(p);
+            }
+        }
+    }
+    let mut projects: Vec<_> = projects
         .into_iter()
         .filter(|p| store.can_see_project(user, p))
         .filter(|p| archived.is_none_or(|a| p.archived == a))
