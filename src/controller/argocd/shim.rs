@@ -37,7 +37,7 @@ use crate::{
     controller::{
         context::Context,
         shim::{is_passing, resolve::ProjectCache},
-        token::observe::choose_connection,
+        token::observe::choose_connection_for,
     },
     crd::{ConsumerRef, GitLabConnection, GitLabToken},
     reason::Reason,
@@ -264,7 +264,13 @@ async fn plan(shim: &ArgoShim) -> Plan {
                 continue;
             }
         };
-        let connection = match choose_connection(ann.connection.as_deref(), ctx, &policies, &ns_info) {
+        let connection = match choose_connection_for(
+            ann.connection.as_deref(),
+            ctx,
+            &policies,
+            &ns_info,
+            Some(&project_name),
+        ) {
             Ok(c) => c,
             Err((reason, message)) => {
                 plan.refusals.push((app, None, Refusal::new(reason, message)));
