@@ -203,6 +203,12 @@ reasons! {
     /// A deploy key Secret needs the connection's pinned SSH host keys and none are pinned.
     SshHostKeysMissing = "SSHHostKeysMissing", Warning,
         "Ask an admin to pin GitLab's SSH host keys in the GitLabConnection's spec.sshHostKeys (checked against the published fingerprints).";
+
+    // ---- Argo CD credential templates and CRDs (issue 13) ----
+    /// An AppProject asks for a repo-creds template, but none of its annotated Applications uses
+    /// a repository of the group yet (the group token needs one of its projects for the policy check).
+    ArgoCdGroupUnused = "ArgoCDGroupUnused", Warning,
+        "Annotate (gitlabtokens.io/inject) an Application of the AppProject whose repoURL lies below the group; the template follows.";
 }
 
 impl fmt::Display for Reason {

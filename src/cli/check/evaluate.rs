@@ -228,6 +228,7 @@ pub fn secret_report(r: &InferredRequest, conn_registry: Option<&str>) -> Secret
             vec!["type", "url", "username", "password", "project"],
             None,
         ),
+        SecretFormat::ArgoCdRepoCreds => (TYPE_OPAQUE, vec!["type", "url", "username", "password"], None),
         SecretFormat::Ssh => (TYPE_OPAQUE, vec!["identity", "identity.pub", "known_hosts"], None),
         SecretFormat::DockerConfig => (
             TYPE_DOCKER_CONFIG_JSON,

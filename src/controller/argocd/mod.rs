@@ -4,5 +4,6 @@
 
 pub mod consumer;
 pub mod shim;
+pub mod templates;
 pub mod tokens;
 pub mod watch;

@@ -30,6 +30,7 @@ use kube::{
 use serde_json::Value;
 
 use super::{
+    templates,
     tokens::{apply, body, refused_spec, spec_for},
     watch::{self, ArgoView},
 };
@@ -54,8 +55,8 @@ use crate::{
 
 /// What the Argo CD shim keeps between passes.
 pub struct ArgoShim {
-    ctx: Arc<Context>,
-    view: Arc<ArgoView>,
+    pub(super) ctx: Arc<Context>,
+    pub(super) view: Arc<ArgoView>,
     projects: ProjectCache,
     reported: Mutex<HashMap<String, String>>,
 }
@@ -159,7 +160,8 @@ impl Member {
     }
 }
 
-fn opted_in_apps(shim: &ArgoShim) -> Vec<App> {
+/// The annotated Applications the operator serves, oldest first.
+pub(super) fn opted_in_apps(shim: &ArgoShim) -> Vec<App> {
     let store = shim.view.applications.read().ok().and_then(|a| a.clone());
     let mut out: Vec<App> = store
         .map(|(_, s)| s.state())
@@ -212,7 +214,8 @@ struct Plan {
     refusals: Vec<(App, Option<Carrier>, Refusal)>,
 }
 
-async fn plan(shim: &ArgoShim) -> Plan {
+/// `claimed`: sources a credential template serves (they get no repository Secret).
+async fn plan(shim: &ArgoShim, claimed: &BTreeSet<(String, String)>) -> Plan {
     let ctx = &shim.ctx;
     let policies = ctx.policy_set();
     let mut plan = Plan::default();
@@ -287,6 +290,9 @@ async fn plan(shim: &ArgoShim) -> Plan {
             }
         };
         for (url, chart) in sources(&app.value) {
+            if claimed.contains(&(app.uid.clone(), url.clone())) {
+                continue;
+            }
             let name = token_name(&project_name, &url);
             let need = match classify(&url, chart, &facts) {
                 SourceVerdict::NotGitLab => continue,
@@ -345,17 +351,6 @@ async fn plan(shim: &ArgoShim) -> Plan {
 
 /// A Warning event on the Application and a metric, once per change of the refusal.
 async fn report(shim: &ArgoShim, app: &App, refusal: &Refusal) {
-    let note = refusal.note();
-    let fingerprint = format!("{}:{note}", refusal.reason.as_str());
-    let new = shim
-        .reported
-        .lock()
-        .map(|mut m| m.insert(app.uid.clone(), fingerprint.clone()) != Some(fingerprint))
-        .unwrap_or(true);
-    if !new {
-        return;
-    }
-    shim.ctx.metrics.denied(refusal.reason.as_str());
     let reference = ObjectReference {
         api_version: Some(ARGOCD_API_VERSION.into()),
         kind: Some("Application".into()),
@@ -364,6 +359,29 @@ async fn report(shim: &ArgoShim, app: &App, refusal: &Refusal) {
         uid: Some(app.uid.clone()),
         ..Default::default()
     };
+    report_on(shim, reference, refusal).await;
+}
+
+/// A Warning event on an Argo CD object (keyed by its uid) and a metric, once per change of
+/// the refusal.
+pub(super) async fn report_on(shim: &ArgoShim, reference: ObjectReference, refusal: &Refusal) {
+    let note = refusal.note();
+    let fingerprint = format!("{}:{note}", refusal.reason.as_str());
+    let uid = reference.uid.clone().unwrap_or_default();
+    let new = shim
+        .reported
+        .lock()
+        .map(|mut m| m.insert(uid, fingerprint.clone()) != Some(fingerprint))
+        .unwrap_or(true);
+    if !new {
+        return;
+    }
+    shim.ctx.metrics.denied(refusal.reason.as_str());
+    let kind = reference.kind.clone().unwrap_or_default();
+    let (namespace, name) = (
+        reference.namespace.clone().unwrap_or_default(),
+        reference.name.clone().unwrap_or_default(),
+    );
     let event = Event {
         type_: EventType::Warning,
         reason: refusal.reason.as_str().to_string(),
@@ -372,9 +390,9 @@ async fn report(shim: &ArgoShim, app: &App, refusal: &Refusal) {
         secondary: None,
     };
     if let Err(e) = shim.ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %e, "could not publish event on Application");
+        tracing::warn!(error = %e, kind, "could not publish event on Argo CD object");
     }
-    tracing::info!(namespace = %app.namespace, application = %app.name, reason = refusal.reason.as_str(), "refused: {note}");
+    tracing::info!(%namespace, kind, %name, reason = refusal.reason.as_str(), "refused: {note}");
 }
 
 /// One pass over every annotated Application. `Ok(true)`: something is to be retried soon.
@@ -392,13 +410,15 @@ async fn pass(shim: &ArgoShim) -> Result<bool, kube::Error> {
         .list(&ListParams::default().labels(&format!("{ARGOCD_LABEL}=true")))
         .await?
         .items;
-    let Plan { groups, mut refusals } = plan(shim).await;
-    if groups.is_empty() && refusals.is_empty() && existing.is_empty() {
+    let template_plan = templates::plan(shim, &existing).await;
+    let Plan { groups, mut refusals } = plan(shim, &template_plan.claimed).await;
+    if groups.is_empty() && refusals.is_empty() && existing.is_empty() && template_plan.is_empty() {
         return Ok(false);
     }
     let mut retry = false;
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     let mut served: BTreeSet<String> = BTreeSet::new();
+    retry |= templates::apply_all(shim, &tokens, &existing, template_plan, &mut wanted, &mut served).await?;
     for (name, members) in &groups {
         let first = &members[0];
         let (agree, disagree): (Vec<&Member>, Vec<&Member>) = members.iter().partition(|m| m.agrees(first));

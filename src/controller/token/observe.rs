@@ -550,6 +550,16 @@ fn has_shape(secret: &Secret, token: &GitLabToken, registry_host: Option<&str>) 
                     .iter()
                     .all(|k| keys.contains(k))
         }
+        SecretFormat::ArgoCdRepoCreds => {
+            type_ == "Opaque"
+                && ["username", "password", "url", "type"]
+                    .iter()
+                    .all(|k| keys.contains(k))
+                && secret
+                    .labels()
+                    .get(crate::secret::argocd::SECRET_TYPE_LABEL)
+                    .is_some_and(|v| v == crate::secret::argocd::SECRET_TYPE_REPO_CREDS)
+        }
         SecretFormat::Ssh => {
             type_ == "Opaque"
                 && ["identity", "identity.pub", "known_hosts"]
