@@ -113,6 +113,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Delegated tokens GitLab took access from, by reason (`AccessWithdrawn`, `AccessLowered`).
     pub access_changes: Family<ReasonLabels, Counter>,
+    /// Argo CD tokens no Application is seen to need, kept because Argo CD's CRDs are missing or just back.
+    pub argocd_tokens_held: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -144,6 +146,7 @@ impl Metrics {
             reconcile_duration: Family::new_with_constructor(latency_histogram),
             leader: Gauge::default(),
             access_changes: Family::default(),
+            argocd_tokens_held: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -215,6 +218,11 @@ impl Metrics {
             "access_changes",
             "Delegated tokens whose access GitLab withdrew or lowered",
             m.access_changes.clone(),
+        );
+        registry.register(
+            "argocd_tokens_held",
+            "Argo CD tokens no Application is seen to need, kept (not revoked) because Argo CD's CRDs are missing or just back",
+            m.argocd_tokens_held.clone(),
         );
         Self { registry, ..m }
     }

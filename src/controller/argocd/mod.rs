@@ -2,6 +2,7 @@
 //! Secrets in Argo CD's namespace ([`shim`]), and rotations wait for Applications to use the new
 //! credential ([`consumer`]).
 
+pub mod api_presence;
 pub mod consumer;
 pub mod shim;
 pub mod templates;

@@ -30,6 +30,7 @@ use kube::{
 use serde_json::Value;
 
 use super::{
+    api_presence::Presence,
     templates,
     tokens::{apply, body, refused_spec, spec_for},
     watch::{self, ArgoView},
@@ -59,6 +60,8 @@ pub struct ArgoShim {
     pub(super) view: Arc<ArgoView>,
     projects: ProjectCache,
     reported: Mutex<HashMap<String, String>>,
+    presence: Presence,
+    held: Mutex<String>,
 }
 
 /// Runs the shim until `stopped`: a pass on every change of an Application or AppProject, and
@@ -76,6 +79,8 @@ pub async fn run(ctx: Arc<Context>, stopped: impl std::future::Future<Output = (
         view,
         projects: ProjectCache::default(),
         reported: Mutex::new(HashMap::new()),
+        presence: Presence::default(),
+        held: Mutex::new(String::new()),
     };
     tokio::pin!(stopped);
     let mut wait = Duration::from_secs(60);
@@ -214,12 +219,13 @@ struct Plan {
     refusals: Vec<(App, Option<Carrier>, Refusal)>,
 }
 
+/// `apps`: the annotated Applications (one snapshot per pass, shared with the templates);
 /// `claimed`: sources a credential template serves (they get no repository Secret).
-async fn plan(shim: &ArgoShim, claimed: &BTreeSet<(String, String)>) -> Plan {
+async fn plan(shim: &ArgoShim, apps: Vec<App>, claimed: &BTreeSet<(String, String)>) -> Plan {
     let ctx = &shim.ctx;
     let policies = ctx.policy_set();
     let mut plan = Plan::default();
-    for app in opted_in_apps(shim) {
+    for app in apps {
         let project_name = app_project(&app.value);
         let annotations = app.value["metadata"]["annotations"]
             .as_object()
@@ -410,8 +416,9 @@ async fn pass(shim: &ArgoShim) -> Result<bool, kube::Error> {
         .list(&ListParams::default().labels(&format!("{ARGOCD_LABEL}=true")))
         .await?
         .items;
-    let template_plan = templates::plan(shim, &existing).await;
-    let Plan { groups, mut refusals } = plan(shim, &template_plan.claimed).await;
+    let apps = opted_in_apps(shim);
+    let template_plan = templates::plan(shim, &apps, &existing).await;
+    let Plan { groups, mut refusals } = plan(shim, apps, &template_plan.claimed).await;
     if groups.is_empty() && refusals.is_empty() && existing.is_empty() && template_plan.is_empty() {
         return Ok(false);
     }
@@ -522,14 +529,67 @@ async fn pass(shim: &ArgoShim) -> Result<bool, kube::Error> {
     if let Ok(mut m) = shim.reported.lock() {
         m.retain(|uid, _| !served.contains(uid) || refusals.iter().any(|(a, _, _)| a.uid == *uid));
     }
-    for stale in existing
+    let stale: Vec<&GitLabToken> = existing
         .iter()
         .filter(|t| !wanted.contains(&t.name_any()) && !kept(t) && t.metadata.deletion_timestamp.is_none())
-    {
+        .collect();
+    // Argo CD's API missing (or just back) looks like every Application deleted: keep them.
+    // Asked on every pass, so the grace starts when the API is seen back, not at the next deletion.
+    if let Some(held) = shim.presence.hold(&ctx.client, ctx.now()).await? {
+        ctx.metrics
+            .argocd_tokens_held
+            .set(i64::try_from(stale.len()).unwrap_or(i64::MAX));
+        report_held(shim, &stale, &held).await;
+        return Ok(true);
+    }
+    ctx.metrics.argocd_tokens_held.set(0);
+    for stale in stale {
         tracing::info!(namespace = %namespace, token = %stale.name_any(), "no annotated Application needs this token any more; deleting it");
         tokens
             .delete(&stale.name_any(), &DeleteParams::background())
             .await?;
     }
     Ok(retry)
+}
+
+/// Says (log, Warning event on each kept token) that tokens no Application needs are kept
+/// because Argo CD's API is missing or just back; once per change of what is kept and why.
+async fn report_held(shim: &ArgoShim, stale: &[&GitLabToken], held: &super::api_presence::Held) {
+    let why = &held.why;
+    let names: Vec<String> = stale.iter().map(|t| t.name_any()).collect();
+    let fingerprint = if names.is_empty() {
+        String::new()
+    } else {
+        format!("{why}|{}", names.join(","))
+    };
+    let new = shim
+        .held
+        .lock()
+        .map(|mut h| std::mem::replace(&mut *h, fingerprint.clone()) != fingerprint)
+        .unwrap_or(true);
+    if !new || names.is_empty() {
+        return;
+    }
+    let note = format!(
+        "{why}: {} GitLabToken(s) no Application is seen to need are kept, not revoked, until Argo CD's API is back and settled ({} minutes); delete them to revoke now",
+        names.len(),
+        super::api_presence::RETURN_GRACE.num_minutes()
+    );
+    tracing::warn!(tokens = ?names, "{note}");
+    for token in stale {
+        shim.ctx
+            .event(
+                *token,
+                true,
+                Reason::ArgoCdApiMissing.as_str(),
+                // Distinct actions: the recorder folds repeats of one action into a series.
+                if held.returned {
+                    "KeepAfterReturn"
+                } else {
+                    "KeepWhileMissing"
+                },
+                note.clone(),
+            )
+            .await;
+    }
 }

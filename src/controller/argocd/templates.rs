@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::ResourceExt;
 use serde_json::Value;
 
-use super::shim::{App, ArgoShim, opted_in_apps};
+use super::shim::{App, ArgoShim};
 use crate::{
     controller::token::{kinds::project_is_below, observe::choose_connection_for},
     crd::{
@@ -201,7 +201,7 @@ fn spec(
 }
 
 /// Plans every template (`existing`: the shim's live tokens, for the anchor kept).
-pub(super) async fn plan(shim: &ArgoShim, existing: &[GitLabToken]) -> TemplatePlan {
+pub(super) async fn plan(shim: &ArgoShim, apps: &[App], existing: &[GitLabToken]) -> TemplatePlan {
     let ctx = &shim.ctx;
     let namespace = ctx.config.argocd_namespace.clone();
     let mut out = TemplatePlan::default();
@@ -209,7 +209,6 @@ pub(super) async fn plan(shim: &ArgoShim, existing: &[GitLabToken]) -> TemplateP
     if projects.is_empty() {
         return out;
     }
-    let apps = opted_in_apps(shim);
     let policies = ctx.policy_set();
     let mut prefixes: BTreeSet<String> = BTreeSet::new();
     for project in &projects {
@@ -269,7 +268,7 @@ pub(super) async fn plan(shim: &ArgoShim, existing: &[GitLabToken]) -> TemplateP
             );
             continue;
         }
-        let (consumers, paths) = members(&apps, project, &namespace, &url, &facts, &mut out.claimed);
+        let (consumers, paths) = members(apps, project, &namespace, &url, &facts, &mut out.claimed);
         let group = request.group.to_lowercase();
         let kept = existing
             .iter()
