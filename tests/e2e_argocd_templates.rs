@@ -324,8 +324,25 @@ async fn a_policy_without_group_access_tokens_refuses_the_template_with_its_reas
 
     // Allowing group tokens on the group serves it.
     env.apply(platform_policy(true)).await;
-    env.wait_token_condition(ARGOCD, &name, "Ready", "True", Some("Issued"))
+    let issued = env
+        .wait_token_condition(ARGOCD, &name, "Ready", "True", Some("Issued"))
         .await;
     wait_app(&env, ARGOCD, "infra", "Synced", synced).await;
+    // Deleting the AppProject withdraws the template: group token revoked, Secret deleted.
+    let id = current_id(&issued);
+    let projects = Api::<kube::api::DynamicObject>::namespaced_with(
+        env.client.clone(),
+        ARGOCD,
+        &e2e::argocd::ar("AppProject", "appprojects"),
+    );
+    env.delete(&projects, "platform").await;
+    eventually("the group token to be revoked with its AppProject", || async {
+        (group_token_state(&env, id) == "revoked").then_some(())
+    })
+    .await;
+    eventually("the repo-creds Secret to be deleted", || async {
+        argo_secrets(&env, "repo-creds").await.is_empty().then_some(())
+    })
+    .await;
     env.stop().await;
 }

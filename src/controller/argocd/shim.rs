@@ -196,15 +196,23 @@ pub(super) fn opted_in_apps(shim: &ArgoShim) -> Vec<App> {
     out
 }
 
-fn app_project_object(shim: &ArgoShim, name: &str) -> Option<Value> {
-    let store = shim.view.projects.read().ok().and_then(|p| p.clone())?;
+/// The AppProjects in Argo CD's namespace (one snapshot per pass, shared with the templates).
+pub(super) fn app_projects(shim: &ArgoShim) -> Vec<std::sync::Arc<kube::api::DynamicObject>> {
+    let Some(store) = shim.view.projects.read().ok().and_then(|p| p.clone()) else {
+        return Vec::new();
+    };
+    let namespace = shim.ctx.config.argocd_namespace.as_str();
     store
         .state()
         .into_iter()
-        .find(|p| {
-            p.name_any() == name
-                && p.namespace().as_deref() == Some(shim.ctx.config.argocd_namespace.as_str())
-        })
+        .filter(|p| p.namespace().as_deref() == Some(namespace))
+        .collect()
+}
+
+fn app_project_object(projects: &[std::sync::Arc<kube::api::DynamicObject>], name: &str) -> Option<Value> {
+    projects
+        .iter()
+        .find(|p| p.name_any() == name)
         .map(|p| serde_json::to_value(p.as_ref()).unwrap_or_default())
 }
 
@@ -221,7 +229,12 @@ struct Plan {
 
 /// `apps`: the annotated Applications (one snapshot per pass, shared with the templates);
 /// `claimed`: sources a credential template serves (they get no repository Secret).
-async fn plan(shim: &ArgoShim, apps: Vec<App>, claimed: &BTreeSet<(String, String)>) -> Plan {
+async fn plan(
+    shim: &ArgoShim,
+    apps: Vec<App>,
+    projects: &[std::sync::Arc<kube::api::DynamicObject>],
+    claimed: &BTreeSet<(String, String)>,
+) -> Plan {
     let ctx = &shim.ctx;
     let policies = ctx.policy_set();
     let mut plan = Plan::default();
@@ -242,7 +255,7 @@ async fn plan(shim: &ArgoShim, apps: Vec<App>, claimed: &BTreeSet<(String, Strin
                 continue;
             }
         };
-        let Some(project) = app_project_object(shim, &project_name) else {
+        let Some(project) = app_project_object(projects, &project_name) else {
             let r = Refusal::new(
                 Reason::ArgoCdProjectNotFound,
                 format!(
@@ -417,8 +430,9 @@ async fn pass(shim: &ArgoShim) -> Result<bool, kube::Error> {
         .await?
         .items;
     let apps = opted_in_apps(shim);
-    let template_plan = templates::plan(shim, &apps, &existing).await;
-    let Plan { groups, mut refusals } = plan(shim, apps, &template_plan.claimed).await;
+    let projects = app_projects(shim);
+    let template_plan = templates::plan(shim, &apps, &projects, &existing).await;
+    let Plan { groups, mut refusals } = plan(shim, apps, &projects, &template_plan.claimed).await;
     if groups.is_empty() && refusals.is_empty() && existing.is_empty() && template_plan.is_empty() {
         return Ok(false);
     }

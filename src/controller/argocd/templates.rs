@@ -72,19 +72,10 @@ pub(super) struct TemplatePlan {
     pub(super) refusals: Vec<(ProjectRef, String, Refusal)>,
 }
 
-fn opted_in_projects(shim: &ArgoShim) -> Vec<(ProjectRef, Value)> {
-    let Some(store) = shim.view.projects.read().ok().and_then(|p| p.clone()) else {
-        return Vec::new();
-    };
-    let namespace = shim.ctx.config.argocd_namespace.as_str();
-    let mut out: Vec<(ProjectRef, Value)> = store
-        .state()
-        .into_iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(namespace)
-                && p.metadata.deletion_timestamp.is_none()
-                && crate::shim::is_opted_in(p.annotations())
-        })
+fn opted_in_projects(projects: &[std::sync::Arc<kube::api::DynamicObject>]) -> Vec<(ProjectRef, Value)> {
+    let mut out: Vec<(ProjectRef, Value)> = projects
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && crate::shim::is_opted_in(p.annotations()))
         .map(|p| {
             (
                 ProjectRef {
@@ -201,11 +192,16 @@ fn spec(
 }
 
 /// Plans every template (`existing`: the shim's live tokens, for the anchor kept).
-pub(super) async fn plan(shim: &ArgoShim, apps: &[App], existing: &[GitLabToken]) -> TemplatePlan {
+pub(super) async fn plan(
+    shim: &ArgoShim,
+    apps: &[App],
+    projects: &[std::sync::Arc<kube::api::DynamicObject>],
+    existing: &[GitLabToken],
+) -> TemplatePlan {
     let ctx = &shim.ctx;
     let namespace = ctx.config.argocd_namespace.clone();
     let mut out = TemplatePlan::default();
-    let projects = opted_in_projects(shim);
+    let projects = opted_in_projects(projects);
     if projects.is_empty() {
         return out;
     }
