@@ -126,6 +126,8 @@ pub struct Metrics {
     pub access_rechecks: Family<RecheckLabels, Counter>,
     /// Delegation answers cached and re-checked every interval, by connection.
     pub access_answers: Family<ConnectionLabels, Gauge>,
+    /// Argo CD tokens no Application is seen to need, kept because Argo CD's CRDs are missing or just back.
+    pub argocd_tokens_held: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -159,6 +161,7 @@ impl Metrics {
             access_changes: Family::default(),
             access_rechecks: Family::default(),
             access_answers: Family::default(),
+            argocd_tokens_held: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -240,6 +243,11 @@ impl Metrics {
             "access_answers",
             "Delegation answers cached and re-checked once per interval",
             m.access_answers.clone(),
+        );
+        registry.register(
+            "argocd_tokens_held",
+            "Argo CD tokens no Application is seen to need, kept (not revoked) because Argo CD's CRDs are missing or just back",
+            m.argocd_tokens_held.clone(),
         );
         Self { registry, ..m }
     }

@@ -203,6 +203,16 @@ reasons! {
     /// A deploy key Secret needs the connection's pinned SSH host keys and none are pinned.
     SshHostKeysMissing = "SSHHostKeysMissing", Warning,
         "Ask an admin to pin GitLab's SSH host keys in the GitLabConnection's spec.sshHostKeys (checked against the published fingerprints).";
+
+    // ---- Argo CD credential templates and CRDs (issue 13) ----
+    /// An AppProject asks for a repo-creds template, but none of its annotated Applications uses
+    /// a repository of the group yet (the group token needs one of its projects for the policy check).
+    ArgoCdGroupUnused = "ArgoCDGroupUnused", Warning,
+        "Annotate (gitlabtokens.io/inject) an Application of the AppProject whose repoURL lies below the group; the template follows.";
+    /// Argo CD's Application or AppProject CRD is missing, being deleted or just back: tokens no
+    /// Application is seen to need are kept, not revoked, until it is back and settled.
+    ArgoCdApiMissing = "ArgoCDAPIMissing", Warning,
+        "Reinstall Argo CD's CRDs (and restore its Applications); if Argo CD is gone for good, delete the GitLabTokens labelled gitlabtokens.io/argocd=true to revoke them.";
 }
 
 impl fmt::Display for Reason {

@@ -22,6 +22,7 @@ use crate::{
     shim::{ConnectionFacts, Refusal, infer::annotations_of, is_opted_in},
 };
 
+mod argocd;
 mod delegated;
 mod evaluate;
 mod online;
@@ -44,7 +45,9 @@ Examples:
   gitlab-token-operator check --policy admin.yaml ns.yaml --source sources.yaml -o json
 
 Files may hold several YAML documents (or `kind: List`) of any kinds: GitLabTokenPolicy,
-GitLabConnection, Namespace (its labels are used) and Flux sources.
+GitLabConnection, Namespace (its labels are used), Flux sources, and Argo CD Applications (one
+decision per GitLab repoURL; their AppProjects, when given, are checked for existence and
+spec.sourceNamespaces).
 
 Offline, the project path is evaluated AS WRITTEN; live, GitLab canonicalises it (case, renames,
 numeric ids) and resolves a registry path to its longest existing project, so the live verdict can
@@ -343,7 +346,18 @@ impl Inputs {
         named: Option<&str>,
         ns: &NamespaceInfo,
     ) -> Result<(String, &KnownConnection), Refusal> {
-        let candidates = self.policies.candidate_connections(ns);
+        self.choose_connection_for(named, ns, None)
+    }
+
+    /// [`Self::choose_connection`] for a request that may come from an Argo CD AppProject: only
+    /// policies selecting it name candidates (as in the operator).
+    pub fn choose_connection_for(
+        &self,
+        named: Option<&str>,
+        ns: &NamespaceInfo,
+        argocd_project: Option<&str>,
+    ) -> Result<(String, &KnownConnection), Refusal> {
+        let candidates = self.policies.candidate_connections_for(ns, argocd_project);
         if self.from_flags {
             let c = &self.connections[0];
             return match (named, c.name.as_deref()) {

@@ -154,17 +154,21 @@ pub enum ConsumerKind {
     Provider,
     /// `argoproj.io` Application (Argo CD; its repository Secret lives in Argo CD's namespace).
     Application,
+    /// `argoproj.io` AppProject (Argo CD) asking for a `repo-creds` template for a GitLab group:
+    /// gets the token's events; never nudged (Applications using the template are).
+    AppProject,
 }
 
 impl ConsumerKind {
     /// Every kind.
-    pub const ALL: [ConsumerKind; 6] = [
+    pub const ALL: [ConsumerKind; 7] = [
         Self::GitRepository,
         Self::OciRepository,
         Self::HelmRepository,
         Self::ImageRepository,
         Self::Provider,
         Self::Application,
+        Self::AppProject,
     ];
 
     /// The Kubernetes kind name.
@@ -176,6 +180,7 @@ impl ConsumerKind {
             Self::ImageRepository => "ImageRepository",
             Self::Provider => "Provider",
             Self::Application => "Application",
+            Self::AppProject => "AppProject",
         }
     }
 
@@ -185,7 +190,7 @@ impl ConsumerKind {
             Self::GitRepository | Self::OciRepository | Self::HelmRepository => "source.toolkit.fluxcd.io",
             Self::ImageRepository => "image.toolkit.fluxcd.io",
             Self::Provider => "notification.toolkit.fluxcd.io",
-            Self::Application => "argoproj.io",
+            Self::Application | Self::AppProject => "argoproj.io",
         }
     }
 }
@@ -222,6 +227,11 @@ pub enum SecretFormat {
     ArgoCdRepository,
     /// Opaque with `identity`, `identity.pub` and `known_hosts` (GitRepository over `ssh://`).
     Ssh,
+    /// Argo CD `repo-creds` template: label `argocd.argoproj.io/secret-type: repo-creds`, keys
+    /// `type`, `url` (a URL prefix), `username`, `password`; no `project` (Argo CD cannot scope
+    /// templates: every Application whose repoURL starts with the prefix may use it).
+    #[serde(rename = "argocd-repo-creds")]
+    ArgoCdRepoCreds,
 }
 
 #[cfg(test)]

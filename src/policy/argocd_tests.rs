@@ -90,3 +90,48 @@ fn an_empty_or_bad_app_project_list_makes_the_policy_unusable() {
     let unusable: Vec<_> = set.unusable().map(|u| u.name.clone()).collect();
     assert_eq!(unusable, ["bad", "empty"]);
 }
+
+#[test]
+fn the_connection_of_an_argo_cd_request_is_named_only_by_policies_selecting_its_app_project() {
+    // A Flux policy for every namespace names connection "flux-gitlab"; two Argo CD policies
+    // name their own connection for their AppProjects.
+    let set = PolicySet::compile(&[
+        policy(
+            "flux",
+            "namespaceSelector: {}\nprojects: ['**']\nconnectionRef: {name: flux-gitlab}\n",
+        ),
+        policy(
+            "argo-a",
+            "namespaceSelector: {matchNames: [argocd]}\nprojects: ['**']\nconnectionRef: {name: gitlab-a}\nargoCD: {appProjects: ['team-a']}\n",
+        ),
+        policy(
+            "argo-b",
+            "namespaceSelector: {matchNames: [argocd]}\nprojects: ['**']\nconnectionRef: {name: gitlab-b}\nargoCD: {appProjects: ['team-b*']}\n",
+        ),
+    ]);
+    assert!(set.unusable().next().is_none());
+    let named = |project: Option<&str>| {
+        let c = set.candidate_connections_for(&ns("argocd"), project);
+        (c.any, c.named.into_iter().collect::<Vec<_>>())
+    };
+    assert_eq!(named(Some("team-a")), (false, vec!["gitlab-a".to_string()]));
+    assert_eq!(named(Some("team-b-prod")), (false, vec!["gitlab-b".to_string()]));
+    // No policy selects the AppProject: no candidate (the caller says NoPolicy), never the Flux one.
+    assert_eq!(named(Some("team-c")), (false, vec![]));
+    // A Flux request from the same namespace sees every policy selecting the namespace, as before.
+    assert_eq!(
+        named(None),
+        (
+            false,
+            vec![
+                "flux-gitlab".to_string(),
+                "gitlab-a".to_string(),
+                "gitlab-b".to_string()
+            ]
+        )
+    );
+    assert_eq!(
+        set.candidate_connections(&ns("argocd")).named,
+        set.candidate_connections_for(&ns("argocd"), None).named
+    );
+}

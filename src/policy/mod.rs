@@ -219,12 +219,21 @@ impl PolicySet {
 
     /// Connections usable policies selecting this namespace govern.
     pub fn candidate_connections(&self, namespace: &NamespaceInfo) -> ConnectionCandidates {
+        self.candidate_connections_for(namespace, None)
+    }
+
+    /// Connections usable policies selecting this namespace and, for an Argo CD request, its
+    /// AppProject (`argoCD.appProjects`) govern: the same selection [`Self::evaluate`] makes.
+    pub fn candidate_connections_for(
+        &self,
+        namespace: &NamespaceInfo,
+        argocd_project: Option<&str>,
+    ) -> ConnectionCandidates {
         let mut out = ConnectionCandidates::default();
-        for p in self
-            .usable
-            .iter()
-            .filter(|p| p.selects_namespace(&namespace.name, &namespace.labels))
-        {
+        for p in self.usable.iter().filter(|p| {
+            p.selects_namespace(&namespace.name, &namespace.labels)
+                && p.selects_argocd_project(argocd_project)
+        }) {
             match &p.connection {
                 None => out.any = true,
                 Some(c) => {

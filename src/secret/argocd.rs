@@ -14,6 +14,8 @@ use crate::crd::{ArgoCdRepoType, ArgoCdRepository};
 pub const SECRET_TYPE_LABEL: &str = "argocd.argoproj.io/secret-type";
 /// Its value for one repository.
 pub const SECRET_TYPE_REPOSITORY: &str = "repository";
+/// Its value for a credential template (matched by URL prefix, never project-scoped).
+pub const SECRET_TYPE_REPO_CREDS: &str = "repo-creds";
 /// The data keys of a repository Secret besides `username` and `password` (part of its digest).
 pub const ARGOCD_KEYS: [&str; 4] = ["type", "url", "project", "name"];
 
@@ -47,6 +49,22 @@ pub fn repository_data(
         data.insert("name".to_string(), s(&helm_repository_name(repo)));
     }
     data
+}
+
+/// The data of a `repo-creds` template for `repo` (its `url` is the prefix): `type`, `url`,
+/// `username` and the token as `password`. No `project`: Argo CD does not read it on templates.
+pub fn repo_creds_data(
+    repo: &ArgoCdRepository,
+    username: &str,
+    token: &SecretString,
+) -> BTreeMap<String, ByteString> {
+    let s = |v: &str| ByteString(v.as_bytes().to_vec());
+    BTreeMap::from([
+        ("type".to_string(), s(repo.repo_type.as_str())),
+        ("url".to_string(), s(&repo.url)),
+        ("username".to_string(), s(username)),
+        ("password".to_string(), s(token.expose_secret())),
+    ])
 }
 
 #[cfg(test)]

@@ -240,6 +240,10 @@ pub fn build_secret(
             let repo = params.argo_cd.ok_or(SecretBuildError::MissingArgoCdRepository)?;
             (TYPE_OPAQUE, argocd::repository_data(repo, params.username, token))
         }
+        SecretFormat::ArgoCdRepoCreds => {
+            let repo = params.argo_cd.ok_or(SecretBuildError::MissingArgoCdRepository)?;
+            (TYPE_OPAQUE, argocd::repo_creds_data(repo, params.username, token))
+        }
         SecretFormat::DockerConfig => {
             let host = params
                 .registry_host
@@ -272,6 +276,12 @@ pub fn build_secret(
         labels.insert(
             argocd::SECRET_TYPE_LABEL.to_string(),
             argocd::SECRET_TYPE_REPOSITORY.to_string(),
+        );
+    }
+    if params.format == SecretFormat::ArgoCdRepoCreds {
+        labels.insert(
+            argocd::SECRET_TYPE_LABEL.to_string(),
+            argocd::SECRET_TYPE_REPO_CREDS.to_string(),
         );
     }
     let annotations = BTreeMap::from([

@@ -235,10 +235,10 @@ pub fn infer(
                 Some(r.authority),
             )
         }
-        ConsumerKind::Application => {
+        ConsumerKind::Application | ConsumerKind::AppProject => {
             return Err(Refusal::new(
                 Reason::UnsupportedKind,
-                "Argo CD Applications are served by the Argo CD shim, not as Flux sources",
+                "Argo CD Applications and AppProjects are served by the Argo CD shim, not as Flux sources",
             ));
         }
         ConsumerKind::Provider => {

@@ -9,6 +9,7 @@
 
 pub mod annotations;
 pub mod argocd;
+pub mod argocd_templates;
 pub mod infer;
 pub mod refused;
 pub mod share;

@@ -143,6 +143,19 @@ const PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[
 /// Argo CD (all-features values): Applications read cluster-wide.
 const ARGOCD_CLUSTER_WIDE: &[(&str, &str, &[&str])] =
     &[("argoproj.io", "applications", &["get", "list", "watch"])];
+/// Argo CD: its two CRDs, read by name (a CRD being removed keeps the tokens).
+fn argocd_crd_grants() -> BTreeSet<Grant> {
+    ["applications.argoproj.io", "appprojects.argoproj.io"]
+        .into_iter()
+        .map(|name| Grant {
+            namespace: None,
+            group: "apiextensions.k8s.io".into(),
+            resource: "customresourcedefinitions".into(),
+            verb: "get".into(),
+            name: Some(name.into()),
+        })
+        .collect()
+}
 /// Argo CD: the rotation's hard refresh, wherever tenant writes are granted.
 const ARGOCD_PER_SERVED_NAMESPACE: &[(&str, &str, &[&str])] = &[("argoproj.io", "applications", &["patch"])];
 /// Argo CD: AppProjects, read in Argo CD's namespace only.
@@ -204,6 +217,7 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
     let mut want = expand(None, CLUSTER_WIDE);
     want.extend(expand(None, PER_SERVED_NAMESPACE));
     want.extend(expand(None, ARGOCD_CLUSTER_WIDE));
+    want.extend(argocd_crd_grants());
     want.extend(expand(None, ARGOCD_PER_SERVED_NAMESPACE));
     want.extend(expand(Some("gitops"), ARGOCD_NAMESPACE));
     want.extend(operator_namespace_grants());
@@ -227,6 +241,7 @@ fn rbac_grants_exactly_what_the_code_needs_and_no_wildcards() {
     let have = effective_grants(&r, &sa, NAMESPACE);
     let mut want = expand(None, CLUSTER_WIDE);
     want.extend(expand(None, ARGOCD_CLUSTER_WIDE));
+    want.extend(argocd_crd_grants());
     for ns in ["team-a", "team-b", "argocd"] {
         want.extend(expand(Some(ns), PER_SERVED_NAMESPACE));
         want.extend(expand(Some(ns), ARGOCD_PER_SERVED_NAMESPACE));

@@ -228,6 +228,7 @@ pub fn secret_report(r: &InferredRequest, conn_registry: Option<&str>) -> Secret
             vec!["type", "url", "username", "password", "project"],
             None,
         ),
+        SecretFormat::ArgoCdRepoCreds => (TYPE_OPAQUE, vec!["type", "url", "username", "password"], None),
         SecretFormat::Ssh => (TYPE_OPAQUE, vec!["identity", "identity.pub", "known_hosts"], None),
         SecretFormat::DockerConfig => (
             TYPE_DOCKER_CONFIG_JSON,
@@ -244,7 +245,8 @@ pub fn secret_report(r: &InferredRequest, conn_registry: Option<&str>) -> Secret
     }
 }
 
-fn evaluation(project: &str, decision: &PolicyDecision) -> Evaluation {
+/// The report of one policy decision for one project path.
+pub(super) fn evaluation(project: &str, decision: &PolicyDecision) -> Evaluation {
     match decision {
         PolicyDecision::Allowed(a) => Evaluation {
             project: project.to_string(),
@@ -279,7 +281,8 @@ fn evaluation(project: &str, decision: &PolicyDecision) -> Evaluation {
 }
 
 impl SourceReport {
-    fn new(file: &str, source: &Value, ns: &NamespaceInfo, verdict: Verdict) -> Self {
+    /// A report of `source` with `verdict` and nothing decided yet.
+    pub(super) fn new(file: &str, source: &Value, ns: &NamespaceInfo, verdict: Verdict) -> Self {
         Self {
             file: file.to_string(),
             api_version: str_at(source, "/apiVersion").to_string(),
@@ -302,7 +305,8 @@ impl SourceReport {
         }
     }
 
-    fn refuse(mut self, r: &Refusal, extra_hint: Option<&str>) -> Self {
+    /// The report turned into a refusal with `r`'s reason and advice.
+    pub(super) fn refuse(mut self, r: &Refusal, extra_hint: Option<&str>) -> Self {
         self.verdict = Verdict::Refused;
         self.secret = None;
         self.evaluations.clear();
@@ -334,6 +338,15 @@ pub fn evaluate(inputs: &Inputs) -> Result<Report, CheckError> {
     let mut pending = Vec::new();
     let mut skipped = std::collections::BTreeSet::new();
     for doc in &inputs.sources {
+        if super::argocd::is_application(&doc.value) {
+            let reports = super::argocd::reports(inputs, &doc.file, &doc.value)
+                .map_err(|e| CheckError::Usage(format!("{}: Application: {e}", doc.file)))?;
+            sources.extend(reports);
+            continue;
+        }
+        if super::argocd::is_app_project(&doc.value) {
+            continue;
+        }
         if !Inputs::opted_in(&doc.value) && identify(&doc.value).is_err() {
             skipped.insert(format!(
                 "{} {}",
@@ -530,7 +543,7 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
 }
 
 /// Sets verdict, policy, violations and hints from the evaluations.
-fn conclude(report: &mut SourceReport) {
+pub(super) fn conclude(report: &mut SourceReport) {
     let allowed = report.evaluations.iter().filter(|e| e.allowed).count();
     let first = report.evaluations.first().cloned();
     let Some(first) = first else { return };

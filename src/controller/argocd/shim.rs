@@ -30,6 +30,8 @@ use kube::{
 use serde_json::Value;
 
 use super::{
+    api_presence::Presence,
+    templates,
     tokens::{apply, body, refused_spec, spec_for},
     watch::{self, ArgoView},
 };
@@ -37,7 +39,7 @@ use crate::{
     controller::{
         context::Context,
         shim::{is_passing, resolve::ProjectCache},
-        token::observe::choose_connection,
+        token::observe::choose_connection_for,
     },
     crd::{ConsumerRef, GitLabConnection, GitLabToken},
     reason::Reason,
@@ -54,10 +56,12 @@ use crate::{
 
 /// What the Argo CD shim keeps between passes.
 pub struct ArgoShim {
-    ctx: Arc<Context>,
-    view: Arc<ArgoView>,
+    pub(super) ctx: Arc<Context>,
+    pub(super) view: Arc<ArgoView>,
     projects: ProjectCache,
     reported: Mutex<HashMap<String, String>>,
+    presence: Presence,
+    held: Mutex<String>,
 }
 
 /// Runs the shim until `stopped`: a pass on every change of an Application or AppProject, and
@@ -75,6 +79,8 @@ pub async fn run(ctx: Arc<Context>, stopped: impl std::future::Future<Output = (
         view,
         projects: ProjectCache::default(),
         reported: Mutex::new(HashMap::new()),
+        presence: Presence::default(),
+        held: Mutex::new(String::new()),
     };
     tokio::pin!(stopped);
     let mut wait = Duration::from_secs(60);
@@ -159,7 +165,8 @@ impl Member {
     }
 }
 
-fn opted_in_apps(shim: &ArgoShim) -> Vec<App> {
+/// The annotated Applications the operator serves, oldest first.
+pub(super) fn opted_in_apps(shim: &ArgoShim) -> Vec<App> {
     let store = shim.view.applications.read().ok().and_then(|a| a.clone());
     let mut out: Vec<App> = store
         .map(|(_, s)| s.state())
@@ -189,15 +196,23 @@ fn opted_in_apps(shim: &ArgoShim) -> Vec<App> {
     out
 }
 
-fn app_project_object(shim: &ArgoShim, name: &str) -> Option<Value> {
-    let store = shim.view.projects.read().ok().and_then(|p| p.clone())?;
+/// The AppProjects in Argo CD's namespace (one snapshot per pass, shared with the templates).
+pub(super) fn app_projects(shim: &ArgoShim) -> Vec<std::sync::Arc<kube::api::DynamicObject>> {
+    let Some(store) = shim.view.projects.read().ok().and_then(|p| p.clone()) else {
+        return Vec::new();
+    };
+    let namespace = shim.ctx.config.argocd_namespace.as_str();
     store
         .state()
         .into_iter()
-        .find(|p| {
-            p.name_any() == name
-                && p.namespace().as_deref() == Some(shim.ctx.config.argocd_namespace.as_str())
-        })
+        .filter(|p| p.namespace().as_deref() == Some(namespace))
+        .collect()
+}
+
+fn app_project_object(projects: &[std::sync::Arc<kube::api::DynamicObject>], name: &str) -> Option<Value> {
+    projects
+        .iter()
+        .find(|p| p.name_any() == name)
         .map(|p| serde_json::to_value(p.as_ref()).unwrap_or_default())
 }
 
@@ -212,11 +227,18 @@ struct Plan {
     refusals: Vec<(App, Option<Carrier>, Refusal)>,
 }
 
-async fn plan(shim: &ArgoShim) -> Plan {
+/// `apps`: the annotated Applications (one snapshot per pass, shared with the templates);
+/// `claimed`: sources a credential template serves (they get no repository Secret).
+async fn plan(
+    shim: &ArgoShim,
+    apps: Vec<App>,
+    projects: &[std::sync::Arc<kube::api::DynamicObject>],
+    claimed: &BTreeSet<(String, String)>,
+) -> Plan {
     let ctx = &shim.ctx;
     let policies = ctx.policy_set();
     let mut plan = Plan::default();
-    for app in opted_in_apps(shim) {
+    for app in apps {
         let project_name = app_project(&app.value);
         let annotations = app.value["metadata"]["annotations"]
             .as_object()
@@ -233,7 +255,7 @@ async fn plan(shim: &ArgoShim) -> Plan {
                 continue;
             }
         };
-        let Some(project) = app_project_object(shim, &project_name) else {
+        let Some(project) = app_project_object(projects, &project_name) else {
             let r = Refusal::new(
                 Reason::ArgoCdProjectNotFound,
                 format!(
@@ -264,7 +286,13 @@ async fn plan(shim: &ArgoShim) -> Plan {
                 continue;
             }
         };
-        let connection = match choose_connection(ann.connection.as_deref(), ctx, &policies, &ns_info) {
+        let connection = match choose_connection_for(
+            ann.connection.as_deref(),
+            ctx,
+            &policies,
+            &ns_info,
+            Some(&project_name),
+        ) {
             Ok(c) => c,
             Err((reason, message)) => {
                 plan.refusals.push((app, None, Refusal::new(reason, message)));
@@ -281,6 +309,9 @@ async fn plan(shim: &ArgoShim) -> Plan {
             }
         };
         for (url, chart) in sources(&app.value) {
+            if claimed.contains(&(app.uid.clone(), url.clone())) {
+                continue;
+            }
             let name = token_name(&project_name, &url);
             let need = match classify(&url, chart, &facts) {
                 SourceVerdict::NotGitLab => continue,
@@ -339,17 +370,6 @@ async fn plan(shim: &ArgoShim) -> Plan {
 
 /// A Warning event on the Application and a metric, once per change of the refusal.
 async fn report(shim: &ArgoShim, app: &App, refusal: &Refusal) {
-    let note = refusal.note();
-    let fingerprint = format!("{}:{note}", refusal.reason.as_str());
-    let new = shim
-        .reported
-        .lock()
-        .map(|mut m| m.insert(app.uid.clone(), fingerprint.clone()) != Some(fingerprint))
-        .unwrap_or(true);
-    if !new {
-        return;
-    }
-    shim.ctx.metrics.denied(refusal.reason.as_str());
     let reference = ObjectReference {
         api_version: Some(ARGOCD_API_VERSION.into()),
         kind: Some("Application".into()),
@@ -358,6 +378,29 @@ async fn report(shim: &ArgoShim, app: &App, refusal: &Refusal) {
         uid: Some(app.uid.clone()),
         ..Default::default()
     };
+    report_on(shim, reference, refusal).await;
+}
+
+/// A Warning event on an Argo CD object (keyed by its uid) and a metric, once per change of
+/// the refusal.
+pub(super) async fn report_on(shim: &ArgoShim, reference: ObjectReference, refusal: &Refusal) {
+    let note = refusal.note();
+    let fingerprint = format!("{}:{note}", refusal.reason.as_str());
+    let uid = reference.uid.clone().unwrap_or_default();
+    let new = shim
+        .reported
+        .lock()
+        .map(|mut m| m.insert(uid, fingerprint.clone()) != Some(fingerprint))
+        .unwrap_or(true);
+    if !new {
+        return;
+    }
+    shim.ctx.metrics.denied(refusal.reason.as_str());
+    let kind = reference.kind.clone().unwrap_or_default();
+    let (namespace, name) = (
+        reference.namespace.clone().unwrap_or_default(),
+        reference.name.clone().unwrap_or_default(),
+    );
     let event = Event {
         type_: EventType::Warning,
         reason: refusal.reason.as_str().to_string(),
@@ -366,9 +409,9 @@ async fn report(shim: &ArgoShim, app: &App, refusal: &Refusal) {
         secondary: None,
     };
     if let Err(e) = shim.ctx.recorder.publish(&event, &reference).await {
-        tracing::warn!(error = %e, "could not publish event on Application");
+        tracing::warn!(error = %e, kind, "could not publish event on Argo CD object");
     }
-    tracing::info!(namespace = %app.namespace, application = %app.name, reason = refusal.reason.as_str(), "refused: {note}");
+    tracing::info!(%namespace, kind, %name, reason = refusal.reason.as_str(), "refused: {note}");
 }
 
 /// One pass over every annotated Application. `Ok(true)`: something is to be retried soon.
@@ -386,13 +429,17 @@ async fn pass(shim: &ArgoShim) -> Result<bool, kube::Error> {
         .list(&ListParams::default().labels(&format!("{ARGOCD_LABEL}=true")))
         .await?
         .items;
-    let Plan { groups, mut refusals } = plan(shim).await;
-    if groups.is_empty() && refusals.is_empty() && existing.is_empty() {
+    let apps = opted_in_apps(shim);
+    let projects = app_projects(shim);
+    let template_plan = templates::plan(shim, &apps, &projects, &existing).await;
+    let Plan { groups, mut refusals } = plan(shim, apps, &projects, &template_plan.claimed).await;
+    if groups.is_empty() && refusals.is_empty() && existing.is_empty() && template_plan.is_empty() {
         return Ok(false);
     }
     let mut retry = false;
     let mut wanted: BTreeSet<String> = BTreeSet::new();
     let mut served: BTreeSet<String> = BTreeSet::new();
+    retry |= templates::apply_all(shim, &tokens, &existing, template_plan, &mut wanted, &mut served).await?;
     for (name, members) in &groups {
         let first = &members[0];
         let (agree, disagree): (Vec<&Member>, Vec<&Member>) = members.iter().partition(|m| m.agrees(first));
@@ -496,14 +543,67 @@ async fn pass(shim: &ArgoShim) -> Result<bool, kube::Error> {
     if let Ok(mut m) = shim.reported.lock() {
         m.retain(|uid, _| !served.contains(uid) || refusals.iter().any(|(a, _, _)| a.uid == *uid));
     }
-    for stale in existing
+    let stale: Vec<&GitLabToken> = existing
         .iter()
         .filter(|t| !wanted.contains(&t.name_any()) && !kept(t) && t.metadata.deletion_timestamp.is_none())
-    {
+        .collect();
+    // Argo CD's API missing (or just back) looks like every Application deleted: keep them.
+    // Asked on every pass, so the grace starts when the API is seen back, not at the next deletion.
+    if let Some(held) = shim.presence.hold(&ctx.client, ctx.now()).await? {
+        ctx.metrics
+            .argocd_tokens_held
+            .set(i64::try_from(stale.len()).unwrap_or(i64::MAX));
+        report_held(shim, &stale, &held).await;
+        return Ok(true);
+    }
+    ctx.metrics.argocd_tokens_held.set(0);
+    for stale in stale {
         tracing::info!(namespace = %namespace, token = %stale.name_any(), "no annotated Application needs this token any more; deleting it");
         tokens
             .delete(&stale.name_any(), &DeleteParams::background())
             .await?;
     }
     Ok(retry)
+}
+
+/// Says (log, Warning event on each kept token) that tokens no Application needs are kept
+/// because Argo CD's API is missing or just back; once per change of what is kept and why.
+async fn report_held(shim: &ArgoShim, stale: &[&GitLabToken], held: &super::api_presence::Held) {
+    let why = &held.why;
+    let names: Vec<String> = stale.iter().map(|t| t.name_any()).collect();
+    let fingerprint = if names.is_empty() {
+        String::new()
+    } else {
+        format!("{why}|{}", names.join(","))
+    };
+    let new = shim
+        .held
+        .lock()
+        .map(|mut h| std::mem::replace(&mut *h, fingerprint.clone()) != fingerprint)
+        .unwrap_or(true);
+    if !new || names.is_empty() {
+        return;
+    }
+    let note = format!(
+        "{why}: {} GitLabToken(s) no Application is seen to need are kept, not revoked, until Argo CD's API is back and settled ({} minutes); delete them to revoke now",
+        names.len(),
+        super::api_presence::RETURN_GRACE.num_minutes()
+    );
+    tracing::warn!(tokens = ?names, "{note}");
+    for token in stale {
+        shim.ctx
+            .event(
+                *token,
+                true,
+                Reason::ArgoCdApiMissing.as_str(),
+                // Distinct actions: the recorder folds repeats of one action into a series.
+                if held.returned {
+                    "KeepAfterReturn"
+                } else {
+                    "KeepWhileMissing"
+                },
+                note.clone(),
+            )
+            .await;
+    }
 }

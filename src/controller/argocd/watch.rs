@@ -42,7 +42,8 @@ impl ArgoView {
     }
 }
 
-async fn served(client: &Client, kind: &str) -> Result<Option<ApiResource>, kube::Error> {
+/// The Argo CD resource of `kind` if the API server serves it.
+pub(super) async fn served(client: &Client, kind: &str) -> Result<Option<ApiResource>, kube::Error> {
     let discovery = Discovery::new(client.clone()).filter(&[GROUP]).run().await?;
     Ok(discovery.get(GROUP).and_then(|g| {
         g.versioned_resources(VERSION)

@@ -26,14 +26,19 @@ fn refusal(reason: Reason, message: String) -> Refusal {
 pub fn check_placement(token: &GitLabToken, argocd_namespace: &str) -> Result<(), Refusal> {
     let namespace = token.namespace().unwrap_or_default();
     let format = token.spec.secret.format;
+    let argo_format = matches!(
+        format,
+        SecretFormat::ArgoCdRepository | SecretFormat::ArgoCdRepoCreds
+    );
     match (&token.spec.argo_cd, format) {
-        (None, SecretFormat::ArgoCdRepository) => Err(refusal(
+        (None, _) if argo_format => Err(refusal(
             Reason::ArgoCdNamespaceRequired,
-            "secret.format argocd-repository needs spec.argoCD (url, type, project)".into(),
+            "secret.format argocd-repository or argocd-repo-creds needs spec.argoCD (url, type, project)"
+                .into(),
         )),
-        (Some(_), f) if f != SecretFormat::ArgoCdRepository => Err(refusal(
+        (Some(_), _) if !argo_format => Err(refusal(
             Reason::ArgoCdNamespaceRequired,
-            "spec.argoCD is only valid with secret.format argocd-repository".into(),
+            "spec.argoCD is only valid with secret.format argocd-repository or argocd-repo-creds".into(),
         )),
         (Some(_), _) if namespace != argocd_namespace => Err(refusal(
             Reason::ArgoCdNamespaceRequired,
@@ -99,6 +104,9 @@ mod tests {
         assert!(check_placement(&token("argocd", "argocd-repository", None), "argocd").is_err());
         assert!(check_placement(&token("argocd", "basic-auth", Some(vec![])), "argocd").is_err());
         assert!(check_placement(&token("team-a", "basic-auth", None), "argocd").is_ok());
+        assert!(check_placement(&token("argocd", "argocd-repo-creds", Some(vec![])), "argocd").is_ok());
+        assert!(check_placement(&token("argocd", "argocd-repo-creds", None), "argocd").is_err());
+        assert!(check_placement(&token("team-a", "argocd-repo-creds", Some(vec![])), "argocd").is_err());
     }
 
     #[test]

@@ -44,11 +44,20 @@ pub fn allowed_scopes(kind: CredentialKind) -> &'static [Scope] {
 /// Secret formats each kind can fill.
 pub fn allowed_formats(kind: CredentialKind) -> &'static [SecretFormat] {
     match kind {
-        CredentialKind::ProjectAccessToken | CredentialKind::GroupAccessToken => &[
+        CredentialKind::ProjectAccessToken => &[
             SecretFormat::BasicAuth,
             SecretFormat::DockerConfig,
             SecretFormat::Token,
             SecretFormat::ArgoCdRepository,
+        ],
+        // A repo-creds template serves a URL prefix: only a credential reaching every project
+        // below it (a group access token) fills it.
+        CredentialKind::GroupAccessToken => &[
+            SecretFormat::BasicAuth,
+            SecretFormat::DockerConfig,
+            SecretFormat::Token,
+            SecretFormat::ArgoCdRepository,
+            SecretFormat::ArgoCdRepoCreds,
         ],
         CredentialKind::DeployKey => &[SecretFormat::Ssh],
         CredentialKind::DeployToken => &[

@@ -79,7 +79,8 @@ pub async fn resolve(token: &GitLabToken, ctx: &Context) -> Result<Result<Resolv
     let policies = ctx.policy_set();
 
     let explicit = token.spec.connection_ref.as_ref().map(|c| c.name.as_str());
-    let connection = match choose_connection(explicit, ctx, &policies, &ns_info) {
+    let app_project = token.spec.argo_cd.as_ref().map(|a| a.project.as_str());
+    let connection = match choose_connection_for(explicit, ctx, &policies, &ns_info, app_project) {
         Ok(c) => c,
         Err((reason, message)) => return Ok(Err(refuse(reason, message))),
     };
@@ -347,6 +348,18 @@ pub fn choose_connection(
     policies: &PolicySet,
     namespace: &NamespaceInfo,
 ) -> Result<Arc<LiveConnection>, (Reason, String)> {
+    choose_connection_for(explicit, ctx, policies, namespace, None)
+}
+
+/// [`choose_connection`] for a request that may come from an Argo CD AppProject: only policies
+/// selecting that AppProject (`argoCD.appProjects`) name candidates, as they alone can allow it.
+pub fn choose_connection_for(
+    explicit: Option<&str>,
+    ctx: &Context,
+    policies: &PolicySet,
+    namespace: &NamespaceInfo,
+    argocd_project: Option<&str>,
+) -> Result<Arc<LiveConnection>, (Reason, String)> {
     let unusable = |name: &str| {
         ctx.connections.not_ready_reason(name).map(|why| {
             (
@@ -388,7 +401,7 @@ pub fn choose_connection(
         }
         _ => {}
     }
-    let candidates = policies.candidate_connections(namespace);
+    let candidates = policies.candidate_connections_for(namespace, argocd_project);
     let named: Vec<_> = candidates.named.iter().collect();
     match named.as_slice() {
         // Several connections and no policy selecting the namespace at all: the cause is the
@@ -396,8 +409,9 @@ pub fn choose_connection(
         [] if !candidates.any => Err((
             Reason::NoPolicy,
             format!(
-                "denied: no usable GitLabTokenPolicy selects namespace {} (so none names the connection to use either)",
-                namespace.name
+                "denied: no usable GitLabTokenPolicy selects namespace {}{} (so none names the connection to use either)",
+                namespace.name,
+                argocd_project.map_or_else(String::new, |p| format!(" and AppProject {p}"))
             ),
         )),
         [one] if !candidates.any => ctx.connections.get(one).ok_or_else(|| {
@@ -560,6 +574,16 @@ fn has_shape(secret: &Secret, token: &GitLabToken, registry_host: Option<&str>) 
                 && ["username", "password", "url", "type", "project"]
                     .iter()
                     .all(|k| keys.contains(k))
+        }
+        SecretFormat::ArgoCdRepoCreds => {
+            type_ == "Opaque"
+                && ["username", "password", "url", "type"]
+                    .iter()
+                    .all(|k| keys.contains(k))
+                && secret
+                    .labels()
+                    .get(crate::secret::argocd::SECRET_TYPE_LABEL)
+                    .is_some_and(|v| v == crate::secret::argocd::SECRET_TYPE_REPO_CREDS)
         }
         SecretFormat::Ssh => {
             type_ == "Opaque"
