@@ -19,6 +19,7 @@ pub use connection::{
 pub use credential::{CredentialKind, Owner};
 pub use duration::{Days, DurationParseError, ShortDuration};
 pub use policy::GitLabAccess;
+pub use policy::GroupTokens;
 pub use policy::{
     ArgoCdSelector, GitLabTokenPolicy, GitLabTokenPolicySpec, GitLabTokenPolicyStatus, LifetimeBounds,
     NamespaceSelector, RenewBeforeBounds, RotationStrategy,

@@ -54,7 +54,13 @@ pub fn needs_agree(a: &SourceNeed, b: &SourceNeed) -> Result<(), Vec<String>> {
     };
     cmp("secret", x.secret_name.clone(), y.secret_name.clone());
     cmp("connection", show(&x.connection), show(&y.connection));
-    cmp("project", a.project.clone(), b.project.clone());
+    // One group access token reaches every project below its group: the projects may differ.
+    let same_group_token = x.credential_kind == crate::crd::CredentialKind::GroupAccessToken
+        && x.group.is_some()
+        && x.group == y.group;
+    if !same_group_token {
+        cmp("project", a.project.clone(), b.project.clone());
+    }
     let scopes = |s: &[crate::crd::Scope]| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
     cmp("scopes", scopes(&x.scopes), scopes(&y.scopes));
     cmp(
