@@ -203,6 +203,12 @@ reasons! {
     /// A deploy key Secret needs the connection's pinned SSH host keys and none are pinned.
     SshHostKeysMissing = "SSHHostKeysMissing", Warning,
         "Ask an admin to pin GitLab's SSH host keys in the GitLabConnection's spec.sshHostKeys (checked against the published fingerprints).";
+    /// GitLab's SSH server presents a host key the connection did not pin (or the SSH endpoint moved).
+    SshHostKeyChanged = "SSHHostKeyChanged", Warning,
+        "Check the new key against GitLab's published fingerprints; if it is legitimate, pin it in spec.sshHostKeys or remove status.sshHostKeys so the next check pins again.";
+    /// The connection check fetched GitLab's SSH host keys and pinned them in status.
+    SshHostKeysPinned = "SSHHostKeysPinned", Normal,
+        "Compare the fingerprints in status.sshHostKeys with the ones your GitLab instance publishes.";
 }
 
 impl fmt::Display for Reason {

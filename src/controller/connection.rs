@@ -51,6 +51,8 @@ pub struct LiveConnection {
     /// The connection's project lookups (outlive this object; see [`Self::resolve_project`]).
     pub projects: Arc<ProjectCache>,
     cache_key: String,
+    /// SSH host keys the check fetched and pinned (`spec.sshHostKeyPolicy: FetchAndPin`).
+    pub ssh_host_key_pin: Option<crate::crd::PinnedHostKeys>,
 }
 
 impl LiveConnection {
@@ -470,6 +472,18 @@ async fn check(
     status.scopes = own.scopes.clone();
     status.token_expires_at = own.expires_at;
     status.gitlab_version = Some(version.version.clone());
+    let ssh_host = super::token::kinds::ssh_host_of(spec);
+    if let Some(pin) =
+        super::host_key_pin::refresh(conn, ssh_host.as_deref(), &mut status.ssh_host_keys, ctx.now()).await
+    {
+        let (reason, note) = pin.reason_and_note();
+        let warning = reason.severity() == crate::reason::Severity::Warning;
+        if warning {
+            ctx.metrics.denied(reason.as_str());
+        }
+        ctx.event(conn, warning, reason.as_str(), "PinSSHHostKeys", note.to_string())
+            .await;
+    }
     let ready = LiveConnection {
         name: name.clone(),
         spec: spec.clone(),
@@ -478,6 +492,7 @@ async fn check(
         ready: true,
         projects: live.projects.clone(),
         cache_key: live.cache_key.clone(),
+        ssh_host_key_pin: status.ssh_host_keys.clone(),
     };
     if !own.scopes.iter().any(|s| s == "api") {
         ctx.connections.remove(&name);
@@ -544,6 +559,7 @@ fn build(
         ready: false,
         projects: shared.projects.clone(),
         cache_key,
+        ssh_host_key_pin: None,
     })
 }
 

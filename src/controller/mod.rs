@@ -9,6 +9,7 @@ pub mod consumers;
 pub mod context;
 pub mod delegation;
 pub mod handover;
+pub mod host_key_pin;
 pub mod policy;
 pub mod policy_file;
 pub mod reach;

@@ -16,6 +16,7 @@ pub use connection::{
     ConnectionCredentials, GitLabConnection, GitLabConnectionSpec, GitLabConnectionStatus, GitLabUserRef,
     RateLimit, SecretKeyReference, SelfRotation,
 };
+pub use connection::{PinnedHostKeys, SshHostKeyPolicy};
 pub use credential::{CredentialKind, Owner};
 pub use duration::{Days, DurationParseError, ShortDuration};
 pub use policy::GitLabAccess;
