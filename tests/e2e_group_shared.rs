@@ -3,13 +3,16 @@
 //! its group with ONE group access token through one Secret (GitLab shows exactly one group
 //! token); that Secret is refused by GitLab for a project outside the group; a source outside
 //! the group keeps its own project token; an Overlap rotation passes a consumer loop with no
-//! failure; the token stays while any source remains and is revoked when the last one goes.
+//! failure; the token stays while any source remains and is revoked when the last one goes; a
+//! crash at any issue step of the shared token leaves exactly one working, recorded group token.
 
 mod e2e;
 
 use chrono::Utc;
+use std::time::Duration;
+
 use e2e::{
-    Env, eventually,
+    Env, Options, eventually,
     lifecycle::{
         ConsumerLoop, annotated_repo, credentials, git_ls_remote, git_repositories, secret_token_id,
         token_values_of, wait_flux_ready,
@@ -17,7 +20,7 @@ use e2e::{
 };
 use gitlab_token_operator::crd::{CredentialKind, GitLabToken};
 use kube::{
-    Api,
+    Api, ResourceExt,
     api::{Patch, PatchParams},
 };
 use serde_json::{Value, json};
@@ -226,4 +229,91 @@ async fn sources_below_a_group_share_one_group_token_until_the_last_goes() {
     values.extend(token_values_of(&secret2));
     assert!(env.assert_no_leaks(&values).await > 0);
     env.stop().await;
+}
+
+/// What is wrong with namespace `ns`'s shared token after a crash and restart (empty: nothing):
+/// exactly one active group token for the `GitLabToken`, recorded as current, in the Secret, and
+/// working for both projects.
+async fn shared_problems(env: &Env, ns: &str, urls: &[String]) -> Vec<String> {
+    let api: Api<GitLabToken> = Api::namespaced(env.client.clone(), ns);
+    let Ok(Some(t)) = api.get_opt(SHARED).await else {
+        return vec!["no shared GitLabToken".into()];
+    };
+    let uid = t.uid().unwrap_or_default();
+    let active: Vec<u64> = env
+        .world
+        .gitlab
+        .tokens()
+        .into_iter()
+        .filter(|r| r.kind == "group" && r.state == "active" && r.name.ends_with(&uid))
+        .map(|r| r.id)
+        .collect();
+    let mut problems = Vec::new();
+    let current = t
+        .status
+        .as_ref()
+        .and_then(|s| s.current.as_ref())
+        .map(|c| c.token_id);
+    if active.len() != 1 || current != active.first().copied() {
+        problems.push(format!("active group tokens {active:?}, current {current:?}"));
+    }
+    if t.status.as_ref().is_some_and(|s| s.pending.is_some()) {
+        problems.push("a pending record is left".into());
+    }
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(env.client.clone(), ns);
+    match secrets.get_opt(SHARED).await.ok().flatten() {
+        Some(secret) if current.is_some() && secret_token_id(&secret) == current => {
+            let (user, pass) = credentials(&secret);
+            for url in urls {
+                if git_ls_remote(url, &user, &pass).await.is_err() {
+                    problems.push(format!("the shared Secret does not clone {url}"));
+                }
+            }
+        }
+        _ => problems.push("the shared Secret does not hold the current token".into()),
+    }
+    problems
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_any_issue_step_of_a_shared_group_token_leaves_one_working_token() {
+    let mut env = Env::start_with(Options {
+        operator_env: vec![("GTO_SWEEP_INTERVAL".into(), "1s".into())],
+        ..Default::default()
+    })
+    .await;
+    env.apply(shared_policy()).await;
+    let mut failed = Vec::new();
+    for (failpoint, ns) in [
+        ("issue.after_pending", "team-gp"),
+        ("issue.after_create", "team-gc"),
+        ("issue.after_secret", "team-gs"),
+    ] {
+        env.namespace(ns).await;
+        env.arm_crash_point(failpoint).await;
+        let infra = annotated_repo(&env, ns, "infra", "acme/platform/infra", "1m").await;
+        let charts = annotated_repo(&env, ns, "charts", "acme/platform/charts", "1m").await;
+        if let Err(e) = env.expect_crash(failpoint, Duration::from_secs(30)).await {
+            failed.push((failpoint, vec![e]));
+            continue;
+        }
+        env.world
+            .advance_clock(chrono::Duration::hours(1))
+            .expect("clock");
+        let urls = [infra, charts];
+        match env
+            .settle(Duration::from_secs(90), || shared_problems(&env, ns, &urls))
+            .await
+        {
+            Ok(t) => {
+                eprintln!("crash point {failpoint} (shared group token): settled {t:?} after the restart")
+            }
+            Err(problems) => failed.push((failpoint, problems)),
+        }
+    }
+    env.stop().await;
+    assert!(
+        failed.is_empty(),
+        "crash points whose invariants failed: {failed:#?}"
+    );
 }
