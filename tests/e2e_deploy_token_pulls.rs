@@ -254,8 +254,13 @@ async fn annotated_sources_get_deploy_tokens_that_skopeo_pulls_with_across_a_rot
     assert!(message.contains("kind: DeployToken is not allowed"), "{message}");
     assert_eq!(denied.spec.kind, CredentialKind::DeployToken);
 
+    let calls_before = env.world.gitlab.calls().len();
     env.apply(deploy_token_policy()).await;
     let (_, id1, secret1) = issued(&env, "app-oci-gitlab-token").await;
+    println!(
+        "deploy token for an OCIRepository: {} GitLab calls from the policy allowing it to the Secret",
+        env.world.gitlab.calls().len() - calls_before
+    );
     let r1 = deploy_record(&env, id1);
     assert_eq!(r1.scopes, ["read_registry"], "only what an OCIRepository needs");
     assert_eq!(r1.resource.as_deref(), Some("acme/team-a/app"));

@@ -76,9 +76,9 @@ async fn sources_below_a_group_share_one_group_token_until_the_last_goes() {
     seen.add(env.world.operator_token().expect("seeded"));
     env.apply(shared_policy()).await;
 
+    let calls_before = env.world.gitlab.calls().len();
     let infra = annotated_repo(&env, NS, "infra", "acme/platform/infra", "2s").await;
     let charts = annotated_repo(&env, NS, "charts", "acme/platform/charts", "2s").await;
-    let app = annotated_repo(&env, NS, "app", "acme/team-a/app", "2s").await;
 
     let t1 = env
         .wait_token(NS, SHARED, "issued and serving both sources", |t| {
@@ -91,6 +91,9 @@ async fn sources_below_a_group_share_one_group_token_until_the_last_goes() {
                 })
         })
         .await;
+    let issue_calls = env.world.gitlab.calls().len() - calls_before;
+    println!("shared group token: 2 sources served by 1 group token with {issue_calls} GitLab calls");
+    let app = annotated_repo(&env, NS, "app", "acme/team-a/app", "2s").await;
     assert_eq!(t1.spec.kind, CredentialKind::GroupAccessToken);
     assert_eq!(t1.spec.group.as_deref(), Some("acme/platform"));
     let c1 = t1
