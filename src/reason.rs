@@ -213,6 +213,12 @@ reasons! {
     /// Application is seen to need are kept, not revoked, until it is back and settled.
     ArgoCdApiMissing = "ArgoCDAPIMissing", Warning,
         "Reinstall Argo CD's CRDs (and restore its Applications); if Argo CD is gone for good, delete the GitLabTokens labelled gitlabtokens.io/argocd=true to revoke them.";
+    /// GitLab's SSH server presents a host key the connection did not pin (or the SSH endpoint moved).
+    SshHostKeyChanged = "SSHHostKeyChanged", Warning,
+        "Check the new key against GitLab's published fingerprints; if it is legitimate, pin it in spec.sshHostKeys or remove status.sshHostKeys so the next check pins again.";
+    /// The connection check fetched GitLab's SSH host keys and pinned them in status.
+    SshHostKeysPinned = "SSHHostKeysPinned", Normal,
+        "Compare the fingerprints in status.sshHostKeys with the ones your GitLab instance publishes.";
 }
 
 impl fmt::Display for Reason {

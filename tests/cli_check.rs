@@ -624,3 +624,58 @@ fn kubectl_lists_work_and_other_kinds_are_skipped_with_a_note() {
     assert_eq!(out.code, 1);
     assert_eq!(out.json()["sources"][0]["reason"], "UnsupportedKind");
 }
+
+#[test]
+fn credential_kind_annotation_is_explained() {
+    let kind = |k: &str, group: &str| {
+        let mut a = format!("    gitlabtokens.io/credential-kind: {k}\n");
+        if !group.is_empty() {
+            a.push_str(&format!("    gitlabtokens.io/group: {group}\n"));
+        }
+        git("app", APP, &a)
+    };
+    // The default policy kinds (ProjectAccessToken, DeployKey) do not include deploy tokens.
+    let out = check(&policy("team-a", TEAM_A), &kind("DeployToken", ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("credential: DeployToken"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("kind: DeployToken is not allowed by policy team-a"),
+        "{}",
+        out.stdout
+    );
+    let allowing = TEAM_A.to_string() + "  credentialKinds: [ProjectAccessToken, DeployToken]\n";
+    let out = check(&policy("team-a", &allowing), &kind("DeployToken", ""), &[]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    // A group token on a group the policy does not name: the group is explained.
+    let groups = TEAM_A.to_string() + "  credentialKinds: [GroupAccessToken]\n  groups: [\"acme/team-b\"]\n";
+    let out = check(
+        &policy("team-a", &groups),
+        &kind("GroupAccessToken", "acme/team-a"),
+        &[],
+    );
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("group: acme/team-a matches none of policy team-a's groups"),
+        "{}",
+        out.stdout
+    );
+    // A bad value is refused with the annotation named.
+    let out = check(&policy("team-a", &allowing), &kind("deploy-token", ""), &[]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("REFUSED (InvalidAnnotation)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("annotation gitlabtokens.io/credential-kind: \\\"deploy-token\\\"")
+            || out
+                .stdout
+                .contains("annotation gitlabtokens.io/credential-kind: \"deploy-token\""),
+        "{}",
+        out.stdout
+    );
+}

@@ -53,6 +53,8 @@ pub struct LiveConnection {
     cache_key: String,
     /// When GitLab last confirmed the token (the injected clock), if it did.
     checked_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// SSH host keys the check fetched and pinned (`spec.sshHostKeyPolicy: FetchAndPin`).
+    pub ssh_host_key_pin: Option<crate::crd::PinnedHostKeys>,
 }
 
 impl LiveConnection {
@@ -477,6 +479,18 @@ async fn check(
     status.scopes = own.scopes.clone();
     status.token_expires_at = own.expires_at;
     status.gitlab_version = Some(version.version.clone());
+    let ssh_host = super::token::kinds::ssh_host_of(spec);
+    if let Some(pin) =
+        super::host_key_pin::refresh(conn, ssh_host.as_deref(), &mut status.ssh_host_keys, ctx.now()).await
+    {
+        let (reason, note) = pin.reason_and_note();
+        let warning = reason.severity() == crate::reason::Severity::Warning;
+        if warning {
+            ctx.metrics.denied(reason.as_str());
+        }
+        ctx.event(conn, warning, reason.as_str(), "PinSSHHostKeys", note.to_string())
+            .await;
+    }
     let ready = LiveConnection {
         name: name.clone(),
         spec: spec.clone(),
@@ -486,6 +500,7 @@ async fn check(
         projects: live.projects.clone(),
         cache_key: live.cache_key.clone(),
         checked_at: Some(ctx.now()),
+        ssh_host_key_pin: status.ssh_host_keys.clone(),
     };
     if !own.scopes.iter().any(|s| s == "api") {
         ctx.connections.remove(&name);
@@ -531,6 +546,10 @@ fn recently_confirmed(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
     let checked_at = live.checked_at.filter(|_| live.ready)?;
+    if conn.status.as_ref().and_then(|s| s.ssh_host_keys.as_ref()) != live.ssh_host_key_pin.as_ref() {
+        // An admin cleared (or edited) the pinned host keys: check, and pin, again now.
+        return None;
+    }
     if now.signed_duration_since(checked_at) >= CONFIRMED_FOR || now < checked_at {
         return None;
     }
@@ -578,6 +597,7 @@ fn build(
         projects: shared.projects.clone(),
         cache_key,
         checked_at: None,
+        ssh_host_key_pin: None,
     })
 }
 

@@ -12,6 +12,7 @@ pub mod delegation;
 pub mod delegation_cache;
 pub mod delegation_refresh;
 pub mod handover;
+pub mod host_key_pin;
 pub mod policy;
 pub mod policy_file;
 pub mod reach;

@@ -74,6 +74,48 @@ pub struct GitLabConnectionSpec {
     /// Secrets are refused (`SSHHostKeysMissing`) while none is pinned: never trust on first use.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ssh_host_keys: Vec<String>,
+    /// `FetchAndPin`: while `sshHostKeys` is empty, the connection check fetches GitLab's SSH host
+    /// keys once over SSH and pins them in `status.sshHostKeys` (shown with SHA256 fingerprints,
+    /// with an event); later checks compare and refuse a changed key (`SSHHostKeyChanged`), never
+    /// re-pinning silently. Default `Pinned`: `sshHostKeys` only.
+    #[serde(default, skip_serializing_if = "SshHostKeyPolicy::is_default")]
+    pub ssh_host_key_policy: SshHostKeyPolicy,
+}
+
+/// Where a connection's SSH host keys come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SshHostKeyPolicy {
+    /// Only the admin's `spec.sshHostKeys` (the default).
+    #[default]
+    Pinned,
+    /// Fetched once at the connection check and pinned in status (an explicit opt-in).
+    FetchAndPin,
+}
+
+impl SshHostKeyPolicy {
+    /// Whether this is the default (kept out of serialized specs).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// SSH host keys the connection check fetched and pinned (`spec.sshHostKeyPolicy: FetchAndPin`).
+/// An admin clears the pin by removing `status.sshHostKeys` (the next check fetches again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PinnedHostKeys {
+    /// The SSH endpoint they were fetched from (`host` or `host:port`).
+    pub host: String,
+    /// The pinned keys, `<algorithm> <base64>`.
+    pub keys: Vec<String>,
+    /// Their SHA256 fingerprints (`SHA256:…`, as `ssh-keygen -lf` prints them), in key order.
+    pub fingerprints: Vec<String>,
+    /// When they were pinned.
+    pub pinned_at: DateTime<Utc>,
+    /// Set while the server presents a key that is not pinned (or the SSH endpoint moved): deploy
+    /// key Secrets are refused with `SSHHostKeyChanged` until an admin clears or fixes the pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed: Option<String>,
 }
 
 fn default_token_name_prefix() -> String {
@@ -173,6 +215,9 @@ pub struct GitLabConnectionStatus {
     /// Which groups and projects the operator's GitLab credential reaches, at what level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reach: Option<super::OperatorReach>,
+    /// SSH host keys fetched and pinned by the connection check (`sshHostKeyPolicy: FetchAndPin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_host_keys: Option<PinnedHostKeys>,
 }
 
 /// A GitLab user by id and name.

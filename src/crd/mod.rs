@@ -16,9 +16,11 @@ pub use connection::{
     ConnectionCredentials, GitLabConnection, GitLabConnectionSpec, GitLabConnectionStatus, GitLabUserRef,
     RateLimit, SecretKeyReference, SelfRotation,
 };
+pub use connection::{PinnedHostKeys, SshHostKeyPolicy};
 pub use credential::{CredentialKind, Owner};
 pub use duration::{Days, DurationParseError, ShortDuration};
 pub use policy::GitLabAccess;
+pub use policy::GroupTokens;
 pub use policy::{
     ArgoCdSelector, GitLabTokenPolicy, GitLabTokenPolicySpec, GitLabTokenPolicyStatus, LifetimeBounds,
     NamespaceSelector, RenewBeforeBounds, RotationStrategy,

@@ -89,6 +89,11 @@ pub struct GitLabTokenPolicySpec {
     /// Whether deploy keys this policy allows may get push access (`gitlabtokens.io/write`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_deploy_key_push: bool,
+    /// `SharedPerNamespace`: annotated sources in a selected namespace whose project sits below a
+    /// group of `groups` share ONE group access token per group and consumer shape instead of one
+    /// project token each (needs `GroupAccessToken` in `credentialKinds`). Default `PerToken`.
+    #[serde(default, skip_serializing_if = "GroupTokens::is_default")]
+    pub group_tokens: GroupTokens,
 }
 
 /// Which Argo CD requests a policy selects.
@@ -188,6 +193,25 @@ pub enum RotationStrategy {
     Overlap,
     /// GitLab's rotate endpoint: same bot user, old token dies at once.
     InPlace,
+}
+
+/// Whether the shim serves a namespace's sources below an allowed group with one shared group
+/// access token (issue 12 item 3).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum GroupTokens {
+    /// Group access tokens only where a source or `GitLabToken` asks for one (the default).
+    #[default]
+    PerToken,
+    /// One group access token per namespace, group and consumer shape, shared by every source
+    /// below the group that does not name its own Secret or credential kind.
+    SharedPerNamespace,
+}
+
+impl GroupTokens {
+    /// Whether this is the default (kept out of serialized specs).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// What the operator found when reading the policy.

@@ -64,6 +64,8 @@ pub struct CompiledPolicy {
     pub group_patterns: Vec<String>,
     /// Whether deploy keys may get push access.
     pub allow_deploy_key_push: bool,
+    /// Whether sources below its groups share one group access token per namespace.
+    pub group_tokens: crate::crd::GroupTokens,
 }
 
 /// Namespace name globs as one set (`Err`: the first problem).
@@ -190,6 +192,12 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
                 .to_string(),
         );
     }
+    if spec.group_tokens == crate::crd::GroupTokens::SharedPerNamespace
+        && !credential_kinds.contains(&CredentialKind::GroupAccessToken)
+    {
+        problems
+            .push("groupTokens: SharedPerNamespace needs GroupAccessToken in credentialKinds".to_string());
+    }
     let groups = if spec.groups.is_empty() {
         Some(None)
     } else {
@@ -227,6 +235,7 @@ pub fn compile_policy(policy: &GitLabTokenPolicy) -> Result<CompiledPolicy, Unus
                 groups,
                 group_patterns: spec.groups.clone(),
                 allow_deploy_key_push: spec.allow_deploy_key_push,
+                group_tokens: spec.group_tokens,
             })
         }
         _ => Err(UnusablePolicy { name, problems }),

@@ -10,6 +10,7 @@ mod argocd_tests;
 mod compile;
 pub mod delegation;
 pub mod gitlab_file;
+mod group_share;
 mod kinds;
 #[cfg(test)]
 mod tests;

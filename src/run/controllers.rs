@@ -31,6 +31,15 @@ use crate::{
     secret::MANAGED_BY_LABEL,
 };
 
+/// A predicate over a connection's pinned SSH host keys (`status.sshHostKeys`).
+fn pinned_host_keys(c: &GitLabConnection) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let pin = c.status.as_ref().and_then(|s| s.ssh_host_keys.as_ref())?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(pin).unwrap_or_default().hash(&mut hasher);
+    Some(hasher.finish())
+}
+
 pub(super) async fn connection_controller(
     ctx: Arc<Context>,
     clock_moves: Option<watch::Receiver<u64>>,
@@ -40,7 +49,8 @@ pub(super) async fn connection_controller(
     let connections = Api::<GitLabConnection>::all(client.clone());
     let secrets = Api::<Secret>::namespaced(client.clone(), &ctx.config.namespace);
     // Our own status writes must not trigger a second check of GitLab (two calls each): react to
-    // spec, annotations, finalizers and deletion; the periodic re-check is the requeue.
+    // spec, annotations, finalizers, deletion and the pinned SSH host keys (an admin clears them
+    // to have them pinned again); the periodic re-check is the requeue.
     let (store, writer) = reflector::store();
     let connection_events = watcher(connections, watcher::Config::default())
         .default_backoff()
@@ -50,7 +60,8 @@ pub(super) async fn connection_controller(
         .predicate_filter(
             predicates::generation
                 .combine(predicates::annotations)
-                .combine(predicates::finalizers),
+                .combine(predicates::finalizers)
+                .combine(pinned_host_keys),
             Default::default(),
         );
     Controller::for_stream(connection_events, store.clone())

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt};
 
-use crate::crd::{AccessLevel, Days, Scope};
+use crate::crd::{AccessLevel, CredentialKind, Days, Scope};
 
 use super::ProjectHint;
 
@@ -25,6 +25,10 @@ pub const LIFETIME: &str = "gitlabtokens.io/lifetime";
 pub const RENEW_BEFORE: &str = "gitlabtokens.io/renew-before";
 /// Target Secret (default `spec.secretRef.name`, else `<source>-gitlab-token`).
 pub const SECRET_NAME: &str = "gitlabtokens.io/secret-name";
+/// Kind of GitLab credential to keep (default: a project access token; a deploy key for `ssh://`).
+pub const CREDENTIAL_KIND: &str = "gitlabtokens.io/credential-kind";
+/// GitLab group (path or numeric id) a group deploy token or group access token lives on.
+pub const GROUP: &str = "gitlabtokens.io/group";
 /// On a `GitLabToken`: set to a timestamp to ask for a renewal now (DESIGN §6.5).
 pub const RENEW_REQUESTED_AT: &str = "gitlabtokens.io/renew-requested-at";
 
@@ -41,7 +45,7 @@ pub const MAX_PROJECT_LEN: usize = 1024;
 pub const MAX_VALUE_LEN: usize = 512;
 
 /// Every annotation a source may carry.
-pub const SOURCE_ANNOTATIONS: [&str; 9] = [
+pub const SOURCE_ANNOTATIONS: [&str; 11] = [
     INJECT,
     CONNECTION,
     PROJECT,
@@ -51,6 +55,8 @@ pub const SOURCE_ANNOTATIONS: [&str; 9] = [
     LIFETIME,
     RENEW_BEFORE,
     SECRET_NAME,
+    CREDENTIAL_KIND,
+    GROUP,
 ];
 
 /// One bad annotation value.
@@ -104,6 +110,10 @@ pub struct ShimAnnotations {
     pub secret_name: Option<String>,
     /// `gitlabtokens.io/` annotations this version does not know (typos?), for a Warning event.
     pub unknown: Vec<String>,
+    /// Credential kind asked for (`None`: the source's default).
+    pub credential_kind: Option<CredentialKind>,
+    /// Group (path or numeric id) for a group-level credential.
+    pub group: Option<String>,
 }
 
 impl Default for ShimAnnotations {
@@ -119,6 +129,8 @@ impl Default for ShimAnnotations {
             renew_before: None,
             secret_name: None,
             unknown: Vec::new(),
+            credential_kind: None,
+            group: None,
         }
     }
 }
@@ -343,6 +355,49 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<ShimAnnotations, 
                 "is not a valid Secret name (lowercase DNS subdomain, at most 253 characters)".into(),
             );
         }
+    }
+    if let Some(raw) = annotations.get(CREDENTIAL_KIND) {
+        match super::kind_choice::parse_credential_kind(raw.trim()) {
+            Ok(k) => out.credential_kind = Some(k),
+            Err(e) => bad(CREDENTIAL_KIND, raw, e),
+        }
+    }
+    if let Some(raw) = annotations.get(GROUP) {
+        match super::kind_choice::parse_group(raw.trim()) {
+            Ok(g) => out.group = Some(g),
+            Err(e) => bad(
+                GROUP,
+                raw,
+                format!("{e}; use a group path like acme/team-a or a numeric id"),
+            ),
+        }
+    }
+    // Kind and group must fit together (the GitLabToken would be refused later otherwise);
+    // checked only when both annotations parsed (or are absent), so one typo is one problem.
+    let parsed = |key: &str, ok: bool| !annotations.contains_key(key) || ok;
+    let fit_checked =
+        parsed(CREDENTIAL_KIND, out.credential_kind.is_some()) && parsed(GROUP, out.group.is_some());
+    match (out.credential_kind, &out.group) {
+        _ if !fit_checked => {}
+        (Some(k), None) if k.requires_group() => {
+            let raw = &annotations[CREDENTIAL_KIND];
+            bad(
+                CREDENTIAL_KIND,
+                raw,
+                format!("lives on a group: set annotation {GROUP} to the group path or id"),
+            );
+        }
+        (k, Some(_)) if !k.is_some_and(CredentialKind::allows_group) => {
+            let raw = &annotations[GROUP];
+            bad(
+                GROUP,
+                raw,
+                format!(
+                    "applies only with {CREDENTIAL_KIND} DeployToken (a group deploy token) or GroupAccessToken"
+                ),
+            );
+        }
+        _ => {}
     }
     if problems.is_empty() {
         Ok(out)

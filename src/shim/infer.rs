@@ -109,8 +109,11 @@ pub struct InferredRequest {
     pub write: bool,
     /// The source has no `spec.secretRef`: the shim must set it to `secret_name`.
     pub set_secret_ref: bool,
-    /// Kind of GitLab credential the source needs (a deploy key for `ssh://` GitRepositories).
+    /// Kind of GitLab credential the source needs (a deploy key for `ssh://` GitRepositories,
+    /// else `gitlabtokens.io/credential-kind` or a project access token).
     pub credential_kind: crate::crd::CredentialKind,
+    /// Group (path or id) of a group-level credential (`gitlabtokens.io/group`).
+    pub group: Option<String>,
 }
 
 fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -278,7 +281,8 @@ pub fn infer(
             ),
         ));
     }
-    let mut scopes: Vec<Scope> = kind.base_scopes().to_vec();
+    let credential_kind = super::kind_choice::credential_kind(kind, ann)?;
+    let mut scopes: Vec<Scope> = super::kind_choice::base_scopes(kind, credential_kind);
     if ann.write {
         scopes.push(Scope::WriteRepository);
     }
@@ -312,7 +316,8 @@ pub fn infer(
     }
 
     Ok(InferredRequest {
-        credential_kind: kind.credential_kind(),
+        credential_kind,
+        group: ann.group.clone(),
         consumer: ConsumerRef {
             api_version,
             kind: consumer_kind.as_str().to_string(),

@@ -3,6 +3,7 @@
 //! - [`annotations`]: the `gitlabtokens.io/` annotations with their defaults;
 //! - [`url`]: strict URL parsing and host checks against a connection;
 //! - [`infer`]: per-kind inference of project, scopes and Secret shape;
+//! - [`kind_choice`]: the credential kind a source asks for and whether its consumer can use it;
 //! - [`share`]: whether sources naming one Secret can share a token, and the `GitLabTokenSpec`;
 //! - [`refused`]: the `GitLabToken` that carries a refusal decided before any token spec exists;
 //! - [`warnings`]: Warning events for annotations that are ignored (typos, with a did-you-mean).
@@ -11,6 +12,7 @@ pub mod annotations;
 pub mod argocd;
 pub mod argocd_templates;
 pub mod infer;
+pub mod kind_choice;
 pub mod refused;
 pub mod share;
 pub mod ssh_url;

@@ -42,7 +42,7 @@ fn show<T: std::fmt::Debug>(v: &T) -> String {
 }
 
 /// Whether two sources can share one token: same Secret, connection, project, scopes, role,
-/// Secret format and registry host, and no two different explicit lifetimes or renew-befores.
+/// Secret format, registry host, credential kind and group, and no two different explicit lifetimes or renew-befores.
 /// `Err` lists each difference as `field: a vs b`.
 pub fn needs_agree(a: &SourceNeed, b: &SourceNeed) -> Result<(), Vec<String>> {
     let (x, y) = (&a.request, &b.request);
@@ -54,7 +54,13 @@ pub fn needs_agree(a: &SourceNeed, b: &SourceNeed) -> Result<(), Vec<String>> {
     };
     cmp("secret", x.secret_name.clone(), y.secret_name.clone());
     cmp("connection", show(&x.connection), show(&y.connection));
-    cmp("project", a.project.clone(), b.project.clone());
+    // One group access token reaches every project below its group: the projects may differ.
+    let same_group_token = x.credential_kind == crate::crd::CredentialKind::GroupAccessToken
+        && x.group.is_some()
+        && x.group == y.group;
+    if !same_group_token {
+        cmp("project", a.project.clone(), b.project.clone());
+    }
     let scopes = |s: &[crate::crd::Scope]| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
     cmp("scopes", scopes(&x.scopes), scopes(&y.scopes));
     cmp(
@@ -64,6 +70,12 @@ pub fn needs_agree(a: &SourceNeed, b: &SourceNeed) -> Result<(), Vec<String>> {
     );
     cmp("secretFormat", show(&x.secret_format), show(&y.secret_format));
     cmp("registryHost", show(&x.registry_host), show(&y.registry_host));
+    cmp(
+        "credentialKind",
+        x.credential_kind.to_string(),
+        y.credential_kind.to_string(),
+    );
+    cmp("group", show(&x.group), show(&y.group));
     if let (Some(l), Some(r)) = (x.lifetime, y.lifetime) {
         cmp("lifetime", l.to_string(), r.to_string());
     }
@@ -112,7 +124,7 @@ pub fn spec_for_sources(needs: &[SourceNeed]) -> Option<SharedToken> {
     Some(SharedToken {
         spec: GitLabTokenSpec {
             kind: r.credential_kind,
-            group: None,
+            group: r.group.clone(),
             connection_ref: r
                 .connection
                 .as_ref()

@@ -505,7 +505,13 @@ fn decide(inputs: &Inputs, report: &mut SourceReport, p: &Pending, shared: &Shar
             renew_before: shared.renew_before,
             argocd_project: None,
             kind: p.request.credential_kind,
-            group_path: None,
+            // The group annotation as written: a path is matched against the policy's groups
+            // (a numeric id needs GitLab to name its path, so it is left to the operator).
+            group_path: p
+                .request
+                .group
+                .clone()
+                .filter(|g| !g.bytes().all(|b| b.is_ascii_digit())),
             write: p.request.write,
         };
         let decision = inputs.policies.evaluate(&req, &p.namespace);

@@ -11,6 +11,7 @@
 //! alone (and a row in `gitlab-token-operator status`). One source's failure never stops the
 //! others in its namespace.
 
+pub mod group_share;
 mod report;
 pub(crate) mod resolve;
 mod watch;
@@ -529,7 +530,12 @@ async fn need_of(
         }
         other => other.as_spec_project().unwrap_or_default(),
     };
-    Ok(SourceNeed { request, project })
+    let need = SourceNeed { request, project };
+    // Numeric ids have no path to place below a group: served as before.
+    let group = (!need.project.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| policies.shared_group(ns_info, &connection.name, &need.project))
+        .flatten();
+    Ok(group_share::share_by_group(need, &source.value, group))
 }
 
 /// The connection could not be chosen ([`choose_connection`] names the cause, `NoPolicy` included).

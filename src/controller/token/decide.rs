@@ -191,7 +191,13 @@ pub fn next_step(o: &Observed<'_>) -> Step {
         kind: o.desired.kind,
         group_id: o.desired.group_id,
     };
-    let project_changed = ledger::current_location(current).is_some_and(|at| at != wanted);
+    // A group-level credential lives on its group: the project the spec names (one of those it
+    // serves, which changes as sources come and go) does not move it.
+    let moved = |at: ledger::Location| match (at.group_id, wanted.group_id) {
+        (Some(a), Some(b)) if a == b => at.connection != wanted.connection || at.kind != wanted.kind,
+        _ => at != wanted,
+    };
+    let project_changed = ledger::current_location(current).is_some_and(moved);
     let mut granted = current.scopes.clone();
     granted.sort();
     let scopes_changed = !granted.is_empty() && granted != o.desired.scopes;

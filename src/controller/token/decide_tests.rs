@@ -372,3 +372,35 @@ fn wait_is_bounded_by_the_resync_ceiling() {
     o.next_verification = None;
     assert_eq!(next_step(&o), Step::Wait(MAX_WAIT));
 }
+
+#[test]
+fn a_group_credential_is_not_reissued_when_the_spec_names_another_project_below_its_group() {
+    use crate::crd::CredentialKind;
+    let mut status = issued();
+    if let Some(c) = status.current.as_mut() {
+        c.kind = CredentialKind::GroupAccessToken;
+        c.group_id = Some(3);
+    }
+    let mut d = desired();
+    d.kind = CredentialKind::GroupAccessToken;
+    d.group_id = Some(3);
+    d.project_id = 8;
+    assert_ne!(
+        next_step(&observe(&status, &d)),
+        Step::Issue(IssueReason::SpecChanged),
+        "the shared group token serves the new spec project as it is"
+    );
+    // Another group is another place: re-issued.
+    d.group_id = Some(4);
+    assert_eq!(
+        next_step(&observe(&status, &d)),
+        Step::Issue(IssueReason::SpecChanged)
+    );
+    // A project credential still moves with its project.
+    let mut d = desired();
+    d.project_id = 8;
+    assert_eq!(
+        next_step(&observe(&issued(), &d)),
+        Step::Issue(IssueReason::SpecChanged)
+    );
+}

@@ -181,8 +181,13 @@ pub fn strategy(kind: CredentialKind, policy: RotationStrategy) -> RotationStrat
 
 /// The SSH endpoint of a connection: `spec.sshHost`, else the URL's host (port 22).
 pub fn ssh_host(connection: &LiveConnection) -> Option<String> {
-    connection.spec.ssh_host.clone().or_else(|| {
-        url::Url::parse(&connection.spec.url)
+    ssh_host_of(&connection.spec)
+}
+
+/// The SSH endpoint of a connection spec: `sshHost`, else the URL's host (port 22).
+pub fn ssh_host_of(spec: &crate::crd::GitLabConnectionSpec) -> Option<String> {
+    spec.ssh_host.clone().or_else(|| {
+        url::Url::parse(&spec.url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_string))
     })
@@ -194,14 +199,31 @@ pub fn known_hosts_for(token: &GitLabToken, connection: &LiveConnection) -> Resu
     if token.spec.secret.format != SecretFormat::Ssh {
         return Ok(None);
     }
-    let keys = &connection.spec.ssh_host_keys;
-    let refusal = |message: String| Refusal {
-        reason: Reason::SshHostKeysMissing,
+    let refusal_for = |reason: Reason, message: String| Refusal {
+        reason,
         message,
         policy: None,
         connection: None,
         project: None,
     };
+    let refusal = |message: String| refusal_for(Reason::SshHostKeysMissing, message);
+    // Fetched and pinned at the connection check (FetchAndPin), used only while the spec pins none.
+    let mut keys = &connection.spec.ssh_host_keys;
+    if keys.is_empty()
+        && connection.spec.ssh_host_key_policy == crate::crd::SshHostKeyPolicy::FetchAndPin
+        && let Some(pin) = &connection.ssh_host_key_pin
+    {
+        if let Some(changed) = &pin.changed {
+            return Err(refusal_for(
+                Reason::SshHostKeyChanged,
+                format!(
+                    "GitLabConnection {}: {changed}; no deploy key Secret is written until an admin checks the key and pins it (spec.sshHostKeys) or clears status.sshHostKeys",
+                    connection.name
+                ),
+            ));
+        }
+        keys = &pin.keys;
+    }
     let Some(host) = ssh_host(connection).filter(|_| !keys.is_empty()) else {
         return Err(refusal(format!(
             "GitLabConnection {} pins no SSH host keys (spec.sshHostKeys), so a deploy key Secret cannot carry known_hosts; an admin must pin them (never trusted on first use)",
