@@ -19,8 +19,9 @@ use super::{
 };
 use crate::reason::Reason;
 
-/// The AppProject annotation naming the GitLab group a template serves (`acme/team-a`).
-pub const GROUP: &str = "gitlabtokens.io/group";
+/// The AppProject annotation naming the GitLab group a template serves (`acme/team-a`); the same
+/// key a source uses for a group-level credential.
+pub const GROUP: &str = annotations::GROUP;
 
 /// What an annotated AppProject asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +35,24 @@ pub struct TemplateRequest {
 /// Parses an AppProject's annotations; `project`, `secret-name` and `write` make no sense on a
 /// template (its reach is the group, its Secret is one per AppProject and group, Argo CD reads).
 pub fn app_project_annotations(annotations: &BTreeMap<String, String>) -> Result<TemplateRequest, Refusal> {
-    let mut ann = annotations::parse(annotations).map_err(|e| super::infer::annotation_refusal(&e))?;
+    // On an AppProject the group names the template's reach and the kind is always a group
+    // access token: the group is parsed here, not as a source's group-level credential.
+    let mut for_source = annotations.clone();
+    for_source.remove(GROUP);
+    let mut ann = annotations::parse(&for_source).map_err(|e| super::infer::annotation_refusal(&e))?;
     ann.unknown.retain(|k| k != GROUP);
+    if ann
+        .credential_kind
+        .is_some_and(|k| k != crate::crd::CredentialKind::GroupAccessToken)
+    {
+        return Err(Refusal::new(
+            Reason::InvalidAnnotation,
+            format!(
+                "annotation {} on an Argo CD AppProject can only be GroupAccessToken: a repo-creds template is backed by a group access token; remove it",
+                annotations::CREDENTIAL_KIND
+            ),
+        ));
+    }
     for (key, set) in [
         (annotations::PROJECT, ann.project.is_some()),
         (annotations::SECRET_NAME, ann.secret_name.is_some()),
