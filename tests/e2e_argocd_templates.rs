@@ -123,16 +123,25 @@ async fn a_group_template_serves_its_repositories_rotates_without_a_failed_fetch
         gitlab_token_operator::crd::CredentialKind::GroupAccessToken
     );
     assert!(current.group_id.is_some(), "the ledger records the group");
-    // The Applications of the group are the token's consumers (nudged on rotation), with the AppProject.
-    let mut consumers: Vec<String> = token
-        .spec
-        .consumers
-        .iter()
-        .map(|c| format!("{}/{}", c.kind, c.name))
-        .collect();
-    consumers.sort();
+    // The Applications of the group are the token's consumers (nudged on rotation), with the
+    // AppProject: the shim adds each as it sees it, so wait for the set rather than read it once.
+    let consumers_of = |t: &GitLabToken| {
+        let mut c: Vec<String> = t
+            .spec
+            .consumers
+            .iter()
+            .map(|c| format!("{}/{}", c.kind, c.name))
+            .collect();
+        c.sort();
+        c
+    };
+    let token = env
+        .wait_token(ARGOCD, &name, "both Applications as consumers", |t| {
+            consumers_of(t).len() >= 3
+        })
+        .await;
     assert_eq!(
-        consumers,
+        consumers_of(&token),
         ["AppProject/platform", "Application/charts", "Application/infra"]
     );
 

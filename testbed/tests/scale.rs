@@ -129,10 +129,10 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         "a restart writes nothing to Kubernetes, not even a no-op: {:?}",
         restart.traffic.kube
     );
-    assert_eq!(
-        restart.traffic.kube.get("get secrets").copied().unwrap_or(0),
-        0,
-        "a restart reads no Secret: each status records the version it wrote: {:?}",
+    assert!(
+        restart.traffic.kube.get("get secrets").copied().unwrap_or(0) <= 1,
+        "a restart reads no token's Secret (each status records the version it wrote), only the \
+         connection's credentials: {:?}",
         restart.traffic.kube
     );
     assert!(
