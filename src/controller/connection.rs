@@ -13,17 +13,21 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{Days as ChronoDays, NaiveDate};
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
     runtime::controller::Action,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::json;
 
-use super::{conditions::condition, context::Context};
+use super::{
+    conditions::condition,
+    connection_error::{NotReady, not_ready},
+    context::Context,
+    self_rotation::{clear_rotation_mark, lost_or, rotate_own_token, self_rotation_due},
+};
 use crate::{
     crd::{FIELD_MANAGER, GitLabConnection, GitLabConnectionStatus, GitLabUserRef, set_condition},
     gitlab::{
@@ -33,8 +37,7 @@ use crate::{
     metrics::{ConnectionLabels, GitLabOperationLabels, GitLabRequestLabels, Metrics},
 };
 
-/// Annotation on the credentials Secret while a self-rotation is in flight.
-pub const SELF_ROTATION_ANNOTATION: &str = "gitlabtokens.io/self-rotation-started-at";
+pub use super::self_rotation::SELF_ROTATION_ANNOTATION;
 
 /// A connection the other controllers can use.
 pub struct LiveConnection {
@@ -269,20 +272,6 @@ impl RequestObserver for MetricsObserver {
             .gitlab_request_duration
             .get_or_create(&op)
             .observe(duration.as_secs_f64());
-    }
-}
-
-/// Why a connection is not usable.
-#[derive(Debug)]
-struct NotReady {
-    reason: &'static str,
-    message: String,
-}
-
-fn not_ready(reason: &'static str, message: impl Into<String>) -> NotReady {
-    NotReady {
-        reason,
-        message: message.into(),
     }
 }
 
@@ -521,7 +510,16 @@ async fn check(
         let renew_before = rotation.renew_before.map_or((lifetime / 3).max(1), |d| d.get());
         let today = ctx.now().date_naive();
         if self_rotation_due(today, expires, renew_before) {
-            rotate_own_token(ctx, &live, &secrets, &creds.name, &creds.key, today, lifetime).await?;
+            rotate_own_token(
+                ctx,
+                live.api.as_ref(),
+                &live.spec.url,
+                &secrets,
+                creds,
+                today,
+                lifetime,
+            )
+            .await?;
             status.last_rotation_time = Some(ctx.now());
             return Ok(format!(
                 "connected as {}; rotated the operator's token",
@@ -601,135 +599,6 @@ fn build(
     })
 }
 
-/// Whether the operator's token is inside its renewal window (`renew_before` days before expiry).
-pub fn self_rotation_due(today: NaiveDate, expires_at: NaiveDate, renew_before_days: u32) -> bool {
-    expires_at
-        .checked_sub_days(ChronoDays::new(u64::from(renew_before_days)))
-        .is_none_or(|start| today >= start)
-}
-
-fn gitlab_not_ready(e: &GitLabError, url: &str) -> NotReady {
-    let reason = match e {
-        GitLabError::TokenExpired { .. } => "TokenExpired",
-        GitLabError::TokenRevoked { .. } => "TokenRevoked",
-        GitLabError::Unauthorized { .. } => "TokenInvalid",
-        GitLabError::InsufficientScope { .. } => "MissingApiScope",
-        GitLabError::NotFound { .. } => "NotGitLab",
-        GitLabError::RateLimited { .. } => "RateLimited",
-        _ => "GitLabUnreachable",
-    };
-    match e.hint_for_url(url) {
-        Some(hint) => not_ready(reason, format!("GitLab check failed: {e}; {hint}")),
-        None => not_ready(reason, format!("GitLab check failed: {e}")),
-    }
-}
-
-fn lost_or(e: &GitLabError, in_flight: bool, url: &str) -> NotReady {
-    if in_flight && e.is_credential_failure() {
-        return not_ready(
-            "SelfRotationLost",
-            "a self-rotation was interrupted and the stored token no longer works; put a new token with `api` scope \
-             into the credentials Secret (the operator will not present the old one to GitLab's rotate endpoint again)",
-        );
-    }
-    gitlab_not_ready(e, url)
-}
-
-async fn clear_rotation_mark(secrets: &Api<Secret>, name: &str) -> kube::Result<()> {
-    let patch = json!({"metadata": {"annotations": {SELF_ROTATION_ANNOTATION: null}}});
-    secrets
-        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-}
-
-async fn rotate_own_token(
-    ctx: &Context,
-    live: &LiveConnection,
-    secrets: &Api<Secret>,
-    secret_name: &str,
-    key: &str,
-    today: NaiveDate,
-    lifetime_days: u32,
-) -> Result<(), NotReady> {
-    let mark = json!({"metadata": {"annotations": {SELF_ROTATION_ANNOTATION: ctx.now().to_rfc3339()}}});
-    secrets
-        .patch(secret_name, &PatchParams::default(), &Patch::Merge(&mark))
-        .await
-        .map_err(|e| {
-            not_ready(
-                "CredentialsUnwritable",
-                format!("cannot mark the credentials Secret before rotating: {e}"),
-            )
-        })?;
-    let expires = today
-        .checked_add_days(ChronoDays::new(u64::from(lifetime_days)))
-        .unwrap_or(today);
-    let new = live
-        .api
-        .rotate_personal_access_token_self(expires)
-        .await
-        .map_err(|e| gitlab_not_ready(&e, &live.spec.url))?;
-    // GitLab has rotated the operator's token; the new value lives only in this process.
-    crate::crash_point!("selfrotate.after_rotate");
-    let encoded = ByteString(new.token.expose_secret().as_bytes().to_vec());
-    let mut data = BTreeMap::new();
-    data.insert(key.to_string(), encoded);
-    let write = json!({"metadata": {"annotations": {SELF_ROTATION_ANNOTATION: null}}, "data": data});
-    let mut last = None;
-    for attempt in 0..5u32 {
-        match secrets
-            .patch(secret_name, &PatchParams::default(), &Patch::Merge(&write))
-            .await
-        {
-            Ok(_) => {
-                // Stored, but the connection's status does not record the rotation yet.
-                crate::crash_point!("selfrotate.after_store");
-                ctx.metrics
-                    .tokens_rotated
-                    .get_or_create(&crate::metrics::StrategyLabels {
-                        strategy: "SelfRotation".into(),
-                    })
-                    .inc();
-                return Ok(());
-            }
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
-    }
-    Err(not_ready(
-        "SelfRotationLost",
-        format!(
-            "rotated the operator's token but could not store it: {}",
-            last.map(|e| e.to_string()).unwrap_or_default()
-        ),
-    ))
-}
-
 #[cfg(test)]
 #[path = "connection_budget_tests.rs"]
 mod budget_tests;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn self_rotation_window_table() {
-        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
-        let cases = [
-            (d(3, 1), d(3, 31), 10, false),
-            (d(3, 21), d(3, 31), 10, true),
-            (d(3, 20), d(3, 31), 10, false),
-            (d(3, 31), d(3, 31), 10, true),
-            (d(4, 2), d(3, 31), 10, true),
-            (d(1, 1), d(3, 31), 400, true),
-        ];
-        for (today, expires, before, want) in cases {
-            assert_eq!(
-                self_rotation_due(today, expires, before),
-                want,
-                "{today} {expires} {before}"
-            );
-        }
-    }
-}

@@ -107,10 +107,20 @@ pub fn normalise_url(url: &str) -> String {
 /// The `GitLabToken` (and Secret) name for one repository of one AppProject: stable, valid, and
 /// distinct per (AppProject, normalised URL).
 pub fn token_name(app_project: &str, url: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(app_project.as_bytes())
-        .chain_update([0])
-        .chain_update(normalise_url(url).as_bytes())
+    let url = normalise_url(url);
+    derived_name(
+        "argocd",
+        app_project,
+        &[app_project.as_bytes(), &[0], url.as_bytes()],
+    )
+}
+
+/// A Kubernetes name `<prefix>-<readable AppProject>-<hash of parts>` (just `<prefix>-<hash>` when
+/// the readable form would not be a valid name): stable across releases, so keep the parts.
+pub fn derived_name(prefix: &str, app_project: &str, parts: &[&[u8]]) -> String {
+    let digest = parts
+        .iter()
+        .fold(Sha256::new(), |d, part| d.chain_update(part))
         .finalize();
     let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
     let readable: String = app_project
@@ -125,11 +135,11 @@ pub fn token_name(app_project: &str, url: &str) -> String {
         .take(40)
         .collect();
     let readable = readable.trim_matches('-');
-    let name = format!("argocd-{readable}-{hash}").replace("--", "-");
+    let name = format!("{prefix}-{readable}-{hash}").replace("--", "-");
     if is_dns_subdomain(&name) {
         name
     } else {
-        format!("argocd-{hash}")
+        format!("{prefix}-{hash}")
     }
 }
 

@@ -10,11 +10,9 @@
 
 use std::collections::BTreeMap;
 
-use sha2::{Digest, Sha256};
-
 use super::{
     Refusal, ShimAnnotations,
-    annotations::{self, check_project_path, is_dns_subdomain},
+    annotations::{self, check_project_path},
     argocd::normalise_url,
 };
 use crate::reason::Reason;
@@ -115,35 +113,18 @@ pub fn under_template(repo_url: &str, template_url: &str) -> bool {
 
 /// The `GitLabToken` (and Secret) name of the template of one AppProject and group.
 pub fn template_token_name(app_project: &str, group: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(b"repo-creds\0")
-        .chain_update(app_project.as_bytes())
-        .chain_update([0])
-        .chain_update(group.to_lowercase().as_bytes())
-        .finalize();
-    let hash: String = digest.iter().take(5).map(|b| format!("{b:02x}")).collect();
-    let readable: String = app_project
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(40)
-        .collect();
-    let name = format!("argocd-creds-{}-{hash}", readable.trim_matches('-')).replace("--", "-");
-    if is_dns_subdomain(&name) {
-        name
-    } else {
-        format!("argocd-creds-{hash}")
-    }
+    let group = group.to_lowercase();
+    super::argocd::derived_name(
+        "argocd-creds",
+        app_project,
+        &[b"repo-creds\0", app_project.as_bytes(), &[0], group.as_bytes()],
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shim::annotations::is_dns_subdomain;
 
     fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -212,6 +193,19 @@ mod tests {
             &url
         ));
         assert!(!under_template("git@gitlab.example.com:acme/team/app.git", &url));
+    }
+
+    #[test]
+    fn template_token_names_never_change_across_releases() {
+        // A live template's GitLabToken is found by this name: a different name would orphan it.
+        assert_eq!(
+            template_token_name("platform", "acme/platform"),
+            "argocd-creds-platform-c0cc5ab7e0"
+        );
+        assert_eq!(
+            super::super::argocd::token_name("team-a", "https://gitlab.example.com/acme/App.git"),
+            "argocd-team-a-71446ee4ca"
+        );
     }
 
     #[test]
