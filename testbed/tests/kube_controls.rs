@@ -64,6 +64,17 @@ async fn latency_errors_and_counters() {
     assert_eq!(h.controls().count("list", "configmaps", "carol"), 3);
     assert_eq!(h.controls().count("*", "secrets", "*"), 2);
     assert_eq!(h.controls().count("create", "configmaps", "someone-else"), 0);
+    // An apply that creates is one request (a `patch`), though RBAC asks for `create` too.
+    let (code, _) = raw
+        .patch(
+            "/api/v1/namespaces/default/configmaps/b?fieldManager=carol",
+            "application/apply-patch+yaml",
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}),
+        )
+        .await;
+    assert_eq!(code, 201);
+    assert_eq!(h.controls().count("patch", "configmaps", "carol"), 1);
+    assert_eq!(h.controls().count("create", "configmaps", "carol"), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

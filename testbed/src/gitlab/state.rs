@@ -140,6 +140,11 @@ impl GitLabState {
         lock(&self.calls).clone()
     }
 
+    /// How many calls were recorded (without copying them).
+    pub fn call_count(&self) -> usize {
+        lock(&self.calls).len()
+    }
+
     /// Empties the call log.
     pub fn clear_calls(&self) {
         lock(&self.calls).clear();

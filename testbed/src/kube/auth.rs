@@ -112,6 +112,17 @@ pub async fn gate(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'
         }
         return Err(e);
     }
+    authorize(st, user, attrs, subject)?;
+    // Admission runs after authorization.
+    if let Some(denial) = st.controls.admission(&attrs.verb, &res_key, &attrs.namespace) {
+        return Err(denial.to_error());
+    }
+    Ok(())
+}
+
+/// RBAC alone, for a second permission one request needs (an apply that creates needs `create`
+/// besides `patch`): the request was counted once already, by [`gate`].
+pub fn authorize(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'_>) -> Result<(), ApiError> {
     if !rbac::authorize(st, user, attrs) {
         if attrs.resource.is_empty() {
             return Err(ApiError::new(
@@ -123,10 +134,6 @@ pub async fn gate(st: &State, user: &UserInfo, attrs: &Attrs, subject: Subject<'
             .strip_details());
         }
         return Err(ApiError::forbidden(&subject, &rbac::denial(user, attrs)));
-    }
-    // Admission runs after authorization.
-    if let Some(denial) = st.controls.admission(&attrs.verb, &res_key, &attrs.namespace) {
-        return Err(denial.to_error());
     }
     Ok(())
 }

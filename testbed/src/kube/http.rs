@@ -367,7 +367,7 @@ async fn route(
                     verb: "create".into(),
                     ..attrs.clone()
                 };
-                auth::gate(st, user, &c, subj(&def, &name)).await?;
+                auth::authorize(st, user, &c, subj(&def, &name))?;
             }
             if def.group == "rbac.authorization.k8s.io" {
                 let dry = WriteOpts {

@@ -74,7 +74,7 @@ impl Traffic {
 /// Takes a mark now.
 pub fn mark(world: &World) -> Mark {
     Mark {
-        gitlab_calls: world.gitlab.state().calls().len(),
+        gitlab_calls: world.gitlab.state().call_count(),
         kube: world.kube.controls().counters(),
         resource_version: world.kube.resource_version(),
     }
@@ -148,7 +148,7 @@ pub fn activity(world: &World, user: &str) -> u64 {
         .filter(|(k, _)| k.user == user && k.resource != LEASES)
         .map(|(_, n)| n)
         .sum();
-    kube + world.gitlab.state().calls().len() as u64
+    kube + world.gitlab.state().call_count() as u64
 }
 
 /// Waits until no activity was seen for `quiet` (or `max` passed) and returns how long after
@@ -224,6 +224,91 @@ fn clock_ticks_per_sec() -> f64 {
         .unwrap_or(100.0)
 }
 
+/// The TCP connections a process holds open to a local port (established, IPv4 or IPv6): its
+/// socket inodes (`/proc/<pid>/fd`) matched against its network namespace's tables
+/// (`/proc/<pid>/net/tcp{,6}`). `None` when `/proc` cannot tell.
+pub fn connections_to(pid: u32, port: u16) -> Option<usize> {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?.strip_suffix(']').map(String::from)
+        })
+        .collect();
+    let mut count = 0;
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else {
+            continue;
+        };
+        count += established_to(&text, port)
+            .filter(|inode| inodes.contains(*inode))
+            .count();
+    }
+    Some(count)
+}
+
+/// The inodes of established sockets whose remote port is `port` in a `/proc/net/tcp` table.
+fn established_to(table: &str, port: u16) -> impl Iterator<Item = &str> {
+    let want = format!("{port:04X}");
+    table.lines().skip(1).filter_map(move |line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let remote_port = f.get(2)?.rsplit(':').next()?;
+        (remote_port == want && *f.get(3)? == "01").then_some(*f.get(9)?)
+    })
+}
+
+/// Samples a process's connections to a port every 100 ms until stopped: the peak seen.
+pub struct ConnectionSampler {
+    peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConnectionSampler {
+    /// Starts sampling `pid`'s connections to `port` (nothing is sampled without a pid).
+    pub fn start(pid: Option<u32>, port: u16) -> Self {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let seen = peak.clone();
+        let task = tokio::spawn(async move {
+            let Some(pid) = pid else { return };
+            while let Some(n) = connections_to(pid, port) {
+                seen.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self { peak, task }
+    }
+
+    /// Stops sampling and returns the peak.
+    pub fn finish(self) -> usize {
+        self.task.abort();
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The token controller's reconciles so far, from the operator's `/metrics`
+/// (`gitlab_token_operator_reconciles_total{controller="token",…}`, every result).
+pub async fn token_reconciles(metrics_addr: &str) -> Option<u64> {
+    let body = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    Some(reconciles_in(&body, "token"))
+}
+
+/// The sum of `gitlab_token_operator_reconciles_total` over every result of one controller.
+fn reconciles_in(exposition: &str, controller: &str) -> u64 {
+    let label = format!("controller=\"{controller}\"");
+    exposition
+        .lines()
+        .filter(|l| l.starts_with("gitlab_token_operator_reconciles_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
 /// The soft limit on open files of this process (`/proc/self/limits`).
 pub fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
@@ -268,6 +353,39 @@ mod tests {
         t.kube.insert("watch secrets".into(), 1);
         assert_eq!((t.gitlab_total(), t.gitlab_writes()), (5, 2));
         assert_eq!((t.kube_total(), t.kube_writes()), (10, 5));
+    }
+
+    #[test]
+    fn established_sockets_to_a_port_are_found_by_remote_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 111 1 0 20 4 30 10 -1
+   1: 0100007F:9C41 0100007F:1F90 06 00000000:00000000 00:00000000 00000000     0        0 112 1 0 20 4 30 10 -1
+   2: 0100007F:9C42 0100007F:1F91 01 00000000:00000000 00:00000000 00000000     0        0 113 1 0 20 4 30 10 -1
+   3: 0100007F:1F90 0100007F:9C43 01 00000000:00000000 00:00000000 00000000     0        0 114 1 0 20 4 30 10 -1";
+        // Port 8080 is 1F90: only the established socket whose remote end is 8080.
+        assert_eq!(established_to(table, 8080).collect::<Vec<_>>(), vec!["111"]);
+    }
+
+    #[tokio::test]
+    async fn this_process_connections_to_a_listener_are_counted() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let a = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let b = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let (_x, _) = listener.accept().await.unwrap();
+        let (_y, _) = listener.accept().await.unwrap();
+        assert_eq!(connections_to(std::process::id(), port), Some(2));
+        drop((a, b));
+    }
+
+    #[test]
+    fn token_reconciles_sum_every_result_of_the_token_controller() {
+        let body = "# TYPE gitlab_token_operator_reconciles counter
+gitlab_token_operator_reconciles_total{controller=\"token\",result=\"success\"} 10
+gitlab_token_operator_reconciles_total{controller=\"token\",result=\"Conflict\"} 2
+gitlab_token_operator_reconciles_total{controller=\"shim\",result=\"success\"} 7
+";
+        assert_eq!(reconciles_in(body, "token"), 12);
     }
 
     #[test]

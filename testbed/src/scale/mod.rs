@@ -24,8 +24,8 @@ use crate::{
     },
     world::{World, WorldConfig, fixtures_dir},
 };
-use measure::{Mark, mark, proc_stats, settle, since};
-use report::{IssuePhase, Report, RestartPhase, SettlePhase, WindowPhase};
+use measure::{ConnectionSampler, Mark, mark, proc_stats, settle, since};
+use report::{IssuePhase, PolicyEditPhase, Report, RestartPhase, WindowPhase};
 
 /// Sizes and phases of one run.
 #[derive(Debug, Clone)]
@@ -83,6 +83,8 @@ struct Bench {
     operator: Option<OperatorProcess>,
     args: OperatorArgs,
     log_path: PathBuf,
+    /// Every GitLabToken, watched (readiness is polled from here).
+    tokens: setup::TokenWatch,
 }
 
 impl Bench {
@@ -105,6 +107,12 @@ impl Bench {
             .map_err(|e| setup_err(format!("{e} (log {})", self.log_path.display())))?;
         self.operator = Some(op);
         Ok(started.elapsed().as_secs_f64())
+    }
+
+    /// Starts counting the operator's connections to the Kubernetes API server.
+    fn sample_connections(&self) -> ConnectionSampler {
+        let pid = self.operator.as_ref().and_then(|o| o.pid());
+        ConnectionSampler::start(pid, self.world.kube.addr().port())
     }
 
     fn stats(&self) -> measure::ProcStats {
@@ -134,6 +142,7 @@ impl Bench {
     async fn issue(&self, batch: &str, throttle: Option<u32>) -> Result<IssuePhase, ScaleError> {
         let n = self.options.sources;
         let from: Mark = mark(&self.world);
+        let connections = self.sample_connections();
         let started = Instant::now();
         setup::create_sources(
             &self.client,
@@ -150,9 +159,7 @@ impl Bench {
         ));
         let mut last_report = Instant::now();
         let (tokens, ready) = loop {
-            let (tokens, ready) = setup::token_readiness(&self.client, batch)
-                .await
-                .map_err(setup_err)?;
+            let (tokens, ready) = self.tokens.readiness(batch);
             if ready >= n || started.elapsed() >= self.options.timeout {
                 break (tokens, ready);
             }
@@ -167,15 +174,18 @@ impl Bench {
         };
         let elapsed = started.elapsed().as_secs_f64();
         let traffic = since(&self.world, &from, setup::OPERATOR_USER);
-        Ok(IssuePhase::new(
-            tokens,
-            ready,
-            elapsed,
-            ready >= n,
-            traffic,
-            self.stats(),
-            throttle,
-        ))
+        Ok(IssuePhase {
+            kube_connections_peak: connections.finish(),
+            ..IssuePhase::new(
+                tokens,
+                ready,
+                elapsed,
+                ready >= n,
+                traffic,
+                self.stats(),
+                throttle,
+            )
+        })
     }
 
     async fn steady(&self) -> WindowPhase {
@@ -187,7 +197,21 @@ impl Bench {
         }
     }
 
-    async fn policy_edit(&self) -> Result<SettlePhase, ScaleError> {
+    /// Edits the policy so every token is re-evaluated (no decision changes) and, at the same
+    /// moment, asks for one token's renewal: how long until the token controller has reconciled
+    /// once per token, how long the renewal waited, and the traffic until the operator is quiet.
+    async fn policy_edit(&self) -> Result<PolicyEditPhase, ScaleError> {
+        let metrics = self
+            .operator
+            .as_ref()
+            .map(|o| o.metrics_addr().to_string())
+            .unwrap_or_default();
+        let reconciles_before = measure::token_reconciles(&metrics).await.unwrap_or(0);
+        let (namespace, name) = setup::some_token(&self.client, "").await.map_err(setup_err)?;
+        let old_id = setup::current_token_id(&self.client, &namespace, &name)
+            .await
+            .map_err(setup_err)?;
+        let tokens = self.options.sources as u64;
         let from = mark(&self.world);
         let started = Instant::now();
         // A scope no source asks for: every token is re-evaluated, no decision changes.
@@ -197,6 +221,30 @@ impl Bench {
         )
         .await
         .map_err(setup_err)?;
+        setup::request_renewal(&self.client, &namespace, &name, "scale-policy-edit")
+            .await
+            .map_err(setup_err)?;
+        let (mut reevaluated, mut renewed, mut reconciles) = (None, None, 0);
+        while (reevaluated.is_none() || renewed.is_none()) && started.elapsed() < self.options.timeout {
+            if reevaluated.is_none() {
+                reconciles = measure::token_reconciles(&metrics)
+                    .await
+                    .unwrap_or(reconciles_before)
+                    .saturating_sub(reconciles_before);
+                if reconciles >= tokens {
+                    reevaluated = Some(started.elapsed().as_secs_f64());
+                }
+            }
+            if renewed.is_none()
+                && setup::current_token_id(&self.client, &namespace, &name)
+                    .await
+                    .map_err(setup_err)?
+                    .is_some_and(|id| Some(id) != old_id)
+            {
+                renewed = Some(started.elapsed().as_secs_f64());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let settled = settle(
             &self.world,
             setup::OPERATOR_USER,
@@ -205,7 +253,10 @@ impl Bench {
             self.options.timeout,
         )
         .await;
-        Ok(SettlePhase {
+        Ok(PolicyEditPhase {
+            reevaluated_secs: reevaluated,
+            reconciles,
+            renewal_secs: renewed,
             settled_secs: settled.map(|d| d.as_secs_f64()),
             traffic: since(&self.world, &from, setup::OPERATOR_USER),
         })
@@ -219,6 +270,7 @@ impl Bench {
         let from = mark(&self.world);
         let started = Instant::now();
         let readyz = self.start_operator().await?;
+        let connections = self.sample_connections();
         let window = self.options.restart_window;
         let settled = settle(
             &self.world,
@@ -243,6 +295,7 @@ impl Bench {
             traffic,
             ready_after,
             process: self.stats(),
+            kube_connections_peak: connections.finish(),
         })
     }
 }
@@ -267,9 +320,7 @@ impl Bench {
         .await
         .map_err(setup_err)?;
         loop {
-            let (_, ready) = setup::token_readiness(&self.client, "late")
-                .await
-                .map_err(setup_err)?;
+            let (_, ready) = self.tokens.readiness("late");
             if ready >= 1 {
                 return Ok(Some(started.elapsed().as_secs_f64()));
             }
@@ -321,6 +372,7 @@ pub async fn run(options: ScaleOptions) -> Result<Report, ScaleError> {
         argocd_namespace: None,
     };
     let log_path = options.state_dir.join("operator.log");
+    let tokens = setup::TokenWatch::start(&client).await.map_err(setup_err)?;
     let mut bench = Bench {
         world,
         client,
@@ -328,6 +380,7 @@ pub async fn run(options: ScaleOptions) -> Result<Report, ScaleError> {
         operator: None,
         args,
         log_path,
+        tokens,
     };
     let result = phases(&mut bench).await;
     if let Some(op) = bench.operator.take() {

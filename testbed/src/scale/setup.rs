@@ -163,27 +163,70 @@ pub async fn create_sources(
     Ok(())
 }
 
-/// How many GitLabTokens in namespaces of `batch` exist, and how many are `Ready=True`.
+/// Whether a namespace belongs to `batch` (`scale-<batch><number>`).
+fn in_batch(namespace: Option<&str>, batch: &str) -> bool {
+    let prefix = format!("scale-{batch}");
+    namespace.is_some_and(|ns| {
+        ns.strip_prefix(&prefix)
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
+/// How many of `tokens` are in namespaces of `batch`, and how many of those are `Ready=True`.
+fn readiness<'a>(tokens: impl Iterator<Item = &'a DynamicObject>, batch: &str) -> (usize, usize) {
+    tokens
+        .filter(|t| in_batch(t.metadata.namespace.as_deref(), batch))
+        .fold((0, 0), |(n, ready), t| (n + 1, ready + usize::from(is_ready(&t.data))))
+}
+
+/// How many GitLabTokens in namespaces of `batch` exist, and how many are `Ready=True` (one
+/// list: for a single look; [`TokenWatch`] for polling).
 pub async fn token_readiness(client: &Client, batch: &str) -> Result<(usize, usize), String> {
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &token_resource());
-    let prefix = format!("scale-{batch}");
     let list = api
         .list(&ListParams::default())
         .await
         .map_err(|e| format!("listing GitLabTokens: {e}"))?;
-    let ours: Vec<Value> = list
-        .items
-        .into_iter()
-        .filter(|t| {
-            t.metadata.namespace.as_deref().is_some_and(|ns| {
-                ns.strip_prefix(&prefix)
-                    .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_digit()))
-            })
-        })
-        .filter_map(|t| serde_json::to_value(t).ok())
-        .collect();
-    let ready = ours.iter().filter(|t| is_ready(t)).count();
-    Ok((ours.len(), ready))
+    Ok(readiness(list.items.iter(), batch))
+}
+
+/// Every GitLabToken, kept current by a watch: polling readiness by listing 10,000 of them four
+/// times a second cost the API server emulator more CPU than the operator's whole work.
+pub struct TokenWatch {
+    store: kube::runtime::reflector::Store<DynamicObject>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TokenWatch {
+    /// Starts the watch and waits until it has listed.
+    pub async fn start(client: &Client) -> Result<Self, String> {
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let resource = token_resource();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let writer = reflector::store::Writer::new(resource);
+        let store = writer.as_reader();
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer);
+        let task = tokio::spawn(events.for_each(|_| async {}));
+        store
+            .wait_until_ready()
+            .await
+            .map_err(|e| format!("watching GitLabTokens: {e}"))?;
+        Ok(Self { store, task })
+    }
+
+    /// How many GitLabTokens in namespaces of `batch` exist, and how many are `Ready=True`.
+    pub fn readiness(&self, batch: &str) -> (usize, usize) {
+        let state = self.store.state();
+        readiness(state.iter().map(|t| t.as_ref()), batch)
+    }
+}
+
+impl Drop for TokenWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Replaces the policy's scopes (server-side apply by the admin).
@@ -205,6 +248,48 @@ pub async fn edit_policy(client: &Client, scopes: &[&str]) -> Result<(), String>
     .map_err(|e| format!("editing the policy: {e}"))
 }
 
+/// The annotation that asks the operator to renew a token now (any new value).
+const RENEW_ANNOTATION: &str = "gitlabtokens.io/renew-requested-at";
+
+/// The first GitLabToken of the first namespace of `batch` (its namespace and name).
+pub async fn some_token(client: &Client, batch: &str) -> Result<(String, String), String> {
+    let namespace = namespace_of(batch, 0);
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &namespace, &token_resource());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("listing GitLabTokens in {namespace}: {e}"))?;
+    let name = list
+        .items
+        .into_iter()
+        .find_map(|t| t.metadata.name)
+        .ok_or_else(|| format!("no GitLabToken in {namespace}"))?;
+    Ok((namespace, name))
+}
+
+/// The id of the token a GitLabToken's status names as current.
+pub async fn current_token_id(client: &Client, namespace: &str, name: &str) -> Result<Option<i64>, String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &token_resource());
+    let token = api
+        .get(name)
+        .await
+        .map_err(|e| format!("reading GitLabToken {namespace}/{name}: {e}"))?;
+    Ok(token
+        .data
+        .pointer("/status/current/tokenId")
+        .and_then(Value::as_i64))
+}
+
+/// Asks for a GitLabToken's renewal (a merge patch of the renew annotation, as a user would).
+pub async fn request_renewal(client: &Client, namespace: &str, name: &str, value: &str) -> Result<(), String> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &token_resource());
+    let patch = json!({"metadata": {"annotations": {RENEW_ANNOTATION: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("asking for the renewal of {namespace}/{name}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +300,16 @@ mod tests {
         assert_eq!(namespace_of("", 9), "scale-0");
         assert_eq!(namespace_of("", 10), "scale-1");
         assert_eq!(namespace_of("t", 25), "scale-t2");
+    }
+
+    #[test]
+    fn namespaces_belong_to_their_batch_only() {
+        assert!(in_batch(Some("scale-12"), ""));
+        assert!(in_batch(Some("scale-t3"), "t"));
+        assert!(!in_batch(Some("scale-t3"), ""));
+        assert!(!in_batch(Some("scale-late0"), ""));
+        assert!(in_batch(Some("scale-late0"), "late"));
+        assert!(!in_batch(Some("scale-"), ""));
+        assert!(!in_batch(None, ""));
     }
 }
