@@ -7,7 +7,7 @@ use clap::Args;
 use futures::{FutureExt, StreamExt, future::BoxFuture};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{
-    Api, Client, ResourceExt,
+    Api,
     api::ListParams,
     core::PartialObjectMeta,
     runtime::{
@@ -26,7 +26,7 @@ use crate::{
         context::{Context, OperatorConfig},
         sweep,
     },
-    crd::{GitLabConnection, GitLabToken, GitLabTokenPolicy},
+    crd::{GitLabToken, GitLabTokenPolicy},
     http::{self, HealthState},
     metrics::Metrics,
     telemetry::{self, LogFormat},
@@ -37,6 +37,12 @@ mod controllers;
 use controllers::{connection_controller, policy_status_controller, shim_controller, token_controller};
 
 /// Flags of `run` (each also readable from the environment).
+/// Most Kubernetes requests the operator has in flight at once. kube-rs speaks HTTP/1.1, one
+/// connection per request in flight (watches hold theirs while they stream, and are not counted
+/// here: the limit covers a request until its response starts): bounded, the connections are too.
+/// 16 keeps well over a thousand requests a second against an API server answering in 10 ms.
+const KUBE_REQUESTS_IN_FLIGHT: usize = 16;
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The operator's namespace: GitLabConnection credentials must live here.
@@ -158,7 +164,10 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
         );
     }
     let kube_config = kube::Config::infer().await.map_err(RunError::Config)?;
-    let client = Client::try_from(kube_config.clone()).map_err(RunError::Kube)?;
+    let client = kube::client::ClientBuilder::try_from(kube_config.clone())
+        .map_err(RunError::Kube)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(KUBE_REQUESTS_IN_FLIGHT))
+        .build();
     Api::<GitLabToken>::all(client.clone())
         .list(&ListParams::default().limit(1))
         .await
@@ -247,7 +256,8 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             .map_err(RunError::Http);
     };
 
-    let (tokens_ready_tx, tokens_ready_rx) = tokio::sync::oneshot::channel::<Store<GitLabToken>>();
+    let (tokens, token_writer) = reflector::store::<GitLabToken>();
+    let (shim_wake_tx, shim_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
         connection_controller(ctx.clone(), clock_moves.clone(), stopped()).boxed(),
         token_controller(
@@ -256,11 +266,15 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
             namespace_events.boxed(),
             args.concurrency,
             clock_moves.clone(),
-            tokens_ready_tx,
+            controllers::TokenCache {
+                reader: tokens.clone(),
+                writer: token_writer,
+                shim_wakes: controllers::ShimWakes(shim_wake_tx),
+            },
             stopped(),
         )
         .boxed(),
-        shim_controller(ctx.clone(), stopped()).boxed(),
+        shim_controller(ctx.clone(), tokens.clone(), shim_wake_rx, stopped()).boxed(),
         if ctx.config.argocd_namespace.is_empty() {
             futures::future::ready(()).boxed()
         } else {
@@ -273,7 +287,6 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     let readiness = health.clone();
     tokio::spawn(async move {
         // Ready once the caches the decisions depend on have synced.
-        let Ok(tokens) = tokens_ready_rx.await else { return };
         if synced(&tokens).await && synced(&policies).await {
             readiness.set_ready(true);
             tracing::info!("caches synced; ready");
@@ -316,14 +329,9 @@ const FIRST_CHECK_WAIT: Duration = Duration::from_secs(30);
 async fn inputs_ready(ctx: &Context) {
     synced(&ctx.policies).await;
     synced(&ctx.namespaces).await;
-    let api = Api::<GitLabConnection>::all(ctx.client.clone());
     let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
     while tokio::time::Instant::now() < deadline {
-        let checked = match api.list(&Default::default()).await {
-            Ok(list) => list.items.iter().all(|c| ctx.connections.checked(&c.name_any())),
-            Err(_) => false,
-        };
-        if checked {
+        if ctx.every_connection_checked() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -332,6 +332,40 @@ async fn a_secret_the_operator_did_not_create_is_never_taken_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gitlabtoken_the_shim_did_not_create_is_never_taken_over() {
+    let env = Env::start().await;
+    // A user's own GitLabToken, under the name the shim gives a source's token.
+    env.apply(json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken",
+        "metadata": {"name": "app-gitlab-token", "namespace": NS},
+        "spec": {"project": "acme/team-a/app", "scopes": ["read_repository"],
+                 "secret": {"name": "mine", "format": "basic-auth"}}}))
+    .await;
+    env.wait_token_condition(NS, "app-gitlab-token", "Ready", "True", Some("Issued"))
+        .await;
+    let tokens: Api<GitLabToken> = Api::namespaced(env.client.clone(), NS);
+    let before = tokens.get("app-gitlab-token").await.unwrap();
+    let url = repo_url(&env, "acme/team-a/app");
+    env.apply(git_source(NS, "app", &url, &[])).await;
+    source_refused(
+        &env,
+        NS,
+        "app",
+        "ConflictingRequest",
+        "exists and was not created by the shim",
+    )
+    .await;
+    let after = tokens.get("app-gitlab-token").await.unwrap();
+    assert_eq!(after.spec, before.spec, "the user's GitLabToken keeps its spec");
+    assert_eq!(after.labels(), before.labels(), "and gets no shim label");
+    assert_eq!(
+        after.owner_references(),
+        before.owner_references(),
+        "and no owner"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_project_gitlab_does_not_know_is_refused() {
     let env = Env::start().await;
     let url = repo_url(&env, "acme/team-a/missing");

@@ -19,7 +19,7 @@ use kube::{
 use super::connection::Connections;
 use crate::{
     clock::Clock,
-    crd::GitLabTokenPolicy,
+    crd::{GitLabConnection, GitLabTokenPolicy},
     gitlab::NewToken,
     metrics::Metrics,
     policy::{NamespaceInfo, PolicySet},
@@ -78,6 +78,12 @@ pub struct Context {
     pub connections: Arc<Connections>,
     /// Every `GitLabTokenPolicy`, kept current by a watch.
     pub policies: Store<GitLabTokenPolicy>,
+    /// The connection controller's cache of every `GitLabConnection` (set when it starts).
+    pub connection_cache: std::sync::OnceLock<Store<GitLabConnection>>,
+    /// Set once that cache has listed every `GitLabConnection` (its watch's first `InitDone`).
+    pub connections_listed: std::sync::atomic::AtomicBool,
+    /// Set once the token controller's cache has listed every `GitLabToken`.
+    pub tokens_listed: std::sync::atomic::AtomicBool,
     /// Namespaces' labels, kept current by a watch (policy selectors read them on every reconcile).
     pub namespaces: Store<kube::core::PartialObjectMeta<k8s_openapi::api::core::v1::Namespace>>,
     /// This process: written into write-ahead records so another process leaves them alone.
@@ -137,6 +143,9 @@ impl Context {
             recorder,
             connections: Arc::new(Connections::default()),
             policies,
+            connection_cache: std::sync::OnceLock::new(),
+            connections_listed: std::sync::atomic::AtomicBool::new(false),
+            tokens_listed: std::sync::atomic::AtomicBool::new(false),
             namespaces,
             incarnation,
             fences: Mutex::default(),
@@ -180,6 +189,21 @@ impl Context {
     /// The fingerprint of the status this process wrote at the current fence, if it did.
     pub fn written_status(&self, uid: &str) -> Option<u64> {
         self.fences.lock().ok()?.get(uid).and_then(|(_, h)| *h)
+    }
+
+    /// Whether the connection controller has checked every `GitLabConnection` since this process
+    /// started (from its cache, without a request; `false` before the cache has listed).
+    pub fn every_connection_checked(&self) -> bool {
+        let Some(cache) = self.connection_cache.get() else {
+            return false;
+        };
+        // Not the store's own readiness signal: polling that from here could take the wake-up
+        // meant for the connection controller waiting on it.
+        self.connections_listed.load(std::sync::atomic::Ordering::SeqCst)
+            && cache
+                .state()
+                .iter()
+                .all(|c| self.connections.checked(&kube::ResourceExt::name_any(c.as_ref())))
     }
 
     /// Records a status write: the new resourceVersion and a fingerprint of what was written.

@@ -31,6 +31,7 @@ struct Seen {
 #[derive(Default)]
 pub struct SecretView {
     meta: OnceLock<Store<PartialObjectMeta<Secret>>>,
+    listed: std::sync::atomic::AtomicBool,
     seen: Mutex<HashMap<(String, String), Seen>>,
 }
 
@@ -45,6 +46,17 @@ impl SecretView {
     /// Installs the metadata reflector (once, when the token controller starts).
     pub fn set_store(&self, store: Store<PartialObjectMeta<Secret>>) {
         let _ = self.meta.set(store);
+    }
+
+    /// Records that the reflector has listed every operator-labelled Secret (its first `InitDone`).
+    pub fn set_listed(&self) {
+        self.listed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the reflector has listed: from then on a Secret it does not hold carries no
+    /// operator label (or was created a moment ago, which a write finds out).
+    pub fn listed(&self) -> bool {
+        self.meta.get().is_some() && self.listed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The resourceVersion the metadata reflector holds for an operator-labelled Secret.

@@ -31,6 +31,31 @@ use crate::{
     secret::MANAGED_BY_LABEL,
 };
 
+/// The token controller's cache of every `GitLabToken` (the reader is shared with the shim), and
+/// how it wakes the shim.
+pub(super) struct TokenCache {
+    /// Shared.
+    pub reader: Store<GitLabToken>,
+    /// Fed by the token controller's watch.
+    pub writer: reflector::store::Writer<GitLabToken>,
+    /// The shim's wake-ups from that watch.
+    pub shim_wakes: ShimWakes,
+}
+
+/// Wakes the shim for the namespace of a shim-managed `GitLabToken` that changed or went.
+#[derive(Clone)]
+pub(super) struct ShimWakes(pub tokio::sync::mpsc::UnboundedSender<ObjectRef<Namespace>>);
+
+impl ShimWakes {
+    fn touched(&self, token: &GitLabToken) {
+        if shim::is_shims(token)
+            && let Some(ns) = token.metadata.namespace.as_deref()
+        {
+            let _ = self.0.send(ObjectRef::new(ns));
+        }
+    }
+}
+
 /// A predicate over a connection's pinned SSH host keys (`status.sshHostKeys`).
 fn pinned_host_keys(c: &GitLabConnection) -> Option<u64> {
     use std::hash::{Hash, Hasher};
@@ -52,10 +77,17 @@ pub(super) async fn connection_controller(
     // spec, annotations, finalizers, deletion and the pinned SSH host keys (an admin clears them
     // to have them pinned again); the periodic re-check is the requeue.
     let (store, writer) = reflector::store();
+    let _ = ctx.connection_cache.set(store.clone());
+    let listed = ctx.clone();
     let connection_events = watcher(connections, watcher::Config::default())
         .default_backoff()
         .modify(crate::controller::cache::slim)
         .reflect(writer)
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                listed.connections_listed.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
         .applied_objects()
         .predicate_filter(
             predicates::generation
@@ -99,21 +131,37 @@ pub(super) async fn token_controller(
     >,
     concurrency: u16,
     clock_moves: Option<watch::Receiver<u64>>,
-    ready: tokio::sync::oneshot::Sender<Store<GitLabToken>>,
+    cache: TokenCache,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
     let tokens = Api::<GitLabToken>::all(client.clone());
+    // One cache of every GitLabToken, shared with the shim (which wakes, per namespace, on its
+    // own tokens' changes): a second cache of them cost as much memory as the first.
     // Our own status writes must not wake us: react to spec, annotations, finalizers, deletion.
-    let (reader, writer) = reflector::store();
+    let TokenCache {
+        reader,
+        writer,
+        shim_wakes,
+    } = cache;
     let overlaps = ctx.consumer_changes.waiting.clone();
+    let listed = ctx.clone();
     let token_events = watcher(tokens, watcher::Config::default())
         .default_backoff()
         .modify(crate::controller::cache::slim)
         .reflect(writer)
         .inspect(move |event| match event {
-            Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => overlaps.observe(t),
-            Ok(watcher::Event::Delete(t)) => overlaps.forget(t),
+            Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => {
+                overlaps.observe(t);
+                shim_wakes.touched(t);
+            }
+            Ok(watcher::Event::Delete(t)) => {
+                overlaps.forget(t);
+                shim_wakes.touched(t);
+            }
+            Ok(watcher::Event::InitDone) => {
+                listed.tokens_listed.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             _ => {}
         })
         .applied_objects()
@@ -123,7 +171,6 @@ pub(super) async fn token_controller(
                 .combine(predicates::finalizers),
             Default::default(),
         );
-    let _ = ready.send(reader.clone());
     let consumer_triggers = ctx.consumer_changes.token_triggers();
     let all_tokens = reader.clone();
     let by_connection = reader.clone();
@@ -132,12 +179,18 @@ pub(super) async fn token_controller(
     let managed = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}=gitlab-token-operator"));
     let (secrets, secrets_writer) = reflector::store();
     ctx.secrets.set_store(secrets);
+    let secrets_listed = ctx.clone();
     Controller::for_stream(token_events, reader)
         .owns_stream(
             watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), managed)
                 .default_backoff()
                 .modify(crate::controller::cache::slim)
                 .reflect(secrets_writer)
+                .inspect(move |event| {
+                    if matches!(event, Ok(watcher::Event::InitDone)) {
+                        secrets_listed.secrets.set_listed();
+                    }
+                })
                 .touched_objects(),
         )
         .watches_stream(policy_events, move |_policy| {
@@ -154,7 +207,7 @@ pub(super) async fn token_controller(
             by_namespace
                 .state()
                 .iter()
-                .filter(|t| t.namespace().as_deref() == Some(name.as_str()))
+                .filter(|t| t.metadata.namespace.as_deref() == Some(name.as_str()))
                 .map(|t| ObjectRef::from_obj(t.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -210,6 +263,8 @@ pub(super) async fn policy_status_controller(
 
 pub(super) async fn shim_controller(
     ctx: Arc<Context>,
+    tokens: Store<GitLabToken>,
+    token_wakes: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<Namespace>>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
@@ -226,15 +281,8 @@ pub(super) async fn shim_controller(
             .collect::<Vec<_>>()
     };
     let (by_connection, by_policy) = (every_namespace.clone(), every_namespace);
-    let shim_tokens = watcher::Config::default().labels(&format!("{}=true", shim::SHIM_LABEL));
-    let (tokens, tokens_writer) = reflector::store();
-    let token_events = watcher(Api::<GitLabToken>::all(client.clone()), shim_tokens)
-        .default_backoff()
-        .modify(crate::controller::cache::slim)
-        .reflect(tokens_writer)
-        .touched_objects();
     controller
-        .watches_stream(token_events, |t| t.namespace().map(|ns| ObjectRef::new(&ns)))
+        .reconcile_on(tokio_stream::wrappers::UnboundedReceiverStream::new(token_wakes))
         .watches(
             Api::<GitLabConnection>::all(client.clone()),
             watcher::Config::default(),

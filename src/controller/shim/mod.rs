@@ -28,7 +28,7 @@ use std::{
 use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use kube::{
     Api, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams},
+    api::{ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams},
     runtime::{controller::Action, reflector::Store},
 };
 
@@ -39,11 +39,12 @@ use self::{
     watch::{Source, annotated_sources},
 };
 use super::{
+    cache::{Written, fingerprint},
     context::Context,
     token::observe::{choose_connection, namespace_info},
 };
 use crate::{
-    crd::{FIELD_MANAGER, GitLabConnection, GitLabToken, GitLabTokenSpec},
+    crd::{FIELD_MANAGER, GitLabToken, GitLabTokenSpec},
     gitlab::GitLabError,
     policy::{NamespaceInfo, PolicySet},
     reason::Reason,
@@ -58,6 +59,11 @@ use crate::{
 /// Label on every `GitLabToken` the shim manages.
 pub const SHIM_LABEL: &str = "gitlabtokens.io/shim";
 
+/// Whether the shim manages a `GitLabToken` (it carries [`SHIM_LABEL`]).
+pub fn is_shims(token: &GitLabToken) -> bool {
+    token.labels().get(SHIM_LABEL).map(String::as_str) == Some("true")
+}
+
 /// What the shim keeps between reconciles.
 #[derive(Default)]
 pub struct ShimState {
@@ -68,6 +74,8 @@ pub struct ShimState {
     concluded_kinds: AtomicUsize,
     /// Set once the shim's view was complete (see [`view_complete`]).
     complete: AtomicBool,
+    /// Writes made whose events the caches may not have seen yet (not sent twice).
+    written: Written,
 }
 
 /// Why a shim reconcile failed (retried).
@@ -84,7 +92,8 @@ pub struct ShimContext {
     pub ctx: Arc<Context>,
     /// The shim's state.
     pub state: Arc<ShimState>,
-    /// Every shim-labelled `GitLabToken` (a reflector: reconciles read it instead of listing).
+    /// Every `GitLabToken`: the token controller's cache, shared (reconciles read it instead of
+    /// listing; the shim's own are those [`is_shims`] says).
     pub tokens: Store<GitLabToken>,
 }
 
@@ -102,20 +111,11 @@ async fn view_complete(sc: &ShimContext) -> Result<bool, ShimError> {
     let policies_listed = tokio::time::timeout(Duration::from_millis(50), sc.ctx.policies.wait_until_ready())
         .await
         .is_ok_and(|r| r.is_ok());
-    let tokens_listed = tokio::time::timeout(Duration::from_millis(50), sc.tokens.wait_until_ready())
-        .await
-        .is_ok_and(|r| r.is_ok());
+    let tokens_listed = sc.ctx.tokens_listed.load(Ordering::SeqCst);
     if !policies_listed || !tokens_listed {
         return Ok(false);
     }
-    let connections = Api::<GitLabConnection>::all(sc.ctx.client.clone())
-        .list_metadata(&ListParams::default())
-        .await?;
-    if !connections
-        .items
-        .iter()
-        .all(|c| sc.ctx.connections.checked(&c.name_any()))
-    {
+    if !sc.ctx.every_connection_checked() {
         return Ok(false);
     }
     sc.state.complete.store(true, Ordering::SeqCst);
@@ -145,13 +145,24 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     }
     let sources: Vec<&Source> = all.iter().filter(|s| s.opted_in).collect();
     let tokens: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
-    // From the reflector: one that lags behind our own apply only costs a no-op re-apply.
+    // From the token controller's cache of every GitLabToken (the shim's are those with its
+    // label; the others are a user's, never taken over). One that lags behind our own apply only
+    // costs a no-op re-apply.
+    let in_namespace: Vec<Arc<GitLabToken>> = sc
+        .tokens
+        .state()
+        .into_iter()
+        .filter(|t| t.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .collect();
     let existing = ExistingTokens {
-        items: sc
-            .tokens
-            .state()
+        foreign: in_namespace
             .iter()
-            .filter(|t| t.namespace().as_deref() == Some(namespace.as_str()))
+            .filter(|t| !is_shims(t))
+            .map(|t| t.name_any())
+            .collect(),
+        items: in_namespace
+            .iter()
+            .filter(|t| is_shims(t))
             .map(|t| t.as_ref().clone())
             .collect(),
     };
@@ -189,16 +200,14 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             .filter(|(n, _)| shared.served.contains(&n.request.consumer))
             .map(|(_, s)| *s)
             .collect();
-        if existing.items.iter().all(|t| t.name_any() != *secret_name)
-            && tokens.get_opt(secret_name).await?.is_some()
-        {
+        if existing.foreign.contains(secret_name) {
             for s in served {
                 refusals.push((s, foreign_token(secret_name)));
             }
             continue;
         }
         let body = token_body(&namespace, secret_name, &served, &shared.spec, None);
-        match apply(&tokens, secret_name, &body, &existing.items).await {
+        match apply(&tokens, &sc.state.written, secret_name, &body, &existing.items).await {
             Ok(()) => {}
             Err(Rejected::Refused(message)) => {
                 for s in served {
@@ -218,7 +227,7 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             .filter(|(n, _)| shared.served.contains(&n.request.consumer))
         {
             if need.request.set_secret_ref
-                && let Err(e) = point_at_secret(ctx, &namespace, s, secret_name).await
+                && let Err(e) = point_at_secret(ctx, &sc.state.written, &namespace, s, secret_name).await
             {
                 tracing::warn!(namespace = %namespace, source = %s.name, error = %e, "cannot set the source's spec.secretRef; retrying");
                 retry_soon = true;
@@ -255,7 +264,7 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             // Its own GitLabToken stays and speaks for it (the token controller's verdict).
             continue;
         }
-        match carry_refusal(&tokens, &namespace, source, &refusal, &existing.items, &claimed).await? {
+        match carry_refusal(&tokens, &sc.state.written, &namespace, source, &refusal, &existing, &claimed).await? {
             Carried::Yes(name) => {
                 claimed.insert(name.clone());
                 wanted.insert(name);
@@ -291,7 +300,10 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
 
 /// The namespace's shim `GitLabToken`s as the reflector holds them.
 struct ExistingTokens {
+    /// The shim's `GitLabToken`s in the namespace.
     items: Vec<GitLabToken>,
+    /// Names of the others there (a user's): never taken over.
+    foreign: BTreeSet<String>,
 }
 
 fn requeue(soon: bool, otherwise: Action) -> Action {
@@ -331,10 +343,11 @@ enum Carried {
 /// Writes the `GitLabToken` that makes a refused source visible, named after its Secret.
 async fn carry_refusal(
     tokens: &Api<GitLabToken>,
+    written: &Written,
     namespace: &str,
     source: &Source,
     refusal: &Refusal,
-    existing: &[GitLabToken],
+    existing: &ExistingTokens,
     claimed: &BTreeSet<String>,
 ) -> Result<Carried, ShimError> {
     let Some(name) = refused_token_name(&source.value) else {
@@ -343,21 +356,18 @@ async fn carry_refusal(
     if claimed.contains(&name) {
         return Ok(Carried::No);
     }
-    match existing.iter().find(|t| t.name_any() == name) {
+    match existing.items.iter().find(|t| t.name_any() == name) {
         Some(t) if t.metadata.deletion_timestamp.is_some() => return Ok(Carried::Later(name)),
         // A served token of this name (a token may be live): deleted below as no longer
         // wanted, so its token is revoked; never turned into a refused one in place.
         Some(t) if shim_refusal(t).is_none() => return Ok(Carried::Later(name)),
         Some(_) => {}
-        None => {
-            if tokens.get_opt(&name).await?.is_some() {
-                return Ok(Carried::No);
-            }
-        }
+        None if existing.foreign.contains(&name) => return Ok(Carried::No),
+        None => {}
     }
     let spec = refused_spec(&source.value, &name);
     let body = token_body(namespace, &name, &[source], &spec, Some(refusal));
-    match apply(tokens, &name, &body, existing).await {
+    match apply(tokens, written, &name, &body, &existing.items).await {
         Ok(()) => Ok(Carried::Yes(name)),
         Err(Rejected::Refused(message)) => {
             tracing::warn!(namespace, source = %source.name, "the API server refused the refused source's GitLabToken: {message}");
@@ -438,21 +448,26 @@ fn already_applied(live: &GitLabToken, body: &serde_json::Value) -> bool {
     };
     live.metadata.deletion_timestamp.is_none()
         && live.spec == want.spec
-        && live.labels().get(SHIM_LABEL).map(String::as_str) == Some("true")
+        && is_shims(live)
         && owners(live) == owners(&want)
         && carried(live) == carried(&want)
 }
 
 async fn apply(
     tokens: &Api<GitLabToken>,
+    written: &Written,
     name: &str,
     body: &serde_json::Value,
     existing: &[GitLabToken],
 ) -> Result<(), Rejected> {
-    if existing
-        .iter()
-        .any(|t| t.name_any() == name && already_applied(t, body))
-    {
+    let cached = existing.iter().find(|t| t.name_any() == name);
+    if cached.is_some_and(|t| already_applied(t, body)) {
+        return Ok(());
+    }
+    let key = format!("{}/{name}", tokens.namespace().unwrap_or_default());
+    let what = fingerprint(&body.to_string());
+    if written.in_flight(&key, cached.and_then(|t| t.metadata.resource_version.as_deref()), what) {
+        // Applied already; the cache has not seen it yet.
         return Ok(());
     }
     match tokens
@@ -463,7 +478,10 @@ async fn apply(
         )
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(applied) => {
+            written.record(&key, applied.metadata.resource_version, what);
+            Ok(())
+        }
         Err(kube::Error::Api(s)) if (400..500).contains(&s.code) && s.code != 429 => {
             Err(Rejected::Refused(format!(
                 "the API server refused GitLabToken {name} ({} {}): {}",

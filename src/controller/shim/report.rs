@@ -11,7 +11,10 @@ use serde_json::{Value, json};
 
 use super::{ShimState, watch::Source};
 use crate::{
-    controller::context::Context,
+    controller::{
+        cache::{Written, fingerprint},
+        context::Context,
+    },
     crd::FIELD_MANAGER,
     reason::Reason,
     shim::{MAX_MESSAGE, Refusal, annotations::SECRET_REF_SET, bounded, warnings::annotation_warnings},
@@ -106,9 +109,11 @@ fn params() -> PatchParams {
 }
 
 /// Points a source without `spec.secretRef` at its Secret, and records on the source (annotation
-/// [`SECRET_REF_SET`]) that the shim set it.
+/// [`SECRET_REF_SET`]) that the shim set it. A patch already made whose event the cache has not
+/// seen yet is not sent again (`written`).
 pub async fn point_at_secret(
     ctx: &Context,
+    written: &Written,
     namespace: &str,
     source: &Source,
     secret: &str,
@@ -121,7 +126,12 @@ pub async fn point_at_secret(
     let marked = crate::shim::infer::annotations_of(&source.value)
         .get(SECRET_REF_SET)
         .is_some_and(|set| set == secret);
-    if points && marked {
+    let cached = source
+        .value
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str);
+    let what = fingerprint(&secret);
+    if (points && marked) || written.in_flight(&source.uid, cached, what) {
         // Already done (a write that changes nothing is still a request, per source per reconcile).
         return Ok(());
     }
@@ -130,9 +140,9 @@ pub async fn point_at_secret(
         "metadata": {"annotations": {SECRET_REF_SET: secret}},
         "spec": {"secretRef": {"name": secret}},
     });
-    api.patch(&source.name, &params(), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
+    let patched = api.patch(&source.name, &params(), &Patch::Merge(&patch)).await?;
+    written.record(&source.uid, patched.metadata.resource_version, what);
+    Ok(())
 }
 
 /// For a source that no longer opts in: removes the `spec.secretRef` the shim set (only when it

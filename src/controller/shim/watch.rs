@@ -182,7 +182,7 @@ pub fn annotated_sources(state: &ShimState, namespace: &str) -> Vec<Source> {
     let mut out = Vec::new();
     for (resource, store) in kinds {
         for obj in store.state() {
-            if obj.namespace().as_deref() != Some(namespace)
+            if obj.metadata.namespace.as_deref() != Some(namespace)
                 || obj.metadata.deletion_timestamp.is_some()
                 || !obj
                     .annotations()

@@ -37,6 +37,22 @@ pub(super) fn may_have_happened(e: &GitLabError) -> bool {
     )
 }
 
+/// The refusal of a Secret name someone else's Secret holds.
+fn foreign_secret(token: &GitLabToken, status: &GitLabTokenStatus) -> Refusal {
+    let message = format!(
+        "Secret {} exists and was not created by the operator for this GitLabToken; the operator never takes \
+         over a foreign Secret: pick another secret name or delete that Secret",
+        token.spec.secret.name
+    );
+    Refusal {
+        reason: Reason::SecretNotOwned,
+        message,
+        policy: status.policy.clone(),
+        connection: status.connection.clone(),
+        project: status.project.clone(),
+    }
+}
+
 /// The Apply half of the finalizer.
 pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, TokenError> {
     let namespace = cached.namespace().unwrap_or_default();
@@ -44,12 +60,13 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
         return Ok(Action::await_change());
     }
     // Decisions rest on status (the ledger above all). The watch cache is used unless it has not
-    // seen our own last write yet (then the object is read fresh). Every status write below is
+    // seen our own last read or write yet (then the object is read fresh); a newer version (the
+    // shim's or a user's write since) is used as it is. Every status write below is
     // conditional on the version decided on, so a cache that is stale for any other reason makes
     // the first write fail (409) and the reconcile start over.
     let uid = cached.uid().unwrap_or_default();
     let token = match ctx.fence(&uid) {
-        Some(written) if Some(&written) != cached.metadata.resource_version.as_ref() => {
+        Some(known) if crate::controller::cache::is_behind(cached.metadata.resource_version.as_deref(), &known) => {
             let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
             let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
                 return Ok(Action::await_change());
@@ -174,23 +191,18 @@ async fn run_steps(
             }
             Step::Revoke(index) => super::revoke::revoke_entry(token, ctx, status, index).await?,
             Step::RefuseForeignSecret => {
-                let message = format!(
-                    "Secret {} exists and was not created by the operator for this GitLabToken; the operator never takes \
-                     over a foreign Secret: pick another secret name or delete that Secret",
-                    token.spec.secret.name
-                );
-                let refusal = Refusal {
-                    reason: Reason::SecretNotOwned,
-                    message,
-                    policy: status.policy.clone(),
-                    connection: status.connection.clone(),
-                    project: status.project.clone(),
-                };
-                return refuse(token, ctx, status.clone(), refusal).await;
+                return refuse(token, ctx, status.clone(), foreign_secret(token, status)).await;
             }
             Step::Issue(reason) => {
                 let reason = crate::controller::delegation::issue_reason(reason, resolved);
-                super::issue::issue(token, ctx, resolved, status, reason).await?;
+                match super::issue::issue(token, ctx, resolved, status, reason).await {
+                    // Found by the dry run before any mint (the Secret was not looked at first:
+                    // nothing of ours could be there).
+                    Err(TokenError::SecretNotOwned(_)) => {
+                        return refuse(token, ctx, status.clone(), foreign_secret(token, status)).await;
+                    }
+                    other => other?,
+                }
                 if reason == super::decide::IssueReason::AccessLowered {
                     crate::controller::delegation::report_lowered(token, ctx, resolved).await;
                 }
@@ -479,3 +491,4 @@ pub(super) fn gitlab_reason(e: &GitLabError) -> &'static str {
         _ => Reason::GitLabUnavailable.as_str(),
     }
 }
+

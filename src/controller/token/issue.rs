@@ -445,10 +445,7 @@ pub async fn write_secret(
     let result = match api.get_opt(&name).await.map_err(failed)? {
         None => api.create(&create, secret).await.map(|w| version_of(&w, dry_run)),
         Some(existing) if !secret_is_owned_by(&existing.metadata, &token.name_any()) => {
-            return Err(TokenError::SecretWrite(
-                name,
-                "the Secret exists and was not created by the operator for this GitLabToken".into(),
-            ));
+            return Err(TokenError::SecretNotOwned(name));
         }
         Some(existing) if existing.type_ != secret.type_ && !dry_run => {
             let preconditions = kube::api::Preconditions {

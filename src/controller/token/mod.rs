@@ -50,6 +50,9 @@ pub enum TokenError {
     /// The Secret could not be written after the token was minted.
     #[error("could not write Secret {0}: {1}")]
     SecretWrite(String, String),
+    /// The Secret exists and is not this `GitLabToken`'s: never written to.
+    #[error("Secret {0} exists and was not created by the operator for this GitLabToken")]
+    SecretNotOwned(String),
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<FinalizerError<TokenError>>),
@@ -65,6 +68,7 @@ impl TokenError {
             Self::Kube(_) => "KubernetesError",
             Self::GitLab(e) => e.reason(),
             Self::SecretWrite(..) => "SecretWriteFailed",
+            Self::SecretNotOwned(_) => "SecretNotOwned",
             Self::Finalizer(_) => "FinalizerError",
             Self::CleanupBlocked(_) => "CleanupBlocked",
         }
