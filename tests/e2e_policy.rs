@@ -335,10 +335,12 @@ async fn a_secret_the_operator_did_not_create_is_never_taken_over() {
 async fn a_gitlabtoken_the_shim_did_not_create_is_never_taken_over() {
     let env = Env::start().await;
     // A user's own GitLabToken, under the name the shim gives a source's token.
-    env.apply(json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken",
+    env.apply(
+        json!({"apiVersion": "gitlabtokens.io/v1alpha1", "kind": "GitLabToken",
         "metadata": {"name": "app-gitlab-token", "namespace": NS},
         "spec": {"project": "acme/team-a/app", "scopes": ["read_repository"],
-                 "secret": {"name": "mine", "format": "basic-auth"}}}))
+                 "secret": {"name": "mine", "format": "basic-auth"}}}),
+    )
     .await;
     env.wait_token_condition(NS, "app-gitlab-token", "Ready", "True", Some("Issued"))
         .await;

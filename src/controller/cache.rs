@@ -27,7 +27,10 @@ pub fn slim<K: Resource>(obj: &mut K) {
 /// wrote). resourceVersions are the API server's monotonic revision counter (decimal); ones that
 /// do not parse are compared for equality only, as opaque strings must be.
 pub fn is_behind(cached: Option<&str>, known: &str) -> bool {
-    match (cached.and_then(|c| c.parse::<u64>().ok()), known.parse::<u64>().ok()) {
+    match (
+        cached.and_then(|c| c.parse::<u64>().ok()),
+        known.parse::<u64>().ok(),
+    ) {
         (Some(cached), Some(known)) => cached < known,
         _ => cached != Some(known),
     }

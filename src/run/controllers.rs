@@ -85,7 +85,9 @@ pub(super) async fn connection_controller(
         .reflect(writer)
         .inspect(move |event| {
             if matches!(event, Ok(watcher::Event::InitDone)) {
-                listed.connections_listed.store(true, std::sync::atomic::Ordering::SeqCst);
+                listed
+                    .connections_listed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
         })
         .applied_objects()
@@ -160,7 +162,9 @@ pub(super) async fn token_controller(
                 shim_wakes.touched(t);
             }
             Ok(watcher::Event::InitDone) => {
-                listed.tokens_listed.store(true, std::sync::atomic::Ordering::SeqCst);
+                listed
+                    .tokens_listed
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
             }
             _ => {}
         })

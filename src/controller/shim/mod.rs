@@ -264,7 +264,17 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
             // Its own GitLabToken stays and speaks for it (the token controller's verdict).
             continue;
         }
-        match carry_refusal(&tokens, &sc.state.written, &namespace, source, &refusal, &existing, &claimed).await? {
+        match carry_refusal(
+            &tokens,
+            &sc.state.written,
+            &namespace,
+            source,
+            &refusal,
+            &existing,
+            &claimed,
+        )
+        .await?
+        {
             Carried::Yes(name) => {
                 claimed.insert(name.clone());
                 wanted.insert(name);
@@ -466,7 +476,11 @@ async fn apply(
     }
     let key = format!("{}/{name}", tokens.namespace().unwrap_or_default());
     let what = fingerprint(&body.to_string());
-    if written.in_flight(&key, cached.and_then(|t| t.metadata.resource_version.as_deref()), what) {
+    if written.in_flight(
+        &key,
+        cached.and_then(|t| t.metadata.resource_version.as_deref()),
+        what,
+    ) {
         // Applied already; the cache has not seen it yet.
         return Ok(());
     }

@@ -66,7 +66,9 @@ pub async fn apply(cached: Arc<GitLabToken>, ctx: &Context) -> Result<Action, To
     // the first write fail (409) and the reconcile start over.
     let uid = cached.uid().unwrap_or_default();
     let token = match ctx.fence(&uid) {
-        Some(known) if crate::controller::cache::is_behind(cached.metadata.resource_version.as_deref(), &known) => {
+        Some(known)
+            if crate::controller::cache::is_behind(cached.metadata.resource_version.as_deref(), &known) =>
+        {
             let api: Api<GitLabToken> = Api::namespaced(ctx.client.clone(), &namespace);
             let Some(fresh) = api.get_opt(&cached.name_any()).await? else {
                 return Ok(Action::await_change());
@@ -491,4 +493,3 @@ pub(super) fn gitlab_reason(e: &GitLabError) -> &'static str {
         _ => Reason::GitLabUnavailable.as_str(),
     }
 }
-

@@ -502,7 +502,9 @@ pub async fn secret_state(
         ctx.secrets.remember(&namespace, name, Some(live), inputs, &state);
         return Ok(state);
     }
-    if token.status.as_ref().is_none_or(ledger_is_empty) && ctx.secrets.listed() && !ctx.secrets.holds(&namespace, name)
+    if token.status.as_ref().is_none_or(ledger_is_empty)
+        && ctx.secrets.listed()
+        && !ctx.secrets.holds(&namespace, name)
     {
         // Nothing this GitLabToken was ever given can be there (the metadata cache holds every
         // Secret the operator labels): absent, or someone else's, which the dry run before any
@@ -520,7 +522,10 @@ pub async fn secret_state(
 
 /// Whether a ledger names no token at all (none minted, none being minted or revoked).
 fn ledger_is_empty(status: &crate::crd::GitLabTokenStatus) -> bool {
-    status.current.is_none() && status.previous.is_none() && status.pending.is_none() && status.revoking.is_empty()
+    status.current.is_none()
+        && status.previous.is_none()
+        && status.pending.is_none()
+        && status.revoking.is_empty()
 }
 
 /// What a Secret's classification depends on besides the Secret itself: the owner, the digest

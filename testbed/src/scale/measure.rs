@@ -56,6 +56,16 @@ impl Traffic {
             .sum()
     }
 
+    /// GitLab calls to one `METHOD /endpoint` (0 when none).
+    pub fn gitlab_count(&self, endpoint: &str) -> u64 {
+        self.gitlab.get(endpoint).copied().unwrap_or(0)
+    }
+
+    /// The operator's Kubernetes requests of one `verb resource` (0 when none).
+    pub fn kube_count(&self, request: &str) -> u64 {
+        self.kube.get(request).copied().unwrap_or(0)
+    }
+
     /// Every Kubernetes request of the operator (a watch counts once, when opened).
     pub fn kube_total(&self) -> u64 {
         self.kube.values().sum()

@@ -176,7 +176,9 @@ fn in_batch(namespace: Option<&str>, batch: &str) -> bool {
 fn readiness<'a>(tokens: impl Iterator<Item = &'a DynamicObject>, batch: &str) -> (usize, usize) {
     tokens
         .filter(|t| in_batch(t.metadata.namespace.as_deref(), batch))
-        .fold((0, 0), |(n, ready), t| (n + 1, ready + usize::from(is_ready(&t.data))))
+        .fold((0, 0), |(n, ready), t| {
+            (n + 1, ready + usize::from(is_ready(&t.data)))
+        })
 }
 
 /// How many GitLabTokens in namespaces of `batch` exist, and how many are `Ready=True` (one
@@ -281,7 +283,12 @@ pub async fn current_token_id(client: &Client, namespace: &str, name: &str) -> R
 }
 
 /// Asks for a GitLabToken's renewal (a merge patch of the renew annotation, as a user would).
-pub async fn request_renewal(client: &Client, namespace: &str, name: &str, value: &str) -> Result<(), String> {
+pub async fn request_renewal(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    value: &str,
+) -> Result<(), String> {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &token_resource());
     let patch = json!({"metadata": {"annotations": {RENEW_ANNOTATION: value}}});
     api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
