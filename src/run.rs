@@ -36,13 +36,13 @@ mod controllers;
 
 use controllers::{connection_controller, policy_status_controller, shim_controller, token_controller};
 
-/// Flags of `run` (each also readable from the environment).
 /// Most Kubernetes requests the operator has in flight at once. kube-rs speaks HTTP/1.1, one
 /// connection per request in flight (watches hold theirs while they stream, and are not counted
 /// here: the limit covers a request until its response starts): bounded, the connections are too.
 /// 16 keeps well over a thousand requests a second against an API server answering in 10 ms.
 const KUBE_REQUESTS_IN_FLIGHT: usize = 16;
 
+/// Flags of `run` (each also readable from the environment).
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// The operator's namespace: GitLabConnection credentials must live here.
@@ -257,6 +257,7 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
     };
 
     let (tokens, token_writer) = reflector::store::<GitLabToken>();
+    let token_index = Arc::new(crate::controller::cache::NamespaceIndex::default());
     let (shim_wake_tx, shim_wake_rx) = tokio::sync::mpsc::unbounded_channel();
     let controllers: Vec<BoxFuture<'static, ()>> = vec![
         connection_controller(ctx.clone(), clock_moves.clone(), stopped()).boxed(),
@@ -270,11 +271,18 @@ pub async fn run(args: RunArgs) -> Result<(), RunError> {
                 reader: tokens.clone(),
                 writer: token_writer,
                 shim_wakes: controllers::ShimWakes(shim_wake_tx),
+                index: token_index.clone(),
             },
             stopped(),
         )
         .boxed(),
-        shim_controller(ctx.clone(), tokens.clone(), shim_wake_rx, stopped()).boxed(),
+        shim_controller(
+            ctx.clone(),
+            (tokens.clone(), token_index),
+            shim_wake_rx,
+            stopped(),
+        )
+        .boxed(),
         if ctx.config.argocd_namespace.is_empty() {
             futures::future::ready(()).boxed()
         } else {

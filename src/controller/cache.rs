@@ -4,7 +4,7 @@
 //! are most of each cached object's size.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
     hash::{DefaultHasher, Hash, Hasher},
     sync::Mutex,
 };
@@ -84,6 +84,65 @@ impl Written {
     }
 }
 
+/// The names of a cache's objects by namespace, kept from its watch's events, so a reconcile of
+/// one namespace looks up its own objects instead of scanning all (at 10,000 sources, the scans
+/// were most of the operator's CPU). A name whose deletion a relist swallowed stays behind; the
+/// cache lookup that follows finds nothing there.
+#[derive(Default)]
+pub struct NamespaceIndex {
+    names: Mutex<HashMap<String, BTreeSet<String>>>,
+}
+
+impl NamespaceIndex {
+    /// Records an object that was added or changed.
+    pub fn insert(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.names.lock() {
+            m.entry(namespace.to_string())
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
+
+    /// Forgets a deleted object.
+    pub fn remove(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.names.lock()
+            && let Some(names) = m.get_mut(namespace)
+        {
+            names.remove(name);
+            if names.is_empty() {
+                m.remove(namespace);
+            }
+        }
+    }
+
+    /// The names recorded in a namespace.
+    pub fn names(&self, namespace: &str) -> Vec<String> {
+        self.names
+            .lock()
+            .ok()
+            .and_then(|m| m.get(namespace).map(|n| n.iter().cloned().collect()))
+            .unwrap_or_default()
+    }
+
+    /// Follows one watch event (objects without a namespace are not indexed).
+    pub fn follow<K: Resource>(&self, event: &kube::runtime::watcher::Event<K>) {
+        use kube::runtime::watcher::Event;
+        match event {
+            Event::Apply(o) | Event::InitApply(o) => {
+                if let (Some(ns), Some(name)) = (&o.meta().namespace, &o.meta().name) {
+                    self.insert(ns, name);
+                }
+            }
+            Event::Delete(o) => {
+                if let (Some(ns), Some(name)) = (&o.meta().namespace, &o.meta().name) {
+                    self.remove(ns, name);
+                }
+            }
+            Event::Init | Event::InitDone => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::{
@@ -146,5 +205,29 @@ mod tests {
         // The cache caught up: the entry goes, and the cached object decides from then on.
         assert!(!written.in_flight("ns/src", Some("100"), a));
         assert!(!written.in_flight("ns/src", Some("99"), a));
+    }
+
+    #[test]
+    fn a_namespace_index_follows_adds_and_deletes() {
+        use kube::runtime::watcher::Event;
+        let cm = |ns: &str, name: &str| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let index = NamespaceIndex::default();
+        index.follow(&Event::InitApply(cm("a", "one")));
+        index.follow(&Event::Apply(cm("a", "two")));
+        index.follow(&Event::Apply(cm("b", "three")));
+        assert_eq!(index.names("a"), ["one", "two"]);
+        index.follow(&Event::Delete(cm("a", "one")));
+        assert_eq!(index.names("a"), ["two"]);
+        assert_eq!(index.names("b"), ["three"]);
+        index.follow(&Event::Delete(cm("b", "three")));
+        assert!(index.names("b").is_empty());
+        assert!(index.names("c").is_empty());
     }
 }

@@ -40,6 +40,8 @@ pub(super) struct TokenCache {
     pub writer: reflector::store::Writer<GitLabToken>,
     /// The shim's wake-ups from that watch.
     pub shim_wakes: ShimWakes,
+    /// The cached names by namespace (shared with the shim).
+    pub index: Arc<crate::controller::cache::NamespaceIndex>,
 }
 
 /// Wakes the shim for the namespace of a shim-managed `GitLabToken` that changed or went.
@@ -145,6 +147,7 @@ pub(super) async fn token_controller(
         reader,
         writer,
         shim_wakes,
+        index,
     } = cache;
     let overlaps = ctx.consumer_changes.waiting.clone();
     let listed = ctx.clone();
@@ -152,6 +155,11 @@ pub(super) async fn token_controller(
         .default_backoff()
         .modify(crate::controller::cache::slim)
         .reflect(writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.follow(event);
+            }
+        })
         .inspect(move |event| match event {
             Ok(watcher::Event::Apply(t) | watcher::Event::InitApply(t)) => {
                 overlaps.observe(t);
@@ -267,7 +275,7 @@ pub(super) async fn policy_status_controller(
 
 pub(super) async fn shim_controller(
     ctx: Arc<Context>,
-    tokens: Store<GitLabToken>,
+    (tokens, token_index): (Store<GitLabToken>, Arc<crate::controller::cache::NamespaceIndex>),
     token_wakes: tokio::sync::mpsc::UnboundedReceiver<ObjectRef<Namespace>>,
     stopped: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -302,7 +310,12 @@ pub(super) async fn shim_controller(
         .run(
             shim::reconcile,
             |_, _: &shim::ShimError, _| Action::requeue(Duration::from_secs(10)),
-            Arc::new(ShimContext { ctx, state, tokens }),
+            Arc::new(ShimContext {
+                ctx,
+                state,
+                tokens,
+                token_index,
+            }),
         )
         .for_each(|_| async {})
         .await;

@@ -172,6 +172,25 @@ async fn thirty_sources_issue_once_and_a_restart_writes_nothing() {
         report.late_source_secs.is_some(),
         "a source created right after a restart was served"
     );
+    let interrupted = report.interrupted.as_ref().expect("the interrupted batch ran");
+    assert!(
+        matches!(interrupted.sigterm_full_queue, Some(Some(_))),
+        "SIGTERM with a full queue: the operator exited by itself, before the 30 s grace ran out"
+    );
+    assert_eq!(
+        (interrupted.tokens, interrupted.ready),
+        (100, 100),
+        "the restarted operator finished the interrupted batch"
+    );
+    assert_eq!(
+        interrupted
+            .traffic
+            .gitlab_count("POST /projects/:id/access_tokens"),
+        100,
+        "one mint per token across the stop and the restart (nothing half-done was done twice): \
+         {:?}",
+        interrupted.traffic.gitlab
+    );
     assert_eq!(
         restart.traffic.kube_changes, 0,
         "a restart changes nothing in Kubernetes: {:?}",

@@ -28,8 +28,11 @@ use std::{
 use k8s_openapi::{api::core::v1::Namespace, apimachinery::pkg::apis::meta::v1::OwnerReference};
 use kube::{
     Api, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams},
-    runtime::{controller::Action, reflector::Store},
+    api::{DeleteParams, ObjectMeta, Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        reflector::{ObjectRef, Store},
+    },
 };
 
 pub use self::watch::{FLUX_KINDS, served_flux_kinds, spawn_kind_watchers};
@@ -67,7 +70,7 @@ pub fn is_shims(token: &GitLabToken) -> bool {
 /// What the shim keeps between reconciles.
 #[derive(Default)]
 pub struct ShimState {
-    kinds: RwLock<Vec<(ApiResource, Store<DynamicObject>)>>,
+    kinds: RwLock<Vec<watch::KindCache>>,
     projects: ProjectCache,
     reported: Mutex<HashMap<String, String>>,
     /// Flux kinds whose first discovery found them not served, or whose store has listed.
@@ -95,6 +98,8 @@ pub struct ShimContext {
     /// Every `GitLabToken`: the token controller's cache, shared (reconciles read it instead of
     /// listing; the shim's own are those [`is_shims`] says).
     pub tokens: Store<GitLabToken>,
+    /// Their names by namespace (fed by the token controller's watch).
+    pub token_index: Arc<super::cache::NamespaceIndex>,
 }
 
 /// Whether the shim sees everything its decisions depend on: every Flux kind discovered (and
@@ -149,10 +154,10 @@ pub async fn reconcile(ns: Arc<Namespace>, sc: Arc<ShimContext>) -> Result<Actio
     // label; the others are a user's, never taken over). One that lags behind our own apply only
     // costs a no-op re-apply.
     let in_namespace: Vec<Arc<GitLabToken>> = sc
-        .tokens
-        .state()
+        .token_index
+        .names(&namespace)
         .into_iter()
-        .filter(|t| t.metadata.namespace.as_deref() == Some(namespace.as_str()))
+        .filter_map(|name| sc.tokens.get(&ObjectRef::new(&name).within(&namespace)))
         .collect();
     let existing = ExistingTokens {
         foreign: in_namespace

@@ -21,7 +21,18 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::ShimState;
-use crate::shim::annotations;
+use crate::{controller::cache::NamespaceIndex, shim::annotations};
+
+/// One served Flux kind's cache, and the names in it by namespace.
+#[derive(Clone)]
+pub struct KindCache {
+    /// The kind at its served version.
+    pub resource: ApiResource,
+    /// Every object of the kind.
+    pub store: reflector::Store<DynamicObject>,
+    /// Their names by namespace.
+    pub index: Arc<NamespaceIndex>,
+}
 
 /// The Flux kinds the shim serves, with the API versions it prefers (first served wins).
 pub const FLUX_KINDS: [(&str, &str, &str, &[&str]); 5] = [
@@ -88,8 +99,13 @@ pub fn spawn_kind_watchers(
             tracing::info!(kind, version = %resource.version, "serving annotated sources of this kind");
             let writer = reflector::store::Writer::<DynamicObject>::new(resource.clone());
             let reader = writer.as_reader();
+            let index = Arc::new(NamespaceIndex::default());
             if let Ok(mut kinds) = state.kinds.write() {
-                kinds.push((resource.clone(), reader));
+                kinds.push(KindCache {
+                    resource: resource.clone(),
+                    store: reader,
+                    index: index.clone(),
+                });
             }
             let api = Api::<DynamicObject>::all_with(client, &resource);
             watcher(api, watcher::Config::default())
@@ -104,6 +120,7 @@ pub fn spawn_kind_watchers(
                         state.concluded_kinds.fetch_add(1, Ordering::SeqCst);
                     }
                     if let Ok(event) = event {
+                        index.follow(&event);
                         let objects: Vec<&DynamicObject> = match &event {
                             watcher::Event::Apply(o)
                             | watcher::Event::Delete(o)
@@ -180,10 +197,18 @@ pub struct Source {
 pub fn annotated_sources(state: &ShimState, namespace: &str) -> Vec<Source> {
     let kinds = state.kinds.read().map(|k| k.clone()).unwrap_or_default();
     let mut out = Vec::new();
-    for (resource, store) in kinds {
-        for obj in store.state() {
-            if obj.metadata.namespace.as_deref() != Some(namespace)
-                || obj.metadata.deletion_timestamp.is_some()
+    for KindCache {
+        resource,
+        store,
+        index,
+    } in kinds
+    {
+        let in_namespace = index
+            .names(namespace)
+            .into_iter()
+            .filter_map(|name| store.get(&ObjectRef::new_with(&name, resource.clone()).within(namespace)));
+        for obj in in_namespace {
+            if obj.metadata.deletion_timestamp.is_some()
                 || !obj
                     .annotations()
                     .keys()

@@ -138,9 +138,16 @@ impl Bench {
         ready.ok_or_else(|| setup_err("the GitLabConnection did not become Ready"))
     }
 
-    /// Creates a batch and waits until every GitLabToken of it is Ready.
-    async fn issue(&self, batch: &str, throttle: Option<u32>) -> Result<IssuePhase, ScaleError> {
-        let n = self.options.sources;
+    /// Creates a batch and waits until every GitLabToken of it is Ready. With `interrupt`, the
+    /// operator gets SIGTERM once a third of the batch is Ready (its queue full of the rest) and
+    /// is started again: the batch must still finish with one mint per token.
+    async fn issue(
+        &mut self,
+        batch: &str,
+        n: usize,
+        throttle: Option<u32>,
+        interrupt: bool,
+    ) -> Result<IssuePhase, ScaleError> {
         let from: Mark = mark(&self.world);
         let connections = self.sample_connections();
         let started = Instant::now();
@@ -158,10 +165,20 @@ impl Bench {
             started.elapsed().as_secs_f64()
         ));
         let mut last_report = Instant::now();
+        let mut sigterm_full_queue = None;
         let (tokens, ready) = loop {
             let (tokens, ready) = self.tokens.readiness(batch);
             if ready >= n || started.elapsed() >= self.options.timeout {
                 break (tokens, ready);
+            }
+            if interrupt && sigterm_full_queue.is_none() && ready >= n / 3 {
+                self.say(&format!("SIGTERM with {} of {n} still to issue", n - ready));
+                let exited = match self.operator.take() {
+                    Some(op) => op.terminate(Duration::from_secs(30)).await,
+                    None => None,
+                };
+                sigterm_full_queue = Some(exited.map(|d| d.as_secs_f64()));
+                self.start_operator().await?;
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 self.say(&format!(
@@ -176,6 +193,7 @@ impl Bench {
         let traffic = since(&self.world, &from, setup::OPERATOR_USER);
         Ok(IssuePhase {
             kube_connections_peak: connections.finish(),
+            sigterm_full_queue,
             ..IssuePhase::new(
                 tokens,
                 ready,
@@ -395,7 +413,7 @@ async fn phases(bench: &mut Bench) -> Result<Report, ScaleError> {
     bench.start_operator().await?;
     bench.connection_ready().await?;
     bench.say("operator ready, connection Ready; issuing");
-    let issue = bench.issue("", None).await?;
+    let issue = bench.issue("", o.sources, None, false).await?;
     bench.say(&format!(
         "issue: {} of {} Ready in {:.1} s",
         issue.ready,
@@ -426,6 +444,15 @@ async fn phases(bench: &mut Bench) -> Result<Report, ScaleError> {
         bench.say("restart with a source created right after /readyz");
         Some(bench.late_source().await?)
     };
+    let interrupted = if o.restart_window.is_zero() {
+        None
+    } else {
+        let n = (o.sources / 10).max(100);
+        bench.say(&format!(
+            "a batch of {n}, with SIGTERM once a third is Ready, then a restart"
+        ));
+        Some(bench.issue("q", n, None, true).await?)
+    };
     let throttled = match o.throttle {
         Some(limit) => {
             bench.say(&format!("throttled batch: GitLab at {limit} requests a minute"));
@@ -433,7 +460,7 @@ async fn phases(bench: &mut Bench) -> Result<Report, ScaleError> {
                 limit,
                 period_secs: 60,
             }));
-            let phase = bench.issue("t", Some(limit)).await;
+            let phase = bench.issue("t", o.sources, Some(limit), false).await;
             bench.world.gitlab.set_rate_limit(None);
             Some(phase?)
         }
@@ -450,6 +477,7 @@ async fn phases(bench: &mut Bench) -> Result<Report, ScaleError> {
         policy_edit,
         restart,
         late_source_secs: late_source.flatten(),
+        interrupted,
         throttled,
     })
 }
