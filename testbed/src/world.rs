@@ -262,7 +262,7 @@ impl World {
             .clock()
             .try_advance(by)
             .map_err(|e| WorldError::Start(format!("clock: {e}")))?;
-        write_offset(&self.clock_offset_path(), offset_secs(&self.gitlab.state()))?;
+        write_current_offset(&self.gitlab.state(), &self.clock_offset_path())?;
         Ok(())
     }
 
@@ -331,13 +331,29 @@ fn write_offset(path: &Path, secs: i64) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
+/// Serialises writes of offset files. The mirror task and `advance_clock` both write one, through
+/// the same temporary file: unserialised, one writer's rename found the file already moved (a
+/// CI run failed with `clock: … No such file or directory`), and a late writer could put back an
+/// older offset.
+static OFFSET_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Writes GitLab's clock offset as it is while holding [`OFFSET_WRITES`]; returns what it wrote.
+fn write_current_offset(state: &crate::gitlab::GitLabState, path: &Path) -> std::io::Result<i64> {
+    let _only_writer = OFFSET_WRITES.lock().unwrap_or_else(|e| e.into_inner());
+    let secs = offset_secs(state);
+    write_offset(path, secs)?;
+    Ok(secs)
+}
+
 /// Keeps the offset file equal to GitLab's clock, whoever moves it (Rust API or HTTP controls).
 async fn mirror_clock(state: Arc<crate::gitlab::GitLabState>, path: PathBuf) {
     let mut last = 0i64;
     loop {
         let now = offset_secs(&state);
-        if (now - last).abs() >= 2 && write_offset(&path, now).is_ok() {
-            last = now;
+        if (now - last).abs() >= 2
+            && let Ok(written) = write_current_offset(&state, &path)
+        {
+            last = written;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
